@@ -1,0 +1,1 @@
+"""Command-line entry points: ``skyfix`` (all tools) and ``runtime`` (the onboard group)."""

@@ -1,0 +1,23 @@
+"""Shared CLI plumbing: run a parsed command's handler and turn SkyFix's typed errors into one-line messages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    """Call ``args.handler(args)``; a typed SkyFix error prints ``error: ...`` and exits 2 (no traceback)."""
+    from calibration.errors import CalibrationError
+    from maps.errors import MapError
+    from runtime.errors import OnboardError
+
+    try:
+        code = args.handler(args)
+    except (CalibrationError, MapError, OnboardError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)

@@ -1,0 +1,28 @@
+"""``runtime``: the onboard group (``runtime replay recording.bag``, ``runtime inspect ...``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from runtime.cli.common import run_handler
+
+GROUPS = (("runtime.bag_cli", "register"),)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="runtime", description="SkyFix onboard runtime.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module, attr in GROUPS:
+        getattr(importlib.import_module(module), attr)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_handler(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

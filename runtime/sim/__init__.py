@@ -1,0 +1,1 @@
+"""Simulated flights over an orthophoto, written as ROS1 bags with standard messages."""
