@@ -34,7 +34,9 @@ class CameraModel:
     """Intrinsics of one camera at one image size.
 
     ``distortion`` holds OpenCV's coefficients in OpenCV's order for ``model``; an empty tuple means none.
-    ``skew`` is the K[0, 1] entry in pixels (0 for almost every real camera).
+    ``skew`` is the K[0, 1] entry in pixels (0 for almost every real camera). It is honoured as the camera matrix
+    defines it; note that ``cv2.projectPoints`` ignores K[0, 1] for the pinhole model (OpenCV never estimates skew),
+    so parity with OpenCV holds for skew = 0, and for fisheye with OpenCV's ``alpha = skew / fx``.
     """
 
     width: int
