@@ -28,12 +28,16 @@ def _transformer(src: str, dst: str):
 def _check_latlon(lat, lon) -> None:
     lat = np.asarray(lat, dtype=float)
     lon = np.asarray(lon, dtype=float)
+    if lat.size == 0 or lat.shape != lon.shape:
+        raise MapError(f"latitude and longitude need the same non-empty shape, got {lat.shape} and {lon.shape}")
     if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon))):
         raise MapError("latitude/longitude must be finite numbers (degrees)")
-    if np.any(np.abs(lat) > 90.0) or np.any(np.abs(lon) > 180.0):
+    bad = (np.abs(lat) > 90.0) | (np.abs(lon) > 180.0)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
         raise MapError(
-            f"latitude must be within [-90, 90] and longitude within [-180, 180] degrees, got lat={lat.tolist()}, "
-            f"lon={lon.tolist()}; were they swapped or given in a projected CRS?"
+            f"latitude must be within [-90, 90] and longitude within [-180, 180] degrees, got lat={lat.ravel()[i]}, "
+            f"lon={lon.ravel()[i]} ({int(bad.sum())} such points); were they swapped or given in a projected CRS?"
         )
 
 
@@ -45,7 +49,11 @@ def utm_epsg_for(lat: float, lon: float) -> int:
 
 
 def wgs84_to_utm(lat, lon, epsg: int | None = None):
-    """(lat, lon) degrees -> (easting, northing, epsg) metres in UTM (zone chosen from the first point if not given)."""
+    """(lat, lon) degrees -> (easting, northing, epsg) metres in UTM.
+
+    The zone is chosen from the first point if not given (standard 6-degree zones; the Norway/Svalbard
+    exceptions are not applied), and every point is projected in that one zone.
+    """
     _check_latlon(lat, lon)
     if epsg is None:
         epsg = utm_epsg_for(float(np.ravel(lat)[0]), float(np.ravel(lon)[0]))
@@ -109,10 +117,19 @@ class LocalFrame:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LocalFrame":
+        """Inverse of :meth:`to_dict`; unknown keys are rejected and a stored ``proj4`` must match the origin."""
+        if not isinstance(d, dict):
+            raise MapError(f"a local frame must be a mapping with 'lat0' and 'lon0', got {type(d).__name__}")
+        unknown = sorted(set(d) - {"lat0", "lon0", "proj4"})
+        if unknown:
+            raise MapError(f"unknown local frame keys {unknown}; expected 'lat0', 'lon0' and optionally 'proj4'")
         try:
-            return cls(float(d["lat0"]), float(d["lon0"]))
+            frame = cls(float(d["lat0"]), float(d["lon0"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise MapError(f"a local frame needs numeric 'lat0' and 'lon0' (degrees), got {d!r}") from exc
+        if "proj4" in d and d["proj4"] != frame.proj4:
+            raise MapError(f"local frame proj4 {d['proj4']!r} does not match its origin, expected {frame.proj4!r}")
+        return frame
 
 
 def meters_per_degree(lat: float) -> tuple[float, float]:

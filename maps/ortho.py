@@ -42,7 +42,7 @@ class Orthophoto:
             raise MapError(f"orthophoto image must be uint8[h, w, 3] RGB, got {self.image.dtype}{list(self.image.shape)}")
         if self.mask.shape != self.image.shape[:2] or self.mask.dtype != bool:
             raise MapError(f"orthophoto mask must be bool{list(self.image.shape[:2])}, got {self.mask.dtype}{list(self.mask.shape)}")
-        if not self.gsd > 0:
+        if not (np.isfinite(self.gsd) and self.gsd > 0):
             raise MapError(f"ground sampling distance must be > 0 m/px, got {self.gsd}")
 
     @property

@@ -1,0 +1,609 @@
+"""GeoTIFF orthophotos in any projected (or geographic) CRS -> one :class:`~maps.ortho.Orthophoto` in a LocalFrame.
+
+:func:`load_orthophoto` reads one or many georeferenced rasters (GeoTIFF, or anything GDAL reads), checks their
+georeference against pyproj (bounds on Earth, plausible pixel size, inside the CRS's area of use), and warps and
+mosaics them with ``rasterio.warp.reproject`` into a north-up raster of square ``gsd`` metre pixels in a
+:class:`~maps.geodesy.LocalFrame` (transverse Mercator centred on the map, so local metres are true ground metres;
+a World Mercator (EPSG:3395) source with 0.1 "metre" pixels comes out at ~0.097 m at latitude 14 deg).
+
+Band layouts: RGB (by colour interpretation, else the first three bands), RGBA / alpha, palette, single-band grey
+(replicated to RGB). Non-uint8 data (uint16 panchromatic, float) is stretched to uint8 with one robust percentile
+stretch over the whole mosaic. Nodata, alpha and internal masks make ``mask`` False, as does everything outside
+every source. :func:`write_geotiff` writes an Orthophoto back (RGB + alpha, in its frame's CRS) so that
+``load_orthophoto(write_geotiff(path, ortho))`` returns the same pixels in the same frame.
+
+rasterio and pyproj are imported inside the functions (they are slow to import).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from .errors import GeoTiffError
+from .geodesy import LocalFrame
+from .ortho import Orthophoto
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+RESAMPLING_METHODS = ("auto", "nearest", "bilinear", "cubic", "lanczos", "average", "area")
+"""Accepted ``resampling`` names; "auto" = "average" (area) where the output is >= 1.25x coarser than a source,
+else "bilinear"; "area" is an alias of "average"."""
+
+AUTO_AREA_RATIO = 1.25
+STRETCH_PERCENTILES = (0.5, 99.5)
+"""Percentiles (of the valid pixels of the whole mosaic, all channels together) mapped to 0 and 255 for non-uint8
+data."""
+
+MAX_OUTPUT_PIXELS = 500_000_000
+"""Refuse mosaics larger than this many pixels (1.5 GB as RGB); pass a coarser ``gsd`` or split the area."""
+
+PIXEL_SIZE_RANGE_M = (1e-3, 1e4)
+"""Plausible ground pixel sizes of an orthophoto, metres; outside it the CRS or transform is almost surely wrong."""
+
+AREA_OF_USE_MARGIN_DEG = 10.0
+"""How far (degrees) a raster may lie outside its CRS's area of use before it is rejected as mis-tagged."""
+
+TAG_LAT0 = "SKYFIX_FRAME_LAT0"
+TAG_LON0 = "SKYFIX_FRAME_LON0"
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What :func:`_inspect` learned about one raster (the file is reopened to read its pixels)."""
+
+    path: str
+    crs: object  # rasterio.crs.CRS
+    transform: object  # affine.Affine
+    width: int
+    height: int
+    kind: str  # "grey" or "rgb"
+    bands: tuple[int, ...]  # 1-based band indexes holding the data (grey: 1, rgb: 3)
+    palette: bool
+    dtype: str
+    ground_res: tuple[float, float]  # metres per pixel along columns, rows (true ground distance)
+    lonlat_bounds: tuple[float, float, float, float]  # west, south, east, north degrees
+    frame_tag: tuple[float, float] | None  # (lat0, lon0) written by write_geotiff
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _expand_paths(paths) -> list[Path]:
+    if isinstance(paths, (str, os.PathLike)):
+        items = [paths]
+    else:
+        try:
+            items = list(paths)
+        except TypeError:
+            raise GeoTiffError(
+                f"paths must be a path, a folder or a list of paths to GeoTIFFs, got {type(paths).__name__}"
+            ) from None
+    out: list[Path] = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise GeoTiffError(f"expected a file path (str or Path), got {type(item).__name__}: {item!r}")
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in GEOTIFF_SUFFIXES and q.is_file())
+            if not found:
+                raise GeoTiffError(f"folder {p} holds no GeoTIFF ({'/'.join(GEOTIFF_SUFFIXES)} files)")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise GeoTiffError(f"orthophoto {p} not found; check the path (expected a GeoTIFF file or a folder of them)")
+    if not out:
+        raise GeoTiffError("no orthophoto given: pass one GeoTIFF path, a folder of GeoTIFFs or a list of paths")
+    return out
+
+
+def _to_rio_crs(crs, what: str):
+    from rasterio.crs import CRS as RioCRS
+    from pyproj import CRS
+
+    try:
+        return RioCRS.from_wkt(CRS.from_user_input(crs).to_wkt())
+    except Exception as exc:  # pyproj.exceptions.CRSError, rasterio CRSError, TypeError
+        raise GeoTiffError(
+            f"{what}: cannot understand CRS {crs!r} ({exc}); pass e.g. 'EPSG:2056', 32616, a WKT or a PROJ string"
+        ) from exc
+
+
+def _to_affine(transform):
+    from affine import Affine
+
+    if isinstance(transform, Affine):
+        t = transform
+    else:
+        try:
+            vals = [float(v) for v in transform]
+        except (TypeError, ValueError):
+            vals = []
+        if len(vals) not in (6, 9):
+            raise GeoTiffError(
+                "transform must be an affine.Affine or 6 numbers (a, b, c, d, e, f) in rasterio order "
+                f"(x = a*col + b*row + c, y = d*col + e*row + f; north-up: (gsd, 0, x_left, 0, -gsd, y_top)), "
+                f"got {transform!r}"
+            )
+        t = Affine(*vals[:6])
+    if not all(math.isfinite(v) for v in t[:6]) or abs(t.determinant) < 1e-30:
+        raise GeoTiffError(f"transform {tuple(t[:6])} is not invertible/finite; expected (gsd, 0, x_left, 0, -gsd, y_top)")
+    return t
+
+
+def _pyproj_crs(rio_crs):
+    """pyproj CRS of a rasterio CRS; the EPSG definition where it is one (so its area of use is known)."""
+    from pyproj import CRS
+
+    crs = CRS.from_wkt(rio_crs.to_wkt())
+    if crs.area_of_use is None:
+        try:
+            epsg = crs.to_epsg(min_confidence=90)
+        except Exception:  # pyproj.exceptions.CRSError on odd definitions
+            epsg = None
+        if epsg is not None:
+            crs = CRS.from_epsg(epsg)
+    return crs
+
+
+def _corners(transform, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source-CRS coordinates of the 4 corners and the edge midpoints (pixel-edge convention)."""
+    cols = np.array([0, width / 2, width, width, width, width / 2, 0, 0], dtype=float)
+    rows = np.array([0, 0, 0, height / 2, height, height, height, height / 2], dtype=float)
+    a, b, c, d, e, f = transform[:6]
+    return a * cols + b * rows + c, d * cols + e * rows + f
+
+
+def _check_georeference(path: str, crs, transform, width: int, height: int):
+    """Bounds on Earth, plausible ground pixel size, inside the CRS's area of use. Returns (lonlat bounds, res)."""
+    from pyproj import Geod, Transformer
+
+    pcrs = _pyproj_crs(crs)
+    fix = "if the CRS tag is wrong pass crs='EPSG:xxxx' with the right one (CLI: --crs)"
+    xs, ys = _corners(transform, width, height)
+    if pcrs.is_geographic:
+        if np.any(np.abs(ys) > 90.0 + 1e-6) or np.any(xs < -180.0 - 1e-6) or np.any(xs > 360.0 + 1e-6):
+            raise GeoTiffError(
+                f"{path}: its CRS ({pcrs.name}) is geographic (degrees) but its bounds x {xs.min():.6g}..{xs.max():.6g}, "
+                f"y {ys.min():.6g}..{ys.max():.6g} are not latitude/longitude (they look like projected metres); {fix}"
+            )
+    tr = Transformer.from_crs(pcrs, "EPSG:4326", always_xy=True)
+    left, bottom, right, top = xs.min(), ys.min(), xs.max(), ys.max()
+    try:
+        west, south, east, north = tr.transform_bounds(left, bottom, right, top, densify_pts=21)
+    except Exception as exc:  # pyproj.exceptions.ProjError
+        west = south = east = north = float("nan")
+        detail = f" ({exc})"
+    else:
+        detail = ""
+    vals = np.array([west, south, east, north])
+    if not np.all(np.isfinite(vals)) or abs(south) > 90 or abs(north) > 90 or abs(west) > 180 or abs(east) > 180:
+        raise GeoTiffError(
+            f"{path}: its bounds x {left:.6g}..{right:.6g}, y {bottom:.6g}..{top:.6g} in {pcrs.name} are not on Earth"
+            f"{detail}; {fix}, or fix its transform"
+        )
+    # true ground size of the centre pixel (geodesic distances to its right and lower neighbours)
+    a, b, c, d, e, f = transform[:6]
+    cu, cv = width / 2.0, height / 2.0
+    cols = np.array([cu, cu + 1.0, cu])
+    rows = np.array([cv, cv, cv + 1.0])
+    lon, lat = tr.transform(a * cols + b * rows + c, d * cols + e * rows + f)
+    geod = Geod(ellps="WGS84")
+    _, _, rx = geod.inv(lon[0], lat[0], lon[1], lat[1])
+    _, _, ry = geod.inv(lon[0], lat[0], lon[2], lat[2])
+    lo, hi = PIXEL_SIZE_RANGE_M
+    if not (lo <= rx <= hi and lo <= ry <= hi):
+        raise GeoTiffError(
+            f"{path}: a pixel would be {rx:.3g} x {ry:.3g} m on the ground, expected {lo:g}..{hi:g} m; the CRS "
+            f"({pcrs.name}) and the coordinates do not match (degrees tagged as metres or the reverse?); {fix}"
+        )
+    aou = pcrs.area_of_use
+    if aou is not None:
+        m = AREA_OF_USE_MARGIN_DEG
+        clat, clon = (south + north) / 2.0, (west + east) / 2.0
+        inside_lat = aou.south - m <= clat <= aou.north + m
+        if aou.west <= aou.east:
+            inside_lon = aou.west - m <= clon <= aou.east + m
+        else:  # area crossing the antimeridian
+            inside_lon = clon >= aou.west - m or clon <= aou.east + m
+        if not (inside_lat and inside_lon):
+            raise GeoTiffError(
+                f"{path}: its centre (lat {clat:.4f}, lon {clon:.4f}) lies far outside the area of use of its CRS "
+                f"{pcrs.name} ({aou.name}: lat {aou.south}..{aou.north}, lon {aou.west}..{aou.east}); {fix}"
+            )
+    return (float(west), float(south), float(east), float(north)), (float(rx), float(ry))
+
+
+def _band_layout(path: str, ds) -> tuple[str, tuple[int, ...], bool]:
+    from rasterio.enums import ColorInterp
+
+    ci = list(ds.colorinterp)
+    if ds.count == 1 and ci[0] == ColorInterp.palette:
+        if ds.dtypes[0] != "uint8":
+            raise GeoTiffError(f"{path}: palette raster of {ds.dtypes[0]} is not supported; expected uint8 indexes")
+        return "rgb", (1,), True
+    if all(x in ci for x in (ColorInterp.red, ColorInterp.green, ColorInterp.blue)):
+        return "rgb", (ci.index(ColorInterp.red) + 1, ci.index(ColorInterp.green) + 1, ci.index(ColorInterp.blue) + 1), False
+    data = [i + 1 for i, x in enumerate(ci) if x != ColorInterp.alpha]
+    if len(data) == 1:
+        return "grey", (data[0],), False
+    if len(data) >= 3:
+        return "rgb", tuple(data[:3]), False
+    raise GeoTiffError(
+        f"{path}: {ds.count} bands ({', '.join(x.name for x in ci)}) with {len(data)} data bands; expected 1 (grey), "
+        "3 (RGB) or 4 (RGBA) bands; convert it, e.g. `gdal_translate -b 1 -b 2 -b 3 in.tif out.tif`"
+    )
+
+
+def _open(path: str):
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise GeoTiffError(f"cannot read {path} as a raster ({exc}); expected a GeoTIFF") from exc
+
+
+def _inspect(path: Path, crs_override, transform_override) -> _Source:
+    spath = str(path)
+    with _open(spath) as ds:
+        crs = crs_override if crs_override is not None else ds.crs
+        transform = transform_override if transform_override is not None else ds.transform
+        has_gcps = bool(ds.gcps[0])
+        no_transform = transform_override is None and ds.transform.is_identity
+        if crs is None or not crs:
+            raise GeoTiffError(
+                f"{spath} has no CRS (coordinate reference system), so it cannot be placed on Earth. Pass the CRS it is "
+                "in: load_orthophoto(..., crs='EPSG:xxxx') (CLI: --crs EPSG:xxxx)"
+                + (", and its georeference: transform=(gsd, 0, x_left, 0, -gsd, y_top) (CLI: --transform / origin) or "
+                   "a world file (.tfw) next to it" if no_transform else "")
+                + "; or fix the file: `gdal_edit.py -a_srs EPSG:xxxx file.tif`"
+            )
+        if no_transform:
+            what = "only ground control points (GCPs)" if has_gcps else "no georeference (no geotransform)"
+            raise GeoTiffError(
+                f"{spath} has {what}. Pass transform=(gsd, 0, x_left, 0, -gsd, y_top) in the units of its CRS "
+                "(CLI: --transform / origin), put a world file (.tfw) next to it, or georeference it first "
+                "(`gdal_translate -a_ullr x_left y_top x_right y_bottom` or `gdalwarp -t_srs EPSG:xxxx` for GCPs)"
+            )
+        kind, bands, palette = _band_layout(spath, ds)
+        dtype = "uint8" if palette else ds.dtypes[bands[0] - 1]
+        if not palette and len({ds.dtypes[b - 1] for b in bands}) != 1:
+            raise GeoTiffError(f"{spath}: bands of different data types {ds.dtypes}; expected one type for all bands")
+        width, height = ds.width, ds.height
+        tags = ds.tags()
+    lonlat, res = _check_georeference(spath, crs, transform, width, height)
+    frame_tag = None
+    if TAG_LAT0 in tags and TAG_LON0 in tags:
+        try:
+            frame_tag = (float(tags[TAG_LAT0]), float(tags[TAG_LON0]))
+        except ValueError:
+            frame_tag = None
+    return _Source(spath, crs, transform, width, height, kind, bands, palette, dtype, res, lonlat, frame_tag)
+
+
+def _in_frame(src: _Source, frame: LocalFrame) -> bool:
+    """True if ``src`` is already in ``frame`` (written by write_geotiff in that frame): no reprojection needed."""
+    if src.frame_tag is None or src.frame_tag != (frame.lat0, frame.lon0):
+        return False
+    try:
+        to_local = frame.from_crs(_pyproj_crs(src.crs))
+        xs, ys = _corners(src.transform, src.width, src.height)
+        lx, ly = to_local(xs, ys)
+    except Exception:
+        return False
+    return bool(np.max(np.abs(np.asarray(lx) - xs)) < 1e-4 and np.max(np.abs(np.asarray(ly) - ys)) < 1e-4)
+
+
+def _round_sig(x: float, digits: int = 4) -> float:
+    if x <= 0 or not math.isfinite(x):
+        return x
+    return round(x, digits - 1 - int(math.floor(math.log10(x))))
+
+
+def _resampling(name: str):
+    from rasterio.enums import Resampling
+
+    table = {
+        "nearest": Resampling.nearest,
+        "bilinear": Resampling.bilinear,
+        "cubic": Resampling.cubic,
+        "lanczos": Resampling.lanczos,
+        "average": Resampling.average,
+        "area": Resampling.average,
+    }
+    return table[name]
+
+
+def _default_frame(sources: Sequence[_Source]) -> LocalFrame:
+    tags = {s.frame_tag for s in sources}
+    if len(tags) == 1 and None not in tags:
+        frame = LocalFrame(*next(iter(tags)))
+        if all(_in_frame(s, frame) for s in sources):
+            return frame
+    south = min(s.lonlat_bounds[1] for s in sources)
+    north = max(s.lonlat_bounds[3] for s in sources)
+    # longitudes: unwrap around the first source so that a map across the antimeridian stays contiguous
+    ref = (sources[0].lonlat_bounds[0] + sources[0].lonlat_bounds[2]) / 2.0
+    wests, easts = [], []
+    for s in sources:
+        w, _, e, _ = s.lonlat_bounds
+        if e < w:  # crosses the antimeridian
+            e += 360.0
+        shift = 360.0 * round(((w + e) / 2.0 - ref) / 360.0)
+        wests.append(w - shift)
+        easts.append(e - shift)
+    lon0 = (min(wests) + max(easts)) / 2.0
+    lon0 = (lon0 + 180.0) % 360.0 - 180.0
+    return LocalFrame((south + north) / 2.0, lon0)
+
+
+def _stretch_to_uint8(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """float32[h, w, c] -> uint8 with one robust percentile stretch over the valid pixels of all channels."""
+    valid = image[mask]
+    if valid.size > 2_000_000:
+        valid = valid.reshape(-1)[:: max(1, valid.size // 2_000_000)]
+    lo, hi = np.percentile(valid, STRETCH_PERCENTILES) if valid.size else (0.0, 1.0)
+    if not hi > lo:
+        hi = lo + 1.0
+    out = (image - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+    np.clip(out, 0.0, 255.0, out=out)
+    return np.rint(out).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------- public API
+
+
+def load_orthophoto(
+    paths,
+    *,
+    gsd: float | None = None,
+    frame: LocalFrame | None = None,
+    crs=None,
+    transform=None,
+    resampling: str = "auto",
+) -> Orthophoto:
+    """Read, reproject and mosaic GeoTIFF(s) into one north-up :class:`Orthophoto` in a local metric frame.
+
+    Args:
+        paths: a GeoTIFF path, a folder (all ``*.tif``/``*.tiff`` in it, sorted) or a list of paths. Where sources
+            overlap the first one (in this order) wins.
+        gsd: output metres (true ground) per pixel; default the finest source resolution in ground metres
+            (rounded to 4 significant digits; exactly the source pixel size for a file already in ``frame``).
+        frame: the local frame of the output; default centred on the union of the sources (or, for files written
+            by :func:`write_geotiff` all in one frame, that frame).
+        crs: CRS to use for the source(s) instead of / in the absence of the file's (anything pyproj accepts:
+            "EPSG:2056", 32616, WKT, PROJ). Needed for a file without a CRS.
+        transform: affine geotransform in the units of the CRS (``affine.Affine`` or 6 numbers in rasterio order
+            ``(a, b, c, d, e, f)``, north-up: ``(px, 0, x_left, 0, -px, y_top)``) for a single file without one
+            (or to replace it). A world file (``.tfw``) next to the file is read by GDAL as well.
+        resampling: one of :data:`RESAMPLING_METHODS`.
+
+    Returns:
+        Orthophoto with ``image`` uint8[h, w, 3] RGB, ``mask`` bool[h, w] (False at nodata/alpha/outside every
+        source), ``gsd`` m/px and ``x_min``/``y_max`` metres in ``frame``.
+
+    Raises:
+        GeoTiffError: missing/unreadable file, no CRS or georeference, implausible bounds, unsupported or mixed
+            band layouts, no valid pixel, a mosaic too large for memory, bad arguments.
+    """
+    from rasterio.warp import reproject, transform_bounds
+    from affine import Affine
+
+    files = _expand_paths(paths)
+    if resampling not in RESAMPLING_METHODS:
+        raise GeoTiffError(f"resampling must be one of {RESAMPLING_METHODS}, got {resampling!r}")
+    crs_override = _to_rio_crs(crs, "crs argument") if crs is not None else None
+    transform_override = _to_affine(transform) if transform is not None else None
+    if transform_override is not None and len(files) != 1:
+        raise GeoTiffError(
+            f"a transform describes one raster but {len(files)} files were given; georeference them one by one "
+            "(world files or gdal_translate) or pass a single file"
+        )
+    if gsd is not None:
+        try:
+            gsd = float(gsd)
+        except (TypeError, ValueError):
+            raise GeoTiffError(f"gsd must be a number of metres per pixel, got {gsd!r}") from None
+        if not (math.isfinite(gsd) and gsd > 0):
+            raise GeoTiffError(f"gsd must be > 0 metres per pixel, got {gsd}")
+    if frame is not None and not isinstance(frame, LocalFrame):
+        raise GeoTiffError(f"frame must be a maps.geodesy.LocalFrame, got {type(frame).__name__}")
+
+    sources = [_inspect(p, crs_override, transform_override) for p in files]
+    layouts = {(s.kind, s.dtype == "uint8") for s in sources}
+    if len(layouts) != 1:
+        detail = ", ".join(f"{Path(s.path).name}: {s.kind} {s.dtype}" for s in sources[:8])
+        raise GeoTiffError(
+            f"cannot mosaic sources with different band layouts/data types ({detail}); expected all grey or all RGB "
+            "of one data type; convert them first (e.g. gdal_translate -ot Byte -scale)"
+        )
+    kind = sources[0].kind
+    is_uint8 = sources[0].dtype == "uint8"
+
+    if frame is None:
+        frame = _default_frame(sources)
+    in_frame = [_in_frame(s, frame) for s in sources]
+    src_res = []
+    for s, inf in zip(sources, in_frame):
+        if inf and abs(s.transform.b) < 1e-12 and abs(s.transform.d) < 1e-12 and abs(abs(s.transform.e) - s.transform.a) < 1e-12 * s.transform.a:
+            src_res.append(float(s.transform.a))
+        else:
+            src_res.append(_round_sig(min(s.ground_res)))
+    if gsd is None:
+        gsd = min(src_res)
+
+    dst_crs = _to_rio_crs(frame.proj4, "local frame")
+    local_bounds = []
+    for s in sources:
+        xs, ys = _corners(s.transform, s.width, s.height)
+        try:
+            b = transform_bounds(s.crs, dst_crs, xs.min(), ys.min(), xs.max(), ys.max(), densify_pts=21)
+        except Exception as exc:  # rasterio CRSError / GDAL transformation failures
+            raise GeoTiffError(f"{s.path}: cannot transform its bounds into the local frame ({exc})") from exc
+        if not all(math.isfinite(v) for v in b):
+            raise GeoTiffError(f"{s.path}: its bounds do not map into the local frame {frame}; is the frame far away?")
+        local_bounds.append(b)
+
+    # output grid: multiples of gsd (or the pixel grid of a first source already in this frame at this gsd)
+    px = py = 0.0
+    t0 = sources[0].transform
+    if in_frame[0] and abs(t0.a - gsd) < 1e-9 * gsd and abs(t0.e + gsd) < 1e-9 * gsd and t0.b == 0 and t0.d == 0:
+        px, py = math.fmod(t0.c, gsd), math.fmod(t0.f, gsd)
+    eps = 1e-6
+    X0 = min(b[0] for b in local_bounds)
+    Y0 = min(b[1] for b in local_bounds)
+    X1 = max(b[2] for b in local_bounds)
+    Y1 = max(b[3] for b in local_bounds)
+    x_min = px + math.floor((X0 - px) / gsd + eps) * gsd
+    y_max = py + math.ceil((Y1 - py) / gsd - eps) * gsd
+    width = int(math.ceil((X1 - x_min) / gsd - eps))
+    height = int(math.ceil((y_max - Y0) / gsd - eps))
+    if width * height > MAX_OUTPUT_PIXELS:
+        raise GeoTiffError(
+            f"the mosaic would be {width} x {height} px ({(X1 - X0):.0f} x {(Y1 - Y0):.0f} m at {gsd:g} m/px), more than "
+            f"{MAX_OUTPUT_PIXELS} px; pass a coarser gsd or fewer/smaller files"
+        )
+
+    nch = 1 if kind == "grey" else 3
+    work_dtype = np.uint8 if is_uint8 else np.float32
+    mosaic = np.zeros((nch, height, width), dtype=work_dtype)
+    mask = np.zeros((height, width), dtype=bool)
+    for s, b, res in zip(sources, local_bounds, src_res):
+        c0 = max(0, int(math.floor((b[0] - x_min) / gsd)) - 1)
+        c1 = min(width, int(math.ceil((b[2] - x_min) / gsd)) + 1)
+        r0 = max(0, int(math.floor((y_max - b[3]) / gsd)) - 1)
+        r1 = min(height, int(math.ceil((y_max - b[1]) / gsd)) + 1)
+        if c1 <= c0 or r1 <= r0:
+            continue
+        method = resampling
+        if method == "auto":
+            method = "average" if gsd >= AUTO_AREA_RATIO * res else "bilinear"
+        with _open(s.path) as ds:
+            alpha = ds.dataset_mask()
+            if s.palette:
+                cmap = ds.colormap(1)
+                lut = np.zeros((256, 3), dtype=np.uint8)
+                for idx, rgba in cmap.items():
+                    if 0 <= idx < 256:
+                        lut[idx] = rgba[:3]
+                data = np.moveaxis(lut[ds.read(1)], -1, 0)
+            else:
+                data = ds.read(list(s.bands))
+        if is_uint8:
+            src = np.concatenate([data.astype(np.uint8, copy=False), alpha[None]], axis=0)
+        else:
+            data = data.astype(np.float32, copy=False)
+            finite = np.all(np.isfinite(data), axis=0)
+            if not finite.all():
+                alpha = np.where(finite, alpha, 0).astype(alpha.dtype)
+                data = np.where(finite[None], data, 0.0).astype(np.float32)
+            src = np.concatenate([data, alpha[None].astype(np.float32)], axis=0)
+        dst = np.zeros((src.shape[0], r1 - r0, c1 - c0), dtype=src.dtype)
+        dst_transform = Affine(gsd, 0.0, x_min + c0 * gsd, 0.0, -gsd, y_max - r0 * gsd)
+        reproject(
+            source=src,
+            destination=dst,
+            src_transform=s.transform,
+            src_crs=s.crs,
+            dst_transform=dst_transform,
+            dst_crs=dst_crs,
+            resampling=_resampling(method),
+            src_alpha=src.shape[0],
+            dst_alpha=dst.shape[0],
+            num_threads=1,
+        )
+        del src, data, alpha
+        valid = dst[-1] >= 127.5
+        take = valid & ~mask[r0:r1, c0:c1]
+        win = mosaic[:, r0:r1, c0:c1]
+        win[:, take] = dst[:-1][:, take]
+        mask[r0:r1, c0:c1] |= valid
+
+    if not mask.any():
+        raise GeoTiffError(
+            f"no valid pixel in {', '.join(s.path for s in sources[:4])}{' ...' if len(sources) > 4 else ''}: "
+            "every pixel is nodata/transparent (or outside the output); check the nodata value and alpha band"
+        )
+    image = np.moveaxis(mosaic, 0, -1)
+    if not is_uint8:
+        image = _stretch_to_uint8(image, mask)
+    if kind == "grey":
+        image = np.repeat(image, 3, axis=2)
+    image = np.ascontiguousarray(image)
+    image[~mask] = 0
+    return Orthophoto(
+        image=image,
+        mask=mask,
+        gsd=float(gsd),
+        x_min=float(x_min),
+        y_max=float(y_max),
+        frame=frame,
+        sources=tuple(s.path for s in sources),
+    )
+
+
+def write_geotiff(path: PathLike, ortho: Orthophoto) -> Path:
+    """Write ``ortho`` as an RGB + alpha (mask) GeoTIFF in its local frame's CRS; returns the path.
+
+    The frame's origin is stored in the tags ``SKYFIX_FRAME_LAT0/LON0`` so that :func:`load_orthophoto` reads the
+    file back in the same frame, at the same gsd and on the same pixel grid (pixel-exact round trip). The file is
+    written to a temporary name and renamed (atomic). DEFLATE-compressed, tiled when larger than 512 px.
+    """
+    import rasterio
+    from affine import Affine
+
+    if not isinstance(ortho, Orthophoto):
+        raise GeoTiffError(f"write_geotiff needs a maps.ortho.Orthophoto, got {type(ortho).__name__}")
+    path = Path(path).expanduser()
+    if not path.parent.is_dir():
+        raise GeoTiffError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    crs = _to_rio_crs(ortho.frame.proj4, "local frame")
+    h, w = ortho.height, ortho.width
+    profile = dict(
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=4,
+        dtype="uint8",
+        crs=crs,
+        transform=Affine(ortho.gsd, 0.0, ortho.x_min, 0.0, -ortho.gsd, ortho.y_max),
+        photometric="RGB",
+        alpha="YES",
+        compress="deflate",
+        predictor=2,
+    )
+    if w > 512 or h > 512:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    # a unique name next to the target (same file system: the rename is atomic); rasterio creates it (umask modes)
+    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp.tif"))
+    try:
+        with rasterio.open(tmp, "w", **profile) as ds:
+            ds.write(np.moveaxis(ortho.image, -1, 0), indexes=[1, 2, 3])
+            ds.write(np.where(ortho.mask, 255, 0).astype(np.uint8), 4)
+            ds.update_tags(
+                **{TAG_LAT0: repr(ortho.frame.lat0), TAG_LON0: repr(ortho.frame.lon0)},
+                SKYFIX_SOURCES=";".join(ortho.sources)[:4000],
+            )
+        os.replace(tmp, path)
+    except Exception as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, GeoTiffError):
+            raise
+        raise GeoTiffError(f"cannot write GeoTIFF {path}: {exc}") from exc
+    return path
