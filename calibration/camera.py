@@ -52,13 +52,21 @@ class CameraModel:
     def __post_init__(self) -> None:
         for name in ("width", "height"):
             value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value <= 0:
+            try:
+                ok = not isinstance(value, bool) and int(value) == value and value > 0
+            except (TypeError, ValueError, OverflowError):
+                ok = False
+            if not ok:
                 raise CameraModelError(f"camera {name} must be a positive integer (pixels), got {value!r}")
             object.__setattr__(self, name, int(value))
         for name in ("fx", "fy", "cx", "cy", "skew"):
-            value = float(getattr(self, name))
+            raw = getattr(self, name)
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                value = math.nan
             if not math.isfinite(value):
-                raise CameraModelError(f"camera {name} must be finite, got {value!r}")
+                raise CameraModelError(f"camera {name} must be a finite number (pixels), got {raw!r}")
             object.__setattr__(self, name, value)
         if self.fx <= 0 or self.fy <= 0:
             raise CameraModelError(
@@ -67,7 +75,10 @@ class CameraModel:
             )
         if self.model not in MODELS:
             raise CameraModelError(f"camera model must be one of {MODELS}, got {self.model!r}")
-        dist = tuple(float(c) for c in np.asarray(self.distortion, dtype=float).ravel())
+        try:
+            dist = tuple(float(c) for c in np.asarray(self.distortion, dtype=float).ravel())
+        except (TypeError, ValueError):
+            dist = (math.nan,)
         if not all(math.isfinite(c) for c in dist):
             raise CameraModelError(f"distortion coefficients must be finite, got {dist}")
         counts = _PINHOLE_COUNTS if self.model == PINHOLE else _FISHEYE_COUNTS
