@@ -1,0 +1,120 @@
+"""``skyfix simulate``: a simulated flight over an orthophoto, written as a ROS1 bag.
+
+Settings come from the defaults of :class:`runtime.sim.config.SimConfig`, then ``--config sim.yaml``, then the flags
+given on the command line (a flag given wins; ``--gps-outage``/``--gps-spoof`` given on the command line replace the
+file's lists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+# flag dest -> SimConfig field
+_FLAG_FIELDS = {
+    "ortho": "ortho",
+    "camera": "camera",
+    "out": "out",
+    "mount": "mount",
+    "duration": "duration_s",
+    "altitude": "altitude_m",
+    "speed": "speed_mps",
+    "trajectory": "trajectory",
+    "waypoints": "waypoints",
+    "camera_rate": "camera_rate_hz",
+    "gps_rate": "gps_rate_hz",
+    "imu_rate": "imu_rate_hz",
+    "gps_sigma": "gps_sigma_m",
+    "gps_bias": "gps_bias_m",
+    "gps_bias_mode": "gps_bias_mode",
+    "gps_outage": "gps_outages",
+    "gps_spoof": "gps_spoofs",
+    "seed": "seed",
+    "ground_elevation": "ground_elevation_m",
+    "jpeg_quality": "jpeg_quality",
+}
+
+
+def register(subparsers) -> None:
+    """Add ``simulate`` to a ``skyfix`` subparsers object."""
+    p = subparsers.add_parser(
+        "simulate",
+        help="simulate a flight over an orthophoto and write it as a ROS1 bag",
+        description=(
+            "Fly a camera over an orthophoto and write what its sensors would record as a ROS1 bag: JPEG frames "
+            "(/camera/image_raw/compressed) with /camera/camera_info, a noisy GPS (/gps/fix) with outages and "
+            "spoofing, an IMU (/imu/data) and ground truth (/ground_truth/fix, /ground_truth/pose). Deterministic "
+            "by --seed."
+        ),
+        epilog=(
+            "example: skyfix simulate --ortho ortho.tif --camera camera.yaml --out flight.bag --duration 120 "
+            "--altitude 60 --speed 8 --gps-sigma 5 --gps-bias 3 --gps-outage 40:70 --gps-spoof 90:95:200 --seed 1"
+        ),
+    )
+    p.add_argument("--ortho", metavar="ORTHO", help="orthophoto GeoTIFF (any CRS) or a folder of tiles")
+    p.add_argument("--camera", metavar="CAMERA.yaml", help="camera file (OpenCV or ROS YAML); default: SkyFix's "
+                   "default 640x480 camera")
+    p.add_argument("--out", "-o", metavar="BAG", help="output .bag (replaced if it exists; default flight.bag)")
+    p.add_argument("--mount", metavar="MOUNT.yaml", help="camera mount file; default nadir, image top = forward")
+    p.add_argument("--config", metavar="SIM.yaml", help="YAML of simulation settings (keys of SimConfig)")
+    g = p.add_argument_group("flight")
+    g.add_argument("--duration", type=float, metavar="S", help="flight duration, seconds (default 120)")
+    g.add_argument("--altitude", type=float, metavar="M", help="height above ground, metres (default 60)")
+    g.add_argument("--speed", type=float, metavar="M/S", help="ground speed (default 8)")
+    g.add_argument("--trajectory", choices=("lawnmower", "waypoints", "random"),
+                   help="path shape (default lawnmower; waypoints when --waypoints is given)")
+    g.add_argument("--waypoints", metavar="FILE", help="CSV 'lat,lon' lines (or header 'x,y' for local metres) or "
+                   "YAML/JSON list; flown in order, looped when short")
+    g.add_argument("--ground-elevation", type=float, metavar="M",
+                   help="ground altitude in the GPS datum, metres (default 0)")
+    g.add_argument("--seed", type=int, help="random seed (default 1); same seed -> same bag")
+    s = p.add_argument_group("sensors")
+    s.add_argument("--camera-rate", type=float, metavar="HZ", help="camera frame rate (default 5)")
+    s.add_argument("--gps-rate", type=float, metavar="HZ", help="GPS fix rate (default 5)")
+    s.add_argument("--imu-rate", type=float, metavar="HZ", help="IMU rate (default 50)")
+    s.add_argument("--jpeg-quality", type=int, metavar="Q", help="JPEG quality 1-100 (default 85)")
+    e = p.add_argument_group("GPS errors")
+    e.add_argument("--gps-sigma", type=float, metavar="M", help="white noise per horizontal axis (default 5)")
+    e.add_argument("--gps-bias", type=float, metavar="M", help="bias magnitude, random direction (default 3)")
+    e.add_argument("--gps-bias-mode", choices=("gauss_markov", "constant"),
+                   help="bias direction wanders slowly (default) or stays")
+    e.add_argument("--gps-outage", action="append", metavar="START:END",
+                   help="no GPS from START to END seconds (repeatable)")
+    e.add_argument("--gps-spoof", action="append", metavar="START:END:METRES",
+                   help="GPS offset by METRES from START to END seconds, covariance unchanged (repeatable)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    p.set_defaults(handler=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`SimConfig` for parsed arguments (defaults < --config file < flags given)."""
+    from .config import SimConfig
+
+    base = SimConfig.from_yaml(args.config) if getattr(args, "config", None) else SimConfig()
+    values = {}
+    for dest, key in _FLAG_FIELDS.items():
+        v = getattr(args, dest, None)
+        if v is not None:
+            values[key] = tuple(v) if isinstance(v, list) else v
+    if values.get("waypoints") and "trajectory" not in values:
+        values["trajectory"] = "waypoints"
+    return SimConfig.from_dict(values, base=base, source="command line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import SimulationError
+    from .flight import simulate
+
+    config = config_from_args(args)
+    if not config.ortho:
+        raise SimulationError("no orthophoto given: pass --ortho ORTHO.tif (any GeoTIFF) or set 'ortho' in --config")
+    show = not args.quiet and sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if show and (done == total or done % max(1, total // 20) == 0):
+            print(f"\rrendering frames {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    summary = simulate(config, progress=progress)
+    if not args.quiet:
+        print(summary.to_text())
+    return 0

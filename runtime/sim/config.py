@@ -1,0 +1,240 @@
+"""Configuration of a simulated flight: one frozen dataclass, loadable from a dict or YAML (unknown keys rejected).
+
+Units: seconds, metres, metres per second, hertz, degrees where the name says ``_deg``. Windows are seconds from
+the start of the flight: an outage ``(start, end)`` (written ``START:END``), a spoof ``(start, end, metres)``
+(written ``START:END:METRES``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import SimulationError
+from .gnss import BIAS_MODES
+from .trajectory import TRAJECTORIES
+
+OUTAGE_FORM = "START:END (seconds from the start of the flight, e.g. 40:70)"
+SPOOF_FORM = "START:END:METRES (seconds from the start, offset in metres, e.g. 90:95:200)"
+
+
+def _num(text, spec: str, form: str) -> float:
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise SimulationError(f"malformed window {spec!r}: {text!r} is not a number; expected {form}") from None
+    if not math.isfinite(v):
+        raise SimulationError(f"malformed window {spec!r}: {text!r} is not finite; expected {form}")
+    return v
+
+
+def _parts(spec, n: int, form: str) -> list[float]:
+    if isinstance(spec, str):
+        raw = spec.strip().split(":")
+    elif isinstance(spec, (list, tuple)):
+        raw = list(spec)
+    else:
+        raise SimulationError(f"malformed window {spec!r}; expected {form}")
+    if len(raw) != n:
+        raise SimulationError(f"malformed window {spec!r}: {len(raw)} value(s), expected {form}")
+    vals = [_num(r, spec, form) for r in raw]
+    if vals[0] < 0 or vals[1] <= vals[0]:
+        raise SimulationError(f"malformed window {spec!r}: needs 0 <= START < END; expected {form}")
+    return vals
+
+
+def parse_outage(spec) -> tuple[float, float]:
+    """``"40:70"`` (or ``[40, 70]``) -> (40.0, 70.0). Raises SimulationError showing ``START:END``."""
+    a, b = _parts(spec, 2, OUTAGE_FORM)
+    return (a, b)
+
+
+def parse_spoof(spec) -> tuple[float, float, float]:
+    """``"90:95:200"`` (or ``[90, 95, 200]``) -> (90.0, 95.0, 200.0). Raises SimulationError showing
+    ``START:END:METRES``."""
+    a, b, m = _parts(spec, 3, SPOOF_FORM)
+    if m < 0:
+        raise SimulationError(f"malformed window {spec!r}: METRES must be >= 0; expected {SPOOF_FORM}")
+    return (a, b, m)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything a simulated flight depends on (same config and seed -> byte-identical message payloads).
+
+    Paths: ``ortho`` (any GeoTIFF that maps.geotiff.load_orthophoto reads, or a folder of them), ``out`` (.bag,
+    replaced if it exists), ``camera`` (camera file; None = calibration's default camera), ``mount`` (mount YAML;
+    None = nadir, image top = body forward), ``waypoints`` (for ``trajectory="waypoints"``).
+    """
+
+    ortho: str = ""
+    out: str = "flight.bag"
+    camera: str | None = None
+    mount: str | None = None
+    # flight
+    duration_s: float = 120.0
+    altitude_m: float = 60.0  # height above ground
+    speed_mps: float = 8.0
+    trajectory: str = "lawnmower"
+    waypoints: str | None = None
+    max_accel_mps2: float = 2.0  # horizontal acceleration the corners are rounded for (sets the bank angle)
+    lawnmower_overlap: float = 0.3  # across-track overlap of neighbouring legs' footprints
+    margin_m: float = 5.0  # extra distance between the camera footprint and the edge of valid imagery
+    ground_elevation_m: float = 0.0
+    seed: int = 1
+    start_time_ns: int = 1_700_000_000_000_000_000
+    # sensors
+    camera_rate_hz: float = 5.0
+    gps_rate_hz: float = 5.0
+    imu_rate_hz: float = 50.0
+    # GNSS errors
+    gps_sigma_m: float = 5.0
+    gps_bias_m: float = 3.0
+    gps_bias_mode: str = "gauss_markov"
+    gps_bias_tau_s: float = 300.0
+    gps_vertical_sigma_m: float | None = None  # None: 1.5 x gps_sigma_m
+    gps_outages: tuple[tuple[float, float], ...] = ()
+    gps_spoofs: tuple[tuple[float, float, float], ...] = ()
+    # attitude and IMU
+    attitude_jitter_deg: float = 1.0  # rms of the smooth roll/pitch wobble
+    attitude_jitter_hz: float = 0.5  # its highest frequency
+    bank_into_turns: bool = True  # tilt the body along the thrust (multirotor) in turns
+    imu_gyro_sigma_rps: float = 0.002
+    imu_accel_sigma_mps2: float = 0.05
+    imu_attitude_sigma_deg: float = 0.3  # smooth roll/pitch error of the reported orientation
+    imu_yaw_sigma_deg: float = 1.0  # smooth heading error of the reported orientation
+    # photometric
+    brightness: float = 0.15
+    brightness_drift: float = 0.05
+    color_shift: float = 0.04
+    blur_sigma_px: float = 0.8
+    noise_sigma: float = 2.0
+    jpeg_quality: int = 85
+
+    def __post_init__(self) -> None:
+        def positive(name: str, allow_zero: bool = False) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
+                v == 0 and not allow_zero
+            ):
+                raise SimulationError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {v!r}")
+            object.__setattr__(self, name, float(v))
+
+        for name in ("duration_s", "altitude_m", "speed_mps", "max_accel_mps2", "camera_rate_hz", "gps_rate_hz",
+                     "imu_rate_hz", "gps_bias_tau_s", "attitude_jitter_hz"):
+            positive(name)
+        for name in ("margin_m", "gps_sigma_m", "gps_bias_m", "attitude_jitter_deg", "imu_gyro_sigma_rps",
+                     "imu_accel_sigma_mps2", "imu_attitude_sigma_deg", "imu_yaw_sigma_deg", "brightness",
+                     "brightness_drift", "color_shift", "blur_sigma_px", "noise_sigma", "lawnmower_overlap"):
+            positive(name, allow_zero=True)
+        if self.gps_vertical_sigma_m is not None:
+            positive("gps_vertical_sigma_m", allow_zero=True)
+        if not math.isfinite(float(self.ground_elevation_m)):
+            raise SimulationError(f"ground_elevation_m must be finite, got {self.ground_elevation_m!r}")
+        object.__setattr__(self, "ground_elevation_m", float(self.ground_elevation_m))
+        for name in ("seed", "start_time_ns", "jpeg_quality"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise SimulationError(f"{name} must be a non-negative integer, got {v!r}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise SimulationError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if self.lawnmower_overlap >= 1:
+            raise SimulationError(f"lawnmower_overlap must be < 1 (a fraction), got {self.lawnmower_overlap}")
+        if self.duration_s > 24 * 3600:
+            raise SimulationError(f"duration_s must be at most a day (86400 s), got {self.duration_s}")
+        if self.trajectory not in TRAJECTORIES:
+            raise SimulationError(f"trajectory must be one of {', '.join(TRAJECTORIES)}, got {self.trajectory!r}")
+        if self.trajectory == "waypoints" and not self.waypoints:
+            raise SimulationError("trajectory 'waypoints' needs a waypoints file (--waypoints FILE)")
+        if self.gps_bias_mode not in BIAS_MODES:
+            raise SimulationError(f"gps_bias_mode must be one of {', '.join(BIAS_MODES)}, got {self.gps_bias_mode!r}")
+        if not isinstance(self.bank_into_turns, bool):
+            raise SimulationError(f"bank_into_turns must be true or false, got {self.bank_into_turns!r}")
+        for name in ("ortho", "out", "camera", "mount", "waypoints"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, (str, os.PathLike)):
+                raise SimulationError(f"{name} must be a path, got {v!r}")
+            if v is not None:
+                object.__setattr__(self, name, os.fspath(v))
+        outages = tuple(parse_outage(w) for w in self.gps_outages)
+        spoofs = tuple(parse_spoof(w) for w in self.gps_spoofs)
+        for w in outages + spoofs:
+            if w[0] >= self.duration_s:
+                raise SimulationError(
+                    f"window {w[0]:g}:{w[1]:g} starts after the flight ends ({self.duration_s:g} s); "
+                    "windows are seconds from the start of the flight"
+                )
+        object.__setattr__(self, "gps_outages", outages)
+        object.__setattr__(self, "gps_spoofs", spoofs)
+
+    @property
+    def vertical_sigma_m(self) -> float:
+        """The GNSS vertical sigma used: ``gps_vertical_sigma_m`` or 1.5 x ``gps_sigma_m``."""
+        return 1.5 * self.gps_sigma_m if self.gps_vertical_sigma_m is None else self.gps_vertical_sigma_m
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base: "SimConfig | None" = None, source: str = "config") -> "SimConfig":
+        """Build from a mapping of field names (on top of ``base`` or the defaults). Unknown keys are rejected."""
+        if not isinstance(data, Mapping):
+            raise SimulationError(f"{source} must be a mapping of simulation settings, got {type(data).__name__}")
+        unknown = sorted(str(k) for k in data if k not in cls.keys())
+        if unknown:
+            raise SimulationError(
+                f"{source} has unknown key(s) {unknown}; valid keys: {', '.join(cls.keys())}"
+            )
+        values = dict(data)
+        for key in ("gps_outages", "gps_spoofs"):
+            if key in values:
+                v = values[key]
+                if v is None:
+                    values[key] = ()
+                elif isinstance(v, (str, int, float)) or not isinstance(v, (list, tuple)):
+                    example = '["40:70"]' if key == "gps_outages" else '["90:95:200"]'
+                    raise SimulationError(f"{source}: {key} must be a list of windows like {example}, got {v!r}")
+                else:
+                    for w in v:
+                        if isinstance(w, int) and not isinstance(w, bool):
+                            raise SimulationError(
+                                f"{source}: {key} holds the number {w}: YAML reads an unquoted window like 40:50 as a "
+                                "base-60 number; quote the windows (e.g. ['40:50'])"
+                            )
+                    values[key] = tuple(tuple(w) if isinstance(w, list) else w for w in v)
+        return dataclasses.replace(base or cls(), **values)
+
+    @classmethod
+    def from_yaml(cls, path, *, base: "SimConfig | None" = None) -> "SimConfig":
+        """Read a YAML mapping of field names. Relative paths in it are relative to the YAML file's folder."""
+        import yaml
+
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SimulationError(f"cannot read simulation config {p}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise SimulationError(f"simulation config {p} is not valid YAML: {exc}") from exc
+        if data is None:
+            data = {}
+        if isinstance(data, Mapping):
+            data = dict(data)
+            for key in ("ortho", "out", "camera", "mount", "waypoints"):
+                v = data.get(key)
+                if isinstance(v, str) and v and not os.path.isabs(os.path.expanduser(v)):
+                    data[key] = str(p.parent / v)
+        return cls.from_dict(data, base=base, source=f"simulation config {p}")
+
+    def to_dict(self) -> dict:
+        """Plain mapping (YAML-friendly: windows as 'START:END[:METRES]' strings)."""
+        d = dataclasses.asdict(self)
+        d["gps_outages"] = [f"{a:g}:{b:g}" for a, b in self.gps_outages]
+        d["gps_spoofs"] = [f"{a:g}:{b:g}:{m:g}" for a, b, m in self.gps_spoofs]
+        return d

@@ -1,0 +1,119 @@
+"""GNSS error model of the simulator.
+
+Per fix, the reported position is the truth plus, in local ENU metres:
+
+* white noise: N(0, sigma^2) on east and north, N(0, sigma_v^2) up, independent between fixes;
+* a horizontal bias of magnitude ``bias_m``: ``bias_m * (cos theta, sin theta)`` with a random initial direction
+  (by seed). ``bias_mode="constant"`` keeps theta; ``"gauss_markov"`` lets it wander as a first-order Gauss-Markov
+  process (time constant ``bias_tau_s``, 45 degrees rms), so the magnitude stays exactly ``bias_m``;
+* during a spoof window ``(start, end, metres)``: a jump of ``metres`` in a random direction (by seed, one per
+  window), constant over the window.
+
+No fix is reported during an outage window ``(start, end)`` (``start <= t < end``, seconds from the flight's start).
+The covariance reported (``NavSatFix.position_covariance``, ENU diagonal, ``COVARIANCE_TYPE_DIAGONAL_KNOWN``) is the
+nominal ``diag(sigma^2, sigma^2, sigma_v^2)`` at all times: like a real receiver it reports its precision, not its
+bias, and during a spoof it claims the nominal sigma as a spoofer would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SimulationError
+from .noise import STREAM_GNSS, STREAM_SPOOF, rng
+
+BIAS_MODES = ("gauss_markov", "constant")
+_THETA_RMS = math.radians(45.0)
+
+
+@dataclass(frozen=True)
+class GnssErrorModel:
+    """Parameters (metres, seconds from the start of the flight)."""
+
+    sigma_m: float = 5.0
+    bias_m: float = 3.0
+    vertical_sigma_m: float = 7.5
+    bias_mode: str = "gauss_markov"
+    bias_tau_s: float = 300.0
+    outages: tuple[tuple[float, float], ...] = ()
+    spoofs: tuple[tuple[float, float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("sigma_m", "bias_m", "vertical_sigma_m"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise SimulationError(f"GNSS {name} must be a number of metres >= 0, got {v!r}")
+        if self.bias_mode not in BIAS_MODES:
+            raise SimulationError(f"GNSS bias mode must be one of {BIAS_MODES}, got {self.bias_mode!r}")
+        if not (math.isfinite(self.bias_tau_s) and self.bias_tau_s > 0):
+            raise SimulationError(f"GNSS bias time constant must be > 0 s, got {self.bias_tau_s!r}")
+
+    @property
+    def covariance_enu(self) -> np.ndarray:
+        """float64[3, 3] the nominal covariance reported with every fix, m^2 ENU."""
+        return np.diag([self.sigma_m**2, self.sigma_m**2, self.vertical_sigma_m**2])
+
+
+@dataclass(frozen=True, eq=False)
+class GnssErrors:
+    """Errors at the fix times.
+
+    Attributes:
+        t_s: float64[n] fix times, seconds from the start (every fix slot, outages included).
+        available: bool[n], False inside an outage (no message).
+        spoofed: bool[n], True inside a spoof window.
+        error_enu: float64[n, 3] reported minus true position, metres ENU (noise + bias + spoof jump).
+        bias_enu: float64[n, 3] the bias part; jump_enu: float64[n, 3] the spoof part.
+    """
+
+    t_s: np.ndarray
+    available: np.ndarray
+    spoofed: np.ndarray
+    error_enu: np.ndarray
+    bias_enu: np.ndarray
+    jump_enu: np.ndarray
+
+
+def in_windows(t_s: np.ndarray, windows) -> np.ndarray:
+    """bool[n]: ``start <= t < end`` for any (start, end, ...) window."""
+    t = np.asarray(t_s, dtype=float)
+    out = np.zeros(t.shape, dtype=bool)
+    for w in windows:
+        out |= (t >= w[0]) & (t < w[1])
+    return out
+
+
+def simulate_errors(model: GnssErrorModel, t_s, seed: int) -> GnssErrors:
+    """Draw the GNSS errors at fix times ``t_s`` (float[n] seconds from the start, increasing) for ``seed``."""
+    t = np.asarray(t_s, dtype=float).ravel()
+    n = len(t)
+    gen = rng(seed, STREAM_GNSS)
+    theta0 = gen.uniform(-math.pi, math.pi)
+    white = gen.standard_normal((n, 3)) * np.array([model.sigma_m, model.sigma_m, model.vertical_sigma_m])
+    theta = np.full(n, theta0)
+    if model.bias_mode == "gauss_markov" and n > 1:
+        steps = gen.standard_normal(n)
+        dev = 0.0
+        prev = t[0]
+        for i in range(n):
+            dt = max(t[i] - prev, 0.0)
+            phi = math.exp(-dt / model.bias_tau_s)
+            dev = phi * dev + math.sqrt(max(1.0 - phi * phi, 0.0)) * _THETA_RMS * steps[i]
+            theta[i] = theta0 + dev
+            prev = t[i]
+    bias = np.zeros((n, 3))
+    bias[:, 0] = model.bias_m * np.cos(theta)
+    bias[:, 1] = model.bias_m * np.sin(theta)
+    jump = np.zeros((n, 3))
+    spoofed = np.zeros(n, dtype=bool)
+    for k, (start, end, metres) in enumerate(model.spoofs):
+        ang = rng(seed, STREAM_SPOOF, k).uniform(-math.pi, math.pi)
+        sel = (t >= start) & (t < end)
+        jump[sel, 0] += metres * math.cos(ang)
+        jump[sel, 1] += metres * math.sin(ang)
+        spoofed |= sel
+    available = ~in_windows(t, model.outages)
+    return GnssErrors(t, available, spoofed, white + bias + jump, bias, jump)
