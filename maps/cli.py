@@ -1,0 +1,255 @@
+"""``skyfix maps``: build, inspect, verify, search and benchmark map packages.
+
+Handlers import numpy, hnswlib, OpenCV and rasterio only when they run, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+LEARNED_MODELS_LATER = (
+    "--model: learned encoders (ONNX) arrive with the export tools (`skyfix export ...`); for now maps are built "
+    "with the classical baseline descriptor: drop --model"
+)
+
+
+def register(subparsers) -> None:
+    """Add the ``maps`` command group to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    maps = subparsers.add_parser(
+        "maps", help="build, inspect, verify, search and benchmark map packages",
+        description="Map packages: tiles of georeferenced orthophotos, their embeddings and an HNSW index.",
+    )
+    sub = maps.add_subparsers(dest="maps_command", metavar="SUBCOMMAND", required=True)
+
+    b = sub.add_parser(
+        "build", help="build a map package from GeoTIFF orthophoto(s)",
+        description="Reproject the orthophoto(s) into a local frame, cut tiles on a metric grid (defaults from the "
+                    "encoder's contract), embed them and write a map package (atomically).",
+    )
+    b.add_argument("ortho", nargs="+", metavar="ORTHO", help="GeoTIFF file(s) or folder(s), any CRS")
+    b.add_argument("-o", "--output", required=True, metavar="MAP", help="map package directory to write")
+    b.add_argument("--model", metavar="MODEL.onnx", help="learned encoder (not yet available: classical baseline only)")
+    b.add_argument("--gsd", type=float, metavar="M", help="orthophoto resolution in the local frame, m/px "
+                   "(default: the source's); tiles are always cut at the encoder's resolution")
+    b.add_argument("--tile-size-m", type=float, metavar="M", help="tile side, metres (default: encoder input x resolution)")
+    b.add_argument("--stride-m", type=float, metavar="M", help="tile spacing, metres (default: tile size / 4)")
+    b.add_argument("--ground-elevation", type=float, default=0.0, metavar="M",
+                   help="ground elevation of the area (m above the GPS altitude reference; default 0)")
+    b.add_argument("--min-valid", type=float, default=0.9, metavar="F",
+                   help="keep tiles with at least this fraction of valid pixels (default 0.9)")
+    b.add_argument("--batch-size", type=int, default=64, metavar="N", help="tiles per encoder call (default 64)")
+    b.add_argument("--no-imagery", action="store_true", help="do not store the map imagery (imagery.png)")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing map package")
+    b.set_defaults(handler=_build)
+
+    i = sub.add_parser("info", help="print a map package's manifest summary",
+                       description="Tiles, bounds (WGS84 and local), encoder, tile grid and file sizes of a map.")
+    i.add_argument("map", metavar="MAP", help="map package directory")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
+    i.set_defaults(handler=_info)
+
+    v = sub.add_parser("verify", help="check every file of a map package against its SHA-256",
+                       description="Exit 0 when every file matches its manifest checksum; otherwise name the bad "
+                                   "file(s) and exit non-zero.")
+    v.add_argument("map", metavar="MAP", help="map package directory")
+    v.set_defaults(handler=_verify)
+
+    s = sub.add_parser(
+        "search", help="retrieve the map tiles nearest a query, scoped by a position prior",
+        description="Query = the embedding of --image (a north-up ground image, resized to the encoder's input) or, "
+                    "by default, the stored embedding of the tile nearest (--lat, --lon). Prints ranked tile ids, "
+                    "scores, positions and distances from the prior centre.",
+    )
+    s.add_argument("map", metavar="MAP", help="map package directory")
+    s.add_argument("--lat", type=float, required=True, help="prior centre latitude, degrees")
+    s.add_argument("--lon", type=float, required=True, help="prior centre longitude, degrees")
+    s.add_argument("--radius", type=float, metavar="M", help="prior radius, metres (default: whole map)")
+    s.add_argument("--k", type=int, default=10, help="results (default 10)")
+    s.add_argument("--image", metavar="PNG", help="north-up ground image to use as the query")
+    s.add_argument("--exact", action="store_true", help="exact search only (no HNSW)")
+    s.set_defaults(handler=_search)
+
+    bench = sub.add_parser(
+        "bench", help="load-time and query-latency benchmark (table + JSON)",
+        description="Builds (once, cached) a map of random unit embeddings, then measures load time, prior-scoped "
+                    "exact search latency vs scope size, HNSW latency and recall@10 vs exact.",
+    )
+    bench.add_argument("--tiles", type=int, default=1_000_000, help="tiles in the benchmark map (default 1000000)")
+    bench.add_argument("--dim", type=int, default=256, help="embedding dimension (default 256)")
+    bench.add_argument("--cache", metavar="DIR", help="cache directory (default $SKYFIX_CACHE/bench or ~/.cache/skyfix/bench)")
+    bench.add_argument("--rebuild", action="store_true", help="rebuild the cached benchmark map")
+    bench.add_argument("--repeats", type=int, default=20, help="queries per scope size (default 20)")
+    bench.add_argument("--load-repeats", type=int, default=3, help="map loads timed (default 3)")
+    bench.add_argument("--queries", type=int, default=200, help="queries for HNSW latency and recall (default 200)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--json", metavar="PATH", help="also write the results as JSON here ('-' for stdout)")
+    bench.set_defaults(handler=_bench)
+
+
+def _err(*parts) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .errors import MapError
+
+    if args.model:
+        raise MapError(LEARNED_MODELS_LATER)
+    try:
+        from .descriptors import ClassicalDescriptor, classical_contract
+        from .geotiff import load_orthophoto
+    except ImportError as exc:
+        raise MapError(f"this installation lacks part of SkyFix's maps package ({exc}); reinstall with `pip install -e .`") from exc
+    from .build import build_map
+
+    ortho = load_orthophoto(args.ortho, gsd=args.gsd)
+    _err(f"orthophoto: {ortho.width}x{ortho.height} px at {ortho.gsd:g} m/px, {ortho.mask.mean():.0%} valid")
+    contract = classical_contract()
+    shown = {}
+
+    def progress(stage, done, total):
+        step = max(1, total // 10)
+        if stage in ("embed", "index") and (done == total or done // step != shown.get(stage, -1)):
+            shown[stage] = done // step
+            _err(f"  {stage}: {done}/{total}")
+
+    path = build_map(
+        ortho, ClassicalDescriptor(), contract, args.output, tile_size_m=args.tile_size_m, stride_m=args.stride_m,
+        min_valid_fraction=args.min_valid, ground_elevation_m=args.ground_elevation, batch_size=args.batch_size,
+        progress=progress, store_imagery=not args.no_imagery, overwrite=args.overwrite,
+    )
+    _print_summary(_summary(path))
+    return 0
+
+
+def _summary(path) -> dict:
+    from .package import MapPackage
+
+    return MapPackage.load(path, hnsw="off").summary()
+
+
+def _print_summary(s: dict) -> None:
+    e, g, b, w = s["encoder"], s["tile_grid"], s["bounds_local"], s["bounds_wgs84"]
+    print(f"map            {s['path']}  (format v{s['format_version']}, built {s['created_utc']})")
+    print(f"tiles          {s['tiles']}  ({g['tile_size_m']:g} m tiles every {g['stride_m']:g} m, {g['gsd']:g} m/px)")
+    print(f"encoder        {e['encoder_id']} ({e['name']}): {e['input_width']}x{e['input_height']} px at "
+          f"{e['ground_resolution_m']:g} m/px -> {e['embedding_dim']} dims, {e['metric']}")
+    print(f"bounds WGS84   lat [{w['lat_min']:.6f}, {w['lat_max']:.6f}], lon [{w['lon_min']:.6f}, {w['lon_max']:.6f}]")
+    print(f"bounds local   x [{b[0]:.1f}, {b[2]:.1f}] m, y [{b[1]:.1f}, {b[3]:.1f}] m  "
+          f"({b[2] - b[0]:.0f} x {b[3] - b[1]:.0f} m, frame origin lat {s['frame']['lat0']:.6f}, lon {s['frame']['lon0']:.6f})")
+    print(f"ground         {s['ground_elevation_m']:g} m")
+    print(f"hnsw           M={s['hnsw']['M']}, ef_construction={s['hnsw']['ef_construction']}")
+    print(f"imagery        {'yes' if s['imagery'] else 'no'}")
+    src = s["sources"]
+    more = f" (+{len(src) - 3} more)" if len(src) > 3 else ""
+    print(f"sources        {', '.join(src[:3]) or '-'}{more}")
+    print(f"size           {s['total_bytes'] / 1e6:.2f} MB")
+    for name, size in s["file_sizes"].items():
+        print(f"  {name:<20} {size:>14,d} bytes")
+
+
+def _info(args: argparse.Namespace) -> int:
+    s = _summary(args.map)
+    if args.json:
+        import json
+
+        print(json.dumps(s, indent=2))
+    else:
+        _print_summary(s)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .package import integrity_error, verify_map
+
+    report = verify_map(args.map, raise_on_error=False)
+    for f in report.files:
+        print(f"{'OK ' if f.status == 'ok' else 'BAD'}  {f.name:<20} {f.status:<8} {f.actual_sha256 or '-'}")
+    for name in report.unexpected:
+        print(f"?    {name:<20} not listed in the manifest (ignored)")
+    if not report.ok:
+        raise integrity_error(report)
+    print(f"OK: map {args.map} verified ({len(report.files)} files + manifest)")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    import math
+
+    import numpy as np
+
+    from .errors import MapError, QueryError
+    from .package import MapPackage
+
+    if args.k <= 0:
+        raise QueryError(f"--k must be a positive integer, got {args.k}")
+    if args.radius is not None and not (math.isfinite(args.radius) and args.radius > 0):
+        raise QueryError(f"--radius must be > 0 metres, got {args.radius}")
+    expect = None
+    if args.image:
+        try:
+            from .descriptors import ClassicalDescriptor, classical_contract
+        except ImportError as exc:
+            raise MapError(f"the classical descriptor is not available in this installation ({exc})") from exc
+        expect = classical_contract()
+    pkg = MapPackage.load(args.map, expect_contract=expect, hnsw="lazy")
+    x, y = pkg.to_local(args.lat, args.lon)
+    if args.image:
+        import cv2
+
+        raw = np.fromfile(args.image, dtype=np.uint8) if _exists(args.image) else None
+        img = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw is not None and raw.size else None
+        if img is None:
+            raise MapError(f"cannot read the query image {args.image!r} (expected a PNG/JPEG north-up ground image)")
+        c = pkg.contract
+        img = cv2.resize(img, (c.input_width, c.input_height), interpolation=cv2.INTER_AREA)
+        q = ClassicalDescriptor()(np.ascontiguousarray(img[..., ::-1])[None])
+        what = f"image {args.image}"
+    else:
+        tid = pkg.nearest_tile(x, y)
+        q = pkg.embedding([tid])
+        tx, ty = pkg.positions[tid]
+        what = f"stored embedding of tile {tid} ({math.hypot(tx - x, ty - y):.1f} m from the prior centre)"
+    prior = None if args.radius is None else (x, y, args.radius)
+    scores, ids = pkg.search(q, args.k, prior, exact=args.exact)
+    lat, lon = pkg.tile_latlon(ids[0])
+    scope = "whole map" if prior is None else f"{pkg.scope_ids(prior).size} tiles within {args.radius:g} m"
+    print(f"query: {what}; scope: {scope}; search: {pkg.searcher.last_path}")
+    print(f"{'rank':>4}  {'id':>9}  {'score':>8}  {'lat':>11}  {'lon':>12}  {'dist_m':>8}")
+    for r, (tid, sc) in enumerate(zip(ids[0].tolist(), scores[0].tolist()), start=1):
+        if tid < 0:
+            print(f"{r:>4}  {'-':>9}  {'-':>8}  (fewer tiles in scope than k)")
+            continue
+        px, py = pkg.positions[tid]
+        print(f"{r:>4}  {tid:>9d}  {sc:8.4f}  {lat[r - 1]:11.6f}  {lon[r - 1]:12.6f}  {math.hypot(px - x, py - y):8.1f}")
+    return 0
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    return os.path.isfile(path)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import format_table, run_bench
+    from .errors import MapError
+
+    for name in ("tiles", "dim", "repeats", "load_repeats", "queries"):
+        if getattr(args, name) <= 0:
+            raise MapError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    result = run_bench(args.tiles, args.dim, cache_dir=args.cache, rebuild=args.rebuild, repeats=args.repeats,
+                       load_repeats=args.load_repeats, queries=args.queries, seed=args.seed, log=_err)
+    print(format_table(result))
+    if args.json:
+        text = json.dumps(result, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+            _err(f"results written to {args.json}")
+    return 0

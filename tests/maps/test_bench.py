@@ -1,0 +1,75 @@
+"""The map benchmark at a tiny size: structure of the results, cache reuse, table. No timing assertions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from maps.bench import ensure_bench_map, format_table, grid_positions, random_unit, run_bench
+from maps.errors import MapError
+from maps.package import MapPackage
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("bench")
+    logs = []
+    r = run_bench(3000, 24, cache_dir=cache, repeats=3, load_repeats=2, queries=15, log=logs.append)
+    return r, cache, logs
+
+
+def test_result_structure(result):
+    r, cache, logs = result
+    assert set(r) == {"map", "build", "load", "scoped", "hnsw", "machine"}
+    assert r["map"]["tiles"] == 3000 and r["map"]["dim"] == 24
+    assert set(r["map"]["bytes"]) >= {"embeddings.f16.npy", "positions.f64.npy", "index.hnsw"}
+    assert r["build"]["reused"] is False and r["build"]["build_s"] > 0 and r["build"]["tiles"] == 3000
+    eager = r["load"]["eager"]
+    for key in ("manifest", "embeddings", "positions", "grid", "hnsw", "total"):
+        assert eager["first"][key] >= 0 and eager["median"][key] >= 0
+    assert eager["runs"] == 2
+    for mode in ("lazy", "background"):
+        m = r["load"][mode]
+        assert 0 < m["return_s"] <= m["first_scoped_query_s"] <= m["hnsw_ready_s"]
+        assert m["scoped_query_latency_s"] > 0 and m["first_whole_map_query_s"] > 0
+    assert [s["target_tiles"] for s in r["scoped"]] == [1000]  # scopes up to half the map
+    s = r["scoped"][0]
+    assert s["path"] == ["exact"] and s["cold_ms"] > 0 and s["cold_paged_ms"] > 0 and s["warm_ms"] > 0
+    assert s["radius_m"] == pytest.approx(math.sqrt(1000 * 12.8 ** 2 / math.pi))
+    assert 800 <= s["tiles_in_scope"] <= 1200
+    h = r["hnsw"]
+    assert h["k"] == 10 and h["queries"] == 15 and h["latency_ms"] > 0
+    assert set(h["recall"]) == {"64", "128", "256"}
+    assert all(0.0 <= v["recall_at_k"] <= 1.0 for v in h["recall"].values())
+    assert h["recall"]["256"]["recall_at_1"] >= 0.9  # the noisy copy's source tile, tiny map
+    assert h["large_prior"]["path"].startswith("hnsw")
+    json.dumps(r)  # JSON-ready
+    assert any("building the benchmark map" in line for line in logs)
+
+
+def test_table_mentions_every_section(result):
+    text = format_table(result[0])
+    for needle in ("map: 3000 tiles x 24", "load (s)", "hnsw", "hnsw=lazy:", "hnsw=background:", "prior-scoped exact search",
+                   "cold ms", "paged ms", "recall@10", "prior holding 60% of the map"):
+        assert needle in text
+
+
+def test_cached_map_is_reused(result):
+    _, cache, _ = result
+    logs = []
+    path, info = ensure_bench_map(3000, 24, cache_dir=cache, log=logs.append)
+    assert info["reused"] is True and "build_s" in info and "reusing" in logs[0]
+    pkg = MapPackage.load(path, hnsw="off")
+    assert pkg.n_tiles == 3000 and pkg.embedding_dim == 24
+
+
+def test_helpers():
+    p = grid_positions(10, 2.0)
+    assert p.shape == (10, 2) and np.allclose(np.diff(np.unique(p[:, 0])), 2.0)
+    e = random_unit(100, 8, seed=1)
+    assert e.dtype == np.float16 and np.allclose(np.linalg.norm(e.astype(np.float32), axis=1), 1.0, atol=2e-3)
+    with pytest.raises(MapError, match="integer >= 100"):
+        ensure_bench_map(5, 8)
