@@ -66,7 +66,7 @@ class CameraModel:
             except (TypeError, ValueError):
                 value = math.nan
             if not math.isfinite(value):
-                raise CameraModelError(f"camera {name} must be a finite number (pixels), got {raw!r}")
+                raise CameraModelError(f"camera {name} must be finite (a number of pixels), got {raw!r}")
             object.__setattr__(self, name, value)
         if self.fx <= 0 or self.fy <= 0:
             raise CameraModelError(
