@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from .errors import EncoderMismatchError, MapError
+from .config import strict_from_dict
 
 METADATA_PREFIX = "skyfix."
 COLOUR_ORDERS = ("RGB", "BGR", "GRAY")
@@ -81,17 +82,7 @@ class EncoderContract:
     @classmethod
     def from_dict(cls, d: dict) -> "EncoderContract":
         """Inverse of :meth:`to_dict`; unknown or missing keys are rejected."""
-        if not isinstance(d, dict):
-            raise MapError(f"an encoder contract must be a mapping, got {type(d).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise MapError(f"unknown encoder contract keys {unknown}; expected only {sorted(names)}")
-        required = {f.name for f in fields(cls) if f.default is MISSING}
-        missing = sorted(k for k in required if k not in d)
-        if missing:
-            raise MapError(f"encoder contract lacks keys {missing}")
-        return cls(**d)
+        return strict_from_dict(cls, d, "encoder contract")
 
     def to_metadata(self) -> dict[str, str]:
         """Flat string key/values (ONNX ``metadata_props``), each key prefixed ``skyfix.``."""

@@ -21,11 +21,12 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import MapError, PriorOutsideMapError, QueryError
+from .config import strict_from_dict
 
 #: Fraction of the map a prior's circle must hold before HNSW (with extra k and filtering) replaces exact search.
 HNSW_SCOPE_FRACTION = 0.5
@@ -102,15 +103,7 @@ class SpatialGrid:
     @classmethod
     def from_dict(cls, d: dict) -> "SpatialGrid":
         """Inverse of :meth:`to_dict`; unknown or missing keys are rejected."""
-        if not isinstance(d, dict):
-            raise MapError(f"a spatial grid must be a mapping, got {type(d).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown, missing = sorted(set(d) - names), sorted(names - set(d))
-        if unknown:
-            raise MapError(f"unknown spatial grid keys {unknown}; expected only {sorted(names)}")
-        if missing:
-            raise MapError(f"spatial grid lacks keys {missing}")
-        return cls(**d)
+        return strict_from_dict(cls, d, "spatial grid")
 
 
 # ----------------------------------------------------------------------------------------------------------------

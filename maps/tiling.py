@@ -14,6 +14,7 @@ import numpy as np
 
 from .contract import EncoderContract
 from .errors import MapError
+from .config import strict_from_dict
 from .ortho import Orthophoto
 
 
@@ -83,15 +84,7 @@ class TileGrid:
     @classmethod
     def from_dict(cls, d: dict) -> "TileGrid":
         """Inverse of :meth:`to_dict`; unknown or missing keys are rejected."""
-        if not isinstance(d, dict):
-            raise MapError(f"a tile grid must be a mapping, got {type(d).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown, missing = sorted(set(d) - names), sorted(names - set(d))
-        if unknown:
-            raise MapError(f"unknown tile grid keys {unknown}; expected only {sorted(names)}")
-        if missing:
-            raise MapError(f"tile grid lacks keys {missing}")
-        return cls(**d)
+        return strict_from_dict(cls, d, "tile grid")
 
 
 def _positive(name: str, value) -> float:

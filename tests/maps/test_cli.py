@@ -14,7 +14,6 @@ import pytest
 from maps.cli import register
 from maps.contract import EncoderContract
 from maps.geodesy import LocalFrame
-from maps.ortho import Orthophoto
 from maps.package import MapPackage, write_package
 from maps.tiling import TileGrid
 from runtime.cli.common import run_handler
