@@ -164,7 +164,7 @@ def select_topics(topics: Mapping[str, tuple[str, int]], overrides: Mapping[str,
 
 
 def _truth_frame_origin(frame_id: str):
-    from ..sim.frames import parse_truth_frame_id  # local: keeps runtime.bags light
+    from ..truth_frame import parse_truth_frame_id
 
     return parse_truth_frame_id(frame_id)
 

@@ -2,7 +2,7 @@
 
 Modules: :mod:`.config` (``SimConfig``, frozen, unknown keys rejected), :mod:`.trajectory` (C2-smooth constant-speed
 paths: lawnmower, waypoints, random), :mod:`.gnss` (noise, bias, outages, spoofing), :mod:`.photometric` (exposure,
-white balance, blur, sensor noise, JPEG), :mod:`.frames` (the ground-truth ENU frame), :mod:`.flight`
+white balance, blur, sensor noise, JPEG), :mod:`.flight`
 (``simulate(config) -> SimSummary``), :mod:`.cli` (``register(subparsers)``).
 
 Bag layout (integer-ns stamps = record times, from ``start_time_ns``):

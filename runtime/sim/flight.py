@@ -21,7 +21,7 @@ topic                           type                         rate               
 
 ``/ground_truth/pose`` frame: origin at the first ground-truth fix projected to the ground (its latitude/longitude,
 altitude = ground elevation); x east, y north (transverse Mercator centred there), z up = height above ground. Its
-``header.frame_id`` is ``enu@LAT0,LON0,ALT0`` (see :mod:`runtime.sim.frames`). Frame ids: ``camera`` (OpenCV
+``header.frame_id`` is ``enu@LAT0,LON0,ALT0`` (see :mod:`runtime.truth_frame`). Frame ids: ``camera`` (OpenCV
 optical frame), ``gps``, ``imu`` (body FLU), ``ground_truth``.
 
 Motion: a C2-smooth constant-speed track (:mod:`runtime.sim.trajectory`) at constant height ``altitude_m`` above the
@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import SimulationError
 from .config import SimConfig
-from .frames import TruthFrame
+from ..truth_frame import TruthFrame
 from .gnss import GnssErrorModel, simulate_errors
 from .noise import STREAM_ATTITUDE, STREAM_IMU, STREAM_TRAJECTORY, SmoothNoise, rng
 from .photometric import PhotometricConfig, PhotometricModel

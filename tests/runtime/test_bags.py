@@ -258,7 +258,7 @@ def test_write_event_round_trip(tmp_path):
 
 
 def test_truth_pose_alone_recovers_wgs84_from_frame_id(tmp_path):
-    from runtime.sim.frames import TruthFrame
+    from runtime.truth_frame import TruthFrame
 
     frame = TruthFrame(47.3, 8.5, 400.0)
     path = tmp_path / "pose.bag"

@@ -10,7 +10,7 @@ import pytest
 from maps.geodesy import LocalFrame
 from runtime.errors import SimulationError
 from runtime.sim.config import SimConfig, parse_outage, parse_spoof
-from runtime.sim.frames import TruthFrame, parse_truth_frame_id
+from runtime.truth_frame import TruthFrame, parse_truth_frame_id
 from runtime.sim.gnss import GnssErrorModel, simulate_errors
 from runtime.sim.noise import SmoothNoise, rng
 from runtime.sim.photometric import PhotometricConfig, PhotometricModel
