@@ -15,8 +15,11 @@ Measured (all medians over repeats, wall clock, this process):
   with a nearby prior (warm cache).
 * HNSW search latency for one query (k=10) and recall@10 of HNSW vs exact search over the whole map.
 
-Random embeddings are the hardest case for HNSW (no low-dimensional structure): recall on real imagery embeddings
-is higher (see tests/maps/test_search.py).
+The HNSW graph is built over a p-dimensional uncentred PCA projection of the embeddings (default p = min(d, 64),
+``hnsw_dim``; part of the cache key) and its candidates are re-ranked exactly. Random embeddings are the hardest case
+for HNSW and the worst for a projection (isotropic: a 64-d projection of 256-d random vectors keeps ~1/4 of each
+inner product's energy, so recall collapses); recall on real imagery embeddings is far higher (see
+tests/maps/test_search.py).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 from .contract import EncoderContract
 from .errors import MapError
 from .geodesy import LocalFrame
-from .package import FORMAT_VERSION, MapPackage, write_package
+from .package import FORMAT_VERSION, MapPackage, check_hnsw_dim, write_package
 from .tiling import TileGrid
 
 STRIDE_M = 12.8
@@ -74,12 +77,18 @@ def random_unit(n: int, dim: int, seed: int, chunk: int = 1 << 16) -> np.ndarray
 
 
 def ensure_bench_map(tiles: int, dim: int = 256, *, cache_dir=None, rebuild: bool = False, hnsw_m: int = 16,
-                     hnsw_ef_construction: int = 200, seed: int = 0, log=print) -> tuple[Path, dict | None]:
-    """The cached benchmark map (built when missing or ``rebuild``); returns (path, build info or None if reused)."""
+                     hnsw_ef_construction: int = 200, hnsw_dim: int | None = None, seed: int = 0,
+                     log=print) -> tuple[Path, dict | None]:
+    """The cached benchmark map (built when missing or ``rebuild``); returns (path, build info or None if reused).
+
+    ``hnsw_dim``: dimension p of the HNSW graph (default min(dim, 64)); part of the cache key
+    (``map-TILES-dDIM-pP-mM-efcEFC-sSEED-vFORMAT``).
+    """
     if isinstance(tiles, bool) or not isinstance(tiles, int) or tiles < 100:
         raise MapError(f"benchmark tiles must be an integer >= 100, got {tiles!r}")
+    p = check_hnsw_dim(hnsw_dim, dim)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = cache / f"map-{tiles}-d{dim}-m{hnsw_m}-efc{hnsw_ef_construction}-s{seed}-v{FORMAT_VERSION}"
+    path = cache / f"map-{tiles}-d{dim}-p{p}-m{hnsw_m}-efc{hnsw_ef_construction}-s{seed}-v{FORMAT_VERSION}"
     info_path = cache / (path.name + ".build.json")
     if path.is_dir() and not rebuild:
         try:
@@ -90,7 +99,7 @@ def ensure_bench_map(tiles: int, dim: int = 256, *, cache_dir=None, rebuild: boo
         except (MapError, ValueError, OSError) as exc:
             log(f"cached benchmark map {path} is unusable ({exc}); rebuilding")
     cache.mkdir(parents=True, exist_ok=True)
-    log(f"building the benchmark map ({tiles} tiles x {dim}) into {path}; this is done once")
+    log(f"building the benchmark map ({tiles} tiles x {dim}, HNSW over {p} dimensions) into {path}; this is done once")
     t0 = time.perf_counter()
     emb = random_unit(tiles, dim, seed)
     pos = grid_positions(tiles)
@@ -109,11 +118,11 @@ def ensure_bench_map(tiles: int, dim: int = 256, *, cache_dir=None, rebuild: boo
     write_package(path, embeddings=emb, positions=pos, frame=BENCH_FRAME, contract=contract,
                   tile_grid=TileGrid(tile_size_m=4 * STRIDE_M, stride_m=STRIDE_M, gsd=0.4),
                   build_params={"benchmark": True, "seed": seed}, sources=("random",), hnsw_m=hnsw_m,
-                  hnsw_ef_construction=hnsw_ef_construction, overwrite=True, progress=progress)
+                  hnsw_ef_construction=hnsw_ef_construction, hnsw_dim=p, overwrite=True, progress=progress)
     t2 = time.perf_counter()
     info = {"tiles": tiles, "dim": dim, "build_s": t2 - t0, "generate_s": t1 - t0, "write_and_index_s": t2 - t1,
             "index_s": stages.get("index", 0.0), "threads": os.cpu_count(), "hnsw_m": hnsw_m,
-            "hnsw_ef_construction": hnsw_ef_construction}
+            "hnsw_ef_construction": hnsw_ef_construction, "hnsw_dim": p}
     info_path.write_text(json.dumps(info, indent=2))
     return path, dict(info, reused=False)
 
@@ -284,9 +293,13 @@ def measure_hnsw(pkg: MapPackage, n_queries: int, rng, k: int = 10, efs=(64, 128
 
 
 def run_bench(tiles: int = 1_000_000, dim: int = 256, *, cache_dir=None, rebuild: bool = False, repeats: int = 20,
-              load_repeats: int = 3, queries: int = 200, seed: int = 0, log=print) -> dict:
-    """Run the whole benchmark; returns a JSON-ready dict (see :func:`format_table`)."""
-    path, build = ensure_bench_map(tiles, dim, cache_dir=cache_dir, rebuild=rebuild, seed=seed, log=log)
+              load_repeats: int = 3, queries: int = 200, seed: int = 0, hnsw_dim: int | None = None, log=print) -> dict:
+    """Run the whole benchmark; returns a JSON-ready dict (see :func:`format_table`).
+
+    ``hnsw_dim``: dimension p of the HNSW graph (default min(dim, 64); p = dim: no projection).
+    """
+    path, build = ensure_bench_map(tiles, dim, cache_dir=cache_dir, rebuild=rebuild, hnsw_dim=hnsw_dim, seed=seed,
+                                   log=log)
     log("measuring load time")
     load = measure_load(path, load_repeats)
     load["fresh_process"] = measure_fresh_load(path, load_repeats)
@@ -299,7 +312,8 @@ def run_bench(tiles: int = 1_000_000, dim: int = 256, *, cache_dir=None, rebuild
     hnsw = measure_hnsw(pkg, queries, rng)
     sizes = {name: e.size for name, e in pkg.manifest.files.items()}
     return {
-        "map": {"path": str(path), "tiles": tiles, "dim": dim, "bytes": sizes, "cell_size_m": pkg.manifest.spatial_grid.cell_size_m},
+        "map": {"path": str(path), "tiles": tiles, "dim": dim, "hnsw_dim": int(pkg.manifest.hnsw["dim"]), "bytes": sizes,
+                "cell_size_m": pkg.manifest.spatial_grid.cell_size_m},
         "build": build,
         "load": load,
         "scoped": scoped,
@@ -313,6 +327,9 @@ def format_table(result: dict) -> str:
     lines = []
     m, b = result["map"], result["build"] or {}
     lines.append(f"map: {m['tiles']} tiles x {m['dim']}  ({sum(m['bytes'].values()) / 1e6:.0f} MB)  {m['path']}")
+    if "hnsw_dim" in m:
+        how = "no projection" if m["hnsw_dim"] == m["dim"] else "PCA projection, candidates re-ranked exactly"
+        lines.append(f"HNSW graph over {m['hnsw_dim']} dimensions ({how}); index.hnsw {m['bytes'].get('index.hnsw', 0) / 1e6:.0f} MB")
     if b:
         how = "reused cache" if b.get("reused") else "built now"
         if "build_s" in b:
@@ -349,6 +366,7 @@ def format_table(result: dict) -> str:
                      f"   {r['cold_paged_ms']:>8.2f}   {r['warm_ms']:>7.2f}")
     h = result["hnsw"]
     lines.append("")
+    lines.append("HNSW latency and recall: queries = stored tiles + noise (sigma 0.5), whole map")
     lines.append(f"HNSW (k={h['k']}, {h['queries']} queries): median {h['latency_ms']:.3f} ms, p90 {h['p90_ms']:.3f} ms")
     for ef, r in h["recall"].items():
         lines.append(f"  ef={ef:>4}: recall@{h['k']} {r['recall_at_k']:.3f}, recall@1 {r['recall_at_1']:.3f}")

@@ -15,7 +15,7 @@ import numpy as np
 from .contract import EncoderContract
 from .errors import EncoderMismatchError, MapError
 from .ortho import Orthophoto
-from .package import write_package
+from .package import check_hnsw_dim, write_package
 from .tiling import TileGrid, cut_tiles, plan_tiles, resample_to_gsd
 
 #: Allowed deviation of an embedding row's L2 norm from 1.
@@ -67,6 +67,7 @@ def build_map(
     batch_size: int = 64,
     hnsw_m: int = 16,
     hnsw_ef_construction: int = 200,
+    hnsw_dim: int | None = None,
     progress=None,
     store_imagery: bool = True,
     overwrite: bool = False,
@@ -83,6 +84,8 @@ def build_map(
         ground_elevation_m: ground height of the map (height above ground = GPS altitude - this).
         batch_size: images per ``embed`` call.
         hnsw_m, hnsw_ef_construction: HNSW graph parameters.
+        hnsw_dim: dimension p of the HNSW graph's vectors (default min(d, 64)): the index holds an uncentred PCA
+            projection of the embeddings and search re-ranks its candidates exactly; p = d: no projection.
         progress: optional ``progress(stage: str, done: int, total: int)``; stages "embed" (tiles), "write",
             "index" (HNSW insertions) and "done".
         store_imagery: also store the map imagery at the tiles' gsd as ``imagery.png`` (RGBA).
@@ -97,6 +100,7 @@ def build_map(
     batch_size = _positive_int("batch_size", batch_size)
     hnsw_m = _positive_int("hnsw_m", hnsw_m)
     hnsw_ef_construction = _positive_int("hnsw_ef_construction", hnsw_ef_construction)
+    hnsw_dim = check_hnsw_dim(hnsw_dim, contract.embedding_dim)
     try:
         ground = float(ground_elevation_m)
     except (TypeError, ValueError) as exc:
@@ -126,11 +130,13 @@ def build_map(
     params = {
         "tile_size_m": grid.tile_size_m, "stride_m": grid.stride_m, "min_valid_fraction": float(min_valid_fraction),
         "batch_size": batch_size, "hnsw_m": hnsw_m, "hnsw_ef_construction": hnsw_ef_construction,
+        "hnsw_dim": hnsw_dim,
         "ortho_gsd": float(ortho.gsd), "ortho_size_px": [ortho.width, ortho.height],
     }
     return write_package(
         out_dir, embeddings=emb, positions=positions, frame=ortho.frame, contract=contract, tile_grid=grid,
         build_params=params, sources=ortho.sources, ground_elevation_m=ground,
         imagery=resampled if store_imagery else None, hnsw_m=hnsw_m, hnsw_ef_construction=hnsw_ef_construction,
+        hnsw_dim=hnsw_dim,
         overwrite=overwrite, progress=report,
     )

@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     b.add_argument("--min-valid", type=float, default=0.9, metavar="F",
                    help="keep tiles with at least this fraction of valid pixels (default 0.9)")
     b.add_argument("--batch-size", type=int, default=64, metavar="N", help="tiles per encoder call (default 64)")
+    b.add_argument("--hnsw-dim", type=int, metavar="P", help="dimension of the HNSW graph's vectors: a PCA "
+                   "projection of the embeddings, candidates re-ranked exactly (default min(d, 64); d = no projection)")
     b.add_argument("--no-imagery", action="store_true", help="do not store the map imagery (imagery.png)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing map package")
     b.set_defaults(handler=_build)
@@ -83,6 +85,7 @@ def register(subparsers) -> None:
     bench.add_argument("--load-repeats", type=int, default=3, help="map loads timed (default 3)")
     bench.add_argument("--queries", type=int, default=200, help="queries for HNSW latency and recall (default 200)")
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--hnsw-dim", type=int, metavar="P", help="HNSW graph dimension (default min(--dim, 64))")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON here ('-' for stdout)")
     bench.set_defaults(handler=_bench)
 
@@ -117,7 +120,7 @@ def _build(args: argparse.Namespace) -> int:
     path = build_map(
         ortho, ClassicalDescriptor(), contract, args.output, tile_size_m=args.tile_size_m, stride_m=args.stride_m,
         min_valid_fraction=args.min_valid, ground_elevation_m=args.ground_elevation, batch_size=args.batch_size,
-        progress=progress, store_imagery=not args.no_imagery, overwrite=args.overwrite,
+        progress=progress, store_imagery=not args.no_imagery, overwrite=args.overwrite, hnsw_dim=args.hnsw_dim,
     )
     _print_summary(_summary(path))
     return 0
@@ -139,7 +142,9 @@ def _print_summary(s: dict) -> None:
     print(f"bounds local   x [{b[0]:.1f}, {b[2]:.1f}] m, y [{b[1]:.1f}, {b[3]:.1f}] m  "
           f"({b[2] - b[0]:.0f} x {b[3] - b[1]:.0f} m, frame origin lat {s['frame']['lat0']:.6f}, lon {s['frame']['lon0']:.6f})")
     print(f"ground         {s['ground_elevation_m']:g} m")
-    print(f"hnsw           M={s['hnsw']['M']}, ef_construction={s['hnsw']['ef_construction']}")
+    proj = "no projection" if s["hnsw"]["dim"] == s["embedding_dim"] else "PCA projection, exact re-rank"
+    print(f"hnsw           M={s['hnsw']['M']}, ef_construction={s['hnsw']['ef_construction']}, "
+          f"graph over {s['hnsw']['dim']} dims ({proj})")
     print(f"imagery        {'yes' if s['imagery'] else 'no'}")
     src = s["sources"]
     more = f" (+{len(src) - 3} more)" if len(src) > 3 else ""
@@ -242,7 +247,8 @@ def _bench(args: argparse.Namespace) -> int:
         if getattr(args, name) <= 0:
             raise MapError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     result = run_bench(args.tiles, args.dim, cache_dir=args.cache, rebuild=args.rebuild, repeats=args.repeats,
-                       load_repeats=args.load_repeats, queries=args.queries, seed=args.seed, log=_err)
+                       load_repeats=args.load_repeats, queries=args.queries, seed=args.seed, hnsw_dim=args.hnsw_dim,
+                       log=_err)
     print(format_table(result))
     if args.json:
         text = json.dumps(result, indent=2)

@@ -1,6 +1,6 @@
 """Map packages: a directory holding everything the onboard side needs to localize against one region.
 
-Layout (format version 1)::
+Layout (format version 2)::
 
     MAP/
       manifest.json         what the map is (see below) + SHA-256 and size of every other file
@@ -11,14 +11,17 @@ Layout (format version 1)::
                             tiles of cell c are rows offsets[c]:offsets[c + 1] (loading does no sorting)
       duplicates.i64.npy    int64[m, 2] (representative id, duplicate id) of tiles whose float16 embedding equals an
                             earlier tile's (textureless water, roofs); sorted. Only representatives are in the index.
-      index.hnsw            hnswlib index, space 'ip', labels = tile ids (representatives only)
+      index.hnsw            hnswlib index, space 'ip', labels = tile ids (representatives only), over the
+                            embeddings projected to ``hnsw.dim`` (p) dimensions (the embeddings themselves if p = d)
+      hnsw_projection.f32.npy  float32[p, d] orthonormal rows (only when p < d): the uncentred PCA projection the
+                            index is built on; HNSW candidates are re-ranked exactly with the full embeddings
       imagery.png           optional RGBA map imagery at the tiles' gsd (alpha = valid mask)
 
 ``manifest.json`` keys: ``format``, ``format_version``, ``created_utc``, ``frame`` (LocalFrame dict), ``crs``
 (proj4 of the frame), ``bounds_local`` (x_min, y_min, x_max, y_max of the tile footprints, metres),
 ``bounds_wgs84`` (lat/lon min/max, degrees), ``tile_grid`` (TileGrid dict), ``encoder`` (EncoderContract dict),
 ``n_tiles``, ``embedding_dim``, ``embedding_dtype``, ``metric``, ``spatial_grid`` (SpatialGrid dict), ``hnsw``
-(space, M, ef_construction, seed, elements), ``build`` (build parameters), ``ground_elevation_m``, ``imagery`` (file, gsd,
+(space, M, ef_construction, seed, elements, dim), ``build`` (build parameters), ``ground_elevation_m``, ``imagery`` (file, gsd,
 x_min, y_max, width, height; or null), ``sources`` (input files), ``files`` (name -> {sha256, size}).
 
 No file is a pickle; arrays are ``.npy`` read with ``allow_pickle=False``. Packages are written into a temporary
@@ -47,7 +50,8 @@ from .search import HnswHandle, Searcher, SpatialGrid, check_prior, f16_to_f32
 from .tiling import TileGrid
 
 FORMAT = "skyfix-map"
-FORMAT_VERSION = 1
+#: 2: the HNSW index is built over a p-dimensional projection (``hnsw.dim``, ``hnsw_projection.f32.npy``).
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"
 EMBEDDINGS = "embeddings.f16.npy"
@@ -55,10 +59,17 @@ POSITIONS = "positions.f64.npy"
 CELLS = "cells.i64.npy"
 DUPLICATES = "duplicates.i64.npy"
 INDEX = "index.hnsw"
+PROJECTION = "hnsw_projection.f32.npy"
 IMAGERY = "imagery.png"
 REQUIRED_FILES = (EMBEDDINGS, POSITIONS, CELLS, DUPLICATES, INDEX)
 #: Default side of a spatial-grid cell, in tile strides (~1000 tiles per cell of a fully covered map).
 CELL_STRIDES = 32
+#: Default dimension of the HNSW graph's vectors (min(d, this)): a 64-d uncentred PCA projection of the embeddings.
+HNSW_DIM = 64
+#: Rows of the embedding matrix sampled to compute the projection.
+PROJECTION_SAMPLE = 100_000
+#: Allowed deviation of the stored projection's P @ P.T from the identity.
+PROJECTION_TOLERANCE = 1e-3
 
 REBUILD_HINT = "rebuild the map with `skyfix maps build` (or copy it again from a good source)"
 
@@ -188,8 +199,8 @@ class Manifest:
         bw = d["bounds_wgs84"]
         _check_keys(bw, {"lat_min", "lat_max", "lon_min", "lon_max"}, "manifest bounds_wgs84")
         bw = {k: _num(v, f"bounds_wgs84.{k}") for k, v in bw.items()}
-        _check_keys(d["hnsw"], {"space", "M", "ef_construction", "seed", "elements"}, "manifest hnsw")
-        for key in ("M", "ef_construction", "elements"):
+        _check_keys(d["hnsw"], {"space", "M", "ef_construction", "seed", "elements", "dim"}, "manifest hnsw")
+        for key in ("M", "ef_construction", "elements", "dim"):
             _int(d["hnsw"][key], f"hnsw.{key}", 1)
         if d["hnsw"]["space"] != "ip":
             raise MapFormatError(f"manifest hnsw.space is {d['hnsw']['space']!r}, expected 'ip'; {REBUILD_HINT}")
@@ -228,6 +239,18 @@ class Manifest:
         if dim != encoder.embedding_dim:
             raise MapFormatError(
                 f"manifest embedding_dim {dim} differs from its encoder's embedding_dim {encoder.embedding_dim}; {REBUILD_HINT}"
+            )
+        p = d["hnsw"]["dim"]
+        if p > dim:
+            raise MapFormatError(f"manifest hnsw.dim {p} exceeds embedding_dim {dim} (expected 1..{dim}); {REBUILD_HINT}")
+        if p < dim and PROJECTION not in entries:
+            raise MapFormatError(
+                f"manifest files lacks an entry for {PROJECTION} (hnsw.dim {p} < embedding_dim {dim} needs the "
+                f"projection); {REBUILD_HINT}"
+            )
+        if p == dim and PROJECTION in entries:
+            raise MapFormatError(
+                f"manifest lists {PROJECTION} but hnsw.dim equals embedding_dim ({dim}): no projection expected; {REBUILD_HINT}"
             )
         return cls(
             format=FORMAT, format_version=version, created_utc=str(d["created_utc"]), frame=frame, crs=str(d["crs"]),
@@ -385,6 +408,43 @@ def _unit_rows_f16(emb: np.ndarray, perm: np.ndarray, chunk: int = 1 << 16) -> n
     return out
 
 
+def check_hnsw_dim(hnsw_dim, d: int) -> int:
+    """The HNSW graph dimension p for d-dimensional embeddings: ``None`` -> min(d, :data:`HNSW_DIM`).
+
+    Raises :class:`MapError` unless ``hnsw_dim`` is None or an integer in [1, d].
+    """
+    if hnsw_dim is None:
+        return min(int(d), HNSW_DIM)
+    if isinstance(hnsw_dim, bool) or not isinstance(hnsw_dim, (int, np.integer)) or not 1 <= hnsw_dim <= d:
+        raise MapError(
+            f"hnsw_dim must be a positive integer <= the embedding dimension {d} (the HNSW graph's dimension; "
+            f"{d} = no projection), got {hnsw_dim!r}; e.g. --hnsw-dim {min(int(d), HNSW_DIM)}"
+        )
+    return int(hnsw_dim)
+
+
+def pca_projection(emb16: np.ndarray, p: int, *, sample: int = PROJECTION_SAMPLE, seed: int = 0,
+                   chunk: int = 1 << 15) -> np.ndarray:
+    """Uncentred PCA: float32[p, d] orthonormal rows = top-p right-singular vectors of the embedding matrix.
+
+    Uncentred because the similarity is an inner product: the rows span the directions holding most of the
+    embeddings' inner-product energy. Computed from up to ``sample`` rows (evenly spread random choice, ``seed``)
+    of ``emb16`` (float16[n, d]) via the eigenvectors of the float64 Gram matrix; each row's sign is fixed (largest
+    component positive) so builds are reproducible.
+    """
+    n, d = emb16.shape
+    rows = np.arange(n) if n <= sample else np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+    gram = np.zeros((d, d), dtype=np.float64)
+    for s in range(0, rows.size, chunk):
+        x = f16_to_f32(emb16[rows[s:s + chunk]]).astype(np.float64)
+        gram += x.T @ x
+    w, v = np.linalg.eigh(gram)  # ascending eigenvalues
+    top = v[:, np.argsort(w)[::-1][:p]].T  # [p, d]
+    signs = np.sign(top[np.arange(p), np.argmax(np.abs(top), axis=1)])
+    top *= np.where(signs == 0, 1.0, signs)[:, None]
+    return np.ascontiguousarray(top, dtype=np.float32)
+
+
 def _duplicates(emb16: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(representatives int64[u] ascending, duplicates int64[n - u, 2] (representative, id) sorted) of identical rows."""
     n, d = emb16.shape
@@ -415,6 +475,7 @@ def write_package(
     hnsw_m: int = 16,
     hnsw_ef_construction: int = 200,
     hnsw_seed: int = 100,
+    hnsw_dim: int | None = None,
     num_threads: int | None = None,
     overwrite: bool = False,
     progress=None,
@@ -427,6 +488,9 @@ def write_package(
         frame, contract, tile_grid: the map's local frame, encoder contract and tile geometry.
         imagery: optional :class:`~maps.ortho.Orthophoto` stored as ``imagery.png`` (RGBA, alpha = mask).
         cell_size_m: spatial grid cell side (default ``32 * stride``).
+        hnsw_dim: dimension p of the HNSW graph's vectors (default min(d, 64)). p < d: the index holds the float16
+            embeddings projected by an uncentred PCA (stored as ``hnsw_projection.f32.npy``, float32[p, d]) and
+            search re-ranks its candidates exactly; p = d: the index holds the embeddings themselves.
         overwrite: replace an existing map package at ``out_dir`` (never a directory that is not a map).
         progress: optional callable ``(stage: str, done: int, total: int)``.
 
@@ -452,6 +516,7 @@ def write_package(
             f"tile grid tiles are {tile_grid.size_px} px ({tile_grid.tile_size_m:g} m at {tile_grid.gsd:g} m/px) but "
             f"encoder {contract.encoder_id!r} takes {contract.input_width} px; derive the grid with TileGrid.from_contract"
         )
+    p = check_hnsw_dim(hnsw_dim, d)
     _prepare_destination(out_dir, overwrite)
     report = progress or (lambda stage, done, total: None)
     cell = float(cell_size_m) if cell_size_m is not None else CELL_STRIDES * tile_grid.stride_m
@@ -467,16 +532,22 @@ def write_package(
         _save_npy(tmp / CELLS, offsets)
         reps, dups = _duplicates(emb16)
         _save_npy(tmp / DUPLICATES, dups)
-        # HNSW over the stored (float16-rounded) vectors, so both search paths score the same numbers.
-        index = hnswlib.Index(space="ip", dim=d)
+        # HNSW over the stored (float16-rounded) vectors, so both search paths score the same numbers; with p < d
+        # over their projection (float32, not re-normalised), and search re-ranks with the stored vectors.
+        proj = pca_projection(emb16, p, seed=int(hnsw_seed)) if p < d else None
+        if proj is not None:
+            _save_npy(tmp / PROJECTION, proj)
+        index = hnswlib.Index(space="ip", dim=p)
         index.init_index(max_elements=reps.size, M=int(hnsw_m), ef_construction=int(hnsw_ef_construction),
                          random_seed=int(hnsw_seed))
         threads = int(num_threads or os.cpu_count() or 1)
         step = 1 << 15
         for s in range(0, reps.size, step):
             ids = reps[s:s + step]
-            block = emb16[s:s + ids.size] if reps.size == n else emb16[ids]
-            index.add_items(f16_to_f32(block), ids, num_threads=threads)
+            block = f16_to_f32(emb16[s:s + ids.size] if reps.size == n else emb16[ids])
+            if proj is not None:
+                block = np.ascontiguousarray(block @ proj.T)
+            index.add_items(block, ids, num_threads=threads)
             report("index", s + ids.size, reps.size)
         index.save_index(str(tmp / INDEX))
         del index
@@ -489,7 +560,7 @@ def write_package(
         lo, hi = pos.min(axis=0), pos.max(axis=0)
         bounds = (float(lo[0] - half), float(lo[1] - half), float(hi[0] + half), float(hi[1] + half))
         files = {}
-        for name in REQUIRED_FILES + ((IMAGERY,) if imagery is not None else ()):
+        for name in REQUIRED_FILES + ((PROJECTION,) if proj is not None else ()) + ((IMAGERY,) if imagery is not None else ()):
             files[name] = {"sha256": _sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
         manifest = {
             "format": FORMAT,
@@ -507,7 +578,7 @@ def write_package(
             "metric": "cosine",
             "spatial_grid": grid.to_dict(),
             "hnsw": {"space": "ip", "M": int(hnsw_m), "ef_construction": int(hnsw_ef_construction), "seed": int(hnsw_seed),
-                     "elements": int(reps.size)},
+                     "elements": int(reps.size), "dim": p},
             "build": dict(build_params or {}),
             "ground_elevation_m": float(ground_elevation_m),
             "imagery": imagery_info,
@@ -599,11 +670,13 @@ class MapPackage:
         positions: float64[n, 2] tile centres, local metres.
         cell_offsets: int64[n_cells + 1] CSR offsets of the spatial grid (tiles are stored cell-major).
         duplicates: int64[m, 2] (representative, duplicate) tile ids with identical embeddings.
+        projection: float32[p, d] orthonormal rows the HNSW index is built on (p = ``manifest.hnsw["dim"]``), or
+            None when the index holds the embeddings themselves (p = d).
         timings: seconds spent in each loading step (manifest, embeddings, positions, grid, hnsw).
     """
 
     def __init__(self, path: Path, manifest: Manifest, embeddings, positions, offsets, duplicates,
-                 hnsw: HnswHandle, cache_bytes: int, timings: dict) -> None:
+                 hnsw: HnswHandle, cache_bytes: int, timings: dict, projection=None) -> None:
         self.path = path
         self.manifest = manifest
         self.embeddings = embeddings
@@ -611,10 +684,11 @@ class MapPackage:
         self.cell_offsets = offsets
         self.duplicates = duplicates
         self.timings = timings
+        self.projection = projection
         self._hnsw = hnsw
         self._searcher = Searcher(
             embeddings, positions, manifest.spatial_grid, offsets, manifest.bounds_local, hnsw,
-            duplicates=duplicates, cache_bytes=cache_bytes, describe_point=self._describe_point,
+            duplicates=duplicates, projection=projection, cache_bytes=cache_bytes, describe_point=self._describe_point,
         )
 
     # -- loading ---------------------------------------------------------------------------------------------------
@@ -630,7 +704,8 @@ class MapPackage:
                 Without it only sizes, shapes and headers are checked.
             expect_contract: the encoder that will produce queries; a different contract raises
                 :class:`EncoderMismatchError` naming both values.
-            hnsw: "eager" (load the HNSW index now: ~1 s per million 256-d tiles, everything else takes a few ms),
+            hnsw: "eager" (load the HNSW index now: its size is n x (4 p + 132 + 8) bytes for a graph over p
+                dimensions, ~0.4 GB per million tiles at the default p = 64; everything else takes a few ms),
                 "lazy" (load it on the first whole-map or large-prior search: the map is ready for prior-scoped
                 search at once), "background" (load it in a thread; see :attr:`hnsw_ready`, :meth:`wait_hnsw`.
                 hnswlib 0.8 holds the GIL while loading, so every Python thread, the caller's included, stalls for
@@ -674,13 +749,15 @@ class MapPackage:
                                            or np.any(np.diff(dups[:, 0]) < 0))):
             raise MapFormatError(f"{DUPLICATES} of map {path} does not match {n} tiles / {elements} indexed; {REBUILD_HINT}")
         t4 = time.perf_counter()
+        p = int(manifest.hnsw["dim"])
+        proj = _load_projection(path, p, d) if p < d else None
         index_path = path / INDEX
-        _check_hnsw_header(index_path, elements, d, manifest.hnsw)
+        _check_hnsw_header(index_path, elements, p, manifest.hnsw)
 
         def loader():
             import hnswlib
 
-            idx = hnswlib.Index(space="ip", dim=d)
+            idx = hnswlib.Index(space="ip", dim=p)
             try:
                 idx.load_index(str(index_path), max_elements=elements)
             except (RuntimeError, ValueError, MemoryError) as exc:
@@ -693,7 +770,7 @@ class MapPackage:
         t5 = time.perf_counter()
         timings = {"manifest": t1 - t0, "embeddings": t2 - t1, "positions": t3 - t2, "grid": t4 - t3,
                    "hnsw": t5 - t4, "total": t5 - t0}
-        return cls(path, manifest, emb, pos, offsets, dups, handle, int(cache_mb * (1 << 20)), timings)
+        return cls(path, manifest, emb, pos, offsets, dups, handle, int(cache_mb * (1 << 20)), timings, proj)
 
     # -- properties ------------------------------------------------------------------------------------------------
 
@@ -863,6 +940,20 @@ def _load_npy(path: Path, dtype, shape: tuple, mmap: bool) -> np.ndarray:
             f"{np.dtype(dtype)}{list(shape)} (C order); {REBUILD_HINT}"
         )
     return arr
+
+
+def _load_projection(path: Path, p: int, d: int) -> np.ndarray:
+    """float32[p, d] HNSW projection of a map, checked: finite, orthonormal rows."""
+    proj = _load_npy(path / PROJECTION, np.float32, (p, d), mmap=False)
+    if not np.all(np.isfinite(proj)):
+        raise MapFormatError(f"{PROJECTION} of map {path} holds NaN or infinite values; {REBUILD_HINT}")
+    err = float(np.abs(proj.astype(np.float64) @ proj.T.astype(np.float64) - np.eye(p)).max())
+    if err > PROJECTION_TOLERANCE:
+        raise MapFormatError(
+            f"{PROJECTION} of map {path} does not have orthonormal rows (max |P P^T - I| = {err:.3g}, expected <= "
+            f"{PROJECTION_TOLERANCE:g}); {REBUILD_HINT}"
+        )
+    return proj
 
 
 def _check_hnsw_header(path: Path, n: int, d: int, hnsw: dict) -> None:

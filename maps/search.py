@@ -12,6 +12,11 @@ falling back to the exact path when too few remain. Tiles whose embeddings are i
 are indexed once and expanded in the results; those groups are also scored exactly with every HNSW query, since a
 near-constant descriptor gives the graph search nothing to follow.
 
+The HNSW graph may be built over a p-dimensional projection of the embeddings (``projection`` float32[p, d],
+orthonormal rows: an uncentred PCA, p = 64 by default): queries are projected, the graph is asked for
+``max(4 k, ef or 64, 64)`` candidates, and those are re-ranked exactly in float32 against the full-dimension float16
+embeddings (gathered rows), so returned scores are the exact cosine similarities.
+
 Scores are cosine similarities (inner products of unit vectors), best first; ids are tile indices (rows of
 ``positions``/``embeddings``); rows with fewer tiles in scope than ``k`` are padded with id -1 and score -inf.
 """
@@ -32,6 +37,8 @@ from .config import strict_from_dict
 HNSW_SCOPE_FRACTION = 0.5
 #: Columns of scores accumulated before a running top-k reduction (bounds memory for whole-map exact search).
 _CHUNK_COLUMNS = 1 << 16
+#: float32 values gathered at once when re-ranking HNSW candidates with the full embeddings (16 MiB).
+_RERANK_FLOATS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -437,10 +444,12 @@ class Searcher:
             textureless water or roofs give identical descriptors); results are expanded with their duplicates.
         cache_bytes: bound of the float32 cell cache.
         describe_point: optional callable (x, y) -> str used in error messages (e.g. adds lat/lon).
+        projection: None (the index holds the d-dimensional embeddings) or float32[p, d] orthonormal rows: the index
+            holds ``embeddings @ projection.T`` and its candidates are re-ranked exactly (see the module docstring).
     """
 
     def __init__(self, embeddings, positions, grid: SpatialGrid, offsets, bounds, hnsw: HnswHandle,
-                 duplicates=None, cache_bytes: int = 256 << 20, describe_point=None) -> None:
+                 duplicates=None, cache_bytes: int = 256 << 20, describe_point=None, projection=None) -> None:
         self.embeddings = embeddings
         self.positions = positions
         self.grid = grid
@@ -449,6 +458,13 @@ class Searcher:
         self.hnsw = hnsw
         self.cache = CellCache(embeddings, offsets, cache_bytes)
         self.n, self.dim = int(embeddings.shape[0]), int(embeddings.shape[1])
+        if projection is not None:
+            projection = np.ascontiguousarray(projection, dtype=np.float32)
+            if projection.ndim != 2 or projection.shape[1] != self.dim or not 1 <= projection.shape[0] <= self.dim:
+                raise MapError(f"the HNSW projection must be float32[p, {self.dim}] with 1 <= p <= {self.dim}, "
+                               f"got shape {list(projection.shape)}")
+        self.projection = projection
+        self.hnsw_dim = self.dim if projection is None else int(projection.shape[0])
         dups = np.zeros((0, 2), np.int64) if duplicates is None else np.asarray(duplicates, dtype=np.int64)
         self._dup_rep, self._dup_member = dups[:, 0], dups[:, 1]
         self.hnsw_elements = self.n - int(dups.shape[0])
@@ -569,10 +585,34 @@ class Searcher:
     def _ef(self, k: int, ef: int | None) -> int:
         return max(int(ef or 0), 64, 4 * k, k)
 
+    def _graph_knn(self, q: np.ndarray, kq: int, ef: int | None):
+        """Top ``kq`` of the HNSW graph: (float32[nq, kq] cosine, int64[nq, kq]) of representatives.
+
+        Without a projection, hnswlib's own scores. With one, ``max(4 kq, ef or 64, 64)`` candidates (capped at the
+        indexed tiles) of the projected queries, re-ranked exactly: float16 rows gathered, converted to float32 and
+        dotted with the full-dimension queries (never a float16 product); hnswlib's padding (-1) is dropped.
+        """
+        if self.projection is None:
+            return self.hnsw.knn(q, kq, self._ef(kq, ef))
+        kc = min(max(4 * kq, int(ef or 64), 64), self.hnsw_elements)
+        _, cand = self.hnsw.knn(np.ascontiguousarray(q @ self.projection.T), kc, max(kc, int(ef or 0)))
+        valid = cand >= 0
+        cand = np.where(valid, cand, -1)
+        sc = np.full(cand.shape, -np.inf, dtype=np.float32)
+        step = max(1, _RERANK_FLOATS // max(1, kc * self.dim))  # queries per gather (bounds the float32 block)
+        for s in range(0, q.shape[0], step):
+            c = cand[s:s + step]
+            uniq, inv = np.unique(np.maximum(c, 0), return_inverse=True)
+            rows = f16_to_f32(self.embeddings[uniq])  # float32[u, d], ascending ids (file order)
+            block = rows[np.ravel(inv).reshape(c.shape)]  # float32[m, kc, d]
+            sc[s:s + step] = np.matmul(block, q[s:s + step, :, None])[..., 0]
+        sc[~valid] = -np.inf
+        return topk_rows(sc, cand, kq)
+
     def _knn(self, q: np.ndarray, want: int, ef: int | None):
         """HNSW neighbours expanded with duplicates: (float32[nq, want], int64[nq, want]) padded with -inf / -1."""
         kq = min(want, self.hnsw_elements)
-        scores, ids = self.hnsw.knn(q, kq, self._ef(kq, ef))
+        scores, ids = self._graph_knn(q, kq, ef)
         nq = q.shape[0]
         if self._group_emb is not None:
             g_scores = q @ self._group_emb.T  # float32[nq, groups]

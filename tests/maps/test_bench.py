@@ -64,6 +64,22 @@ def test_cached_map_is_reused(result):
     assert info["reused"] is True and "build_s" in info and "reusing" in logs[0]
     pkg = MapPackage.load(path, hnsw="off")
     assert pkg.n_tiles == 3000 and pkg.embedding_dim == 24
+    assert path.name.startswith("map-3000-d24-p24-") and pkg.manifest.hnsw["dim"] == 24  # p = min(d, 64) = d
+
+
+def test_cache_key_includes_the_hnsw_dim(result, tmp_path):
+    r, _, _ = result
+    assert r["map"]["hnsw_dim"] == 24 and "HNSW graph over 24 dimensions (no projection)" in format_table(r)
+    logs = []
+    path, info = ensure_bench_map(400, 24, cache_dir=tmp_path, hnsw_dim=8, log=logs.append)
+    assert info["reused"] is False and info["hnsw_dim"] == 8 and path.name.startswith("map-400-d24-p8-")
+    pkg = MapPackage.load(path)
+    assert pkg.manifest.hnsw["dim"] == 8 and pkg.projection.shape == (8, 24)
+    other, info = ensure_bench_map(400, 24, cache_dir=tmp_path, log=logs.append)  # another p: another map
+    assert other != path and info["reused"] is False and other.name.startswith("map-400-d24-p24-")
+    assert ensure_bench_map(400, 24, cache_dir=tmp_path, hnsw_dim=8, log=logs.append)[1]["reused"] is True
+    with pytest.raises(MapError, match="hnsw_dim must be a positive integer <= the embedding dimension 24"):
+        ensure_bench_map(400, 24, cache_dir=tmp_path, hnsw_dim=25)
 
 
 def test_helpers():

@@ -104,6 +104,7 @@ def test_build_parameters_are_recorded(tmp_path):
     g = pkg.tile_grid
     assert (g.tile_size_m, g.stride_m, g.gsd, g.size_px) == (24.0, 6.0, 1.5, 16)
     assert pkg.ground_elevation_m == -3.5 and pkg.manifest.hnsw["M"] == 8
+    assert pkg.manifest.hnsw["dim"] == pkg.manifest.build["hnsw_dim"] == min(pkg.embedding_dim, 64)
     assert pkg.manifest.imagery is None and pkg.imagery() is None and not (path / "imagery.png").exists()
     assert pkg.manifest.sources == ("a.tif", "b.tif")
     assert pkg.manifest.build["ortho_gsd"] == 0.5 and pkg.manifest.build["stride_m"] == 6.0
@@ -147,3 +148,13 @@ def test_bad_arguments(tmp_path):
     empty = Orthophoto(ortho.image, mask, ortho.gsd, ortho.x_min, ortho.y_max, FRAME)
     with pytest.raises(MapError, match="0% valid"):
         build_map(empty, tiny_embed, CONTRACT, tmp_path / "m")
+
+
+def test_hnsw_dim_is_recorded_and_validated(tmp_path):
+    path = build_map(textured_ortho(), tiny_embed, CONTRACT, tmp_path / "m", hnsw_dim=6, store_imagery=False)
+    pkg = MapPackage.load(path)
+    assert pkg.manifest.hnsw["dim"] == pkg.manifest.build["hnsw_dim"] == 6 and pkg.projection.shape == (6, 48)
+    verify_map(path)
+    with pytest.raises(MapError, match=r"hnsw_dim must be a positive integer <= the embedding dimension 48 .*got 49"):
+        build_map(textured_ortho(), tiny_embed, CONTRACT, tmp_path / "x", hnsw_dim=49)
+    assert not (tmp_path / "x").exists()

@@ -174,6 +174,23 @@ def test_bench_tiny_json(tmp_path, capsys):
     assert cli(args) == 0
     assert json.loads(out.read_text())["build"]["reused"] is True
     assert cli(["maps", "bench", "--tiles", "0"]) == 2
+    assert cli(["maps", "bench", "--tiles", "1500", "--dim", "16", "--hnsw-dim", "17", "--cache", str(tmp_path / "c")]) == 2
+    assert "hnsw_dim must be a positive integer <= the embedding dimension 16" in capsys.readouterr().err
+
+
+def test_build_hnsw_dim(shared_data, tmp_path, capsys):
+    pytest.importorskip("rasterio")
+    pytest.importorskip("maps.descriptors")
+    pytest.importorskip("maps.geotiff")
+    tif = shared_data("ortho/netherlands_0.25m.tif")
+    out = tmp_path / "nl"
+    assert cli(["maps", "build", str(tif), "-o", str(out), "--stride-m", "25.6", "--hnsw-dim", "32", "--no-imagery"]) == 0
+    assert "graph over 32 dims (PCA projection, exact re-rank)" in capsys.readouterr().out
+    pkg = MapPackage.load(out)
+    assert pkg.manifest.hnsw["dim"] == 32 and pkg.projection.shape == (32, pkg.embedding_dim)
+    assert cli(["maps", "build", str(tif), "-o", str(tmp_path / "bad"), "--hnsw-dim", "0"]) == 2
+    assert "hnsw_dim must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_skyfix_entry_point_lists_maps():

@@ -15,8 +15,8 @@ from maps.contract import EncoderContract
 from maps.errors import EncoderMismatchError, MapError, MapFormatError, MapIntegrityError
 from maps.geodesy import LocalFrame
 from maps.ortho import Orthophoto
-from maps.package import (DUPLICATES, FORMAT_VERSION, MANIFEST, MANIFEST_SUM, Manifest, MapPackage, verify_map,
-                          write_package)
+from maps.package import (DUPLICATES, FORMAT_VERSION, MANIFEST, MANIFEST_SUM, PROJECTION, Manifest, MapPackage,
+                          check_hnsw_dim, verify_map, write_package)
 from maps.tiling import TileGrid, resample_to_gsd
 
 FRAME = LocalFrame(52.0, 5.0)
@@ -329,3 +329,147 @@ def test_no_pickle_in_package_code():
     src = Path(pkg_mod.__file__).read_text()
     assert "allow_pickle=True" not in src and "import pickle" not in src
     assert os.path.basename(pkg_mod.__file__) == "package.py"
+
+
+# ---------------------------------------------------------------------------------------------- HNSW projection
+
+
+@pytest.fixture(scope="module")
+def projected(tmp_path_factory):
+    """A map whose HNSW graph is over a 5-d projection of the 12-d embeddings (energy concentrated in a few
+    directions, as for real descriptors: random isotropic vectors have none for a projection to keep)."""
+    rng = np.random.default_rng(3)
+    n = 300
+    basis = np.linalg.qr(rng.standard_normal((12, 12)))[0]
+    emb = (rng.standard_normal((n, 12)) * [4.0, 3.5, 3.0, 2.5, 2.0, 0.3, 0.3, 0.2, 0.2, 0.1, 0.1, 0.1]) @ basis.T
+    pos = np.stack([np.arange(n) * 4.0, np.zeros(n)], axis=1)
+    return write_package(tmp_path_factory.mktemp("proj") / "map", embeddings=emb.astype(np.float32), positions=pos,
+                         frame=FRAME, contract=CONTRACT, tile_grid=TileGrid(16.0, 4.0, 1.0), hnsw_dim=5)
+
+
+def test_projected_package_layout_and_manifest(projected, built):
+    m = json.loads((projected / MANIFEST).read_text())
+    assert m["hnsw"]["dim"] == 5 and m["embedding_dim"] == 12 and PROJECTION in m["files"]
+    assert sorted(p.name for p in projected.iterdir()) == sorted(
+        [MANIFEST, MANIFEST_SUM, "embeddings.f16.npy", "positions.f64.npy", "cells.i64.npy", DUPLICATES, "index.hnsw",
+         PROJECTION])
+    proj = np.load(projected / PROJECTION, allow_pickle=False)
+    assert proj.dtype == np.float32 and proj.shape == (5, 12)
+    np.testing.assert_allclose(proj @ proj.T, np.eye(5), atol=1e-5)
+    # the rows are the top right-singular vectors of the (uncentred) stored embeddings
+    emb = np.load(projected / "embeddings.f16.npy").astype(np.float64)
+    _, _, vt = np.linalg.svd(emb, full_matrices=False)
+    np.testing.assert_allclose(np.abs(vt[:5] @ proj.T.astype(np.float64)), np.eye(5), atol=1e-4)
+    pkg = MapPackage.load(projected)
+    assert pkg.projection.shape == (5, 12) and pkg.searcher.hnsw_dim == 5
+    assert verify_map(projected).ok and len(verify_map(projected).files) == 6
+    # the default graph dimension is min(d, 64): a 12-d map has no projection
+    assert json.loads((built / MANIFEST).read_text())["hnsw"]["dim"] == 12 and MapPackage.load(built).projection is None
+
+
+def test_projected_search_reranks_exactly(projected):
+    pkg = MapPackage.load(projected)
+    q = pkg.embedding(np.arange(pkg.n_tiles))
+    scores, ids = pkg.search(q, 5)
+    assert pkg.searcher.last_path == "hnsw"
+    np.testing.assert_array_equal(ids[:, 0], np.arange(pkg.n_tiles))  # every tile is its own top-1
+    ex_s, ex_i = pkg.search(q, 5, exact=True)
+    np.testing.assert_array_equal(ids, ex_i)  # 64 candidates of 300 tiles, re-ranked: the exact answer here
+    np.testing.assert_allclose(scores, ex_s, atol=1e-6)
+
+
+def test_projection_file_errors(projected, tmp_path):
+    path = _copy(projected, tmp_path / "missing")
+    (path / PROJECTION).unlink()
+    with pytest.raises(MapFormatError, match=r"missing hnsw_projection\.f32\.npy.*skyfix maps build"):
+        MapPackage.load(path)
+    with pytest.raises(MapIntegrityError, match=r"hnsw_projection\.f32\.npy: missing"):
+        verify_map(path)
+    path = _copy(projected, tmp_path / "flip")
+    data = bytearray((path / PROJECTION).read_bytes())
+    data[len(data) * 2 // 3] ^= 0x01
+    (path / PROJECTION).write_bytes(bytes(data))
+    with pytest.raises(MapIntegrityError, match=r"hnsw_projection\.f32\.npy: expected sha256"):
+        verify_map(path)
+    with pytest.raises(MapIntegrityError):
+        MapPackage.load(path, verify=True)
+    path = _copy(projected, tmp_path / "shape")
+    np.save(path / PROJECTION, np.eye(4, 12, dtype=np.float32))
+    _resign_file(path, PROJECTION)
+    with pytest.raises(MapFormatError, match=r"hnsw_projection\.f32\.npy .* holds float32\[4, 12\], expected float32\[5, 12\]"):
+        MapPackage.load(path)
+    path = _copy(projected, tmp_path / "dtype")
+    np.save(path / PROJECTION, np.eye(5, 12, dtype=np.float64))
+    _resign_file(path, PROJECTION)
+    with pytest.raises(MapFormatError, match=r"holds float64\[5, 12\], expected float32\[5, 12\]"):
+        MapPackage.load(path)
+    path = _copy(projected, tmp_path / "ortho")
+    np.save(path / PROJECTION, 2 * np.eye(5, 12, dtype=np.float32))
+    _resign_file(path, PROJECTION)
+    with pytest.raises(MapFormatError, match="does not have orthonormal rows.*skyfix maps build"):
+        MapPackage.load(path)
+    path = _copy(projected, tmp_path / "nan")
+    bad = np.eye(5, 12, dtype=np.float32)
+    bad[0, 7] = np.nan
+    np.save(path / PROJECTION, bad)
+    _resign_file(path, PROJECTION)
+    with pytest.raises(MapFormatError, match="NaN or infinite"):
+        MapPackage.load(path)
+
+
+def test_projection_manifest_errors(projected, built, tmp_path):
+    cases = [
+        (projected, lambda d: d["files"].pop(PROJECTION), r"lacks an entry for hnsw_projection\.f32\.npy .*hnsw\.dim 5 < embedding_dim 12"),
+        (projected, lambda d: d["hnsw"].__setitem__("dim", 13), r"hnsw\.dim 13 exceeds embedding_dim 12"),
+        (projected, lambda d: d["hnsw"].__setitem__("dim", 0), r"hnsw\.dim must be an integer >= 1"),
+        (projected, lambda d: d["hnsw"].pop("dim"), r"manifest hnsw lacks keys \['dim'\]"),
+        (projected, lambda d: d["hnsw"].__setitem__("dim", 12), "lists hnsw_projection.f32.npy but hnsw.dim equals"),
+        (projected, lambda d: d["hnsw"].__setitem__("dim", 6), r"hnsw_projection\.f32\.npy .* expected float32\[6, 12\]"),
+        (built, lambda d: d["hnsw"].__setitem__("dim", 6), r"lacks an entry for hnsw_projection"),
+    ]
+    for i, (src, mutate, pattern) in enumerate(cases):
+        path = _copy(src, tmp_path / f"m{i}")
+        _rewrite_manifest(path, mutate)
+        with pytest.raises(MapFormatError, match=pattern):
+            MapPackage.load(path)
+
+
+@pytest.mark.parametrize("version, pattern", [
+    (1, r"map format version 1 is not supported \(expected 2\).*rebuild the map with `skyfix maps build`"),
+    (3, r"map format version 3 is newer than this SkyFix reads \(2\).*rebuild the map"),
+])
+def test_other_format_versions_say_rebuild(built, tmp_path, version, pattern):
+    assert FORMAT_VERSION == 2
+    path = _copy(built, tmp_path / "v")
+    _rewrite_manifest(path, lambda d: d.__setitem__("format_version", version))
+    with pytest.raises(MapFormatError, match=pattern):
+        MapPackage.load(path)
+
+
+def test_hnsw_dim_is_validated(tmp_path):
+    assert check_hnsw_dim(None, 256) == 64 and check_hnsw_dim(None, 12) == 12 and check_hnsw_dim(np.int64(7), 12) == 7
+    for bad in (0, -3, 13, 2.5, True, "8"):
+        with pytest.raises(MapError, match=r"hnsw_dim must be a positive integer <= the embedding dimension 12.*got"):
+            _small_package(tmp_path / "m", hnsw_dim=bad)
+        with pytest.raises(MapError, match="hnsw_dim must be a positive integer"):
+            build_map(synthetic_ortho(), tiny_embed, CONTRACT, tmp_path / "b", hnsw_dim=bad)
+    assert list(tmp_path.iterdir()) == []
+    out = _small_package(tmp_path / "full", hnsw_dim=12)  # p = d: no projection
+    assert not (out / PROJECTION).exists() and MapPackage.load(out).manifest.hnsw["dim"] == 12
+
+
+def test_projected_duplicates_are_indexed_once(tmp_path):
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((60, 12)).astype(np.float32)
+    emb[[7, 20, 33, 41, 59]] = emb[3]
+    pos = np.stack([np.arange(60) * 4.0, np.zeros(60)], axis=1)
+    out = write_package(tmp_path / "m", embeddings=emb, positions=pos, frame=FRAME, contract=CONTRACT,
+                        tile_grid=TileGrid(16.0, 4.0, 1.0), hnsw_dim=4)
+    pkg = MapPackage.load(out)
+    assert pkg.manifest.hnsw["elements"] == 55 and pkg.projection.shape == (4, 12)
+    q = pkg.embedding([3])
+    s_h, i_h = pkg.search(q, 8)
+    s_e, i_e = pkg.search(q, 8, exact=True)
+    np.testing.assert_array_equal(i_h, i_e)
+    np.testing.assert_array_equal(i_h[0, :6], [3, 7, 20, 33, 41, 59])
+    np.testing.assert_allclose(s_h, s_e, atol=1e-6)

@@ -353,8 +353,10 @@ def plan_ok(ortho, centres, grid):
     return np.array(ok, bool)
 
 
-def test_hnsw_recall_on_real_orthophoto_embeddings(shared_data, tmp_path):
-    """HNSW recall@10 vs exact >= 0.95 for queries cut between the map's tiles of real aerial imagery."""
+@pytest.fixture(scope="module")
+def real_embeddings(shared_data):
+    """(emb float32[n, d], pos float64[n, 2], queries float32[m, d], contract, stride, kind) of real aerial imagery:
+    map tiles of four orthophotos and queries cut between the tiles."""
     pytest.importorskip("rasterio")
     embed, contract, kind = _descriptor()
     tile = contract.input_width * contract.ground_resolution_m
@@ -377,15 +379,34 @@ def test_hnsw_recall_on_real_orthophoto_embeddings(shared_data, tmp_path):
         off = off[plan_ok(ortho, off, grid)]
         queries.append(embed(cut_tiles(r, off, grid)))
     emb, pos, q = np.concatenate(all_emb), np.concatenate(all_pos), np.concatenate(queries)
+    return emb, pos, q, contract, stride, kind
+
+
+@pytest.mark.parametrize("hnsw_dim", [None, "d"])
+def test_hnsw_recall_on_real_orthophoto_embeddings(real_embeddings, tmp_path, hnsw_dim):
+    """HNSW recall@10 vs exact >= 0.95 for queries cut between the map's tiles of real aerial imagery, with the
+    default graph (a 64-d PCA projection, candidates re-ranked exactly) and with the full-dimension graph."""
+    emb, pos, q, contract, stride, kind = real_embeddings
     assert len(emb) >= 2000
+    d = emb.shape[1]
+    p = d if hnsw_dim == "d" else min(d, 64)
     path = write_package(tmp_path / "real", embeddings=emb, positions=pos, frame=FRAME, contract=contract,
-                         tile_grid=TileGrid.from_contract(contract, stride_m=stride))
+                         tile_grid=TileGrid.from_contract(contract, stride_m=stride),
+                         hnsw_dim=d if hnsw_dim == "d" else None)
     pkg = MapPackage.load(path)
-    _, exact = pkg.search(q, 10, exact=True)
-    _, approx = pkg.search(q, 10)
+    assert pkg.manifest.hnsw["dim"] == p and (pkg.projection is None) == (p == d)
+    if kind == "classical":
+        assert p < d or hnsw_dim == "d"  # the default exercises the projected path (d = 384)
+    exact_s, exact = pkg.search(q, 10, exact=True)
+    approx_s, approx = pkg.search(q, 10)
     assert pkg.searcher.last_path == "hnsw"
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx.tolist(), exact.tolist())])
-    assert recall >= 0.95, f"recall@10 {recall:.3f} with the {kind} descriptor over {len(emb)} tiles"
+    assert recall >= 0.95, f"recall@10 {recall:.3f} with the {kind} descriptor over {len(emb)} tiles, HNSW over {p} dims"
+    if p < d:  # re-ranked scores are the exact cosine similarities of the returned tiles
+        want = np.einsum("qkd,qd->qk", pkg.embedding(approx.ravel()).reshape(*approx.shape, d),
+                         q / np.linalg.norm(q, axis=1, keepdims=True))
+        np.testing.assert_allclose(approx_s, want, atol=1e-5)
+        assert np.all(np.diff(approx_s, axis=1) <= 0)
 
 
 def test_prefetch_fills_the_cache_for_a_prior(tmp_path):
@@ -398,7 +419,8 @@ def test_prefetch_fills_the_cache_for_a_prior(tmp_path):
     assert pkg.searcher.cache.misses == misses  # every cell came from the cache
 
 
-def test_textureless_duplicate_groups_are_found_by_whole_map_search(tmp_path, monkeypatch):
+@pytest.mark.parametrize("hnsw_dim", [None, 8])
+def test_textureless_duplicate_groups_are_found_by_whole_map_search(tmp_path, monkeypatch, hnsw_dim):
     """A group of identical vectors orthogonal to everything (the constant descriptor of textureless tiles) gives
     the HNSW graph no gradient to follow (on real imagery it was missed in about 1 build out of 4); whole-map
     search scores the groups exactly, so it returns the whole group, like exact search, even when the graph misses it."""
@@ -413,8 +435,8 @@ def test_textureless_duplicate_groups_are_found_by_whole_map_search(tmp_path, mo
     pos = np.stack([gx.ravel(), gy.ravel()], axis=1)
     contract = EncoderContract("rand-v1", "random", 16, 16, 1.0, dim)
     pkg = MapPackage.load(write_package(tmp_path / "m", embeddings=emb, positions=pos, frame=FRAME, contract=contract,
-                                        tile_grid=TileGrid(16.0, STRIDE, 1.0)))
-    assert len(pkg.duplicates) == 24
+                                        tile_grid=TileGrid(16.0, STRIDE, 1.0), hnsw_dim=hnsw_dim))
+    assert len(pkg.duplicates) == 24 and pkg.searcher.hnsw_dim == (hnsw_dim or dim)
     group = np.flatnonzero(np.isclose(pkg.embedding(np.arange(n))[:, 0], 1.0))
     assert group.size == 25
     q = np.zeros((3, dim), np.float32)
@@ -435,3 +457,85 @@ def test_textureless_duplicate_groups_are_found_by_whole_map_search(tmp_path, mo
     assert pkg.searcher.last_path == "hnsw"
     np.testing.assert_array_equal(i_h[:, :25], i_e[:, :25])
     np.testing.assert_allclose(s_h[:, :25], s_e[:, :25], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- projected graph
+
+
+def _structured(rng, n, dim, strong=6):
+    """float32[n, dim] unit rows whose energy lies mostly in ``strong`` random directions (like real descriptors)."""
+    basis = np.linalg.qr(rng.standard_normal((dim, dim)))[0]
+    scale = np.concatenate([np.linspace(3.0, 1.5, strong), np.full(dim - strong, 0.15)])
+    e = (rng.standard_normal((n, dim)) * scale) @ basis.T
+    return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pmap(tmp_path_factory):
+    """A 40 x 40 map of 48-d embeddings whose HNSW graph is over an 8-d projection."""
+    rng = np.random.default_rng(7)
+    gx, gy = np.meshgrid(np.arange(40) * STRIDE, np.arange(40) * STRIDE)
+    pos = np.stack([gx.ravel(), gy.ravel()], axis=1) - 60.0
+    contract = EncoderContract("rand-v1", "random", 16, 16, 1.0, 48)
+    path = write_package(tmp_path_factory.mktemp("proj") / "map", embeddings=_structured(rng, len(pos), 48),
+                         positions=pos, frame=FRAME, contract=contract, tile_grid=TileGrid(16.0, STRIDE, 1.0),
+                         cell_size_m=5 * STRIDE, hnsw_dim=8)
+    return MapPackage.load(path)
+
+
+def test_projected_whole_map_search_reranks_exactly(pmap):
+    assert pmap.projection.shape == (8, 48) and pmap.searcher.hnsw_dim == 8
+    q = pmap.embedding(np.arange(pmap.n_tiles))
+    scores, ids = pmap.search(q, 3)
+    assert pmap.searcher.last_path == "hnsw"
+    np.testing.assert_array_equal(ids[:, 0], np.arange(pmap.n_tiles))
+    # the scores are exact float32 cosines of the returned tiles (not the projected ones), best first
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)  # search normalises queries
+    want = np.einsum("qkd,qd->qk", pmap.embedding(ids.ravel()).reshape(*ids.shape, 48), qn)
+    np.testing.assert_allclose(scores, want, atol=1e-6)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    rng = np.random.default_rng(3)
+    qn = q[rng.choice(pmap.n_tiles, 40, replace=False)] + 0.1 * rng.standard_normal((40, 48)).astype(np.float32)
+    _, approx = pmap.search(qn, 10)
+    _, exact = pmap.search(qn, 10, exact=True)
+    np.testing.assert_array_equal(exact, _brute(pmap, qn, 10)[1])
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx.tolist(), exact.tolist())])
+    assert recall >= 0.95
+
+
+def test_projected_candidates_follow_k_and_ef(pmap, monkeypatch):
+    handle = pmap.searcher.hnsw
+    real_knn, asked = handle.knn, []
+
+    def spy(queries, k, ef):
+        asked.append((queries.shape[1], k, ef))
+        return real_knn(queries, k, ef)
+
+    monkeypatch.setattr(handle, "knn", spy)
+    q = pmap.embedding([5])
+    for k, ef in [(10, None), (30, None), (10, 200)]:
+        pmap.search(q, k, ef=ef)
+    assert asked == [(8, 64, 64), (8, 120, 120), (8, 200, 200)]  # k' = max(4 k, ef or 64, 64), ef >= k'
+
+
+def test_projected_large_prior_filters_to_the_circle(pmap):
+    x0, y0, x1, y1 = pmap.bounds
+    prior = ((x0 + x1) / 2, (y0 + y1) / 2, 0.45 * (x1 - x0))
+    inside = pmap.scope_ids(prior)
+    assert inside.size > 0.5 * pmap.n_tiles
+    rng = np.random.default_rng(2)
+    q = pmap.embedding(rng.choice(inside, 20, replace=False)) + 0.05 * rng.standard_normal((20, 48))
+    scores, ids = pmap.search(q, 10, prior=prior)
+    assert pmap.searcher.last_path.startswith("hnsw+filter")
+    assert np.isin(ids, inside).all()
+    want_s, want = _brute(pmap, q, 10, prior)
+    np.testing.assert_array_equal(ids[:, 0], want[:, 0])
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids.tolist(), want.tolist())])
+    assert recall >= 0.95
+
+
+def test_searcher_rejects_a_wrong_projection(pmap):
+    args = (pmap.embeddings, pmap.positions, pmap.manifest.spatial_grid, pmap.cell_offsets, pmap.bounds,
+            pmap.searcher.hnsw)
+    with pytest.raises(MapError, match=r"projection must be float32\[p, 48\].*got shape \[8, 40\]"):
+        Searcher(*args, projection=np.zeros((8, 40), np.float32))
