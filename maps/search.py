@@ -3,8 +3,10 @@
 Tiles of a map package are stored ordered by the cell of a coarse square :class:`SpatialGrid` (cell-major, CSR
 ``offsets``), so the tiles of one cell are one contiguous row range of the float16 embeddings. A prior
 ``(x, y, radius_m)`` selects the cells that touch its circle; each cell's rows are converted to float32 once and
-kept in a bounded LRU cache (:class:`CellCache`), scored with a float32 matrix product (numpy has no float16 BLAS),
-and tiles of the cells crossing the circle's edge are kept only when their centre is inside the circle.
+kept in a bounded LRU cache (:class:`CellCache`), scored with a float32 matrix product (numpy has no float16 BLAS).
+Of the cells crossing the circle's edge only the rows whose tile centre is inside the circle are converted (or a
+contiguous span of them, when that is cheaper than gathering) and scored; later frames nearby convert only the rows
+they add. The conversion (exact, OpenCV's vectorised loop) dominates the first query in a new area.
 
 Without a prior, or when the circle holds more than half of the map, the HNSW index (hnswlib, inner product)
 answers instead: for a large circle it is asked for extra neighbours and those outside the circle are dropped,
@@ -37,6 +39,10 @@ from .config import strict_from_dict
 HNSW_SCOPE_FRACTION = 0.5
 #: Columns of scores accumulated before a running top-k reduction (bounds memory for whole-map exact search).
 _CHUNK_COLUMNS = 1 << 16
+#: A boundary cell's whole row range (or the contiguous span of its rows inside the circle) is converted instead of
+#: gathering just the rows inside when it holds at most this many times as many rows (gathering a row costs about half
+#: of converting it).
+GATHER_SPAN_RATIO = 1.5
 #: float32 values gathered at once when re-ranking HNSW candidates with the full embeddings (16 MiB).
 _RERANK_FLOATS = 1 << 22
 
@@ -121,7 +127,36 @@ def _numpy_f16_to_f32(block: np.ndarray) -> np.ndarray:
     return np.asarray(block, dtype=np.float32)
 
 
-_converter = None
+def _numpy_f16_to_f32_into(block: np.ndarray, out: np.ndarray) -> None:
+    np.copyto(out, block, casting="safe")
+
+
+def _cv_into(op):
+    """An OpenCV conversion ``op(src, scalar, dst=, dtype=CV_32F)`` as ``(block, out) -> None``.
+
+    ``cv2.add(x, -0.0)`` (x + -0.0 is exactly x in IEEE arithmetic, -0.0 included) runs OpenCV's vectorised
+    float16 -> float32 conversion loop, about 2.4x faster than ``cv2.multiply(x, 1.0)`` (~37 vs ~90 us per 1k rows
+    of d = 256 on the benchmark VM).
+    """
+
+    def convert_into(block: np.ndarray, out: np.ndarray) -> None:
+        res = op(np.ascontiguousarray(block), dst=out)
+        if not (res is out or np.shares_memory(res, out)):
+            out[...] = res
+
+    return convert_into
+
+
+def _cv_candidates():
+    import cv2
+
+    return (
+        ("cv2.add(-0.0)", _cv_into(lambda x, dst: cv2.add(x, -0.0, dst=dst, dtype=cv2.CV_32F))),
+        ("cv2.multiply(1.0)", _cv_into(lambda x, dst: cv2.multiply(x, 1.0, dst=dst, dtype=cv2.CV_32F))),
+    )
+
+
+_converter = None  # (name, convert_into(float16[m, d], float32[m, d] out) -> None)
 _converter_lock = threading.Lock()
 
 
@@ -131,49 +166,57 @@ def _get_converter():
         with _converter_lock:
             if _converter is None:
                 _converter = _pick_converter()
-    return _converter
+    return _converter[1]
+
+
+def converter_name() -> str:
+    """Which float16 -> float32 conversion this process uses (e.g. "cv2.add(-0.0)", or "numpy")."""
+    _get_converter()
+    return _converter[0]
 
 
 def f16_to_f32(block: np.ndarray) -> np.ndarray:
     """float16[m, d] -> new float32[m, d], exact.
 
-    numpy's float16 cast is scalar code (about 1 ns per element here); OpenCV's vectorised conversion is ~3x faster.
-    OpenCV is used when it round-trips a probe exactly, numpy otherwise.
+    numpy's float16 cast is scalar code (about 1.2 ns per element here); OpenCV's vectorised conversion is up to
+    ~8x faster. The first OpenCV conversion that reproduces numpy's cast of a probe bit for bit is used (see
+    :func:`_pick_converter`), numpy otherwise.
     """
-    return _get_converter()(block)
+    block = np.asarray(block)
+    if block.ndim != 2 or block.shape[0] == 0 or block.shape[1] == 0:
+        return _numpy_f16_to_f32(block)
+    out = np.empty(block.shape, dtype=np.float32)
+    _get_converter()(block, out)
+    return out
 
 
 def f16_to_f32_into(block: np.ndarray, out: np.ndarray) -> None:
     """Convert float16[m, d] into the preallocated C-contiguous float32[m, d] ``out`` (exact)."""
-    if block.shape[0] == 0:
+    if block.shape[0] == 0 or block.shape[1] == 0:
         return
-    if _get_converter() is _numpy_f16_to_f32:
-        np.copyto(out, block, casting="safe")
-        return
-    import cv2
-
-    res = cv2.multiply(np.ascontiguousarray(block), 1.0, dst=out, dtype=cv2.CV_32F)
-    if not (res is out or np.shares_memory(res, out)):
-        out[...] = res
+    _get_converter()(block, out)
 
 
 def _pick_converter():
+    """(name, convert_into): the first OpenCV candidate whose output equals numpy's cast bit for bit on a probe
+    holding zeros of both signs, subnormals, extremes, infinities and NaN; numpy's cast otherwise."""
+    probe = np.random.default_rng(0).standard_normal((7, 33)).astype(np.float16)
+    probe[0, :9] = [0.0, -0.0, 6e-8, -3e-5, 65504.0, -1.0, -65504.0, np.inf, -np.inf]
+    probe[1, 0] = np.nan
+    want = probe.astype(np.float32).view(np.uint32)
     try:
-        import cv2
-
-        def cv_convert(block: np.ndarray) -> np.ndarray:
-            if block.ndim != 2 or block.shape[0] == 0 or block.shape[1] == 0:
-                return _numpy_f16_to_f32(block)
-            return cv2.multiply(np.ascontiguousarray(block), 1.0, dtype=cv2.CV_32F)
-
-        probe = np.random.default_rng(0).standard_normal((7, 33)).astype(np.float16)
-        probe[0, :6] = [0.0, -0.0, 6e-8, -3e-5, 65504.0, -1.0]  # zeros, subnormals, extremes
-        out = cv_convert(probe)
-        if isinstance(out, np.ndarray) and out.dtype == np.float32 and np.array_equal(out, probe.astype(np.float32)):
-            return cv_convert
-    except Exception:  # noqa: BLE001 - any OpenCV problem just means the numpy path
-        pass
-    return _numpy_f16_to_f32
+        candidates = _cv_candidates()
+    except Exception:  # noqa: BLE001 - no usable OpenCV: the numpy path
+        candidates = ()
+    for name, convert_into in candidates:
+        try:
+            out = np.full(probe.shape, 7.0, dtype=np.float32)
+            convert_into(probe, out)
+            if np.array_equal(out.view(np.uint32), want):
+                return name, convert_into
+        except Exception:  # noqa: BLE001 - any OpenCV problem just means the next candidate
+            continue
+    return "numpy", _numpy_f16_to_f32_into
 
 
 class CellCache:
@@ -184,13 +227,23 @@ class CellCache:
     reserved once (pages are faulted on first use, with transparent huge pages where the kernel allows) and reused
     after eviction, instead of a new array per cell.
 
+    A slot holds either the whole cell in row order (:meth:`get`, or :meth:`get_rows` without a row mask), or only
+    the rows asked for so far (:meth:`get_rows` with a mask: the cells crossing a prior circle's edge), packed in the
+    order they were converted, with their local row indices; later lookups convert only rows not yet held and append
+    them. Converting a boundary cell's inside rows only is what makes the first query in a new area cheap (the
+    float16 -> float32 conversion is memory-bandwidth bound, ~90 us per 1k rows of d = 256).
+
     Args:
         embeddings: float16[n, d] (typically memory-mapped), cell-major.
         offsets: int64[n_cells + 1] CSR row offsets of the cells.
-        max_bytes: bound on the float32 bytes kept; 0 disables caching (every lookup converts).
+        max_bytes: bound on the float32 bytes reserved (a slot per cell, sized for the largest cell); 0 disables
+            caching (every lookup converts).
 
-    :meth:`get` returns a view into the arena: hold :attr:`lock` while using it (another thread's lookup may reuse
-    the slot once the lock is released).
+    Counters: ``hits`` (lookups that converted nothing), ``misses`` (lookups that converted rows), ``rows_converted``
+    (float16 rows converted in all).
+
+    :meth:`get` / :meth:`get_rows` return views into the arena: hold :attr:`lock` while using them (another thread's
+    lookup may reuse the slot once the lock is released).
     """
 
     def __init__(self, embeddings: np.ndarray, offsets: np.ndarray, max_bytes: int) -> None:
@@ -205,20 +258,31 @@ class CellCache:
         self._arena = None
         self._free = list(range(self.slots - 1, -1, -1))
         self._lru: OrderedDict[int, int] = OrderedDict()  # cell -> slot
+        # Per slot: rows held (int) and whether they are the whole cell in row order; for packed slots the local
+        # row index of each held row (int32[slots, slot_rows]) and which rows are held (bool[slots, slot_rows]).
+        self._held = [0] * self.slots
+        self._ordered = [True] * self.slots
+        self._row_idx = None
+        self._row_mask = None
+        self._scratch = None  # float16[slot_rows, d] gather buffer
         self.lock = threading.RLock()
         self.hits = 0
         self.misses = 0
+        self.rows_converted = 0
 
     @property
     def nbytes(self) -> int:
-        """float32 bytes held by cached cells."""
-        return sum(int(self._offsets[c + 1] - self._offsets[c]) for c in self._lru) * self._dim * 4
+        """float32 bytes held by cached rows."""
+        with self.lock:
+            return sum(self._held[slot] for slot in self._lru.values()) * self._dim * 4
 
     def clear(self) -> None:
         """Forget every cached cell (the arena stays allocated for reuse)."""
         with self.lock:
             self._lru.clear()
             self._free = list(range(self.slots - 1, -1, -1))
+            self._held = [0] * self.slots
+            self._ordered = [True] * self.slots
 
     def _arena_view(self) -> np.ndarray:
         if self._arena is None:
@@ -230,28 +294,119 @@ class CellCache:
             except (AttributeError, OSError, ValueError):  # not Linux, or no THP: plain pages
                 pass
             self._arena = np.frombuffer(buf, dtype=np.float32).reshape(self.slots, self._slot_rows, self._dim)
+            self._row_idx = np.zeros((self.slots, self._slot_rows), dtype=np.int32)
+            self._row_mask = np.zeros((self.slots, self._slot_rows), dtype=bool)
+            self._scratch = np.empty((self._slot_rows, self._dim), dtype=np.float16)
         return self._arena
 
+    def _new_slot(self, cell: int) -> int:
+        if self._free:
+            slot = self._free.pop()
+        else:
+            _, slot = self._lru.popitem(last=False)
+        self._lru[cell] = slot
+        return slot
+
+    def _convert_rows(self, start: int, rows: np.ndarray, out: np.ndarray) -> None:
+        """Convert float16 rows ``start + rows`` (int[r] ascending local indices) into float32[r, d] ``out``."""
+        r = rows.size
+        self.rows_converted += r
+        a, b = int(rows[0]), int(rows[-1]) + 1
+        if b - a == r:  # one contiguous run: no gather
+            f16_to_f32_into(self._emb[start + a:start + b], out)
+            return
+        if self._scratch is None:
+            block = np.take(self._emb[start:start + b], rows, axis=0)
+        else:
+            block = self._scratch[:r]
+            np.take(self._emb[start + a:start + b], rows - a, axis=0, out=block)
+        f16_to_f32_into(block, out)
+
     def get(self, cell: int) -> np.ndarray:
-        """float32[m, d] rows of ``cell`` (a view into the arena when cached: use it while holding :attr:`lock`)."""
+        """float32[m, d] rows of ``cell`` in row order (a view into the arena when cached: use it while holding
+        :attr:`lock`). A cell held only in part (packed) is converted again whole."""
         start, end = int(self._offsets[cell]), int(self._offsets[cell + 1])
+        m = end - start
         with self.lock:
             slot = self._lru.get(cell)
-            if slot is not None:
+            if slot is not None and self._ordered[slot]:
                 self._lru.move_to_end(cell)
                 self.hits += 1
-                return self._arena[slot, :end - start]
+                return self._arena[slot, :m]
             self.misses += 1
+            self.rows_converted += m
             if self.slots == 0:
                 return f16_to_f32(self._emb[start:end])
-            if self._free:
-                slot = self._free.pop()
+            arena = self._arena_view()
+            if slot is None:
+                slot = self._new_slot(cell)
             else:
-                _, slot = self._lru.popitem(last=False)
-            out = self._arena_view()[slot, :end - start]
+                self._lru.move_to_end(cell)
+            out = arena[slot, :m]
             f16_to_f32_into(self._emb[start:end], out)
-            self._lru[cell] = slot
+            self._held[slot], self._ordered[slot] = m, True
             return out
+
+    def get_rows(self, cell: int, inside: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """float32 rows of ``cell`` covering at least the rows ``inside`` (bool[m]; None: every row).
+
+        Returns ``(block float32[h, d], rows)``: ``rows`` None means ``block`` is the whole cell in row order;
+        otherwise int32[h] local row index (0..m-1) of each block row, in no particular order (a superset of the
+        rows asked for: rows converted for earlier lookups are kept). Only rows not held yet are converted.
+        The block is a view into the arena when cached: use it while holding :attr:`lock`.
+        """
+        start, end = int(self._offsets[cell]), int(self._offsets[cell + 1])
+        m = end - start
+        with self.lock:
+            slot = self._lru.get(cell)
+            if slot is not None and self._ordered[slot]:
+                self._lru.move_to_end(cell)
+                self.hits += 1
+                return self._arena[slot, :m], None
+            if slot is None and (inside is None or self.slots == 0):
+                if inside is None or inside.all():
+                    return self.get(cell), None
+                rows = np.flatnonzero(inside).astype(np.int32)
+                self.misses += 1
+                out = np.empty((rows.size, self._dim), dtype=np.float32)
+                self._convert_rows(start, rows, out)
+                return out, rows
+            arena = self._arena_view()
+            if slot is None:
+                slot = self._new_slot(cell)
+                self._held[slot], self._ordered[slot] = 0, False
+                self._row_mask[slot, :m] = False
+            else:
+                self._lru.move_to_end(cell)
+            held = self._held[slot]
+            mask = self._row_mask[slot, :m]
+            need = ~mask if inside is None else inside & ~mask
+            rows = np.flatnonzero(need)
+            if rows.size:
+                if held == 0 and rows.size < m:
+                    # Gathering scattered rows costs about half as much per row as converting them (memcpy vs
+                    # conversion), so a contiguous span (or the whole cell, kept in row order) is converted
+                    # instead when it holds at most GATHER_SPAN_RATIO times the rows asked for.
+                    span = int(rows[-1]) + 1 - int(rows[0])
+                    if m <= GATHER_SPAN_RATIO * rows.size:
+                        rows = np.arange(m)
+                    elif span <= GATHER_SPAN_RATIO * rows.size:
+                        rows = np.arange(int(rows[0]), int(rows[-1]) + 1)
+                if held == 0 and rows.size == m:  # the whole cell after all: keep it in row order
+                    f16_to_f32_into(self._emb[start:end], arena[slot, :m])
+                    self.rows_converted += m
+                    self.misses += 1
+                    self._held[slot], self._ordered[slot] = m, True
+                    return arena[slot, :m], None
+                self.misses += 1
+                self._convert_rows(start, rows, arena[slot, held:held + rows.size])
+                self._row_idx[slot, held:held + rows.size] = rows
+                mask[rows] = True
+                held += rows.size
+                self._held[slot] = held
+            else:
+                self.hits += 1
+            return arena[slot, :held], self._row_idx[slot, :held]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -682,15 +837,26 @@ class Searcher:
         pend_s, pend_i, pend_cols = [], [], 0
         for c, f in zip(cells.tolist(), full.tolist()):
             s, e = int(self.offsets[c]), int(self.offsets[c + 1])
-            with self.cache.lock:  # the cached block is a view into a reusable slot
-                sc = q @ self.cache.get(c).T  # float32[nq, m]
-            ids = np.arange(s, e, dtype=np.int64)
-            if not f:
+            inside = None
+            if not f:  # a cell crossing the circle's edge: only its rows inside are converted and scored
                 inside = self._inside(s, e, prior)
                 if not inside.any():
                     continue
-                if not inside.all():
+                if inside.all():
+                    inside = None
+            with self.cache.lock:  # the cached block is a view into a reusable slot
+                block, rows = self.cache.get_rows(c, inside)
+                sc = q @ block.T  # float32[nq, h]
+            if rows is None:  # the whole cell, in row order
+                ids = np.arange(s, e, dtype=np.int64)
+                if inside is not None:
                     sc, ids = sc[:, inside], ids[inside]
+            else:  # packed rows: a superset of those inside
+                ids = rows + np.int64(s)
+                if inside is not None:
+                    keep = inside[rows]
+                    if not keep.all():
+                        sc, ids = sc[:, keep], ids[keep]
             pend_s.append(sc)
             pend_i.append(ids)
             pend_cols += ids.size

@@ -241,6 +241,100 @@ def test_cell_cache_is_a_bounded_lru():
         np.testing.assert_array_equal(ragged.get(c), emb[a:b].astype(np.float32))
 
 
+def test_f16_conversion_is_bit_exact_on_special_values():
+    a = np.array([[0.0, -0.0, 6e-8, -6e-8, 3e-5, -65504.0, 65504.0, np.inf, -np.inf, np.nan, 1.0, -1.0]],
+                 dtype=np.float16)
+    want = a.astype(np.float32).view(np.uint32)
+    np.testing.assert_array_equal(f16_to_f32(a).view(np.uint32), want)
+    out = np.full(a.shape, 7.0, np.float32)
+    f16_to_f32_into(a, out)
+    np.testing.assert_array_equal(out.view(np.uint32), want)
+    assert search_mod.converter_name() in ("cv2.add(-0.0)", "cv2.multiply(1.0)", "numpy")
+
+
+def test_cell_cache_converts_only_the_rows_asked_for():
+    emb = np.random.default_rng(1).standard_normal((100, 8)).astype(np.float16)
+    offsets = np.arange(0, 101, 20)  # 5 cells of 20 rows
+    cache = CellCache(emb, offsets, max_bytes=2 * 20 * 8 * 4)
+    inside = np.zeros(20, bool)
+    inside[[1, 4, 5, 17]] = True  # scattered: gathered, not converted whole
+    block, rows = cache.get_rows(1, inside)
+    assert rows is not None and sorted(rows.tolist()) == [1, 4, 5, 17]
+    np.testing.assert_array_equal(block, emb[20 + rows].astype(np.float32))
+    assert cache.rows_converted == 4 and cache.misses == 1 and cache.nbytes == 4 * 8 * 4
+    block, rows = cache.get_rows(1, inside)  # nothing new
+    assert cache.rows_converted == 4 and cache.hits == 1 and block.shape[0] == 4
+    inside[[0, 4, 18]] = True  # two new rows: only those are converted and appended
+    block, rows = cache.get_rows(1, inside)
+    assert cache.rows_converted == 6 and cache.misses == 2
+    assert sorted(rows.tolist()) == [0, 1, 4, 5, 17, 18] and len(set(rows.tolist())) == 6
+    np.testing.assert_array_equal(block, emb[20 + rows].astype(np.float32))
+    assert cache.nbytes == 6 * 8 * 4
+    block, rows = cache.get_rows(1, None)  # every row of the cell: the 14 missing ones are added
+    assert cache.rows_converted == 20 and sorted(rows.tolist()) == list(range(20))
+    np.testing.assert_array_equal(block, emb[20 + rows].astype(np.float32))
+    np.testing.assert_array_equal(cache.get(1), emb[20:40].astype(np.float32))  # get(): whole cell in row order
+    assert cache.rows_converted == 40 and cache.nbytes == 20 * 8 * 4
+    block, rows = cache.get_rows(1, inside)
+    assert rows is None and cache.rows_converted == 40  # held whole and in order: a hit
+    np.testing.assert_array_equal(block, emb[20:40].astype(np.float32))
+    span = np.zeros(20, bool)
+    span[6:12] = True  # one contiguous run: converted without a gather
+    block, rows = cache.get_rows(3, span)
+    np.testing.assert_array_equal(rows, np.arange(6, 12))
+    np.testing.assert_array_equal(block, emb[66:72].astype(np.float32))
+    cache.get_rows(4, span)  # evicts cell 1 (least recently used): the slot is reused, packed state reset
+    block, rows = cache.get_rows(1, inside)
+    assert sorted(rows.tolist()) == [0, 1, 4, 5, 17, 18]
+    np.testing.assert_array_equal(block, emb[20 + rows].astype(np.float32))
+    assert cache.nbytes == (6 + 6) * 8 * 4
+    cache.clear()
+    assert cache.nbytes == 0
+    off = CellCache(emb, offsets, 0)  # no cache: the asked rows are converted every time
+    block, rows = off.get_rows(2, inside)
+    np.testing.assert_array_equal(block, emb[40 + rows].astype(np.float32))
+    assert sorted(rows.tolist()) == [0, 1, 4, 5, 17, 18] and off.rows_converted == 6
+
+
+@pytest.mark.parametrize("ratio", [1.0, search_mod.GATHER_SPAN_RATIO, 100.0])
+@pytest.mark.parametrize("cache_bytes", [0, 3 * 25 * 24 * 4, 256 << 20])  # none, 3 cells (evictions), plenty
+def test_exact_search_with_partial_boundary_cells_equals_brute_force(tmp_path, monkeypatch, ratio, cache_bytes):
+    """Moving priors (the next frames), first queries in new areas, eviction: ids exact, scores within rounding."""
+    monkeypatch.setattr(search_mod, "GATHER_SPAN_RATIO", ratio)
+    pkg = MapPackage.load(_random_map(tmp_path), hnsw="off", cache_mb=cache_bytes / (1 << 20))
+    rng = np.random.default_rng(3)
+    x, y = -10.0, 5.0
+    rows_in_cells = 0
+    for step in range(25):
+        if step % 8 == 0:
+            x, y = rng.uniform(-50, 80, size=2)  # a new area
+        x, y = x + rng.uniform(-3, 3), y + rng.uniform(-3, 3)
+        prior = (float(x), float(y), float(rng.uniform(6, 45)))
+        q = rng.standard_normal((2, pkg.embedding_dim)).astype(np.float32)
+        scores, ids = pkg.search(q, 6, prior=prior, exact=True)
+        want_s, want_i = _brute(pkg, q, 6, prior)
+        np.testing.assert_array_equal(ids, want_i)
+        np.testing.assert_allclose(scores, want_s, atol=2e-6)
+        cells, _ = pkg.searcher.cells_in(prior)
+        rows_in_cells += int(pkg.searcher._counts[cells].sum())
+    assert pkg.searcher.cache.nbytes <= cache_bytes
+    if ratio == 1.0:  # boundary cells were converted in part
+        assert pkg.searcher.cache.rows_converted < rows_in_cells
+
+
+def test_first_query_converts_only_rows_inside_boundary_cells(tmp_path, monkeypatch):
+    monkeypatch.setattr(search_mod, "GATHER_SPAN_RATIO", 1.0)
+    pkg = MapPackage.load(_random_map(tmp_path, n_side=60), hnsw="off")
+    prior = (30.0, 40.0, 70.0)
+    cells, full = pkg.searcher.cells_in(prior)
+    assert (~full).sum() > 0
+    pkg.search(np.ones(pkg.embedding_dim), 3, prior=prior)
+    assert pkg.searcher.cache.rows_converted == pkg.scope_ids(prior).size
+    conv = pkg.searcher.cache.rows_converted
+    pkg.search(np.ones(pkg.embedding_dim), 3, prior=prior)  # the same prior again: all from the cache
+    assert pkg.searcher.cache.rows_converted == conv
+
+
 def test_background_hnsw_ready_semantics(tmp_path):
     """While the index loads, prior-scoped search works (exact, even for large scopes); whole-map search waits."""
     path = _random_map(tmp_path)
