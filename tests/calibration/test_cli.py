@@ -14,28 +14,10 @@ from calibration import cli
 
 
 @pytest.fixture
-def skyfix_main(monkeypatch):
-    """``runtime.cli.skyfix.main``. While sibling groups (maps.cli, runtime.sim.cli, ...) are not written yet, the
-    parser is built from the groups that import, so the calibrate command is still tested through the real entry
-    point and its error handling."""
+def skyfix_main():
+    """``runtime.cli.skyfix.main``: the calibrate command is tested through the real entry point."""
     from runtime.cli import skyfix
 
-    try:
-        skyfix.build_parser()
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").startswith("calibration"):
-            raise
-        import importlib
-
-        available = []
-        for module, attr in skyfix.GROUPS:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError:
-                continue
-            available.append((module, attr))
-        assert ("calibration.cli", "register") in available
-        monkeypatch.setattr(skyfix, "GROUPS", tuple(available))
     return skyfix.main
 
 
