@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from ..errors import SimulationError
 from .gnss import BIAS_MODES
+from .photometric import PhotometricConfig
 from .trajectory import TRAJECTORIES
 
 OUTAGE_FORM = "START:END (seconds from the start of the flight, e.g. 40:70)"
@@ -108,12 +109,12 @@ class SimConfig:
     imu_attitude_sigma_deg: float = 0.3  # smooth roll/pitch error of the reported orientation
     imu_yaw_sigma_deg: float = 1.0  # smooth heading error of the reported orientation
     # photometric
-    brightness: float = 0.15
-    brightness_drift: float = 0.05
-    color_shift: float = 0.04
-    blur_sigma_px: float = 0.8
-    noise_sigma: float = 2.0
-    jpeg_quality: int = 85
+    brightness: float = PhotometricConfig.brightness
+    brightness_drift: float = PhotometricConfig.brightness_drift
+    color_shift: float = PhotometricConfig.color_shift
+    blur_sigma_px: float = PhotometricConfig.blur_sigma_px
+    noise_sigma: float = PhotometricConfig.noise_sigma
+    jpeg_quality: int = PhotometricConfig.jpeg_quality
 
     def __post_init__(self) -> None:
         def positive(name: str, allow_zero: bool = False) -> None:
@@ -180,6 +181,11 @@ class SimConfig:
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+    @property
+    def photometric(self) -> PhotometricConfig:
+        """The photometric part of the flight as the :class:`PhotometricConfig` the renderer takes."""
+        return PhotometricConfig(**{f.name: getattr(self, f.name) for f in fields(PhotometricConfig)})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, base: "SimConfig | None" = None, source: str = "config") -> "SimConfig":

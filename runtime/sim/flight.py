@@ -47,7 +47,7 @@ from .config import SimConfig
 from ..truth_frame import TruthFrame
 from .gnss import GnssErrorModel, simulate_errors
 from .noise import STREAM_ATTITUDE, STREAM_IMU, STREAM_TRAJECTORY, SmoothNoise, rng
-from .photometric import PhotometricConfig, PhotometricModel
+from .photometric import PhotometricModel
 from .trajectory import (
     GRAVITY,
     Area,
@@ -437,8 +437,7 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
     a_cov = np.eye(3) * config.imu_accel_sigma_mps2**2
 
     photo = PhotometricModel(
-        PhotometricConfig(config.brightness, config.brightness_drift, config.color_shift, config.blur_sigma_px,
-                          config.noise_sigma, config.jpeg_quality),
+        config.photometric,
         config.seed,
     )
 
