@@ -17,3 +17,7 @@ class SimulationError(OnboardError):
 
 class MissingExtraError(OnboardError):
     """An optional dependency is not installed; the message names the ``pip install`` extra."""
+
+
+class BackendError(OnboardError):
+    """An inference backend that cannot load a model or run it (bad inputs, incompatible engine, missing device)."""

@@ -59,6 +59,20 @@ def test_static_imports_respect_layers():
                 assert not bad, f"{path.relative_to(REPO)}:{node.lineno} imports {bad}"
 
 
+def test_runtime_never_imports_export():
+    """The onboard side stays free of the training side (torch, onnx tooling), even inside functions."""
+    for path in (REPO / "runtime").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            bad = [n for n in names if n.split(".")[0] == "export"]
+            # the `skyfix` CLI is the one place that wires the export commands in (lazily, by module name)
+            assert not bad, f"{path.relative_to(REPO)}:{node.lineno} imports {bad}"
+
+
 def test_no_pickle_anywhere():
     for package in PACKAGES:
         for path in (REPO / package).rglob("*.py"):

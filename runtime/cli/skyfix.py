@@ -16,6 +16,7 @@ GROUPS = (
     ("calibration.cli", "register"),
     ("maps.cli", "register"),
     ("runtime.sim.cli", "register"),
+    ("export.cli", "register"),
     ("runtime.cli.demo", "register"),
 )
 
