@@ -39,9 +39,45 @@ def test_foundation_packages_import_nothing_internal(package):
     assert not (loaded & others), f"{package} imports {sorted(loaded & others)}"
 
 
-def test_no_module_imports_torch_or_tensorrt_at_import_time():
-    loaded = _imported_after([m for p in PACKAGES for m in _modules(p)])
-    assert not loaded & {"torch", "tensorrt", "pycuda", "cuda", "pymavlink"}
+#: Training modules whose whole content is torch code: they import torch at the top (the module that needs a heavy
+#: import is where it happens). Everything else, the packages `export` and `export.models` included, must not.
+TORCH_MODULES = {
+    "export.losses",
+    "export.models.aggregation",
+    "export.models.efficientnet_lite",
+    "export.models.encoder",
+    "export.models.small_cnn",
+}
+HEAVY = {"torch", "tensorrt", "pycuda", "cuda", "pymavlink"}
+
+
+def test_no_other_module_imports_torch_or_tensorrt_at_import_time():
+    modules = [m for p in PACKAGES for m in _modules(p)]
+    assert TORCH_MODULES <= set(modules), "update TORCH_MODULES: a listed module no longer exists"
+    loaded = _imported_after([m for m in modules if m not in TORCH_MODULES])
+    assert not loaded & HEAVY, f"importing the non-training modules loads {sorted(loaded & HEAVY)}"
+
+
+def test_torch_modules_are_not_imported_by_the_rest():
+    """No module outside TORCH_MODULES imports one of them at module level (only inside functions)."""
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            if name in TORCH_MODULES:
+                continue
+            for node in ast.parse(path.read_text()).body:  # module level only
+                if isinstance(node, ast.ImportFrom):
+                    mod = node.module or ""
+                    if node.level:
+                        base = name.split(".")[: len(name.split(".")) - node.level + (1 if path.name == "__init__.py" else 0)]
+                        mod = ".".join(base + ([mod] if mod else []))
+                    targets = {mod} | {f"{mod}.{a.name}" for a in node.names}
+                elif isinstance(node, ast.Import):
+                    targets = {a.name for a in node.names}
+                else:
+                    continue
+                bad = targets & TORCH_MODULES
+                assert not bad, f"{path.relative_to(REPO)}:{node.lineno} imports {sorted(bad)} at module level"
 
 
 def test_static_imports_respect_layers():

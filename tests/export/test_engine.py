@@ -94,7 +94,7 @@ def test_precision_trt11_fp32_graph():
 
 
 def test_onnx_precision_detection():
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     from export.engine import onnx_precision_of

@@ -14,7 +14,7 @@ import pytest
 from maps.contract import EncoderContract
 from runtime.backends import backend_for_path, load_backend
 from runtime.backends.base import TensorSpec
-from runtime.errors import BackendError, MissingExtraError
+from runtime.errors import BackendError
 
 REPO = Path(__file__).resolve().parents[2]
 D_IN, D_OUT = 8, 4
