@@ -1,4 +1,5 @@
-"""``skyfix export ...``: model export commands (``engine``: ONNX -> TensorRT engine + sidecar JSON).
+"""``skyfix export ...``: model export commands (``onnx``: checkpoint -> ONNX [+ FP16 / INT8 Q/DQ];
+``engine``: ONNX -> TensorRT engine + sidecar JSON).
 
 Handlers import tensorrt/onnx only when they run, so ``--help`` works without any extra installed.
 """
@@ -25,11 +26,28 @@ def _mib(text: str) -> int:
     return int(text)
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (0.02 = 2 points of R@1), got {text!r}")
+    return value
+
+
+def _opset(text: str) -> int:
+    if not text.isdigit() or int(text) < 18:
+        raise argparse.ArgumentTypeError(f"expected an ONNX opset >= 18, got {text!r}")
+    return int(text)
+
+
 def register(subparsers) -> None:
-    """Add the ``export`` group (``export engine``) to a ``skyfix`` subparsers object."""
-    group = subparsers.add_parser("export", help="export models (TensorRT engines)",
+    """Add the ``export`` group (``export onnx``, ``export engine``) to a ``skyfix`` subparsers object."""
+    group = subparsers.add_parser("export", help="export models (ONNX, FP16/INT8, TensorRT engines)",
                                   description="Export trained encoders for onboard inference.")
     sub = group.add_subparsers(dest="export_command", metavar="WHAT", required=True)
+    _register_onnx(sub)
     p = sub.add_parser(
         "engine",
         help="build a TensorRT engine (+ sidecar JSON) from an ONNX encoder",
@@ -70,4 +88,78 @@ def run_engine(args: argparse.Namespace) -> int:
                            timing_cache=args.timing_cache, device_index=args.device)
     print(f"wrote {output} and {output.name}.json ({sidecar.precision}, TensorRT {sidecar.tensorrt_version}, "
           f"{sidecar.gpu_name}, sm {sidecar.compute_capability})")
+    return 0
+
+
+def _register_onnx(sub) -> None:
+    p = sub.add_parser(
+        "onnx",
+        help="export a checkpoint's encoder to ONNX (+ FP16 / INT8 Q/DQ variants)",
+        description=(
+            "Export the encoder of a SkyFix checkpoint to ONNX (opset >= 18, dynamic batch) with its preprocessing "
+            "contract in metadata_props (skyfix.* keys; skyfix_export.* for the input layout, branch, precision). "
+            "Input: images uint8[N, H, W, 3] RGB (NHWC), normalised inside the graph; output: embedding "
+            "float32[N, d] unit rows. Parity with PyTorch (max abs diff <= 1e-4) is checked. Shared weights give one "
+            "file; separate weights with --branch both give OUTPUT-STEM.camera.onnx and OUTPUT-STEM.aerial.onnx "
+            "(maps are built with the aerial one, the runtime encodes camera views with the camera one). "
+            "--fp16 adds *.fp16.onnx; --int8 adds *.int8-s8.onnx (symmetric, for TensorRT) or *.int8-u8s8.onnx "
+            "(uint8 activations, fast with ONNX Runtime on CPUs), calibrated on --calib images, and refused when its "
+            "R@1 on a retrieval check falls more than --max-r1-drop below FP32."
+        ),
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="SkyFix encoder checkpoint (.pt from `skyfix train`)")
+    p.add_argument("-o", "--output", required=True, metavar="ONNX", help="output .onnx path")
+    p.add_argument("--branch", choices=("camera", "aerial", "both"), default="both",
+                   help="branch(es) to export when weights are separate (default both; shared weights: one file)")
+    p.add_argument("--opset", type=_opset, default=18, metavar="N", help="ONNX opset, >= 18 (default 18)")
+    p.add_argument("--fp16", action="store_true", help="also write a float16 model (I/O unchanged)")
+    p.add_argument("--int8", choices=("s8", "u8s8"), action="append", metavar="{s8,u8s8}",
+                   help="also write an INT8 Q/DQ model: s8 (TensorRT) or u8s8 (ONNX Runtime CPU); repeatable")
+    p.add_argument("--calib", metavar="DIR",
+                   help="calibration images or orthophotos (tiled) for --int8; a few hundred images recommended")
+    p.add_argument("--eval", metavar="DIR", help="images for the INT8 retrieval check (default: the --calib images)")
+    p.add_argument("--max-r1-drop", type=_fraction, default=0.02, metavar="F",
+                   help="refuse an INT8 model whose R@1 drops more than this fraction below FP32 (default 0.02)")
+    p.set_defaults(handler=run_onnx)
+
+
+def run_onnx(args: argparse.Namespace) -> int:
+    """Handler of ``skyfix export onnx``."""
+    import sys
+    import warnings
+    from pathlib import Path
+
+    from .onnx_export import export_onnx
+    from .quantize import QuantizationError
+
+    if args.int8 and not args.calib:
+        raise QuantizationError("--int8 needs --calib DIR (a folder of calibration images or orthophotos)")
+    results = export_onnx(args.checkpoint, args.output, branch=args.branch, opset=args.opset)
+    for r in results:
+        print(f"wrote {r.path} ({r.branch}, fp32, parity max |onnx - torch| = {r.max_abs_diff:.2e})")
+    if not (args.fp16 or args.int8):
+        return 0
+    from maps.contract import EncoderContract
+
+    from .quantize import convert_fp16, fp16_report, load_images, quantize_int8
+
+    size = EncoderContract.from_metadata(results[0].metadata).input_width
+    calib = load_images(args.calib, size) if args.calib else None
+    evals = load_images(args.eval, size) if args.eval else calib
+    for r in results:
+        base = r.path.with_suffix("")
+        if args.fp16:
+            out = convert_fp16(r.path, Path(f"{base}.fp16.onnx"))
+            line = f"wrote {out}"
+            if evals is not None:
+                line += " (" + fp16_report(r.path, out, evals).summary() + ")"
+            print(line)
+        for mode in args.int8 or []:
+            out = Path(f"{base}.int8-{mode}.onnx")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                report = quantize_int8(r.path, out, mode, calib, max_r1_drop=args.max_r1_drop, eval_images=evals)
+            for w in caught:
+                print(f"warning: {w.message}", file=sys.stderr)
+            print(f"wrote {out} ({report.summary()})")
     return 0
