@@ -17,6 +17,7 @@ GROUPS = (
     ("maps.cli", "register"),
     ("runtime.sim.cli", "register"),
     ("export.cli", "register"),
+    ("export.train_cli", "register"),
     ("runtime.bench_cli", "register"),
     ("runtime.cli.demo", "register"),
 )

@@ -1,0 +1,595 @@
+"""Training of the cross-view encoder on rendered pairs: presets, geographic data split, loop, checkpoints, ONNX.
+
+``train(preset, out_dir)`` draws (rectified camera view, north-up map tile) pairs with
+:class:`export.data.pairs.RenderedPairs` over the TRAINING areas of a :class:`DataSplit`, optimises a
+:class:`export.models.encoder.TwoBranchEncoder` with AdamW and a cosine learning-rate schedule on an in-batch metric
+loss (InfoNCE by default; soft-margin triplet or eDBL), prints a progress bar on stderr, and writes checkpoints
+(:func:`export.checkpoint.save_checkpoint`, with the optimizer and torch RNG state) every ``checkpoint_every`` steps
+and at the end. ``resume=True`` continues from ``OUT/last.pt`` exactly: the data of step ``s`` is a pure function of
+``(seed, s)`` and the learning rate a pure function of ``s``, so a resumed run gives the same weights as an
+uninterrupted one.
+
+Data (:func:`default_split`): the NEON 0.1 m crop of :mod:`maps.samples` (fetchable from PyPI on a fresh clone) is
+always a training area. When the real orthophotos of ``../shared/data`` (or ``$SKYFIX_DATA``) are present, the
+training areas are NEON + netherlands_0.25m + openaerialmap_brazil_0.1m + openaerialmap_manila_0.1m +
+pix4d_bali_0.35m + spacenet_atlanta_pan_0.5m and the held-out areas are ALL the Swiss orthophotos
+(swissimage_zurich_a_0.5m, swissimage_zurich_b_0.5m, swissimage_strip_0.5m; the strip overlaps zurich_a, so both are
+held out together; the footprints are checked disjoint with :func:`export.data.splits.split_by_orthophoto`).
+Without the shared data the NEON crop is cut into 124 m blocks (:func:`export.data.splits.block_split`, seed 0, one
+block held out, 52 m buffer) and the held-out block is the evaluation area.
+
+torch is imported inside the functions (docs/DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import CheckpointError, ExportError, ModelConfigError
+
+__all__ = ["TrainError", "PresetError", "DataSplitError", "TrainPreset", "PRESETS", "get_preset", "Area", "DataSplit",
+           "default_split", "shared_data_root", "train", "TrainResult", "export_onnx", "learning_rate"]
+
+LOSSES = ("infonce", "triplet", "edbl")
+ROTATIONS = ("noise", "random")
+LAST = "last.pt"
+FINAL = "final.pt"
+RUN_JSON = "run.json"
+
+SHARED_TRAIN = ("netherlands_0.25m", "openaerialmap_brazil_0.1m", "openaerialmap_manila_0.1m", "pix4d_bali_0.35m",
+                "spacenet_atlanta_pan_0.5m")
+SHARED_HELD_OUT = ("swissimage_zurich_a_0.5m", "swissimage_zurich_b_0.5m", "swissimage_strip_0.5m")
+NEON_NAME = "neon_yell_0.1m"
+
+
+class TrainError(ExportError):
+    """Training cannot start or continue (bad output folder, resume mismatch, no data)."""
+
+
+class PresetError(TrainError, ModelConfigError):
+    """An unknown preset name, unknown preset keys or invalid preset values."""
+
+
+class DataSplitError(TrainError):
+    """A data split that cannot be built (missing orthophoto, no training area, an overlapping held-out area)."""
+
+
+# ---------------------------------------------------------------------------------------------------- presets
+@dataclass(frozen=True)
+class TrainPreset:
+    """A complete training recipe.
+
+    Attributes:
+        name: preset name (also the checkpoint/contract name ``skyfix-<name>``).
+        backbone, pretrained, aggregation, dim, shared, orientation_head, input_size: the
+            :class:`~export.models.encoder.EncoderConfig`.
+        ground_resolution_m: metres per pixel of the encoder's input (tile = input_size x this).
+        batch_size: pairs per step (in-batch negatives: batch_size - 1 per query).
+        steps: optimisation steps (the CLI's ``--steps``; ``--epochs N`` = N x ``steps_per_epoch``).
+        steps_per_epoch: steps per nominal epoch (data are drawn fresh every step; epochs only count).
+        lr, weight_decay: AdamW. warmup_steps: linear warm-up, then cosine decay to ``min_lr_ratio * lr``.
+        loss: "infonce" (temperature ``temperature``), "triplet" (soft margin, ``alpha``) or "edbl".
+        orientation_weight: weight of the orientation-regression loss (needs ``orientation_head``).
+        rotation: "noise": queries rectified with the true heading + N(0, ``heading_noise_deg``) (a compass);
+            "random": uniformly random heading (rotation-invariance training; the label is the rotation).
+        heading_noise_deg: see ``rotation``, degrees.
+        altitude_m: (low, high) flight height for the rendered views, metres.
+        max_tilt_deg: roll/pitch range, degrees.
+        checkpoint_every: steps between checkpoints (``last.pt``).
+        threads: torch CPU threads.
+        time_budget_s: stop (and checkpoint) when the wall time of this invocation exceeds this, seconds; None: no
+            limit. ``--resume`` continues such a run.
+        seed: base seed (data, initialisation).
+    """
+
+    name: str = "default"
+    backbone: str = "efficientnet_lite0"
+    pretrained: bool = True
+    aggregation: str = "gem"
+    dim: int = 256
+    shared: bool = True
+    orientation_head: bool = False
+    input_size: int = 128
+    ground_resolution_m: float = 0.4
+    batch_size: int = 32
+    steps: int = 600
+    steps_per_epoch: int = 100
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 30
+    min_lr_ratio: float = 0.02
+    loss: str = "infonce"
+    temperature: float = 0.07
+    alpha: float = 10.0
+    orientation_weight: float = 0.1
+    rotation: str = "noise"
+    heading_noise_deg: float = 10.0
+    altitude_m: tuple = (50.0, 150.0)
+    max_tilt_deg: float = 15.0
+    checkpoint_every: int = 50
+    threads: int = 1
+    time_budget_s: float | None = 1740.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def positive_int(key):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise PresetError(f"preset {key} must be a positive integer, got {v!r}")
+
+        for key in ("dim", "input_size", "batch_size", "steps", "steps_per_epoch", "checkpoint_every", "threads"):
+            positive_int(key)
+        for key in ("warmup_steps", "seed"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise PresetError(f"preset {key} must be an integer >= 0, got {v!r}")
+        for key in ("ground_resolution_m", "lr", "temperature", "alpha"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise PresetError(f"preset {key} must be a number > 0, got {v!r}")
+        for key in ("weight_decay", "orientation_weight", "heading_noise_deg", "max_tilt_deg", "min_lr_ratio"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
+                raise PresetError(f"preset {key} must be a number >= 0, got {v!r}")
+        if self.batch_size < 2:
+            raise PresetError(f"batch_size must be >= 2 (in-batch negatives), got {self.batch_size}")
+        if self.loss not in LOSSES:
+            raise PresetError(f"preset loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.rotation not in ROTATIONS:
+            raise PresetError(f"preset rotation must be one of {ROTATIONS}, got {self.rotation!r}")
+        if self.time_budget_s is not None and not (isinstance(self.time_budget_s, (int, float)) and self.time_budget_s > 0):
+            raise PresetError(f"time_budget_s must be > 0 seconds or None, got {self.time_budget_s!r}")
+        try:
+            lo, hi = (float(v) for v in self.altitude_m)
+        except (TypeError, ValueError):
+            raise PresetError(f"altitude_m must be a (low, high) pair of metres, got {self.altitude_m!r}") from None
+        object.__setattr__(self, "altitude_m", (lo, hi))
+        # the model fields, checked without importing torch (EncoderConfig checks them again when built)
+        if self.backbone not in ("efficientnet_lite0", "small_cnn"):
+            raise PresetError(f"preset backbone must be efficientnet_lite0 or small_cnn, got {self.backbone!r}")
+        if self.aggregation not in ("gem", "netvlad"):
+            raise PresetError(f"preset aggregation must be gem or netvlad, got {self.aggregation!r}")
+        if self.pretrained and self.backbone != "efficientnet_lite0":
+            raise PresetError(f"pretrained weights exist only for efficientnet_lite0, not {self.backbone!r}")
+        for key in ("pretrained", "shared", "orientation_head"):
+            if not isinstance(getattr(self, key), bool):
+                raise PresetError(f"preset {key} must be true/false, got {getattr(self, key)!r}")
+        if self.input_size % 32:
+            raise PresetError(f"input_size must be a multiple of 32 pixels, got {self.input_size}")
+
+    def encoder_config(self):
+        """The :class:`~export.models.encoder.EncoderConfig` of this preset."""
+        from .models.encoder import EncoderConfig  # torch: only when a model is wanted
+
+        return EncoderConfig(backbone=self.backbone, pretrained=self.pretrained, aggregation=self.aggregation,
+                             dim=self.dim, shared=self.shared, orientation_head=self.orientation_head,
+                             input_size=self.input_size)
+
+    def pair_config(self):
+        """The :class:`~export.data.pairs.PairConfig` of the training pairs."""
+        from .data.pairs import PairConfig
+
+        return PairConfig(altitude_m=self.altitude_m, max_tilt_deg=self.max_tilt_deg,
+                          heading_noise_deg=0.0 if self.rotation == "random" else self.heading_noise_deg,
+                          heading_dropped=self.rotation == "random")
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["altitude_m"] = list(self.altitude_m)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainPreset":
+        """Strict construction: unknown keys are rejected with the list of known ones."""
+        if not isinstance(d, dict):
+            raise PresetError(f"a preset must be a mapping, got {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise PresetError(f"unknown preset keys {unknown}; expected only {sorted(names)}")
+        return cls(**d)
+
+
+PRESETS: dict[str, TrainPreset] = {
+    # 2-core CPU, <= 30 min wall: EfficientNet-Lite0 from ImageNet, 600 steps of 32 pairs on ONE torch thread
+    # (the other core renders pairs; ~1.6-2 s/step: ~17-20 min; two threads on a shared, busy machine were slower).
+    # The time budget stops it with a checkpoint at 29 min on a very busy machine.
+    "default": TrainPreset(),
+    # seconds, for tests: tiny small_cnn at 64 px
+    "tiny": TrainPreset(name="tiny", backbone="small_cnn", pretrained=False, dim=32, input_size=64, batch_size=8,
+                        steps=6, steps_per_epoch=3, lr=1e-3, warmup_steps=1, checkpoint_every=3, threads=1,
+                        time_budget_s=None),
+}
+
+
+def get_preset(name: str, **overrides) -> TrainPreset:
+    """The preset ``name`` with ``overrides`` (preset keys) applied; unknown names or keys raise :class:`PresetError`."""
+    if name not in PRESETS:
+        raise PresetError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    base = PRESETS[name]
+    known = {f.name for f in fields(TrainPreset)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise PresetError(f"unknown preset keys {unknown}; expected only {sorted(known)}")
+    return replace(base, **overrides)
+
+
+# ---------------------------------------------------------------------------------------------------- data
+@dataclass(frozen=True, eq=False)
+class Area:
+    """One orthophoto (or part of it) of a split.
+
+    Attributes:
+        name: a label (reported in ``run.json`` and evaluation tables).
+        path: GeoTIFF file or folder (``maps.geotiff.load_orthophoto``); or None with ``ortho`` given.
+        ortho: an already loaded :class:`maps.ortho.Orthophoto` (tests, synthetic data).
+        boxes: (x_min, y_min, x_max, y_max) boxes in the orthophoto's local metres to sample in; None: all of it.
+    """
+
+    name: str
+    path: str | None = None
+    ortho: object = None
+    boxes: tuple | None = None
+
+    def load(self):
+        """The :class:`maps.ortho.Orthophoto` (loaded from ``path`` on each call unless given)."""
+        if self.ortho is not None:
+            return self.ortho
+        if self.path is None:
+            raise DataSplitError(f"area {self.name!r} has neither a path nor an orthophoto")
+        from maps.errors import MapError
+        from maps.geotiff import load_orthophoto
+
+        try:
+            return load_orthophoto(self.path)
+        except MapError as exc:
+            raise DataSplitError(f"cannot load area {self.name!r} from {self.path}: {exc}") from exc
+
+    def describe(self) -> dict:
+        return {"name": self.name, "path": self.path,
+                "boxes": [list(map(float, b)) for b in self.boxes] if self.boxes is not None else None}
+
+
+@dataclass(frozen=True, eq=False)
+class DataSplit:
+    """Training and held-out areas (geographically disjoint)."""
+
+    train: tuple[Area, ...]
+    held_out: tuple[Area, ...]
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise DataSplitError("a data split needs at least one training area")
+
+    def describe(self) -> dict:
+        return {"train": [a.describe() for a in self.train], "held_out": [a.describe() for a in self.held_out],
+                "note": self.note}
+
+
+def shared_data_root() -> Path | None:
+    """``$SKYFIX_DATA`` or ``../shared/data`` next to the repository, when it exists; else None."""
+    env = os.environ.get("SKYFIX_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
+    for c in candidates:
+        if (c / "ortho").is_dir():
+            return c
+    return None
+
+
+def default_split(data_root: str | os.PathLike | None = None, *, use_shared: bool = True,
+                  neon_path: str | os.PathLike | None = None) -> DataSplit:
+    """The split of the presets (see the module docstring for the exact areas).
+
+    Args:
+        data_root: folder holding ``ortho/`` (default :func:`shared_data_root`); ignored when ``use_shared`` is False.
+        use_shared: use the shared orthophotos when present.
+        neon_path: the NEON GeoTIFF (default :func:`maps.samples.default_orthophoto_path`, fetched on first use).
+    Raises:
+        DataSplitError: the NEON crop cannot be fetched, or the footprints of the held-out areas overlap training ones.
+    """
+    from maps.errors import MapError
+
+    if neon_path is None:
+        from maps.samples import default_orthophoto_path
+
+        try:
+            neon_path = default_orthophoto_path()
+        except MapError as exc:
+            raise DataSplitError(f"cannot fetch the default NEON orthophoto: {exc}") from exc
+    neon = Area(NEON_NAME, str(neon_path))
+    root = (Path(data_root) if data_root is not None else shared_data_root()) if use_shared else None
+    if root is not None and all((root / "ortho" / _file(n)).exists() for n in SHARED_TRAIN + SHARED_HELD_OUT):
+        train = (neon,) + tuple(Area(n, str(root / "ortho" / _file(n))) for n in SHARED_TRAIN)
+        held = tuple(Area(n, str(root / "ortho" / _file(n))) for n in SHARED_HELD_OUT)
+        split = DataSplit(train, held, note=f"whole orthophotos held out (Swiss, {root}); footprints checked disjoint")
+        check_split(split)
+        return split
+    from export.data.splits import block_split
+
+    ortho = neon.load()
+    blocks = block_split(ortho, block_m=124.0, held_out_fraction=0.25, buffer_m=52.0, seed=0)
+    return DataSplit((Area(NEON_NAME, str(neon_path), boxes=blocks.train),),
+                     (Area(NEON_NAME + "_heldout_block", str(neon_path), boxes=blocks.held_out),),
+                     note="no shared data: NEON crop split into 124 m blocks (seed 0), one held out, 52 m buffer")
+
+
+def _file(name: str) -> str:
+    return name if name.endswith("0.5m") and name.startswith("swissimage_strip") else name + ".tif"
+
+
+def check_split(split: DataSplit) -> None:
+    """Raise :class:`DataSplitError` when a held-out orthophoto's footprint overlaps a training one (whole-ortho
+    areas only; block areas are checked by :func:`export.data.splits.block_split`)."""
+    from export.data.splits import SplitOverlapError, area_of, check_disjoint
+
+    whole_train = [a for a in split.train if a.boxes is None]
+    whole_held = [a for a in split.held_out if a.boxes is None]
+    if not whole_train or not whole_held:
+        return
+    try:
+        check_disjoint([area_of(a.name, a.load()) for a in whole_train], [area_of(a.name, a.load()) for a in whole_held])
+    except SplitOverlapError as exc:
+        raise DataSplitError(str(exc)) from exc
+
+
+class _MultiPairs:
+    """Deterministic pairs over several areas. Every batch comes from ONE area (round robin: step ``s`` uses area
+    ``s % len(areas)``), so the in-batch negatives are other places of the same orthophoto (hard, same-domain
+    negatives, as the retrieval at test time) rather than other domains (easy); its samples are items
+    ``(s // len(areas)) * batch_size + j`` of that area's :class:`RenderedPairs` (same seed)."""
+
+    def __init__(self, areas: Sequence[Area], contract, seed: int, config) -> None:
+        from .data.pairs import RenderedPairs
+
+        self.sets = []
+        for a in areas:
+            ortho = a.load()
+            self.sets.append(RenderedPairs(ortho, contract, 2**40, seed, config, areas=a.boxes))
+
+    def batch(self, step: int, batch_size: int) -> list:
+        n = len(self.sets)
+        pairs = self.sets[step % n]
+        start = (step // n) * batch_size
+        return [pairs[i] for i in range(start, start + batch_size)]
+
+
+# ---------------------------------------------------------------------------------------------------- loop
+def learning_rate(preset: TrainPreset, step: int, total_steps: int | None = None) -> float:
+    """LR at ``step`` (0-based): linear warm-up over ``warmup_steps``, then cosine to ``min_lr_ratio * lr``."""
+    total = preset.steps if total_steps is None else total_steps
+    if step < preset.warmup_steps:
+        return preset.lr * (step + 1) / (preset.warmup_steps + 1)
+    span = max(1, total - preset.warmup_steps)
+    t = min(1.0, (step - preset.warmup_steps) / span)
+    lo = preset.lr * preset.min_lr_ratio
+    return lo + 0.5 * (preset.lr - lo) * (1.0 + math.cos(math.pi * t))
+
+
+class _Progress:
+    """A plain-text progress bar on stderr (carriage returns on a terminal, a line every ~5 % otherwise)."""
+
+    def __init__(self, total: int, start: int, stream=None) -> None:
+        self.total, self.start, self.t0 = total, start, time.monotonic()
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every = max(1, total // 20)
+
+    def update(self, step: int, loss: float, lr: float) -> None:
+        done = step + 1
+        el = time.monotonic() - self.t0
+        rate = (done - self.start) / el if el > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        width = 30
+        fill = int(width * done / self.total)
+        line = (f"train [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} loss {loss:.4f} lr {lr:.2e} "
+                f"{rate:.2f} step/s elapsed {el:.0f}s eta {eta:.0f}s")
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if done == self.total else ""))
+        elif done % self.every == 0 or done == self.total or done == self.start + 1:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` did: ``checkpoint`` (final or last), ``steps_done`` (total), ``losses`` (this run's
+    per-step losses), ``wall_s`` (this run's wall time), ``stopped_early`` (time budget hit)."""
+
+    checkpoint: Path
+    steps_done: int
+    losses: tuple[float, ...]
+    wall_s: float
+    steps_per_s: float
+    stopped_early: bool = False
+    split: dict = field(default_factory=dict)
+
+
+def _to_tensor(images: np.ndarray, mean, std):
+    from .models.encoder import preprocess
+
+    return preprocess(images, mean, std)
+
+
+def train(preset: TrainPreset, out_dir, *, resume: bool = False, split: DataSplit | None = None,
+          progress: bool = True, stream=None, stop_after: int | None = None) -> TrainResult:
+    """Train ``preset`` into ``out_dir`` (``last.pt`` every ``checkpoint_every`` steps, ``final.pt`` at the end,
+    ``run.json`` = preset + split + timings).
+
+    Args:
+        preset: the recipe (:func:`get_preset`).
+        out_dir: output folder. Without ``resume`` it must not hold a ``last.pt`` already.
+        resume: continue from ``out_dir/last.pt`` (the preset must equal the one recorded in ``run.json``).
+        split: training/held-out areas (default :func:`default_split`).
+        progress: print the progress bar on ``stream`` (default stderr).
+        stop_after: stop (with a checkpoint) once this many steps are done in total, as if interrupted; a later
+            ``resume=True`` call continues exactly.
+    Raises:
+        TrainError / PresetError / DataSplitError / CheckpointError.
+    """
+    import torch
+
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .losses import edbl, info_nce, orientation_loss, soft_margin_triplet
+    from .models.encoder import build_encoder
+    from maps.contract import EncoderContract
+
+    if not isinstance(preset, TrainPreset):
+        raise PresetError(f"train needs a TrainPreset (get_preset), got {type(preset).__name__}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"output {out} exists and is not a folder")
+    last = out / LAST
+    if resume and not last.is_file():
+        raise TrainError(f"--resume: no checkpoint {last}; run without --resume to start training")
+    if not resume and last.exists():
+        raise TrainError(f"{out} already holds a run ({last}); pass --resume to continue it or choose another --out")
+    split = default_split() if split is None else split
+    if resume:
+        try:
+            recorded_run = json.loads((out / RUN_JSON).read_text())
+            recorded = recorded_run["preset"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise TrainError(f"--resume: cannot read the preset of the run from {out / RUN_JSON} ({exc})") from exc
+        if recorded != json.loads(json.dumps(preset.to_dict())):
+            diff = sorted(k for k in recorded if recorded.get(k) != json.loads(json.dumps(preset.to_dict())).get(k))
+            raise TrainError(f"--resume: the preset differs from the recorded one in {diff}; use the same options")
+        names = [a["name"] for a in recorded_run.get("split", {}).get("train", [])]
+        if names and names != [a.name for a in split.train]:
+            raise TrainError(f"--resume: the run trained on {names} but the data now are "
+                             f"{[a.name for a in split.train]}; use the same data (--no-shared-data / SKYFIX_DATA)")
+    out.mkdir(parents=True, exist_ok=True)
+
+    torch.set_num_threads(preset.threads)
+    torch.manual_seed(preset.seed)
+    config = preset.encoder_config()
+    model = build_encoder(config)
+    name = f"skyfix-{preset.name}"
+    opt = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
+    start = 0
+    if resume:
+        ck = load_checkpoint(last)
+        if ck.config.to_dict() != dict(config.to_dict(), pretrained=False):
+            raise CheckpointError(f"{last} was trained with another model config; cannot resume with this preset")
+        model.load_state_dict(ck.model.state_dict())
+        if ck.optimizer_state is None:
+            raise CheckpointError(f"{last} has no optimizer state; cannot resume exactly")
+        opt.load_state_dict(ck.optimizer_state)
+        if ck.rng_state is not None:
+            torch.set_rng_state(ck.rng_state)
+        start = ck.step
+    contract = EncoderContract(encoder_id="training", name=name, input_width=config.input_size,
+                               input_height=config.input_size, ground_resolution_m=preset.ground_resolution_m,
+                               embedding_dim=config.dim, mean=config.mean, std=config.std, colour_order="RGB")
+    data = _MultiPairs(split.train, contract, preset.seed, preset.pair_config())
+    run_info = {"preset": preset.to_dict(), "split": split.describe(),
+                "command": f"skyfix train --preset {preset.name} --seed {preset.seed} --steps {preset.steps}"}
+    (out / RUN_JSON).write_text(json.dumps(run_info, indent=2))
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    def save(path, step, metrics):
+        return save_checkpoint(path, model, config, ground_resolution_m=preset.ground_resolution_m, name=name,
+                               optimizer=opt, epoch=step // preset.steps_per_epoch, step=step, metrics=metrics,
+                               rng_state=torch.get_rng_state())
+
+    bar = _Progress(preset.steps, start, stream) if progress else None
+    losses: list[float] = []
+    t0 = time.monotonic()
+    stopped = False
+    model.train()
+    step = start
+    with ThreadPoolExecutor(max_workers=1) as pool:  # renders the next batch while this one trains
+        nxt = pool.submit(data.batch, step, preset.batch_size) if step < preset.steps else None
+        while step < preset.steps:
+            samples = nxt.result()
+            nxt = pool.submit(data.batch, step + 1, preset.batch_size) if step + 1 < preset.steps else None
+            q = _to_tensor(np.stack([s.query for s in samples]), config.mean, config.std)
+            p = _to_tensor(np.stack([s.positive for s in samples]), config.mean, config.std)
+            lr = learning_rate(preset, step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            if config.orientation_head:
+                eq, ep, cs = model.forward_with_orientation(q, p)
+            else:
+                eq, ep = model(q, p)
+            if preset.loss == "infonce":
+                loss = info_nce(eq, ep, preset.temperature)
+            elif preset.loss == "triplet":
+                loss = soft_margin_triplet(eq, ep, preset.alpha)
+            else:
+                loss = edbl(eq, ep, preset.alpha)
+            if config.orientation_head:
+                rot = torch.tensor([s.rotation_rad for s in samples], dtype=torch.float32)
+                loss = loss + preset.orientation_weight * orientation_loss(cs, rot)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            if bar is not None:
+                bar.update(step - 1, losses[-1], lr)
+            if step % preset.checkpoint_every == 0 or step == preset.steps:
+                save(last, step, {"loss": losses[-1]})
+            if stop_after is not None and step >= stop_after and step < preset.steps:
+                save(last, step, {"loss": losses[-1]})
+                stopped = True
+                break
+            if preset.time_budget_s is not None and time.monotonic() - t0 > preset.time_budget_s and step < preset.steps:
+                save(last, step, {"loss": losses[-1]})
+                stopped = True
+                if stream is not None or progress:
+                    (stream or sys.stderr).write(f"train: time budget {preset.time_budget_s:.0f} s reached at step "
+                                                 f"{step}/{preset.steps}; checkpoint {last}\n")
+                break
+        if nxt is not None:
+            nxt.cancel()
+    wall = time.monotonic() - t0
+    model.eval()
+    final = last
+    if step >= preset.steps:
+        final = save(out / FINAL, step, {"loss": float(np.mean(losses[-10:])) if losses else float("nan")})
+    rate = (step - start) / wall if wall > 0 else 0.0
+    run_info.update({"steps_done": step, "wall_s_last_run": round(wall, 2), "steps_per_s": round(rate, 4),
+                     "stopped_early": stopped, "final_loss_mean10": float(np.mean(losses[-10:])) if losses else None})
+    (out / RUN_JSON).write_text(json.dumps(run_info, indent=2))
+    return TrainResult(final, step, tuple(losses), wall, rate, stopped, split.describe())
+
+
+# ---------------------------------------------------------------------------------------------------- ONNX
+def export_onnx(checkpoint, path, *, branch: str = "camera", opset: int = 18) -> Path:
+    """Export one branch of a checkpoint to ONNX (``images float32[n, 3, s, s]`` normalised -> ``embeddings
+    float32[n, d]``, dynamic n) with the contract in ``metadata_props`` (``skyfix.*``). Returns the path."""
+    import torch
+
+    from .checkpoint import Checkpoint, load_checkpoint
+
+    ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    if branch not in ("camera", "aerial"):
+        raise TrainError(f"branch must be 'camera' or 'aerial', got {branch!r}")
+    enc = (ck.model.camera if branch == "camera" else ck.model.aerial).eval()
+    s = ck.config.input_size
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    torch.onnx.export(enc, (torch.zeros(2, 3, s, s),), str(tmp), input_names=["images"], output_names=["embeddings"],
+                      dynamic_axes={"images": {0: "n"}, "embeddings": {0: "n"}}, opset_version=opset, dynamo=False)
+    import onnx
+
+    m = onnx.load(str(tmp))
+    for k, v in ck.contract.to_metadata().items():
+        entry = m.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(m, str(tmp))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,207 @@
+"""Training presets, the loop (loss decreases, exact resume), checkpoints, ONNX export and the CLI (tiny preset)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from export.checkpoint import load_checkpoint  # noqa: E402
+from export.errors import CheckpointError, ModelConfigError  # noqa: E402
+from export.train import (  # noqa: E402
+    Area, DataSplit, DataSplitError, PRESETS, PresetError, TrainError, TrainPreset, export_onnx, get_preset,
+    learning_rate, train,
+)
+from maps.geodesy import LocalFrame  # noqa: E402
+from maps.ortho import Orthophoto  # noqa: E402
+
+
+def synthetic_ortho(size_m: float = 140.0, gsd: float = 0.4, seed: int = 0) -> Orthophoto:
+    """A textured RGB orthophoto: smoothed noise at several scales plus a few 'buildings' (rectangles)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = int(round(size_m / gsd))
+    img = np.zeros((n, n, 3), np.float32)
+    for cell in (4, 16, 48):
+        small = rng.random((n // cell + 1, n // cell + 1, 3)).astype(np.float32)
+        img += cv2.resize(small, (n, n), interpolation=cv2.INTER_CUBIC)[:n, :n] * (cell / 16.0)
+    for _ in range(40):
+        x, y = rng.integers(0, n - 20, 2)
+        w, h = rng.integers(5, 20, 2)
+        img[y:y + h, x:x + w] = rng.random(3) * 3
+    img = (255 * (img - img.min()) / (img.max() - img.min())).astype(np.uint8)
+    return Orthophoto(image=img, mask=np.ones((n, n), bool), gsd=gsd, x_min=-size_m / 2, y_max=size_m / 2,
+                      frame=LocalFrame(47.0, 8.0), sources=("synthetic",))
+
+
+@pytest.fixture(scope="module")
+def split():
+    return DataSplit((Area("synthetic_train", ortho=synthetic_ortho(seed=0)),),
+                     (Area("synthetic_held_out", ortho=synthetic_ortho(seed=1)),))
+
+
+def tiny(**kw) -> TrainPreset:
+    return get_preset("tiny", **kw)
+
+
+def test_presets_are_frozen_and_strict():
+    assert set(PRESETS) >= {"default", "tiny"}
+    d = PRESETS["default"]
+    assert d.backbone == "efficientnet_lite0" and d.pretrained and d.loss == "infonce"
+    assert d.time_budget_s is not None and d.time_budget_s <= 1800
+    with pytest.raises(Exception):
+        d.steps = 3  # frozen
+    assert TrainPreset.from_dict(d.to_dict()) == d
+    with pytest.raises(PresetError, match="unknown preset keys"):
+        TrainPreset.from_dict({"stepz": 3})
+    with pytest.raises(PresetError, match="unknown preset"):
+        get_preset("huge")
+    with pytest.raises(PresetError, match="unknown preset keys"):
+        get_preset("tiny", nope=1)
+    with pytest.raises(PresetError, match="loss"):
+        get_preset("tiny", loss="hinge")
+    with pytest.raises(PresetError, match="batch_size"):
+        get_preset("tiny", batch_size=1)
+    with pytest.raises(ModelConfigError):  # PresetError is a ModelConfigError
+        get_preset("tiny", pretrained=True)
+
+
+def test_learning_rate_warmup_and_cosine():
+    p = get_preset("default")
+    lrs = [learning_rate(p, s) for s in range(p.steps)]
+    assert lrs[0] < lrs[p.warmup_steps] <= p.lr
+    assert lrs[-1] < 0.05 * p.lr and all(a >= b for a, b in zip(lrs[p.warmup_steps:], lrs[p.warmup_steps + 1:]))
+
+
+def _fixed_batch_loss(model, split, preset, n=16):
+    from export.data.pairs import evaluation_pairs
+    from export.losses import info_nce
+    from export.models.encoder import preprocess
+    from maps.contract import EncoderContract
+
+    c = EncoderContract(encoder_id="t", name="t", input_width=preset.input_size, input_height=preset.input_size,
+                        ground_resolution_m=preset.ground_resolution_m, embedding_dim=preset.dim)
+    b = evaluation_pairs(split.train[0].load(), c, n, seed=99, config=preset.pair_config())
+    model.eval()
+    with torch.no_grad():
+        return float(info_nce(model.encode_camera(preprocess(b.query)), model.encode_aerial(preprocess(b.positive))))
+
+
+def test_tiny_training_reduces_loss_and_writes_checkpoints(tmp_path, split):
+    from export.models.encoder import build_encoder
+
+    preset = tiny(steps=12, checkpoint_every=4)
+    torch.manual_seed(preset.seed)
+    before = _fixed_batch_loss(build_encoder(preset.encoder_config()), split, preset)
+    err = io.StringIO()
+    res = train(preset, tmp_path / "run", split=split, stream=err)
+    assert res.steps_done == 12 and len(res.losses) == 12 and not res.stopped_early
+    assert "train [" in err.getvalue() and "12/12" in err.getvalue()
+    ck = load_checkpoint(res.checkpoint)
+    assert ck.step == 12 and ck.optimizer_state is not None and ck.rng_state is not None
+    assert ck.contract.input_width == 64 and ck.contract.ground_resolution_m == 0.4
+    after = _fixed_batch_loss(ck.model, split, preset)
+    assert after < before
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["split"]["train"][0]["name"] == "synthetic_train" and info["steps_done"] == 12
+    # no silent overwrite of a run
+    with pytest.raises(TrainError, match="--resume"):
+        train(preset, tmp_path / "run", split=split, progress=False)
+
+
+def test_resume_equals_uninterrupted(tmp_path, split):
+    preset = tiny(steps=6, checkpoint_every=2)
+    full = train(preset, tmp_path / "full", split=split, progress=False)
+    part = train(preset, tmp_path / "part", split=split, progress=False, stop_after=3)
+    assert part.stopped_early and part.steps_done == 3
+    rest = train(preset, tmp_path / "part", split=split, progress=False, resume=True)
+    assert rest.steps_done == 6 and len(rest.losses) == 3
+    assert np.allclose(full.losses[3:], rest.losses, rtol=0, atol=0)
+    a, b = load_checkpoint(full.checkpoint).model.state_dict(), load_checkpoint(rest.checkpoint).model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_errors(tmp_path, split):
+    with pytest.raises(TrainError, match="no checkpoint"):
+        train(tiny(), tmp_path / "none", split=split, resume=True, progress=False)
+    train(tiny(steps=2), tmp_path / "r", split=split, progress=False, stop_after=1)
+    with pytest.raises(TrainError, match="differs"):
+        train(tiny(steps=2, lr=0.5), tmp_path / "r", split=split, resume=True, progress=False)
+    other = DataSplit((Area("elsewhere", ortho=split.train[0].ortho),), ())
+    with pytest.raises(TrainError, match="same data"):
+        train(tiny(steps=2), tmp_path / "r", split=other, resume=True, progress=False)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "last.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "bad" / "run.json").write_text(json.dumps({"preset": json.loads(json.dumps(tiny().to_dict()))}))
+    with pytest.raises(CheckpointError):
+        train(tiny(), tmp_path / "bad", split=split, resume=True, progress=False)
+    with pytest.raises(DataSplitError):
+        DataSplit((), ())
+
+
+@pytest.mark.parametrize("loss", ["triplet", "edbl"])
+def test_other_losses_and_rotation_invariance_with_orientation_head(tmp_path, split, loss):
+    preset = tiny(steps=2, loss=loss, rotation="random", orientation_head=True)
+    res = train(preset, tmp_path / loss, split=split, progress=False)
+    assert all(np.isfinite(res.losses))
+    assert load_checkpoint(res.checkpoint).model.orientation is not None
+
+
+def test_onnx_export_carries_contract(tmp_path, split):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    res = train(tiny(steps=1), tmp_path / "o", split=split, progress=False)
+    path = export_onnx(res.checkpoint, tmp_path / "o" / "model.onnx")
+    from export.evaluate import onnx_embed, torch_embed
+
+    embed, contract = onnx_embed(path)
+    ck = load_checkpoint(res.checkpoint)
+    assert contract == ck.contract
+    imgs = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    assert np.abs(embed(imgs) - torch_embed(ck.model)(imgs)).max() < 1e-4
+    assert ort is not None
+
+
+def test_cli_registers_and_parses():
+    from export import train_cli
+
+    parser = argparse.ArgumentParser(prog="skyfix")
+    sub = parser.add_subparsers(dest="command")
+    train_cli.register(sub)
+    a = parser.parse_args(["train", "--preset", "tiny", "--out", "x", "--resume", "--steps", "5", "--seed", "3"])
+    assert a.handler is train_cli.run_train and a.steps == 5 and a.resume and a.seed == 3
+    a = parser.parse_args(["eval-encoder", "classical", "m.onnx", "--ortho", "a.tif", "--queries", "10"])
+    assert a.handler is train_cli.run_eval and a.model == ["classical", "m.onnx"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--steps", "0"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--steps", "3", "--epochs", "2"])
+
+
+def test_cli_train_unknown_preset_is_typed_error():
+    from export import train_cli
+
+    args = argparse.Namespace(preset="huge", seed=None, steps=None, epochs=None, out=None, resume=False,
+                              no_shared_data=True, no_onnx=True)
+    with pytest.raises(PresetError):
+        train_cli.run_train(args)
+
+
+def test_cli_eval_bad_paths_are_typed_errors(tmp_path):
+    from export import train_cli
+
+    args = argparse.Namespace(model=[str(tmp_path / "missing.pt")], ortho=None, queries=2, rotations=1,
+                              heading_unknown=False, prior_sigma=20.0, json=None)
+    with pytest.raises(CheckpointError):
+        train_cli.run_eval(args)
+    args.model, args.ortho = ["classical"], [str(tmp_path / "missing.tif")]
+    with pytest.raises(TrainError, match="not found"):
+        train_cli.run_eval(args)
