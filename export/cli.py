@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import argparse
 
+from .errors import ExportError
+
+#: Typed errors the `skyfix` CLI turns into one-line messages.
+ERRORS = (ExportError,)
+
 
 def _batch(text: str):
     from runtime.errors import BackendError

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import argparse
 
+from .errors import ExportError
+
+#: Typed errors the `skyfix` CLI turns into one-line messages.
+ERRORS = (ExportError,)
+
 
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:

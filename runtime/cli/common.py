@@ -6,15 +6,19 @@ import argparse
 import sys
 
 
-def run_handler(args: argparse.Namespace) -> int:
-    """Call ``args.handler(args)``; a typed SkyFix error prints ``error: ...`` and exits 2 (no traceback)."""
+def run_handler(args: argparse.Namespace, extra_errors: tuple = ()) -> int:
+    """Call ``args.handler(args)``; a typed SkyFix error prints ``error: ...`` and exits 2 (no traceback).
+
+    ``extra_errors``: further error base classes to treat so, declared by CLI group modules as ``ERRORS``
+    (e.g. ``export``'s, which the runtime package itself never imports).
+    """
     from calibration.errors import CalibrationError
     from maps.errors import MapError
     from runtime.errors import OnboardError
 
     try:
         code = args.handler(args)
-    except (CalibrationError, MapError, OnboardError) as exc:
+    except (CalibrationError, MapError, OnboardError, *extra_errors) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -24,6 +24,11 @@ GROUPS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return _build()[0]
+
+
+def _build() -> tuple[argparse.ArgumentParser, tuple]:
+    """The parser, and the typed error bases the group modules declare (``ERRORS``)."""
     import importlib
 
     parser = argparse.ArgumentParser(
@@ -31,14 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="SkyFix: localize a drone or ground vehicle by matching its camera against aerial imagery.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    errors: tuple = ()
     for module, attr in GROUPS:
-        getattr(importlib.import_module(module), attr)(sub)
-    return parser
+        mod = importlib.import_module(module)
+        getattr(mod, attr)(sub)
+        errors += tuple(getattr(mod, "ERRORS", ()))
+    return parser, errors
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_handler(args)
+    parser, errors = _build()
+    return run_handler(parser.parse_args(argv), errors)
 
 
 if __name__ == "__main__":

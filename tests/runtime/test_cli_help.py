@@ -48,3 +48,11 @@ def test_main_groups_are_present():
     names = {p[0] for p in _paths(skyfix.build_parser()) if p}
     assert {"calibrate", "maps", "simulate", "demo"} <= names
     assert "inspect" in {p[0] for p in _paths(onboard.build_parser()) if p}
+
+
+def test_typed_errors_of_every_group_become_one_line_messages(tmp_path, capsys):
+    """A typed error from a group the runtime package never imports (export's) is still an ``error:`` line, exit 2."""
+    code = skyfix.main(["train", "--preset", "no-such-preset", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and "no-such-preset" in err and "Traceback" not in err
