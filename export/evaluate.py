@@ -97,11 +97,10 @@ class EvalConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "EvalConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise EvaluationError(f"unknown evaluation keys {unknown}; expected only {sorted(names)}")
-        return cls(**d)
+        """Strict construction from a mapping: unknown keys are rejected with the list of known ones."""
+        from maps.config import strict_from_dict
+
+        return strict_from_dict(cls, d, "evaluation", error=EvaluationError)
 
 
 def _embed(embed: Callable, images: np.ndarray, batch: int) -> np.ndarray:

@@ -189,14 +189,10 @@ class TrainPreset:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainPreset":
-        """Strict construction: unknown keys are rejected with the list of known ones."""
-        if not isinstance(d, dict):
-            raise PresetError(f"a preset must be a mapping, got {type(d).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise PresetError(f"unknown preset keys {unknown}; expected only {sorted(names)}")
-        return cls(**d)
+        """Strict construction from a mapping: unknown keys are rejected with the list of known ones."""
+        from maps.config import strict_from_dict
+
+        return strict_from_dict(cls, d, "preset", error=PresetError)
 
 
 PRESETS: dict[str, TrainPreset] = {

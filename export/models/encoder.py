@@ -73,14 +73,10 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "EncoderConfig":
-        """Build from a mapping; unknown keys are rejected with the list of known ones."""
-        if not isinstance(d, dict):
-            raise ModelConfigError(f"an encoder config must be a mapping, got {type(d).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ModelConfigError(f"unknown encoder config keys {unknown}; expected only {sorted(names)}")
-        return cls(**d)
+        """Strict construction from a mapping: unknown keys are rejected with the list of known ones."""
+        from maps.config import strict_from_dict
+
+        return strict_from_dict(cls, d, "encoder config", error=ModelConfigError)
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
