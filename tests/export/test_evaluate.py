@@ -68,31 +68,9 @@ def test_metric_errors():
         EvalConfig(queries=0)
 
 
-def synthetic_ortho(size_m: float, seed: int):
-    """A textured RGB orthophoto at 0.4 m/px (smoothed noise at several scales plus rectangles)."""
-    import cv2
-
-    from maps.geodesy import LocalFrame
-    from maps.ortho import Orthophoto
-
-    rng = np.random.default_rng(seed)
-    n = int(round(size_m / 0.4))
-    img = np.zeros((n, n, 3), np.float32)
-    for cell in (4, 16, 48):
-        small = rng.random((n // cell + 1, n // cell + 1, 3)).astype(np.float32)
-        img += cv2.resize(small, (n, n), interpolation=cv2.INTER_CUBIC)[:n, :n] * (cell / 16.0)
-    for _ in range(30):
-        x, y = rng.integers(0, n - 20, 2)
-        w, h = rng.integers(5, 20, 2)
-        img[y:y + h, x:x + w] = rng.random(3) * 3
-    img = (255 * (img - img.min()) / (img.max() - img.min())).astype(np.uint8)
-    return Orthophoto(image=img, mask=np.ones((n, n), bool), gsd=0.4, x_min=-size_m / 2, y_max=size_m / 2,
-                      frame=LocalFrame(47.0, 8.0), sources=("synthetic",))
-
-
 @pytest.fixture(scope="module")
-def held_out():
-    return synthetic_ortho(size_m=96.0, seed=5)
+def held_out(make_synthetic_ortho):
+    return make_synthetic_ortho(size_m=96.0, seed=5, rectangles=30)
 
 
 def test_classical_and_learned_through_the_same_evaluation(held_out, tmp_path):

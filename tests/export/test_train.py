@@ -17,33 +17,12 @@ from export.train import (  # noqa: E402
     Area, DataSplit, DataSplitError, PRESETS, PresetError, TrainError, TrainPreset, export_onnx, get_preset,
     learning_rate, train,
 )
-from maps.geodesy import LocalFrame  # noqa: E402
-from maps.ortho import Orthophoto  # noqa: E402
-
-
-def synthetic_ortho(size_m: float = 140.0, gsd: float = 0.4, seed: int = 0) -> Orthophoto:
-    """A textured RGB orthophoto: smoothed noise at several scales plus a few 'buildings' (rectangles)."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    n = int(round(size_m / gsd))
-    img = np.zeros((n, n, 3), np.float32)
-    for cell in (4, 16, 48):
-        small = rng.random((n // cell + 1, n // cell + 1, 3)).astype(np.float32)
-        img += cv2.resize(small, (n, n), interpolation=cv2.INTER_CUBIC)[:n, :n] * (cell / 16.0)
-    for _ in range(40):
-        x, y = rng.integers(0, n - 20, 2)
-        w, h = rng.integers(5, 20, 2)
-        img[y:y + h, x:x + w] = rng.random(3) * 3
-    img = (255 * (img - img.min()) / (img.max() - img.min())).astype(np.uint8)
-    return Orthophoto(image=img, mask=np.ones((n, n), bool), gsd=gsd, x_min=-size_m / 2, y_max=size_m / 2,
-                      frame=LocalFrame(47.0, 8.0), sources=("synthetic",))
 
 
 @pytest.fixture(scope="module")
-def split():
-    return DataSplit((Area("synthetic_train", ortho=synthetic_ortho(seed=0)),),
-                     (Area("synthetic_held_out", ortho=synthetic_ortho(seed=1)),))
+def split(make_synthetic_ortho):
+    return DataSplit((Area("synthetic_train", ortho=make_synthetic_ortho(seed=0)),),
+                     (Area("synthetic_held_out", ortho=make_synthetic_ortho(seed=1)),))
 
 
 def tiny(**kw) -> TrainPreset:
