@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -337,28 +338,23 @@ def torch_embed(model, branch: str = "camera", rotations: int = 1, threads: int 
     return embed
 
 
-def onnx_embed(path) -> tuple[Callable, object]:
-    """``(embed, contract)`` of an ONNX encoder written by :func:`export.train.export_onnx` (contract from its
-    ``skyfix.*`` metadata; ImageNet preprocessing)."""
-    import onnxruntime as ort
+def onnx_embed(path) -> tuple:
+    """``(embed, contract)`` of an exported encoder file (``skyfix export onnx``; any file
+    :func:`runtime.encoder.load_encoder` opens), run on ONE ONNX Runtime CPU thread. For a camera-branch file
+    ``STEM.camera.onnx`` whose ``STEM.aerial.onnx`` sits next to it, ``(embed, contract, embed_gallery)``: the
+    gallery (map tiles) is embedded with the aerial branch, as maps are."""
+    from runtime.encoder import load_encoder
+    from runtime.errors import OnboardError
 
-    from maps.contract import EncoderContract
-
+    p = Path(path)
     try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - any ORT failure is an unreadable model for the user
-        raise EvaluationError(f"cannot load ONNX model {path}: {exc}") from exc
-    meta = sess.get_modelmeta().custom_metadata_map
-    try:
-        contract = EncoderContract.from_metadata(meta)
-    except Exception as exc:  # noqa: BLE001
-        raise EvaluationError(f"{path} carries no SkyFix contract in its metadata ({exc})") from exc
-    mean = np.array(contract.mean, np.float32).reshape(1, 3, 1, 1)
-    std = np.array(contract.std, np.float32).reshape(1, 3, 1, 1)
-    name = sess.get_inputs()[0].name
-
-    def embed(images: np.ndarray) -> np.ndarray:
-        x = (np.asarray(images, np.float32).transpose(0, 3, 1, 2) / 255.0 - mean) / std
-        return sess.run(None, {name: np.ascontiguousarray(x, np.float32)})[0]
-
-    return embed, contract
+        enc = load_encoder(p, threads=1)
+        if p.name.endswith(".camera.onnx") and p.with_name(p.name[:-len(".camera.onnx")] + ".aerial.onnx").exists():
+            aerial = load_encoder(p.with_name(p.name[:-len(".camera.onnx")] + ".aerial.onnx"), threads=1)
+            if aerial.contract.encoder_id != enc.contract.encoder_id:
+                raise EvaluationError(f"{p} and its aerial sibling have different encoder ids "
+                                      f"({enc.contract.encoder_id} vs {aerial.contract.encoder_id}); export them together")
+            return enc, enc.contract, aerial
+    except OnboardError as exc:
+        raise EvaluationError(f"cannot load encoder {p}: {exc}") from exc
+    return enc, enc.contract

@@ -37,7 +37,7 @@ import numpy as np
 from .errors import CheckpointError, ExportError, ModelConfigError
 
 __all__ = ["TrainError", "PresetError", "DataSplitError", "TrainPreset", "PRESETS", "get_preset", "Area", "DataSplit",
-           "default_split", "shared_data_root", "train", "TrainResult", "export_onnx", "learning_rate"]
+           "default_split", "shared_data_root", "train", "TrainResult", "learning_rate"]
 
 LOSSES = ("infonce", "triplet", "edbl")
 ROTATIONS = ("noise", "random")
@@ -84,6 +84,12 @@ class TrainPreset:
         heading_noise_deg: see ``rotation``, degrees.
         altitude_m: (low, high) flight height for the rendered views, metres.
         max_tilt_deg: roll/pitch range, degrees.
+        group_size: the batch is drawn as groups of this many places: the first anywhere in the area, the others
+            within ``group_radius_m`` of it and at least ``group_min_separation_m`` from each other (hard, nearby
+            in-batch negatives: the map's neighbouring tiles are what retrieval must tell apart); 1: every place
+            independent. Must divide ``batch_size``.
+        group_radius_m, group_min_separation_m: see ``group_size``, metres (the separation should exceed the
+            evaluation's correct-tile radius, the tile stride, so that no negative is a positive).
         checkpoint_every: steps between checkpoints (``last.pt``).
         threads: torch CPU threads.
         time_budget_s: stop (and checkpoint) when the wall time of this invocation exceeds this, seconds; None: no
@@ -115,6 +121,9 @@ class TrainPreset:
     heading_noise_deg: float = 10.0
     altitude_m: tuple = (50.0, 150.0)
     max_tilt_deg: float = 15.0
+    group_size: int = 1
+    group_radius_m: float = 40.0
+    group_min_separation_m: float = 16.0
     checkpoint_every: int = 50
     threads: int = 1
     time_budget_s: float | None = 1740.0
@@ -126,22 +135,26 @@ class TrainPreset:
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise PresetError(f"preset {key} must be a positive integer, got {v!r}")
 
-        for key in ("dim", "input_size", "batch_size", "steps", "steps_per_epoch", "checkpoint_every", "threads"):
+        for key in ("dim", "input_size", "batch_size", "steps", "steps_per_epoch", "checkpoint_every", "threads",
+                    "group_size"):
             positive_int(key)
         for key in ("warmup_steps", "seed"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise PresetError(f"preset {key} must be an integer >= 0, got {v!r}")
-        for key in ("ground_resolution_m", "lr", "temperature", "alpha"):
+        for key in ("ground_resolution_m", "lr", "temperature", "alpha", "group_radius_m"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise PresetError(f"preset {key} must be a number > 0, got {v!r}")
-        for key in ("weight_decay", "orientation_weight", "heading_noise_deg", "max_tilt_deg", "min_lr_ratio"):
+        for key in ("weight_decay", "orientation_weight", "heading_noise_deg", "max_tilt_deg", "min_lr_ratio",
+                    "group_min_separation_m"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
                 raise PresetError(f"preset {key} must be a number >= 0, got {v!r}")
         if self.batch_size < 2:
             raise PresetError(f"batch_size must be >= 2 (in-batch negatives), got {self.batch_size}")
+        if self.batch_size % self.group_size:
+            raise PresetError(f"group_size ({self.group_size}) must divide batch_size ({self.batch_size})")
         if self.loss not in LOSSES:
             raise PresetError(f"preset loss must be one of {LOSSES}, got {self.loss!r}")
         if self.rotation not in ROTATIONS:
@@ -345,19 +358,39 @@ class _MultiPairs:
     negatives, as the retrieval at test time) rather than other domains (easy); its samples are items
     ``(s // len(areas)) * batch_size + j`` of that area's :class:`RenderedPairs` (same seed)."""
 
-    def __init__(self, areas: Sequence[Area], contract, seed: int, config) -> None:
+    def __init__(self, areas: Sequence[Area], contract, seed: int, config, group_size: int = 1,
+                 group_radius_m: float = 40.0, group_min_separation_m: float = 16.0) -> None:
         from .data.pairs import RenderedPairs
 
         self.sets = []
         for a in areas:
             ortho = a.load()
             self.sets.append(RenderedPairs(ortho, contract, 2**40, seed, config, areas=a.boxes))
+        self.group_size, self.group_radius_m = group_size, group_radius_m
+        self.group_min_separation_m = group_min_separation_m
 
     def batch(self, step: int, batch_size: int) -> list:
+        """The samples of ``step``: groups of ``group_size`` nearby places (see :class:`TrainPreset`); a neighbour
+        that cannot be placed (edge of the area, no valid imagery) is drawn anywhere instead."""
+        from .data.pairs import PairSamplingError
+
         n = len(self.sets)
         pairs = self.sets[step % n]
         start = (step // n) * batch_size
-        return [pairs[i] for i in range(start, start + batch_size)]
+        out: list = []
+        for i in range(start, start + batch_size):
+            j = (i - start) % self.group_size
+            if j == 0:
+                out.append(pairs[i])
+                continue
+            group = out[len(out) - j:]
+            try:
+                out.append(pairs.sample(i, around=group[0].position, radius_m=self.group_radius_m,
+                                        avoid=np.stack([s.position for s in group]),
+                                        min_separation_m=self.group_min_separation_m))
+            except PairSamplingError:
+                out.append(pairs[i])
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------- loop
@@ -487,7 +520,8 @@ def train(preset: TrainPreset, out_dir, *, resume: bool = False, split: DataSpli
     contract = EncoderContract(encoder_id="training", name=name, input_width=config.input_size,
                                input_height=config.input_size, ground_resolution_m=preset.ground_resolution_m,
                                embedding_dim=config.dim, mean=config.mean, std=config.std, colour_order="RGB")
-    data = _MultiPairs(split.train, contract, preset.seed, preset.pair_config())
+    data = _MultiPairs(split.train, contract, preset.seed, preset.pair_config(), preset.group_size,
+                       preset.group_radius_m, preset.group_min_separation_m)
     run_info = {"preset": preset.to_dict(), "split": split.describe(),
                 "command": f"skyfix train --preset {preset.name} --seed {preset.seed} --steps {preset.steps}"}
     (out / RUN_JSON).write_text(json.dumps(run_info, indent=2))
@@ -560,32 +594,3 @@ def train(preset: TrainPreset, out_dir, *, resume: bool = False, split: DataSpli
                      "stopped_early": stopped, "final_loss_mean10": float(np.mean(losses[-10:])) if losses else None})
     (out / RUN_JSON).write_text(json.dumps(run_info, indent=2))
     return TrainResult(final, step, tuple(losses), wall, rate, stopped, split.describe())
-
-
-# ---------------------------------------------------------------------------------------------------- ONNX
-def export_onnx(checkpoint, path, *, branch: str = "camera", opset: int = 18) -> Path:
-    """Export one branch of a checkpoint to ONNX (``images float32[n, 3, s, s]`` normalised -> ``embeddings
-    float32[n, d]``, dynamic n) with the contract in ``metadata_props`` (``skyfix.*``). Returns the path."""
-    import torch
-
-    from .checkpoint import Checkpoint, load_checkpoint
-
-    ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    if branch not in ("camera", "aerial"):
-        raise TrainError(f"branch must be 'camera' or 'aerial', got {branch!r}")
-    enc = (ck.model.camera if branch == "camera" else ck.model.aerial).eval()
-    s = ck.config.input_size
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.onnx.export(enc, (torch.zeros(2, 3, s, s),), str(tmp), input_names=["images"], output_names=["embeddings"],
-                      dynamic_axes={"images": {0: "n"}, "embeddings": {0: "n"}}, opset_version=opset, dynamo=False)
-    import onnx
-
-    m = onnx.load(str(tmp))
-    for k, v in ck.contract.to_metadata().items():
-        entry = m.metadata_props.add()
-        entry.key, entry.value = k, v
-    onnx.save(m, str(tmp))
-    os.replace(tmp, path)
-    return path

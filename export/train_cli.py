@@ -71,7 +71,8 @@ def run_train(args: argparse.Namespace) -> int:
     """Handler of ``skyfix train``."""
     from pathlib import Path
 
-    from .train import default_split, export_onnx, get_preset, train
+    from .onnx_export import export_onnx
+    from .train import default_split, get_preset, train
 
     overrides = {}
     if args.seed is not None:
@@ -92,8 +93,9 @@ def run_train(args: argparse.Namespace) -> int:
     if result.stopped_early:
         print(f"stopped early (time budget) at step {result.steps_done}; `--resume` continues the run")
     if not args.no_onnx:
-        path = export_onnx(result.checkpoint, out / "model.onnx")
-        print(f"ONNX {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        for exported in export_onnx(result.checkpoint, out / "model.onnx"):
+            print(f"ONNX {exported.path} ({exported.path.stat().st_size / 1e6:.1f} MB, {exported.branch} branch, "
+                  f"parity with PyTorch {exported.max_abs_diff:.1e})")
     return 0
 
 

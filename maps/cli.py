@@ -8,14 +8,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-LEARNED_MODELS_LATER = (
-    "--model: learned encoders (ONNX) arrive with the export tools (`skyfix export ...`); for now maps are built "
-    "with the classical baseline descriptor: drop --model"
+NO_MODEL_LOADER = (
+    "--model needs an encoder loader, which the `skyfix` command provides (the maps package itself runs no "
+    "models); run `skyfix maps build ... --model MODEL`, or drop --model for the classical baseline descriptor"
 )
 
 
-def register(subparsers) -> None:
-    """Add the ``maps`` command group to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+def register(subparsers, *, load_encoder=None) -> None:
+    """Add the ``maps`` command group to ``subparsers`` (from ``ArgumentParser.add_subparsers``).
+
+    Args:
+        load_encoder: ``load_encoder(model: str) -> embed`` where ``embed(uint8[n, h, w, 3]) -> float32[n, d]``
+            carries its contract as ``embed.contract`` (:func:`runtime.encoder.load_encoder`); the CLI wiring
+            passes it, so that ``maps build --model`` works without the maps package importing any runtime.
+            ``"default"`` names the shipped default model (the loader resolves it).
+    """
     maps = subparsers.add_parser(
         "maps", help="build, inspect, verify, search and benchmark map packages",
         description="Map packages: tiles of georeferenced orthophotos, their embeddings and an HNSW index.",
@@ -29,7 +36,9 @@ def register(subparsers) -> None:
     )
     b.add_argument("ortho", nargs="+", metavar="ORTHO", help="GeoTIFF file(s) or folder(s), any CRS")
     b.add_argument("-o", "--output", required=True, metavar="MAP", help="map package directory to write")
-    b.add_argument("--model", metavar="MODEL.onnx", help="learned encoder (not yet available: classical baseline only)")
+    b.add_argument("--model", metavar="MODEL", default=None,
+                   help="encoder: an exported model file (.onnx, .engine, ...), 'default' (the shipped learned "
+                        "model) or 'classical' (the baseline descriptor; the default when omitted)")
     b.add_argument("--gsd", type=float, metavar="M", help="orthophoto resolution in the local frame, m/px "
                    "(default: the source's); tiles are always cut at the encoder's resolution")
     b.add_argument("--tile-size-m", type=float, metavar="M", help="tile side, metres (default: encoder input x resolution)")
@@ -43,7 +52,7 @@ def register(subparsers) -> None:
                    "projection of the embeddings, candidates re-ranked exactly (default min(d, 64); d = no projection)")
     b.add_argument("--no-imagery", action="store_true", help="do not store the map imagery (imagery.png)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing map package")
-    b.set_defaults(handler=_build)
+    b.set_defaults(handler=_build, load_encoder=load_encoder)
 
     i = sub.add_parser("info", help="print a map package's manifest summary",
                        description="Tiles, bounds (WGS84 and local), encoder, tile grid and file sizes of a map.")
@@ -97,8 +106,11 @@ def _err(*parts) -> None:
 def _build(args: argparse.Namespace) -> int:
     from .errors import MapError
 
-    if args.model:
-        raise MapError(LEARNED_MODELS_LATER)
+    encoder = None
+    if args.model not in (None, "classical"):
+        if getattr(args, "load_encoder", None) is None:
+            raise MapError(NO_MODEL_LOADER)
+        encoder = args.load_encoder(args.model)
     try:
         from .descriptors import ClassicalDescriptor, classical_contract
         from .geotiff import load_orthophoto
@@ -108,7 +120,9 @@ def _build(args: argparse.Namespace) -> int:
 
     ortho = load_orthophoto(args.ortho, gsd=args.gsd)
     _err(f"orthophoto: {ortho.width}x{ortho.height} px at {ortho.gsd:g} m/px, {ortho.mask.mean():.0%} valid")
-    contract = classical_contract()
+    descriptor, contract = (ClassicalDescriptor(), classical_contract()) if encoder is None else (encoder, encoder.contract)
+    _err(f"encoder: {contract.name} ({contract.encoder_id}), {contract.input_width} px at "
+         f"{contract.ground_resolution_m:g} m/px, d={contract.embedding_dim}")
     shown = {}
 
     def progress(stage, done, total):
@@ -118,7 +132,7 @@ def _build(args: argparse.Namespace) -> int:
             _err(f"  {stage}: {done}/{total}")
 
     path = build_map(
-        ortho, ClassicalDescriptor(), contract, args.output, tile_size_m=args.tile_size_m, stride_m=args.stride_m,
+        ortho, descriptor, contract, args.output, tile_size_m=args.tile_size_m, stride_m=args.stride_m,
         min_valid_fraction=args.min_valid, ground_elevation_m=args.ground_elevation, batch_size=args.batch_size,
         progress=progress, store_imagery=not args.no_imagery, overwrite=args.overwrite, hnsw_dim=args.hnsw_dim,
     )

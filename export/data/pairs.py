@@ -413,14 +413,37 @@ class RenderedPairs:
         query[~mask] = 0
         return query, mask
 
-    def sample(self, index: int) -> PairSample:
-        """Sample ``index`` (see the module docstring); raises :class:`PairSamplingError` after ``max_tries``."""
+    def _inside(self, pos: np.ndarray) -> bool:
+        return any(b[0] <= pos[0] <= b[2] and b[1] <= pos[1] <= b[3] for b in self._boxes)
+
+    def sample(self, index: int, *, around=None, radius_m: float = 0.0, avoid=None,
+               min_separation_m: float = 0.0) -> PairSample:
+        """Sample ``index`` (see the module docstring); raises :class:`PairSamplingError` after ``max_tries``.
+
+        Args:
+            index: the sample's index (with the seed, it fixes every random choice).
+            around: (x, y) local metres: draw the position uniformly in the disc of ``radius_m`` around this point
+                (inside the allowed area) instead of anywhere; a neighbour of an earlier sample, so that the
+                in-batch negatives are hard, nearby places. None: anywhere.
+            avoid: float[k, 2] positions the new one must stay at least ``min_separation_m`` metres from (the other
+                places of the group: they are negatives, so must not be positives of each other).
+        """
         cfg = self.config
         rng = np.random.default_rng([self.seed, int(index)])
+        avoid_xy = np.zeros((0, 2)) if avoid is None else np.asarray(avoid, dtype=np.float64).reshape(-1, 2)
         best = None
         for tries in range(1, cfg.max_tries + 1):
-            b = self._boxes[int(rng.choice(len(self._boxes), p=self._box_p))]
-            pos = np.array([rng.uniform(b[0], b[2]), rng.uniform(b[1], b[3])])
+            if around is None:
+                b = self._boxes[int(rng.choice(len(self._boxes), p=self._box_p))]
+                pos = np.array([rng.uniform(b[0], b[2]), rng.uniform(b[1], b[3])])
+            else:
+                r = float(radius_m) * math.sqrt(float(rng.uniform()))
+                a = float(rng.uniform(0.0, _TWO_PI))
+                pos = np.asarray(around, dtype=np.float64).reshape(2) + r * np.array([math.cos(a), math.sin(a)])
+                if not self._inside(pos):
+                    continue
+            if len(avoid_xy) and np.min(np.hypot(*(avoid_xy - pos).T)) < min_separation_m:
+                continue
             alt = float(rng.uniform(*cfg.altitude_m))
             heading = math.radians(float(rng.uniform(*cfg.heading_deg))) % _TWO_PI
             tilt = math.radians(cfg.max_tilt_deg)

@@ -11,10 +11,11 @@ import sys
 
 from runtime.cli.common import run_handler
 
-# (module, attribute) of each group's register function; order is the order shown in --help.
+# (module, attribute[, wiring]) of each group's register function; order is the order shown in --help. The wiring
+# maps a keyword of the register function to a "module:function" it needs from another package.
 GROUPS = (
     ("calibration.cli", "register"),
-    ("maps.cli", "register"),
+    ("maps.cli", "register", {"load_encoder": "runtime.encoder:load_encoder"}),
     ("runtime.sim.cli", "register"),
     ("export.cli", "register"),
     ("export.train_cli", "register"),
@@ -37,11 +38,26 @@ def _build() -> tuple[argparse.ArgumentParser, tuple]:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     errors: tuple = ()
-    for module, attr in GROUPS:
+    for module, attr, *rest in GROUPS:
         mod = importlib.import_module(module)
-        getattr(mod, attr)(sub)
+        # wiring: callables a group needs from other packages, imported only when a handler calls them
+        kwargs = {k: _lazy(v) for k, v in (rest[0] if rest else {}).items()}
+        getattr(mod, attr)(sub, **kwargs)
         errors += tuple(getattr(mod, "ERRORS", ()))
     return parser, errors
+
+
+def _lazy(target: str):
+    """``"module:function"`` -> a function that imports the module on first call (keeps ``--help`` light)."""
+    module, name = target.split(":")
+
+    def call(*args, **kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
 
 
 def main(argv: list[str] | None = None) -> int:

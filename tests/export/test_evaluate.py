@@ -78,7 +78,8 @@ def test_classical_and_learned_through_the_same_evaluation(held_out, tmp_path):
     from export.checkpoint import contract_for
     from export.evaluate import classical_embed, onnx_embed, torch_embed
     from export.models.encoder import build_encoder
-    from export.train import Area, export_onnx, get_preset
+    from export.onnx_export import export_onnx
+    from export.train import Area, get_preset
 
     from export.checkpoint import save_checkpoint
 
@@ -97,7 +98,8 @@ def test_classical_and_learned_through_the_same_evaluation(held_out, tmp_path):
     model = build_encoder(config).eval()
     c = contract_for(model, config, 0.4, "skyfix-test")
     path = save_checkpoint(tmp_path / "m.pt", model, config, ground_resolution_m=0.4, name="skyfix-test")
-    onnx_path = export_onnx(path, tmp_path / "m.onnx")
+    (exported,) = export_onnx(path, tmp_path / "m.onnx")
+    onnx_path = exported.path
     oembed, ocontract = onnx_embed(onnx_path)
     assert ocontract == c
     report = evaluate({"classical": (embed, contract), "learned": (torch_embed(model), c),

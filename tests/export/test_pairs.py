@@ -177,3 +177,22 @@ def test_photometric_augment_deterministic():
     b = aug.apply(img, np.random.default_rng(1))
     assert np.array_equal(a, b) and not np.array_equal(a, img)
     assert np.array_equal(PhotometricAugment.off().apply(img, np.random.default_rng(0)), img)
+
+
+def test_neighbour_sampling_around_a_place_keeps_its_distance(ortho, contract):
+    pairs = RenderedPairs(ortho, contract, 100, seed=5)
+    first = pairs[0]
+    group = [first]
+    for i in range(1, 4):
+        s = pairs.sample(i, around=first.position, radius_m=40.0, avoid=np.stack([g.position for g in group]),
+                         min_separation_m=16.0)
+        assert np.hypot(*(s.position - first.position)) <= 40.0 + 1e-9
+        assert min(np.hypot(*(s.position - g.position)) for g in group) >= 16.0
+        assert masked_ncc(s.query, s.positive, s.query_mask) > 0.5  # still a true pair
+        group.append(s)
+    # deterministic by index, like independent samples
+    again = pairs.sample(1, around=first.position, radius_m=40.0, avoid=first.position[None], min_separation_m=16.0)
+    assert np.array_equal(again.position, group[1].position)
+    # an impossible request (no room in the disc) fails after max_tries with the usual message
+    with pytest.raises(PairSamplingError, match="no pose in"):
+        pairs.sample(2, around=first.position, radius_m=5.0, avoid=first.position[None], min_separation_m=16.0)

@@ -6,6 +6,8 @@ import argparse
 import io
 import json
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ torch = pytest.importorskip("torch")
 from export.checkpoint import load_checkpoint  # noqa: E402
 from export.errors import CheckpointError, ModelConfigError  # noqa: E402
 from export.train import (  # noqa: E402
-    Area, DataSplit, DataSplitError, PRESETS, PresetError, TrainError, TrainPreset, export_onnx, get_preset,
+    Area, DataSplit, DataSplitError, PRESETS, PresetError, TrainError, TrainPreset, get_preset,
     learning_rate, train,
 )
 
@@ -39,6 +41,10 @@ def test_presets_are_frozen_and_strict():
     assert TrainPreset.from_dict(d.to_dict()) == d
     with pytest.raises(PresetError, match="unknown preset keys"):
         TrainPreset.from_dict({"stepz": 3})
+    with pytest.raises(PresetError, match=r"group_size \(5\) must divide batch_size \(32\)"):
+        get_preset("default", group_size=5)
+    with pytest.raises(PresetError, match="group_radius_m must be a number > 0"):
+        get_preset("default", group_radius_m=0)
     with pytest.raises(PresetError, match="unknown preset"):
         get_preset("huge")
     with pytest.raises(PresetError, match="unknown preset keys"):
@@ -138,8 +144,11 @@ def test_onnx_export_carries_contract(tmp_path, split):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     res = train(tiny(steps=1), tmp_path / "o", split=split, progress=False)
-    path = export_onnx(res.checkpoint, tmp_path / "o" / "model.onnx")
     from export.evaluate import onnx_embed, torch_embed
+    from export.onnx_export import export_onnx
+
+    (exported,) = export_onnx(res.checkpoint, tmp_path / "o" / "model.onnx")
+    path = exported.path
 
     embed, contract = onnx_embed(path)
     ck = load_checkpoint(res.checkpoint)
@@ -184,3 +193,26 @@ def test_cli_eval_bad_paths_are_typed_errors(tmp_path):
     args.model, args.ortho = ["classical"], [str(tmp_path / "missing.tif")]
     with pytest.raises(TrainError, match="not found"):
         train_cli.run_eval(args)
+
+
+def test_batches_of_nearby_groups(split, tmp_path):
+    """group_size > 1: each group's places lie within group_radius_m of its first and apart from each other."""
+    from export.train import _MultiPairs
+
+    preset = tiny(group_size=4, batch_size=8, group_radius_m=30.0, group_min_separation_m=8.0)
+    from maps.contract import EncoderContract
+
+    c = EncoderContract("t", "t", 64, 64, 0.4, 32)
+    data = _MultiPairs(split.train, c, 0, preset.pair_config(), preset.group_size, preset.group_radius_m,
+                       preset.group_min_separation_m)
+    batch = data.batch(0, 8)
+    assert len(batch) == 8
+    for g in (batch[:4], batch[4:]):
+        pos = np.stack([s.position for s in g])
+        d = np.hypot(*(pos[:, None] - pos[None]).transpose(2, 0, 1))
+        assert (d[0] <= 30.0 + 1e-9).all()
+        assert (d[np.triu_indices(4, 1)] >= 8.0).all()
+    assert [s.index for s in data.batch(0, 8)] == [s.index for s in batch]  # deterministic
+    res = train(replace(preset, steps=2), tmp_path / "g", split=split,
+                progress=False)
+    assert res.steps_done == 2 and all(np.isfinite(res.losses))

@@ -121,10 +121,11 @@ def test_search_errors(rand_map, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_build_rejects_model_with_a_clear_message(tmp_path, capsys):
+def test_build_with_model_needs_the_cli_wiring(tmp_path, capsys):
+    # the maps package runs no models itself: without the loader `skyfix` passes, --model is refused clearly
     assert cli(["maps", "build", "x.tif", "-o", str(tmp_path / "m"), "--model", "enc.onnx"]) == 2
     err = capsys.readouterr().err
-    assert "learned encoders (ONNX) arrive with the export tools" in err and "drop --model" in err
+    assert "--model needs an encoder loader" in err and "skyfix maps build" in err
 
 
 def test_build_info_verify_search_end_to_end(shared_data, tmp_path, capsys):

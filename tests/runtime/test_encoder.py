@@ -1,0 +1,82 @@
+"""runtime.encoder: one embed callable over any backend (or the classical descriptor), contract from the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime.encoder import CLASSICAL, Encoder, default_model_path, load_encoder
+from runtime.errors import BackendError
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from .onnx_models import mean_colour_contract, reference_embedding, write_mean_colour_encoder  # noqa: E402
+
+
+def images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_onnx_encoder_matches_reference_in_both_layouts(tmp_path, layout):
+    c = mean_colour_contract()
+    path = write_mean_colour_encoder(tmp_path / f"{layout}.onnx", c, layout=layout)
+    with load_encoder(path) as enc:
+        assert isinstance(enc, Encoder) and enc.contract == c and enc.embedding_dim == 3 and enc.input_size == (32, 32)
+        x = images(5)
+        np.testing.assert_allclose(enc(x), reference_embedding(x, c), atol=1e-5)
+        assert enc(x[:0]).shape == (0, 3)
+        assert enc.last_latency_ms > 0
+
+
+def test_encoder_rejects_images_off_contract(tmp_path):
+    enc = load_encoder(write_mean_colour_encoder(tmp_path / "m.onnx"))
+    with pytest.raises(BackendError, match=r"expects RGB uint8\[n, 32, 32, 3\] images .* got uint8\[2, 16, 16, 3\]"):
+        enc(images(2, 16))
+    with pytest.raises(BackendError, match="got float32"):
+        enc(images(2).astype(np.float32))
+
+
+def test_model_without_contract_or_missing_file_is_refused(tmp_path):
+    path = write_mean_colour_encoder(tmp_path / "bare.onnx", metadata=False)
+    with pytest.raises(BackendError, match="carries no SkyFix encoder contract.*skyfix export onnx"):
+        load_encoder(path)
+    with pytest.raises(BackendError, match="does not exist"):
+        load_encoder(tmp_path / "nope.onnx")
+
+
+def test_classical_and_default(tmp_path, monkeypatch):
+    enc = load_encoder(CLASSICAL)
+    assert enc.name == "classical" and enc.backend is None
+    assert enc(images(2, enc.input_size[0])).shape == (2, enc.embedding_dim)
+    assert load_encoder(None).contract == enc.contract
+    import runtime.encoder as mod
+
+    monkeypatch.setattr(mod, "default_model_path", lambda: tmp_path / "gone.onnx")
+    with pytest.raises(BackendError, match="default model .*gone.onnx is missing"):
+        load_encoder("default")
+    assert default_model_path().name == "skyfix-default.onnx"
+
+
+def test_skyfix_maps_build_with_a_model(tmp_path, capsys):
+    """`skyfix maps build --model` embeds the tiles with the model and records its contract in the manifest."""
+    pytest.importorskip("rasterio")
+    from maps.geodesy import LocalFrame
+    from maps.geotiff import write_geotiff
+    from maps.ortho import Orthophoto
+    from maps.package import MapPackage
+    from runtime.cli.skyfix import main
+
+    img = np.kron(images(1, 25, seed=3)[0], np.ones((8, 8, 1), np.uint8))  # 200 px of 8-px blocks
+    ortho = Orthophoto(image=img, mask=np.ones(img.shape[:2], bool), gsd=0.4, x_min=-40.0, y_max=40.0,
+                       frame=LocalFrame(47.4, 8.5))
+    tif = write_geotiff(tmp_path / "o.tif", ortho)
+    c = mean_colour_contract()
+    model = write_mean_colour_encoder(tmp_path / "m.onnx", c)
+    assert main(["maps", "build", str(tif), "-o", str(tmp_path / "map"), "--model", str(model)]) == 0
+    assert "mean-colour-v1" in capsys.readouterr().err
+    pkg = MapPackage.load(tmp_path / "map")
+    assert pkg.contract == c and pkg.embedding_dim == 3
+    assert main(["maps", "build", str(tif), "-o", str(tmp_path / "map2"), "--model", str(tmp_path / "x.onnx")]) == 2
+    assert "does not exist" in capsys.readouterr().err
