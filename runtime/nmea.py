@@ -1,0 +1,622 @@
+"""NMEA 0183 in and out: GGA/GNS/RMC sentences -> :class:`runtime.events.GpsFix`, and GGA/RMC for an autopilot.
+
+Pure code, no I/O: :class:`NmeaParser` takes bytes or lines (from a serial port, a log file, a socket) and returns
+fixes; :func:`format_gga` / :func:`format_rmc` build the sentences an autopilot takes as a GPS.
+
+Input
+-----
+* Any talker (``GP``, ``GN``, ``GL``, ``GA``, ``BD``, ``GB``, ``QZ``, ...). ``GGA`` and ``GNS`` give the position,
+  altitude, fix quality, satellites and HDOP; ``RMC`` gives the date (and speed / course, kept in
+  :attr:`NmeaParser.speed_mps` / :attr:`NmeaParser.course_deg`: a GpsFix has no velocity). Only GGA/GNS produce
+  fixes; a stream of RMC alone gives none (no altitude, no HDOP).
+* Every line is checked: the ``*hh`` checksum is required and verified; bad checksum, truncated sentences, unknown
+  fields, binary data and other protocols are counted (:class:`NmeaCounters`) and skipped, never raised.
+* Time (``t_ns``): with ``time_source="gps"`` (default) the UTC date (from the latest RMC; midnight roll-over
+  handled) + the sentence's UTC time of day, in integer nanoseconds since the Unix epoch. Until a date is known the
+  host receive time (``clock_ns()``, default :func:`time.time_ns`) is used; the first GGA is held back for one epoch
+  waiting for its RMC so that a stream with RMC does not begin on the host clock. With ``time_source="host"`` every
+  fix carries its host receive time (use this when the host clock, which stamps camera frames, is not disciplined
+  to UTC).
+* Altitude: ``GpsFix.alt`` is the height above the WGS84 ellipsoid as in ``NavSatFix.altitude`` = the GGA/GNS
+  altitude (mean sea level) + the geoid separation field (0 when empty).
+* Covariance: ``sigma_h = HDOP * uere_m`` per horizontal axis, ``sigma_v = vertical_factor * sigma_h``; ENU diagonal,
+  ``COVARIANCE_TYPE_APPROXIMATED``. No HDOP -> ``cov_enu`` None.
+* Status: GGA quality 1 -> STATUS_FIX, 2 (DGPS), 3 (PPS), 9 (WAAS) -> STATUS_SBAS_FIX, 4/5 (RTK fixed/float) ->
+  STATUS_GBAS_FIX; 0 (invalid), 6 (dead reckoning), 7 (manual) and 8 (simulator) give no fix (counted in
+  ``no_fix``). GNS mode letters: R/F -> GBAS, D/P -> SBAS, A -> FIX, only N/E/M/S -> no fix.
+* Several position sentences for one epoch (GNGGA + GNGNS, or one per talker) give one fix: the first; the others
+  are counted in ``duplicates``.
+
+Output
+------
+:func:`format_gga` and :func:`format_rmc` write ``$GPGGA`` / ``$GPRMC`` (talker configurable) with latitude
+``ddmm.mmmmm`` and longitude ``dddmm.mmmmm`` (``minute_decimals``, default 5 = 2 cm), UTC time ``hhmmss.ss``, and the
+checksum, ending in CRLF.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as _dt
+import math
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .errors import OnboardError
+from .events import (
+    COVARIANCE_TYPE_APPROXIMATED,
+    STATUS_FIX,
+    STATUS_GBAS_FIX,
+    STATUS_SBAS_FIX,
+    GpsFix,
+)
+
+KNOT_MPS = 1852.0 / 3600.0  # one knot in metres per second
+NS_PER_S = 1_000_000_000
+NS_PER_DAY = 86_400 * NS_PER_S
+MAX_LINE_BYTES = 1024  # longer runs without a line end are binary data (NMEA allows 82 characters)
+
+POSITION_TYPES = ("GGA", "GNS")
+HANDLED_TYPES = ("GGA", "GNS", "RMC")
+
+# GGA quality indicator -> NavSatStatus.status (None: no usable fix)
+GGA_QUALITY_STATUS = {
+    0: None,  # invalid
+    1: STATUS_FIX,  # GPS / autonomous
+    2: STATUS_SBAS_FIX,  # DGPS
+    3: STATUS_SBAS_FIX,  # PPS
+    4: STATUS_GBAS_FIX,  # RTK fixed
+    5: STATUS_GBAS_FIX,  # RTK float
+    6: None,  # dead reckoning (estimated)
+    7: None,  # manual input
+    8: None,  # simulator
+    9: STATUS_SBAS_FIX,  # WAAS/SBAS (some receivers)
+}
+_GNS_MODE_RANK = {"R": STATUS_GBAS_FIX, "F": STATUS_GBAS_FIX, "D": STATUS_SBAS_FIX, "P": STATUS_SBAS_FIX,
+                  "A": STATUS_FIX}
+_LINE_SPLIT = re.compile(rb"[\r\n]+")
+_PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
+_ADDRESS = re.compile(r"[A-Z0-9]{2,}[,*]")
+
+
+class NmeaError(OnboardError):
+    """Bad arguments to the NMEA formatter or parser (values out of range, unknown options)."""
+
+
+class _Malformed(Exception):
+    """Internal: a sentence whose checksum is right but whose fields cannot be read."""
+
+
+# ============================================================================================== checksum
+def nmea_checksum(body: str) -> int:
+    """XOR of the characters of ``body`` (the text between ``$`` and ``*``)."""
+    value = 0
+    for ch in body.encode("ascii"):
+        value ^= ch
+    return value
+
+
+def with_checksum(body: str) -> str:
+    """``$`` + body + ``*hh`` + CRLF."""
+    return f"${body}*{nmea_checksum(body):02X}\r\n"
+
+
+# ============================================================================================== counters
+@dataclass
+class NmeaCounters:
+    """What a parser has seen.
+
+    Attributes:
+        lines: non-empty lines (or over-long runs of bytes without a line end).
+        garbage: lines with no ``$`` + address (binary data, other protocols, comments) and over-long runs.
+        sentences: lines with a ``$`` followed by an address (``GPGGA,``): every one ends in exactly one of ``parsed``, ``bad_checksum``, ``malformed``
+            or ``ignored``, so ``sentences == parsed + bad_checksum + malformed + ignored``.
+        parsed: GGA/GNS/RMC sentences read successfully.
+        bad_checksum: the ``*hh`` checksum does not match.
+        malformed: truncated (no ``*hh``), non-ASCII, unreadable fields or impossible values (time 32:25, lat 95).
+        ignored: well-formed sentences of other types; ``ignored_types`` counts them by type (``GSV``, ``PGRME``).
+        fixes: GpsFix produced. no_fix: GGA/GNS without a usable fix. duplicates: second position sentence of an
+            epoch. host_time_fixes: fixes stamped with the host receive time (no date known or time_source host).
+    """
+
+    lines: int = 0
+    garbage: int = 0
+    sentences: int = 0
+    parsed: int = 0
+    bad_checksum: int = 0
+    malformed: int = 0
+    ignored: int = 0
+    fixes: int = 0
+    no_fix: int = 0
+    duplicates: int = 0
+    host_time_fixes: int = 0
+    ignored_types: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "ignored_types"}
+        d["ignored_types"] = dict(self.ignored_types)
+        return d
+
+
+# ============================================================================================== field helpers
+def _time_of_day_ns(text: str) -> int:
+    """``hhmmss[.sss]`` -> nanoseconds since midnight (exact decimal arithmetic)."""
+    if len(text) < 6 or not text[:6].isdigit():
+        raise _Malformed(f"time {text!r}")
+    hh, mm, ss = int(text[0:2]), int(text[2:4]), int(text[4:6])
+    frac_ns = 0
+    if len(text) > 6:
+        if text[6] != "." or not (text[7:].isdigit() or text[7:] == ""):
+            raise _Malformed(f"time {text!r}")
+        digits = (text[7:] + "000000000")[:9]
+        frac_ns = int(digits)
+    if hh > 23 or mm > 59 or ss > 60:
+        raise _Malformed(f"time {text!r}")
+    return ((hh * 60 + mm) * 60 + ss) * NS_PER_S + frac_ns
+
+
+def _date_days(text: str) -> int:
+    """``ddmmyy`` -> days since 1970-01-01 (yy < 80 -> 20yy, else 19yy)."""
+    if len(text) != 6 or not text.isdigit():
+        raise _Malformed(f"date {text!r}")
+    dd, mo, yy = int(text[0:2]), int(text[2:4]), int(text[4:6])
+    year = 2000 + yy if yy < 80 else 1900 + yy
+    try:
+        return (_dt.date(year, mo, dd) - _dt.date(1970, 1, 1)).days
+    except ValueError as exc:
+        raise _Malformed(f"date {text!r}") from exc
+
+
+def _coord(value: str, hemi: str, is_lat: bool) -> float:
+    """``ddmm.mmmm`` / ``dddmm.mmmm`` + hemisphere -> signed degrees."""
+    if hemi not in (("N", "S") if is_lat else ("E", "W")):
+        raise _Malformed(f"hemisphere {hemi!r}")
+    try:
+        raw = float(value)
+    except ValueError as exc:
+        raise _Malformed(f"coordinate {value!r}") from exc
+    if not math.isfinite(raw) or raw < 0:
+        raise _Malformed(f"coordinate {value!r}")
+    deg = math.floor(raw / 100.0)
+    minutes = raw - 100.0 * deg
+    if minutes >= 60.0:
+        raise _Malformed(f"coordinate {value!r}")
+    out = deg + minutes / 60.0
+    if out > (90.0 if is_lat else 180.0):
+        raise _Malformed(f"coordinate {value!r}")
+    return -out if hemi in ("S", "W") else out
+
+
+def _float(value: str, what: str, default: float | None = None) -> float | None:
+    if value == "":
+        return default
+    try:
+        out = float(value)
+    except ValueError as exc:
+        raise _Malformed(f"{what} {value!r}") from exc
+    if not math.isfinite(out):
+        raise _Malformed(f"{what} {value!r}")
+    return out
+
+
+def _int(value: str, what: str, default: int | None = None) -> int | None:
+    if value == "":
+        return default
+    if not value.isdigit():
+        raise _Malformed(f"{what} {value!r}")
+    return int(value)
+
+
+def split_sentence(line: str) -> tuple[str, list[str]] | None:
+    """Check a sentence and split it (no counting; see :meth:`NmeaParser.parse_line` for the full path).
+
+    Returns:
+        (address, fields) where address is e.g. ``"GPGGA"``, or None when ``line`` is not a sentence with a
+        correct checksum.
+    """
+    start = line.rfind("$")
+    if start < 0:
+        return None
+    s = line[start + 1:].strip()
+    star = s.rfind("*")
+    if star < 0 or len(s) - star != 3:
+        return None
+    body, cks = s[:star], s[star + 1:]
+    try:
+        if int(cks, 16) != nmea_checksum(body):
+            return None
+    except (ValueError, UnicodeEncodeError):
+        return None
+    parts = body.split(",")
+    return parts[0], parts[1:]
+
+
+# ============================================================================================== parser
+@dataclass
+class _Position:
+    tod_ns: int
+    lat: float
+    lon: float
+    alt: float
+    status: int
+    n_sats: int | None
+    hdop: float | None
+    recv_ns: int
+    talker: str
+
+
+class NmeaParser:
+    """Stateful NMEA 0183 parser: lines or byte chunks in, :class:`~runtime.events.GpsFix` out.
+
+    Args:
+        uere_m: user equivalent range error (m); horizontal sigma = HDOP * uere_m (default 5 m).
+        vertical_factor: vertical sigma = vertical_factor * horizontal sigma (default 2).
+        time_source: ``"gps"`` (UTC from the sentences, host time until a date is known) or ``"host"``.
+        clock_ns: host receive time in integer ns (default :func:`time.time_ns`); called once per line.
+        topic, frame_id: copied into every GpsFix (default ``"nmea"`` / ``"gps"``).
+
+    Not thread-safe: one parser per stream.
+    """
+
+    def __init__(self, *, uere_m: float = 5.0, vertical_factor: float = 2.0, time_source: str = "gps",
+                 clock_ns: Callable[[], int] = time.time_ns, topic: str = "nmea", frame_id: str = "gps") -> None:
+        if not (isinstance(uere_m, (int, float)) and math.isfinite(uere_m) and uere_m > 0):
+            raise NmeaError(f"uere_m must be a positive number of metres (typically 3 to 7), got {uere_m!r}")
+        if not (isinstance(vertical_factor, (int, float)) and math.isfinite(vertical_factor) and vertical_factor > 0):
+            raise NmeaError(f"vertical_factor must be a positive number (typically 1.5 to 2), got {vertical_factor!r}")
+        if time_source not in ("gps", "host"):
+            raise NmeaError(f"time_source must be 'gps' or 'host', got {time_source!r}")
+        self.uere_m = float(uere_m)
+        self.vertical_factor = float(vertical_factor)
+        self.time_source = time_source
+        self.clock_ns = clock_ns
+        self.topic = topic
+        self.frame_id = frame_id
+        self.counters = NmeaCounters()
+        self.date_days: int | None = None  # UTC date of the latest RMC (days since 1970-01-01)
+        self.date_tod_ns: int | None = None  # time of day of that RMC
+        self.speed_mps: float | None = None  # from the latest valid RMC
+        self.course_deg: float | None = None  # true course, clockwise from north, from the latest valid RMC
+        self.n_sats: int | None = None  # from the latest position sentence
+        self.hdop: float | None = None
+        self.latest: GpsFix | None = None
+        # UTC fix time - host receive time of the latest UTC-stamped fix: about minus the receiver's output latency
+        # when the host clock is on UTC; seconds or years off when it is not (then use time_source="host")
+        self.utc_minus_host_ns: int | None = None
+        self._buf = bytearray()
+        self._last_epoch_tod: int | None = None  # time of day of the last fix emitted (duplicate detection)
+        self._pending: _Position | None = None  # first fix held back waiting for its RMC (date unknown)
+        self._rmc_seen = False
+        self._gave_up_waiting = False
+
+    # ------------------------------------------------------------------ input
+    def feed(self, data: bytes, recv_ns: int | None = None) -> list[GpsFix]:
+        """Add a chunk of bytes (any split); parse each complete line. Returns the fixes completed."""
+        self._buf += data
+        out: list[GpsFix] = []
+        cut = max(self._buf.rfind(b"\n"), self._buf.rfind(b"\r"))
+        if cut >= 0:
+            complete = bytes(self._buf[: cut + 1])
+            del self._buf[: cut + 1]
+            for raw in _LINE_SPLIT.split(complete):
+                if raw:
+                    out.extend(self.parse_line(raw, recv_ns))
+        if len(self._buf) > MAX_LINE_BYTES:  # binary data with no line end: drop it, keep the tail
+            self.counters.lines += 1
+            self.counters.garbage += 1
+            dollar = self._buf.rfind(b"$")
+            del self._buf[: dollar if dollar > len(self._buf) - 100 else len(self._buf)]
+        return out
+
+    def flush(self, recv_ns: int | None = None) -> list[GpsFix]:
+        """End of stream (or disconnect): parse the unterminated tail and release a held-back fix."""
+        out: list[GpsFix] = []
+        if self._buf:
+            tail, self._buf = bytes(self._buf), bytearray()
+            out.extend(self.parse_line(tail, recv_ns))
+        if self._pending is not None:
+            out.extend(self._emit(self._pending, use_date=False))
+            self._pending = None
+        return out
+
+    def parse_lines(self, lines: Iterable[bytes | str]) -> list[GpsFix]:
+        """Parse whole lines (e.g. a log file's lines), then :meth:`flush`. Returns every fix."""
+        out: list[GpsFix] = []
+        for line in lines:
+            out.extend(self.parse_line(line))
+        out.extend(self.flush())
+        return out
+
+    def parse_line(self, line: bytes | str, recv_ns: int | None = None) -> list[GpsFix]:
+        """Parse one line (with or without CR/LF). Returns 0, 1 or 2 fixes (a held-back one may come out too)."""
+        c = self.counters
+        if isinstance(line, (bytes, bytearray, memoryview)):
+            text = bytes(line).decode("latin-1")
+        else:
+            text = str(line)
+        text = text.strip()
+        if not text:
+            return []
+        c.lines += 1
+        start = text.rfind("$")
+        if start < 0 or not _ADDRESS.match(text, start + 1):  # no '$', or binary data that holds a '$' byte
+            c.garbage += 1
+            return []
+        c.sentences += 1
+        s = text[start + 1:]
+        star = s.rfind("*")
+        if star < 0 or len(s) - star != 3 or not _PRINTABLE.match(s):
+            c.malformed += 1
+            return []
+        body, cks = s[:star], s[star + 1:]
+        try:
+            expected = int(cks, 16)
+        except ValueError:
+            c.malformed += 1
+            return []
+        if expected != nmea_checksum(body):
+            c.bad_checksum += 1
+            return []
+        parts = body.split(",")
+        address, fields = parts[0], parts[1:]
+        if len(address) < 3 or not address.isalnum():
+            c.malformed += 1
+            return []
+        kind = address[-3:] if not address.startswith("P") else address
+        if kind not in HANDLED_TYPES or len(address) != 5:
+            c.ignored += 1
+            c.ignored_types[kind] += 1
+            return []
+        if recv_ns is None:
+            recv_ns = int(self.clock_ns())
+        try:
+            if kind == "RMC":
+                out = self._rmc(fields)
+            else:
+                out = self._position(kind, address[:2], fields, recv_ns)
+        except _Malformed:
+            c.malformed += 1
+            return []
+        c.parsed += 1
+        return out
+
+    # ------------------------------------------------------------------ sentences
+    def _rmc(self, f: list[str]) -> list[GpsFix]:
+        if len(f) < 9:
+            raise _Malformed("RMC fields")
+        tod = _time_of_day_ns(f[0]) if f[0] else None
+        if f[1] not in ("A", "V"):
+            raise _Malformed("RMC status")
+        days = _date_days(f[8]) if f[8] else None
+        valid = f[1] == "A"
+        speed = _float(f[6], "speed")
+        course = _float(f[7], "course")
+        if valid and f[2] and f[3]:  # validate the position fields too (a garbled RMC must not give its date)
+            _coord(f[2], f[3], True)
+            _coord(f[4], f[5], False)
+        self._rmc_seen = True
+        if valid:
+            self.speed_mps = None if speed is None else speed * KNOT_MPS
+            self.course_deg = course
+        out: list[GpsFix] = []
+        if days is not None and tod is not None:
+            self.date_days, self.date_tod_ns = days, tod
+            p = self._pending
+            if p is not None and p.tod_ns == tod:
+                self._pending = None
+                out.extend(self._emit(p, use_date=True))
+        return out
+
+    def _position(self, kind: str, talker: str, f: list[str], recv_ns: int) -> list[GpsFix]:
+        if kind == "GGA":
+            if len(f) < 9:
+                raise _Malformed("GGA fields")
+            quality = _int(f[5], "quality", 0)
+            status = GGA_QUALITY_STATUS.get(quality)
+            n_sats = _int(f[6], "satellites")
+            hdop = _float(f[7], "hdop")
+            msl = f[8]
+            sep = f[10] if len(f) > 10 else ""
+        else:  # GNS: time, lat, N, lon, E, mode, sats, hdop, alt, sep, age, station[, nav status]
+            if len(f) < 9:
+                raise _Malformed("GNS fields")
+            mode = f[5].upper()
+            if not mode.isalpha() and mode != "":
+                raise _Malformed("GNS mode")
+            ranks = [_GNS_MODE_RANK[m] for m in mode if m in _GNS_MODE_RANK]
+            status = max(ranks) if ranks else None
+            n_sats = _int(f[6], "satellites")
+            hdop = _float(f[7], "hdop")
+            msl = f[8]
+            sep = f[9] if len(f) > 9 else ""
+        tod = _time_of_day_ns(f[0]) if f[0] else None
+        if status is None or not f[1] or not f[3]:
+            self.counters.no_fix += 1
+            return []
+        lat = _coord(f[1], f[2], True)
+        lon = _coord(f[3], f[4], False)
+        alt_msl = _float(msl, "altitude", math.nan)
+        alt = alt_msl + _float(sep, "geoid separation", 0.0)
+        if hdop is not None and hdop <= 0:
+            hdop = None
+        if tod is None:
+            raise _Malformed("position without a time")
+        self.n_sats, self.hdop = n_sats, hdop
+        pos = _Position(tod, lat, lon, alt, status, n_sats, hdop, recv_ns, talker)
+        out: list[GpsFix] = []
+        if self._last_epoch_tod == tod:
+            self.counters.duplicates += 1
+            return out
+        p = self._pending
+        if p is not None:
+            if p.tod_ns == tod:
+                self.counters.duplicates += 1
+                return out
+            # a new epoch came before any RMC for the held one: release it on the host clock
+            self._pending = None
+            out.extend(self._emit(p, use_date=False))
+            if not self._rmc_seen:
+                self._gave_up_waiting = True
+        if (self.time_source == "gps" and self.date_days is None and not self._gave_up_waiting
+                and not self._rmc_seen):
+            self._pending = pos  # wait one epoch for the RMC carrying the date
+            return out
+        out.extend(self._emit(pos, use_date=self.date_days is not None))
+        return out
+
+    def _emit(self, p: _Position, use_date: bool) -> list[GpsFix]:
+        if self.time_source == "gps" and use_date and self.date_days is not None:
+            days = self.date_days
+            if self.date_tod_ns is not None:  # the date belongs to the RMC's time of day: handle midnight
+                if p.tod_ns < self.date_tod_ns - NS_PER_DAY // 2:
+                    days += 1
+                elif p.tod_ns > self.date_tod_ns + NS_PER_DAY // 2:
+                    days -= 1
+            t_ns = days * NS_PER_DAY + p.tod_ns
+            self.utc_minus_host_ns = t_ns - p.recv_ns
+        else:
+            t_ns = p.recv_ns
+            self.counters.host_time_fixes += 1
+        cov = None
+        if p.hdop is not None:
+            sh = p.hdop * self.uere_m
+            sv = self.vertical_factor * sh
+            cov = np.diag([sh * sh, sh * sh, sv * sv])
+        fix = GpsFix(t_ns, p.lat, p.lon, p.alt, cov, p.status, self.topic, COVARIANCE_TYPE_APPROXIMATED,
+                     self.frame_id)
+        self._last_epoch_tod = p.tod_ns
+        self.latest = fix
+        self.counters.fixes += 1
+        return [fix]
+
+
+def parse_nmea_bytes(data: bytes, **parser_kwargs) -> tuple[list[GpsFix], NmeaParser]:
+    """Parse a whole NMEA log held in memory. Returns (fixes, the parser with its counters)."""
+    parser = NmeaParser(**parser_kwargs)
+    fixes = parser.feed(data)
+    fixes.extend(parser.flush())
+    return fixes, parser
+
+
+# ============================================================================================== output
+def _utc_parts(t_ns: int) -> tuple[str, str]:
+    """t_ns -> (``hhmmss.ss``, ``ddmmyy``), rounded to the centisecond."""
+    if isinstance(t_ns, bool) or not isinstance(t_ns, (int, np.integer)) or t_ns < 0:
+        raise NmeaError(f"t_ns must be a non-negative integer number of nanoseconds since 1970 (UTC), got {t_ns!r}")
+    cs = (int(t_ns) + 5_000_000) // 10_000_000  # centiseconds since the epoch
+    secs, frac = divmod(cs, 100)
+    tm = time.gmtime(secs)
+    return (f"{tm.tm_hour:02d}{tm.tm_min:02d}{tm.tm_sec:02d}.{frac:02d}",
+            f"{tm.tm_mday:02d}{tm.tm_mon:02d}{tm.tm_year % 100:02d}")
+
+
+def _ddmm(value: float, is_lat: bool, decimals: int) -> tuple[str, str]:
+    limit = 90.0 if is_lat else 180.0
+    if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)
+            and -limit <= value <= limit):
+        what = "latitude" if is_lat else "longitude"
+        raise NmeaError(f"{what} must be finite degrees in [-{limit:g}, {limit:g}], got {value!r}")
+    hemi = ("N" if value >= 0 else "S") if is_lat else ("E" if value >= 0 else "W")
+    scale = 10**decimals
+    total = int(round(abs(float(value)) * 60.0 * scale))  # minutes * scale, rounded once (no 60.0000 minutes)
+    deg, rem = divmod(total, 60 * scale)
+    width = 2 if is_lat else 3
+    mins = f"{rem // scale:02d}.{rem % scale:0{decimals}d}" if decimals > 0 else f"{rem:02d}"
+    return f"{deg:0{width}d}{mins}", hemi
+
+
+def _check_decimals(minute_decimals: int) -> int:
+    if isinstance(minute_decimals, bool) or not isinstance(minute_decimals, int) or not 0 <= minute_decimals <= 8:
+        raise NmeaError(f"minute_decimals must be an integer in 0..8 (4 or 5 usual), got {minute_decimals!r}")
+    return minute_decimals
+
+
+def _check_talker(talker: str) -> str:
+    if not (isinstance(talker, str) and len(talker) == 2 and talker.isalpha() and talker.isupper()):
+        raise NmeaError(f"talker must be two capital letters such as 'GP' or 'GN', got {talker!r}")
+    return talker
+
+
+def format_gga(t_ns: int, lat: float, lon: float, alt_m: float, quality: int = 1, n_sats: int = 12,
+               hdop: float = 1.0, *, geoid_sep_m: float = 0.0, talker: str = "GP", minute_decimals: int = 5) -> str:
+    """A GGA sentence (with ``$``, checksum and CRLF).
+
+    Args:
+        t_ns: UTC time, integer ns since 1970 (the time of day is written, to the centisecond).
+        lat, lon: WGS84 degrees. alt_m: height above the ellipsoid (m), as :attr:`GpsFix.alt`; the sentence
+            carries ``alt_m - geoid_sep_m`` (mean sea level) and ``geoid_sep_m``, so that parsing gives alt_m back.
+        quality: GGA fix quality 0..9 (1 GPS, 2 DGPS, 4 RTK fixed, 5 RTK float). n_sats: 0..99. hdop: >= 0.
+    Raises:
+        NmeaError: a value out of range.
+    """
+    hhmmss, _ = _utc_parts(t_ns)
+    decimals = _check_decimals(minute_decimals)
+    la, ns = _ddmm(lat, True, decimals)
+    lo, ew = _ddmm(lon, False, decimals)
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality <= 9:
+        raise NmeaError(f"quality must be a GGA fix quality 0..9 (1 GPS, 2 DGPS, 4 RTK fixed), got {quality!r}")
+    if isinstance(n_sats, bool) or not isinstance(n_sats, (int, np.integer)) or not 0 <= n_sats <= 99:
+        raise NmeaError(f"n_sats must be an integer 0..99, got {n_sats!r}")
+    if not (isinstance(hdop, (int, float, np.floating, np.integer)) and math.isfinite(hdop) and 0 <= hdop < 100):
+        raise NmeaError(f"hdop must be a finite number in [0, 100), got {hdop!r}")
+    for name, v in (("alt_m", alt_m), ("geoid_sep_m", geoid_sep_m)):
+        if not (isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(v)):
+            raise NmeaError(f"{name} must be a finite number of metres, got {v!r}")
+    msl = float(alt_m) - float(geoid_sep_m)
+    body = (f"{_check_talker(talker)}GGA,{hhmmss},{la},{ns},{lo},{ew},{int(quality)},{int(n_sats):02d},"
+            f"{float(hdop):.2f},{msl:.3f},M,{float(geoid_sep_m):.3f},M,,")
+    return with_checksum(body)
+
+
+def format_rmc(t_ns: int, lat: float, lon: float, speed_mps: float = 0.0, course_deg: float = 0.0,
+               valid: bool = True, *, talker: str = "GP", minute_decimals: int = 5) -> str:
+    """An RMC sentence (NMEA 2.3, with the mode indicator ``A``/``N``; ``$``, checksum, CRLF).
+
+    Args:
+        t_ns: UTC time, integer ns since 1970 (date and time of day are written).
+        lat, lon: WGS84 degrees. speed_mps: ground speed m/s (written in knots). course_deg: true course,
+            clockwise from north (wrapped into [0, 360)). valid: status A (valid) or V (void).
+    Raises:
+        NmeaError: a value out of range.
+    """
+    hhmmss, ddmmyy = _utc_parts(t_ns)
+    decimals = _check_decimals(minute_decimals)
+    la, ns = _ddmm(lat, True, decimals)
+    lo, ew = _ddmm(lon, False, decimals)
+    if not (isinstance(speed_mps, (int, float, np.floating, np.integer)) and math.isfinite(speed_mps)
+            and speed_mps >= 0):
+        raise NmeaError(f"speed_mps must be a finite ground speed >= 0 in m/s, got {speed_mps!r}")
+    if not (isinstance(course_deg, (int, float, np.floating, np.integer)) and math.isfinite(course_deg)):
+        raise NmeaError(f"course_deg must be finite degrees clockwise from north, got {course_deg!r}")
+    course = float(course_deg) % 360.0
+    if round(course, 2) >= 360.0:
+        course = 0.0
+    body = (f"{_check_talker(talker)}RMC,{hhmmss},{'A' if valid else 'V'},{la},{ns},{lo},{ew},"
+            f"{float(speed_mps) / KNOT_MPS:.3f},{course:.2f},{ddmmyy},,,{'A' if valid else 'N'}")
+    return with_checksum(body)
+
+
+def utc_ns(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, ns: int = 0) -> int:
+    """Integer ns since 1970 of a UTC date and time (a small helper for callers and tests)."""
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) * NS_PER_S + int(ns)
+
+
+__all__ = [
+    "GGA_QUALITY_STATUS",
+    "KNOT_MPS",
+    "NmeaCounters",
+    "NmeaError",
+    "NmeaParser",
+    "format_gga",
+    "format_rmc",
+    "nmea_checksum",
+    "parse_nmea_bytes",
+    "split_sentence",
+    "utc_ns",
+    "with_checksum",
+]
