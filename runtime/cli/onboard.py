@@ -1,4 +1,4 @@
-"""``runtime``: the onboard group (``runtime replay recording.bag``, ``runtime inspect ...``)."""
+"""``runtime``: the onboard commands (``replay``, ``run``, ``eval``, ``bench``, ``inspect``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import sys
 
 from runtime.cli.common import run_handler
 
-GROUPS = (("runtime.bag_cli", "register"),)
+GROUPS = (
+    ("runtime.replay_cli", "register"),
+    ("runtime.live_cli", "register"),
+    ("runtime.eval_cli", "register"),
+    ("runtime.bench_loop", "register"),
+    ("runtime.bag_cli", "register"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
