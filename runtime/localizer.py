@@ -1,0 +1,347 @@
+"""The onboard loop's core: typed events in (:mod:`runtime.events`), estimates out. No I/O here.
+
+Per camera frame (:meth:`Localizer.on_frame`):
+
+1. **decode** the image (JPEG bytes are decoded on first access of ``Frame.image``);
+2. **predict** the tracker to the frame time (IMU yaw when fresh);
+3. **rectify** to north-up ground views at the map's resolution (:class:`runtime.ground_view.GroundViewer`): one view
+   with the IMU attitude when known, else one per heading hypothesis of the tracker (a level camera), at the height
+   above ground kept by :class:`runtime.ground_view.HeightKeeper` (GPS altitude minus the map's ground elevation,
+   held through outages);
+4. **encode** the centre crops with the map's encoder (:class:`runtime.encoder.Encoder`);
+5. **search** the map inside the scope of the current belief (:meth:`ParticleTracker.search_scope`; the whole map
+   when there is no belief or it is LOST: the wide search that recovers);
+6. **align**: refine the best candidates against the map imagery (:class:`runtime.align.FineAligner`) for a
+   sub-tile position and the heading;
+7. **filter**: the candidates become a :class:`runtime.tracking.VisualFix` for the particle filter.
+
+GPS fixes (:meth:`on_gps`) go to the tracker (gated there) and to the height keeper; IMU samples (:meth:`on_imu`)
+give the attitude of the next frames. Each frame (or, in a recording without a camera, each GPS fix) gives an
+:class:`Output`: the tracker's :class:`~runtime.tracking.TrackEstimate` and the per-stage latency in milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from calibration.camera import CameraModel
+from calibration.geometry import NADIR_MOUNT, Attitude, Mount
+
+from .errors import OnboardError
+from .events import CameraInfoEvent, Frame, GpsFix, ImuSample, STATUS_NO_FIX
+
+__all__ = ["LocalizerConfig", "Localizer", "Output", "LocalizerError", "EncoderMismatchError", "STAGES"]
+
+#: latency stages of one frame, in order (milliseconds in :attr:`Output.latency_ms`)
+STAGES = ("decode", "rectify", "encode", "search", "align", "filter", "total")
+
+
+class LocalizerError(OnboardError):
+    """The loop cannot be set up (map and model disagree, bad configuration)."""
+
+
+class EncoderMismatchError(LocalizerError):
+    """The model onboard is not the encoder the map was built with."""
+
+
+@dataclass(frozen=True)
+class LocalizerConfig:
+    """How the loop runs (frozen; :meth:`from_dict` rejects unknown keys).
+
+    Attributes:
+        k: retrieval candidates per view.
+        align_top: how many of the best candidates are fine-aligned (0: no fine alignment).
+        yaw_hypotheses: views per frame when the heading is unknown (no IMU, tracker yaw uncertain).
+        min_view_valid: least fraction of valid pixels in the encoder crop; fewer: the frame gives no visual fix.
+        imu_max_age_s: an IMU attitude older than this (seconds) at the frame time is not used.
+        default_gps_sigma_m: GPS horizontal sigma when a fix carries no covariance, metres.
+        height_m: height above ground to assume before any GPS altitude is known (None: frames wait for GPS).
+        min_scope_m: the least search radius around the belief, metres.
+        tracker: :class:`runtime.tracking.TrackerConfig` fields (mapping) overriding its defaults.
+    """
+
+    k: int = 8
+    align_top: int = 3
+    yaw_hypotheses: int = 8
+    min_view_valid: float = 0.6
+    imu_max_age_s: float = 0.5
+    default_gps_sigma_m: float = 5.0
+    height_m: float | None = None
+    min_scope_m: float = 60.0
+    tracker: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("k", "yaw_hypotheses"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise LocalizerError(f"localizer {key} must be a positive integer, got {v!r}")
+        if isinstance(self.align_top, bool) or not isinstance(self.align_top, int) or self.align_top < 0:
+            raise LocalizerError(f"localizer align_top must be an integer >= 0, got {self.align_top!r}")
+        for key in ("imu_max_age_s", "default_gps_sigma_m", "min_scope_m"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise LocalizerError(f"localizer {key} must be a number > 0, got {v!r}")
+        if not (isinstance(self.min_view_valid, (int, float)) and 0.0 <= self.min_view_valid <= 1.0):
+            raise LocalizerError(f"localizer min_view_valid must be in [0, 1], got {self.min_view_valid!r}")
+        if self.height_m is not None and not (isinstance(self.height_m, (int, float)) and self.height_m > 0):
+            raise LocalizerError(f"localizer height_m must be > 0 metres or None, got {self.height_m!r}")
+        if not isinstance(self.tracker, dict):
+            raise LocalizerError(f"localizer tracker must be a mapping of TrackerConfig fields, got {self.tracker!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LocalizerConfig":
+        from maps.config import strict_from_dict
+
+        return strict_from_dict(cls, d, "localizer", error=LocalizerError)
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Output:
+    """One estimate of the loop: ``estimate`` (:class:`runtime.tracking.TrackEstimate`, local metres), ``lat``/``lon``
+    (WGS84 degrees), ``heading_deg`` (compass, clockwise from north), ``latency_ms`` (stage -> ms, :data:`STAGES`),
+    ``source`` ("frame" or "gps"), ``candidates`` (the visual fix's candidate count, 0 without one)."""
+
+    estimate: object
+    lat: float
+    lon: float
+    heading_deg: float
+    latency_ms: dict
+    source: str
+    candidates: int = 0
+
+
+class Localizer:
+    """The onboard loop over one map (see the module docstring).
+
+    Args:
+        package: the :class:`maps.package.MapPackage` (its contract must be the encoder's).
+        encoder: ``runtime.encoder.Encoder`` (callable ``uint8[n, s, s, 3] -> float32[n, d]`` with ``.contract``).
+        camera: the camera intrinsics (None: taken from the first ``CameraInfoEvent``).
+        mount: camera extrinsics (default nadir).
+        config: :class:`LocalizerConfig`.
+    Raises:
+        EncoderMismatchError: the encoder is not the one that built the map (both ids in the message).
+    """
+
+    def __init__(self, package, encoder, *, camera: CameraModel | None = None, mount: Mount = NADIR_MOUNT,
+                 config: LocalizerConfig | None = None) -> None:
+        from .ground_view import HeightKeeper
+        from .tracking import ParticleTracker, TrackerConfig
+
+        self.config = LocalizerConfig() if config is None else config
+        if not isinstance(self.config, LocalizerConfig):
+            raise LocalizerError(f"config must be a LocalizerConfig, got {type(self.config).__name__}")
+        mc, ec = package.contract, encoder.contract
+        if mc.encoder_id != ec.encoder_id:
+            raise EncoderMismatchError(
+                f"the map {package.path} was built with encoder {mc.name} ({mc.encoder_id}) but the model is "
+                f"{ec.name} ({ec.encoder_id}); pass the model that built the map, or rebuild the map with this one "
+                f"(`skyfix maps build ORTHO -o MAP --model MODEL`)")
+        self.package = package
+        self.encoder = encoder
+        self.mount = mount
+        self.contract = mc
+        self.gsd = float(mc.ground_resolution_m)
+        self.size_px = int(mc.input_width)
+        b = package.bounds
+        self.tracker = ParticleTracker(TrackerConfig.from_dict(dict(self.config.tracker)),
+                                       bounds=(float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+        self.height = HeightKeeper(package.ground_elevation_m)
+        self._viewer = None
+        self._camera = None
+        self._aligner = None
+        self._imagery_checked = False
+        self._imu: ImuSample | None = None
+        self.notes: list[str] = []
+        self.counts = {"frames": 0, "frames_used": 0, "gps": 0, "gps_rejected": 0, "imu": 0, "frames_no_camera": 0,
+                       "frames_no_height": 0, "frames_few_pixels": 0}
+        if camera is not None:
+            self._set_camera(camera)
+
+    # ------------------------------------------------------------------------------------------------ set-up
+    def _set_camera(self, camera: CameraModel) -> None:
+        from .ground_view import GroundViewer
+
+        if self._camera is not None and camera == self._camera:
+            return
+        self._camera = camera
+        self._viewer = GroundViewer(camera, self.gsd, self.size_px, mount=self.mount)
+
+    def _aligner_or_none(self):
+        if not self._imagery_checked:
+            self._imagery_checked = True
+            if self.config.align_top > 0:
+                imagery = self.package.imagery()
+                if imagery is None:
+                    self._note(f"map {self.package.path} stores no imagery: no fine alignment (tile-level positions "
+                               "only); rebuild it without --no-imagery")
+                else:
+                    from .align import FineAligner
+
+                    self._aligner = FineAligner(imagery)
+        return self._aligner
+
+    def _note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    # ------------------------------------------------------------------------------------------------ events
+    def process(self, event) -> Output | None:
+        """Dispatch one event; returns an :class:`Output` for frames (and for GPS fixes when ``gps_outputs``)."""
+        if isinstance(event, Frame):
+            return self.on_frame(event)
+        if isinstance(event, GpsFix):
+            return self.on_gps(event)
+        if isinstance(event, ImuSample):
+            self.on_imu(event)
+        elif isinstance(event, CameraInfoEvent):
+            if self._camera is None:
+                self._set_camera(event.camera)
+        return None
+
+    def on_imu(self, sample: ImuSample) -> None:
+        self.counts["imu"] += 1
+        if sample.orientation is not None:
+            self._imu = sample
+
+    def on_gps(self, fix: GpsFix, *, output: bool = False) -> Output | None:
+        """Feed one fix (no-fix status is ignored). With ``output`` returns the estimate after it (GPS-only use)."""
+        if fix.status == STATUS_NO_FIX:
+            return None
+        self.counts["gps"] += 1
+        t0 = time.perf_counter()
+        x, y = self.package.to_local(fix.lat, fix.lon)
+        sigma = self.config.default_gps_sigma_m
+        if fix.cov_enu is not None:
+            var = float(max(fix.cov_enu[0, 0], fix.cov_enu[1, 1]))
+            if math.isfinite(var) and var > 0:
+                sigma = math.sqrt(var)
+        self.tracker.predict(fix.t_ns, yaw=self._imu_yaw(fix.t_ns))
+        decision = self.tracker.update_gps(fix.t_ns, x, y, sigma)
+        if decision.accepted:
+            self.height.update(fix)
+        else:
+            self.counts["gps_rejected"] += 1
+        if not output:
+            return None
+        ms = (time.perf_counter() - t0) * 1e3
+        return self._output(fix.t_ns, {"filter": ms, "total": ms}, "gps", 0)
+
+    def _imu_attitude(self, t_ns: int) -> Attitude | None:
+        s = self._imu
+        if s is None or abs(t_ns - s.t_ns) > self.config.imu_max_age_s * 1e9:
+            return None
+        return Attitude.from_quaternion(*s.orientation)
+
+    def _imu_yaw(self, t_ns: int) -> float | None:
+        att = self._imu_attitude(t_ns)
+        return None if att is None else float(att.yaw)
+
+    def on_frame(self, frame: Frame) -> Output | None:
+        """Process one camera frame (see the module docstring); None when the frame cannot be used yet (no camera
+        model, no height) -- the reason is counted and noted once."""
+        self.counts["frames"] += 1
+        lat: dict[str, float] = {}
+        t_start = time.perf_counter()
+        t = t_start
+        if self._camera is None and frame.camera is not None:
+            self._set_camera(frame.camera)
+        if self._viewer is None:
+            self.counts["frames_no_camera"] += 1
+            self._note("frames arrive without camera intrinsics (no CameraInfo, no --camera file): skipped")
+            return None
+        image = frame.image
+        if image.shape[:2] != (self._camera.height, self._camera.width):
+            cam = self._camera.scaled(image.shape[1] / self._camera.width)
+            self._set_camera(cam)
+        now = time.perf_counter()
+        lat["decode"], t = (now - t) * 1e3, now
+        height = self.height.height_m if self.height.ready else self.config.height_m
+        if height is None:
+            self.counts["frames_no_height"] += 1
+            self._note("height above ground unknown (no GPS altitude yet): frames skipped; pass --height M")
+            return None
+        attitude = self._imu_attitude(frame.t_ns)
+        self.tracker.predict(frame.t_ns, yaw=None if attitude is None else float(attitude.yaw))
+        yaws = None
+        if attitude is None:
+            yaws = self.tracker.yaw_hypotheses(self.config.yaw_hypotheses)
+            if yaws is None:
+                yaws = [float(self.tracker.estimate().yaw_rad)]
+        views = self._viewer.views(image, height_m=height, attitude=attitude, yaws=yaws)
+        crops = [v.crop(self.size_px) for v in views]
+        keep = [i for i, c in enumerate(crops) if c.valid_fraction >= self.config.min_view_valid]
+        now = time.perf_counter()
+        lat["rectify"], t = (now - t) * 1e3, now
+        if not keep:
+            self.counts["frames_few_pixels"] += 1
+            self._note(f"ground views with < {self.config.min_view_valid:.0%} valid pixels (camera looking away from "
+                       "the ground?) give no visual fix")
+            est_t = time.perf_counter()
+            lat.update(encode=0.0, search=0.0, align=0.0, filter=(time.perf_counter() - est_t) * 1e3)
+            lat["total"] = (time.perf_counter() - t_start) * 1e3
+            return self._output(frame.t_ns, lat, "frame", 0)
+        emb = self.encoder(np.stack([crops[i].image for i in keep]))
+        now = time.perf_counter()
+        lat["encode"], t = (now - t) * 1e3, now
+        scope = self.tracker.search_scope(self.config.min_scope_m)
+        scores, ids = self.package.search(emb, self.config.k, prior=scope)
+        now = time.perf_counter()
+        lat["search"], t = (now - t) * 1e3, now
+        fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope)
+        now = time.perf_counter()
+        lat["align"], t = (now - t) * 1e3, now
+        if fix is not None:
+            self.tracker.update_visual(fix)
+            self.counts["frames_used"] += 1
+        now = time.perf_counter()
+        lat["filter"] = (now - t) * 1e3
+        lat["total"] = (now - t_start) * 1e3
+        return self._output(frame.t_ns, lat, "frame", n)
+
+    def _visual_fix(self, t_ns: int, views, scores: np.ndarray, ids: np.ndarray, scope):
+        """Candidates of every view -> one VisualFix (fine-aligned where possible)."""
+        from .tracking import VisualFix
+
+        stride = float(self.package.tile_grid.stride_m)
+        pos, sc, sig, yaw = [], [], [], []
+        aligner = self._aligner_or_none()
+        for v, s_row, i_row in zip(views, scores, ids):
+            ok = i_row >= 0
+            if not ok.any():
+                continue
+            cand = self.package.positions[i_row[ok]].astype(np.float64)
+            s_row = s_row[ok].astype(np.float64)
+            top = min(self.config.align_top, len(cand)) if aligner is not None else 0
+            if top:
+                for r, s in zip(aligner.align(v, cand[:top]), s_row[:top]):
+                    pos.append((r.x, r.y))
+                    sc.append(s)
+                    sig.append(max(r.sigma_m, self.gsd))
+                    yaw.append(r.yaw_rad)
+            for c, s in zip(cand[top:], s_row[top:]):
+                pos.append((float(c[0]), float(c[1])))
+                sc.append(float(s))
+                sig.append(stride / 2.0)
+                yaw.append(v.yaw_rad)
+        if not pos:
+            return None, 0
+        fix = VisualFix(t_ns=int(t_ns), positions=np.asarray(pos, np.float64), scores=np.asarray(sc, np.float64),
+                        sigma_m=np.asarray(sig, np.float64), yaws=np.asarray(yaw, np.float64), scope=scope)
+        return fix, len(pos)
+
+    def _output(self, t_ns: int, latency_ms: dict, source: str, n: int) -> Output:
+        from calibration.geometry import heading_from_yaw
+
+        est = self.tracker.estimate()
+        la, lo = self.package.frame.to_wgs84(est.x, est.y)
+        heading = math.degrees(heading_from_yaw(float(est.yaw_rad))) % 360.0
+        full = {s: float(latency_ms.get(s, 0.0)) for s in STAGES}
+        return Output(est, float(la), float(lo), heading, full, source, n)

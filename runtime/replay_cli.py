@@ -1,0 +1,158 @@
+"""``runtime replay BAG --map MAP``: run the onboard loop over a recording and write the track.
+
+Events come from the bag in time order (topics found by message type, each overridable by flag); the loop
+(:class:`runtime.localizer.Localizer`) turns frames, GPS fixes and IMU samples into estimates, written one JSON line
+each (``-o track.jsonl``) with GeoJSON and GPX next to it. As fast as possible by default; ``--realtime`` paces the
+events by their timestamps. A recording without camera frames is tracked on GPS alone, and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .bag_cli import _ROLE_FLAGS
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--map/--model/--backend/--device/--threads/--camera/--mount/--height: what the loop runs on."""
+    p.add_argument("--map", required=True, metavar="MAP", help="map package (skyfix maps build)")
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="encoder file (.onnx/.engine/.pt), 'default' or 'classical' (default: the encoder that built "
+                        "the map: 'classical' for classical maps, else the shipped default model)")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
+                   help="inference backend (default: by model file type)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime CPU threads (default 1)")
+    p.add_argument("--camera", default=None, metavar="CAMERA.yaml",
+                   help="camera intrinsics file (default: the recording's CameraInfo)")
+    p.add_argument("--mount", default=None, metavar="MOUNT.yaml", help="camera mount extrinsics (default: nadir)")
+    p.add_argument("--height", type=float, default=None, metavar="M",
+                   help="height above ground to assume until a GPS altitude arrives (default: wait for GPS)")
+    p.add_argument("--config", default=None, metavar="FILE.yaml", help="localizer/tracker settings (YAML mapping)")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("replay", help="run the onboard loop over a ROS bag and write the track",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bag", metavar="BAG", nargs="+", help="ROS1 .bag file(s) (several: a split recording)")
+    add_model_args(p)
+    p.add_argument("-o", "--output", default="track.jsonl", metavar="TRACK.jsonl",
+                   help="track, one JSON line per estimate (default track.jsonl); .geojson and .gpx next to it")
+    p.add_argument("--no-geojson", action="store_true", help="do not write TRACK.geojson")
+    p.add_argument("--no-gpx", action="store_true", help="do not write TRACK.gpx")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--realtime", action="store_true", help="pace the events by their timestamps (default: as fast "
+                   "as possible)")
+    p.add_argument("--speed", type=float, default=1.0, help="with --realtime: playback speed factor (default 1)")
+    for role, flag in _ROLE_FLAGS:
+        p.add_argument(flag, dest=f"{role}_topic", metavar="TOPIC",
+                       help=f"topic for the {role.replace('_', ' ')} role ('none' to ignore it)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(handler=run)
+
+
+def _err(*parts) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def load_loop(args: argparse.Namespace):
+    """(Localizer, package, encoder) from the common model arguments."""
+    from maps.package import MapPackage
+
+    from .encoder import CLASSICAL, DEFAULT, load_encoder
+    from .localizer import Localizer, LocalizerConfig
+
+    package = MapPackage.load(args.map)
+    model = args.model
+    if model is None:
+        model = CLASSICAL if package.contract.encoder_id.startswith("classical") else DEFAULT
+    encoder = load_encoder(model, backend=args.backend, device=args.device, threads=args.threads)
+    camera = None
+    if args.camera:
+        from calibration.camera_io import load_camera
+
+        camera = load_camera(args.camera)
+    mount = None
+    if args.mount:
+        from calibration.geometry import load_mount
+
+        mount = load_mount(args.mount)
+    cfg = {}
+    if args.config:
+        import yaml
+
+        from .localizer import LocalizerError
+
+        try:
+            cfg = yaml.safe_load(Path(args.config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise LocalizerError(f"cannot read the localizer config {args.config}: {exc}") from exc
+        if not isinstance(cfg, dict):
+            raise LocalizerError(f"{args.config} must hold a mapping of localizer settings, got {type(cfg).__name__}")
+    if args.height is not None:
+        cfg["height_m"] = args.height
+    config = LocalizerConfig.from_dict(cfg)
+    kwargs = {"camera": camera, "config": config}
+    if mount is not None:
+        kwargs["mount"] = mount
+    return Localizer(package, encoder, **kwargs), package, encoder
+
+
+def record_of(out, package):
+    """:class:`runtime.outputs.EstimateRecord` of a :class:`runtime.localizer.Output`."""
+    from .outputs import EstimateRecord
+
+    est = out.estimate
+    cov = est.cov_xy
+    return EstimateRecord(
+        t_ns=int(est.t_ns), lat=out.lat, lon=out.lon, heading_deg=out.heading_deg, sigma_m=float(est.sigma_m),
+        cov_en=((float(cov[0, 0]), float(cov[0, 1])), (float(cov[1, 0]), float(cov[1, 1]))),
+        status=est.status.value, latency_ms=out.latency_ms, gps=est.gps_state, x_m=float(est.x), y_m=float(est.y),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from .bags import BagReader
+    from .events import Frame, GpsFix
+    from .outputs import TrackWriter
+    from .sources.replay import replay_events
+
+    overrides = {role: getattr(args, f"{role}_topic") for role, _ in _ROLE_FLAGS if getattr(args, f"{role}_topic")}
+    loop, package, encoder = load_loop(args)
+    out_path = Path(args.output)
+    t0 = time.perf_counter()
+    n_out = 0
+    with BagReader(args.bag, topics=overrides) as bag:
+        for note in bag.notes:
+            _err(f"note: {note}")
+        gps_only = bag.selection.get("camera") is None
+        if gps_only:
+            _err("notice: the recording has no camera topic: tracking on GPS alone (no visual fixes)")
+        duration = bag.duration_s
+        with TrackWriter(out_path, geojson=not args.no_geojson, gpx=not args.no_gpx, overwrite=args.overwrite) as w:
+            roles = ("camera", "camera_info", "gps", "imu")
+            last_shown = 0.0
+            for ev in replay_events(bag.events(roles=roles), realtime=args.realtime, speed=args.speed):
+                if isinstance(ev, GpsFix) and gps_only:
+                    out = loop.on_gps(ev, output=True)
+                else:
+                    out = loop.process(ev)
+                if out is not None:
+                    w.write(record_of(out, package))
+                    n_out += 1
+                if not args.quiet and isinstance(ev, (Frame, GpsFix)):
+                    now = time.perf_counter()
+                    if now - last_shown > 2.0:
+                        last_shown = now
+                        done = (ev.t_ns - bag.start_ns) / 1e9
+                        _err(f"replay {done:6.1f}/{duration:.1f} s  estimates {n_out}")
+    wall = time.perf_counter() - t0
+    for note in loop.notes:
+        _err(f"note: {note}")
+    c = loop.counts
+    print(f"{n_out} estimates -> {out_path} in {wall:.1f} s ({c['frames']} frames, {c['frames_used']} with a visual "
+          f"fix; {c['gps']} GPS fixes, {c['gps_rejected']} rejected; encoder {encoder.name})")
+    return 0
