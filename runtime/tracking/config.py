@@ -1,0 +1,143 @@
+"""Configuration of the particle tracker: one frozen dataclass, strict ``from_dict`` (unknown keys rejected).
+
+Units: metres, seconds, metres per second, radians; ``*_per_sqrt_s`` noise terms are random-walk densities (the std
+after ``t`` seconds is ``value * sqrt(t)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from maps.config import strict_from_dict
+
+from .errors import TrackingError
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Every tuning value of :class:`~runtime.tracking.ParticleTracker`.
+
+    Particles and randomness:
+        n_particles: particles (int >= 10). seed: seed of the tracker's ``np.random.Generator`` (int >= 0).
+    Motion model (constant velocity, state x, y, vx, vy, yaw per particle):
+        accel_sigma: white acceleration noise, m/s^2 per sqrt(Hz) (velocity std grows by ``accel_sigma*sqrt(dt)``).
+        position_sigma: extra position random walk, m per sqrt(s) (unmodelled motion, keeps particles diverse).
+        yaw_rate_sigma: yaw random walk, rad per sqrt(s), when no IMU yaw pins it.
+        max_speed_mps: horizontal speed the particle velocities are clipped to.
+        init_speed_sigma_mps: std of the initial velocity (each axis) when it is unknown.
+        velocity_sigma_mps: default std of a velocity given to ``predict`` without its own sigma.
+        imu_yaw_sigma_rad: default std of a yaw given to ``predict`` without its own sigma.
+    GPS:
+        gps_bias_m: unmodelled GPS bias (m) added in quadrature to the fix sigma, in the gate and in the likelihood.
+        gps_gate_chi2: a fix is inconsistent when its normalised innovation squared (2 dof) exceeds this.
+        gps_max_jump_m: a fix farther than this from the belief mean (and farther than 3 belief sigmas) is
+            inconsistent whatever the NIS.
+        gps_reaccept_s: after a rejection, fixes must stay consistent this long before they are used again.
+        gps_outage_s: no fix for longer than this -> ``gps_state == "outage"`` (and a note).
+        gps_velocity_sigma_mps: std of a velocity given to ``update_gps``.
+    Visual likelihood:
+        visual_temperature: softmax temperature over candidate scores (cosine or NCC units).
+        visual_inlier_prob: prior probability that a fix's candidates contain the vehicle.
+        visual_sigma_floor_m: added in quadrature to each candidate's sigma.
+        visual_floor_area_m2: area the outlier floor is spread over when the fix has no scope and the tracker no
+            bounds (the floor density is 1 / area of the searched scope, else of the bounds, else this).
+        visual_support_min: a fix whose posterior inlier probability is at least this supports the belief.
+        visual_confirm_frames: visual support counts (``visual_used``, status, LOST timer) only after this many
+            consecutive supporting fixes, so that a chance coincidence of one wrong candidate with the belief does not.
+        visual_timeout_s: visual support older than this no longer counts as recent.
+    Status:
+        ok_sigma_m: OK needs the belief sigma (sqrt of the largest eigenvalue of cov_xy) at most this.
+        lost_sigma_m: belief sigma above this -> LOST.
+        lost_no_support_s: without accepted GPS and without visual support for this long -> LOST.
+        reinit_interval_s: while LOST, a visual fix without support re-initialises the particles from its
+            candidates at most this often.
+    Search scope:
+        scope_margin_m: added to 3 sigma for :meth:`search_scope`.
+        wide_search_radius_m: a scope radius above this is answered with None (search the whole map).
+        yaw_known_sigma_rad: :meth:`yaw_hypotheses` returns None when the yaw sigma is below this.
+    Resampling:
+        resample_ess_fraction: resample (systematic) when the effective sample size falls below this x n_particles.
+        max_backstep_s: a timestamp earlier than the tracker's time by more than this raises TrackingError (smaller
+            steps back are applied at the tracker's current time).
+    """
+
+    n_particles: int = 1500
+    seed: int = 0
+    # motion
+    accel_sigma: float = 1.5
+    position_sigma: float = 0.5
+    yaw_rate_sigma: float = 0.3
+    max_speed_mps: float = 40.0
+    init_speed_sigma_mps: float = 8.0
+    velocity_sigma_mps: float = 0.5
+    imu_yaw_sigma_rad: float = 0.05
+    # gps
+    gps_bias_m: float = 5.0
+    gps_gate_chi2: float = 25.0
+    gps_max_jump_m: float = 100.0
+    gps_reaccept_s: float = 2.0
+    gps_outage_s: float = 2.0
+    gps_velocity_sigma_mps: float = 1.0
+    # visual
+    visual_temperature: float = 0.05
+    visual_inlier_prob: float = 0.8
+    visual_sigma_floor_m: float = 0.5
+    visual_floor_area_m2: float = 250_000.0
+    visual_support_min: float = 0.5
+    visual_confirm_frames: int = 3
+    visual_timeout_s: float = 2.0
+    # status
+    ok_sigma_m: float = 10.0
+    lost_sigma_m: float = 100.0
+    lost_no_support_s: float = 15.0
+    reinit_interval_s: float = 1.0
+    # search scope
+    scope_margin_m: float = 25.6
+    wide_search_radius_m: float = 1000.0
+    yaw_known_sigma_rad: float = 0.35
+    # resampling / time
+    resample_ess_fraction: float = 0.5
+    max_backstep_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("n_particles", "seed", "visual_confirm_frames"):
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                    raise TrackingError(f"tracker config {f.name} must be an integer, got {v!r} ({type(v).__name__})")
+                v = int(v)
+                low = {"n_particles": 10, "seed": 0}.get(f.name, 1)
+                if v < low:
+                    raise TrackingError(f"tracker config {f.name} must be >= {low}, got {v}")
+                object.__setattr__(self, f.name, v)
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise TrackingError(f"tracker config {f.name} must be a number, got {v!r} ({type(v).__name__})")
+            if not (math.isfinite(float(v)) and float(v) > 0):
+                raise TrackingError(f"tracker config {f.name} must be a finite number > 0, got {v!r}")
+            object.__setattr__(self, f.name, float(v))
+        for name, top_ok in (("visual_inlier_prob", False), ("visual_support_min", True), ("resample_ess_fraction", True)):
+            v = getattr(self, name)
+            if v > 1.0 or (v == 1.0 and not top_ok):
+                span = "(0, 1]" if top_ok else "(0, 1)"
+                raise TrackingError(f"tracker config {name} must be in {span}, got {v!r}")
+        if self.ok_sigma_m >= self.lost_sigma_m:
+            raise TrackingError(
+                f"tracker config ok_sigma_m ({self.ok_sigma_m} m) must be below lost_sigma_m ({self.lost_sigma_m} m)"
+            )
+
+    @classmethod
+    def from_dict(cls, d) -> "TrackerConfig":
+        """Build from a mapping (YAML section); unknown keys raise :class:`TrackingError` naming them."""
+        return strict_from_dict(cls, d, "tracker config", error=TrackingError)
+
+    def to_dict(self) -> dict:
+        """Plain dict (round-trips through :meth:`from_dict`)."""
+        return dataclasses.asdict(self)
+
+
+__all__ = ["TrackerConfig"]

@@ -1,0 +1,646 @@
+"""Particle filter fusing visual retrieval candidates, a gated GPS and optional IMU yaw / velocity.
+
+State per particle: ``(x, y, vx, vy, yaw)`` in local metres, m/s and ENU radians (``float64[5, n]``); weights
+``float64[n]`` summing to 1. Motion: constant velocity with white acceleration noise, a small position random walk and
+a yaw random walk (or the IMU yaw when :meth:`ParticleTracker.predict` is given one). Measurements:
+
+* GPS: Gaussian likelihood with sigma ``sqrt(sigma_m^2 + gps_bias_m^2)`` after a gate (NIS against the belief and an
+  absolute jump limit); after a rejection the GPS is used again only once it has stayed consistent for
+  ``gps_reaccept_s`` (or immediately, re-initialising, when the belief is LOST without visual support).
+* Visual: per particle, a mixture over the candidates of ``N(pos; candidate, sigma^2 + visual_sigma_floor_m^2)``
+  (times a wrapped normal on yaw when candidate yaws are known) with weights ``softmax(score / visual_temperature)``,
+  mixed with a uniform outlier floor over the searched area (probability ``1 - visual_inlier_prob``), so that a wrong
+  retrieval only flattens the update instead of killing the particles near the truth.
+
+No I/O; every call is vectorised numpy over the particles (see :func:`bench_tracker`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .config import TrackerConfig
+from .errors import TrackingError
+from .estimate import Status, TrackEstimate
+from .measurements import GpsDecision, VisualFix, finite_float, int_ns
+
+_TWO_PI = 2.0 * math.pi
+_LOG_TWO_PI = math.log(_TWO_PI)
+_MAX_NOTES = 16
+_GEMM_BLOCK = 200_000  # m*n*k below OpenBLAS's threading threshold: threads cost more than they save here
+NOTE_HOLD_S = 1.0  # an event note (re-initialisation, re-acceptance) is reported by estimate() for this long
+
+
+def _wrap(a):
+    """Angles wrapped into [-pi, pi)."""
+    return (np.asarray(a) + math.pi) % _TWO_PI - math.pi
+
+
+def _vec2(value, what: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64).reshape(-1) if value is not None else None
+    if arr is None or arr.shape != (2,) or not np.all(np.isfinite(arr)):
+        raise TrackingError(f"{what} must be 2 finite numbers (east, north) in m/s, got {value!r}")
+    return arr
+
+
+def _check_bounds(bounds) -> tuple[float, float, float, float] | None:
+    if bounds is None:
+        return None
+    arr = np.asarray(bounds, dtype=np.float64).reshape(-1) if not isinstance(bounds, str) else np.zeros(0)
+    if arr.shape != (4,) or not np.all(np.isfinite(arr)) or arr[0] >= arr[2] or arr[1] >= arr[3]:
+        raise TrackingError(
+            f"bounds must be the map extent (x_min, y_min, x_max, y_max) in local metres with x_min < x_max and "
+            f"y_min < y_max, got {bounds!r}"
+        )
+    return (float(arr[0]), float(arr[1]), float(arr[2]), float(arr[3]))
+
+
+class ParticleTracker:
+    """Pure tracking core: feed it motion, GPS fixes and visual fixes in time order; read :meth:`estimate`.
+
+    Args:
+        config: tuning (default :class:`TrackerConfig`).
+        bounds: map extent ``(x_min, y_min, x_max, y_max)`` in local metres, or None. Sets the outlier-floor area of
+            whole-map visual fixes and lets :meth:`search_scope` answer None when a circle would cover the map.
+
+    Time: every call carries ``t_ns``; the particles are propagated to it first (without inputs when it is an update).
+    A timestamp up to ``max_backstep_s`` older than the tracker's time is applied at the tracker's time; an older one
+    raises :class:`TrackingError`.
+    """
+
+    def __init__(self, config: TrackerConfig | None = None, *, bounds: tuple[float, float, float, float] | None = None):
+        if config is None:
+            config = TrackerConfig()
+        if not isinstance(config, TrackerConfig):
+            raise TrackingError(
+                f"config must be a TrackerConfig (use TrackerConfig.from_dict for a mapping), got {type(config).__name__}"
+            )
+        self.config = config
+        self.bounds = _check_bounds(bounds)
+        self.reset()
+
+    # -- state -----------------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget everything (uninitialised, no time, generator re-seeded from the config)."""
+        n = self.config.n_particles
+        self._rng = np.random.default_rng(self.config.seed)
+        self._s = np.zeros((5, n))
+        self._w = np.full(n, 1.0 / n)
+        self._init = False
+        self._t: int | None = None
+        self._ever_gps = False
+        self._last_gps_t: int | None = None  # last fix received
+        self._last_gps_ok_t: int | None = None  # last fix used
+        self._gps_rejected = False
+        self._consistent_since: int | None = None
+        self._reject_reason = ""
+        self._last_support_t: int | None = None
+        self._streak = 0  # consecutive visual fixes with support >= visual_support_min
+        self._last_init_t: int | None = None
+        self._yaw_hint: tuple[float, float] | None = None
+        self._vel_hint: tuple[np.ndarray, float] | None = None
+        self._notes: list[tuple[int, str]] = []  # (t_ns, text) of events
+
+    @property
+    def initialized(self) -> bool:
+        """Whether the particles hold a belief (after the first GPS fix or the first visual fix with candidates)."""
+        return self._init
+
+    @property
+    def t_ns(self) -> int | None:
+        """The tracker's time (latest timestamp seen), or None before any call."""
+        return self._t
+
+    def particles(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the particle states ``float64[n, 5]`` (x, y, vx, vy, yaw) and weights ``float64[n]``."""
+        return self._s.T.copy(), self._w.copy()
+
+    def _note(self, text: str) -> None:
+        self._notes.append((self._t if self._t is not None else 0, text))
+        del self._notes[:-_MAX_NOTES]
+
+    # -- time and motion -------------------------------------------------------------------------------------------
+    def _advance(self, t_ns, what: str) -> float:
+        t = int_ns(t_ns, what)
+        if self._t is None:
+            self._t = t
+            return 0.0
+        dt = (t - self._t) * 1e-9
+        if dt < -self.config.max_backstep_s:
+            raise TrackingError(
+                f"{what} {t} is {-dt:.3f} s before the tracker's time {self._t}; timestamps may go back at most "
+                f"max_backstep_s = {self.config.max_backstep_s:g} s (call reset() when replaying from the start)"
+            )
+        if dt <= 0:
+            return 0.0
+        self._t = t
+        return dt
+
+    def predict(
+        self,
+        t_ns: int,
+        *,
+        velocity_xy=None,
+        velocity_sigma: float | None = None,
+        yaw: float | None = None,
+        yaw_sigma: float | None = None,
+        yaw_rate: float | None = None,
+    ) -> None:
+        """Propagate the particles to ``t_ns``.
+
+        Args:
+            velocity_xy: measured (east, north) velocity, m/s (GPS/visual odometry): replaces the particle velocities
+                with ``N(velocity_xy, velocity_sigma^2)`` before moving them.
+            velocity_sigma: its std per axis, m/s (default ``config.velocity_sigma_mps``).
+            yaw: IMU yaw, ENU rad: pins the particle yaws to ``N(yaw, yaw_sigma^2)``.
+            yaw_sigma: its std, rad (default ``config.imu_yaw_sigma_rad``).
+            yaw_rate: yaw rate, rad/s, integrated when no yaw is given.
+        """
+        c = self.config
+        vel = None if velocity_xy is None else _vec2(velocity_xy, "predict velocity_xy")
+        vsig = c.velocity_sigma_mps if velocity_sigma is None else finite_float(
+            velocity_sigma, "predict velocity_sigma", positive=True)
+        yaw_v = None if yaw is None else finite_float(yaw, "predict yaw")
+        ysig = c.imu_yaw_sigma_rad if yaw_sigma is None else finite_float(yaw_sigma, "predict yaw_sigma", positive=True)
+        rate = 0.0 if yaw_rate is None else finite_float(yaw_rate, "predict yaw_rate")
+        dt = self._advance(t_ns, "predict t_ns")
+        if not self._init:
+            self._yaw_hint = None if yaw_v is None else (yaw_v, ysig)
+            self._vel_hint = None if vel is None else (vel, vsig)
+            return
+        self._propagate(dt, vel, vsig, yaw_v, ysig, rate)
+
+    def _propagate(self, dt: float, vel, vsig: float, yaw, ysig: float, rate: float) -> None:
+        if dt <= 0 and vel is None and yaw is None:
+            return
+        c, s = self.config, self._s
+        n = s.shape[1]
+        z = self._rng.standard_normal((5, n))
+        sq = math.sqrt(dt) if dt > 0 else 0.0
+        if vel is not None:
+            s[2] = vel[0] + vsig * z[2]
+            s[3] = vel[1] + vsig * z[3]
+        elif dt > 0:
+            s[2] += (c.accel_sigma * sq) * z[2]
+            s[3] += (c.accel_sigma * sq) * z[3]
+        speed = np.hypot(s[2], s[3])
+        over = speed > c.max_speed_mps
+        if over.any():
+            scale = c.max_speed_mps / speed[over]
+            s[2, over] *= scale
+            s[3, over] *= scale
+        if dt > 0:
+            s[0] += s[2] * dt + (c.position_sigma * sq) * z[0]
+            s[1] += s[3] * dt + (c.position_sigma * sq) * z[1]
+        if yaw is not None:
+            s[4] = _wrap(yaw + ysig * z[4])
+        elif dt > 0:
+            s[4] = _wrap(s[4] + rate * dt + (c.yaw_rate_sigma * sq) * z[4])
+
+    def _sync(self, t_ns, what: str) -> None:
+        dt = self._advance(t_ns, what)
+        if self._init and dt > 0:
+            self._propagate(dt, None, 0.0, None, 0.0, 0.0)
+
+    # -- weights -----------------------------------------------------------------------------------------------------
+    def _reweight(self, log_l: np.ndarray) -> None:
+        with np.errstate(divide="ignore"):
+            lw = np.log(self._w) + log_l
+        m = lw.max()
+        if not math.isfinite(m):
+            return  # no particle can explain it: keep the prior
+        w = np.exp(lw - m)
+        w /= w.sum()
+        self._w = w
+        n = w.size
+        if 1.0 / float(w @ w) < self.config.resample_ess_fraction * n:
+            cum = np.cumsum(w)
+            cum[-1] = 1.0
+            u = (self._rng.random() + np.arange(n)) / n
+            idx = np.searchsorted(cum, u)
+            self._s = self._s[:, idx]
+            self._w = np.full(n, 1.0 / n)
+
+    def _mean_cov(self) -> tuple[float, float, np.ndarray]:
+        w, s = self._w, self._s
+        mx, my = float(w @ s[0]), float(w @ s[1])
+        dx, dy = s[0] - mx, s[1] - my
+        cxy = float(w @ (dx * dy))
+        cov = np.array([[float(w @ (dx * dx)), cxy], [cxy, float(w @ (dy * dy))]])
+        return mx, my, cov
+
+    def _yaw_stats(self) -> tuple[float, float]:
+        cs = float(self._w @ np.cos(self._s[4]))
+        sn = float(self._w @ np.sin(self._s[4]))
+        r = math.hypot(cs, sn)
+        mean = math.atan2(sn, cs)
+        sigma = math.pi if r < 1e-12 else min(math.pi, math.sqrt(max(-2.0 * math.log(min(r, 1.0)), 0.0)))
+        return mean, sigma
+
+    @staticmethod
+    def _sigma(cov: np.ndarray) -> float:
+        """sqrt of the largest eigenvalue of a symmetric 2x2 (closed form)."""
+        a, b, c = float(cov[0, 0]), float(cov[0, 1]), float(cov[1, 1])
+        return math.sqrt(max(0.5 * (a + c) + math.hypot(0.5 * (a - c), b), 0.0))
+
+    # -- initialisation --------------------------------------------------------------------------------------------
+    def _init_velocity_yaw(self, z: np.ndarray, gps_vel=None) -> None:
+        c, s = self.config, self._s
+        n = s.shape[1]
+        if gps_vel is not None:
+            vel, vsig = gps_vel, c.gps_velocity_sigma_mps
+        elif self._vel_hint is not None:
+            vel, vsig = self._vel_hint
+        else:
+            vel, vsig = np.zeros(2), c.init_speed_sigma_mps
+        s[2] = vel[0] + vsig * z[2]
+        s[3] = vel[1] + vsig * z[3]
+        if self._yaw_hint is not None:
+            s[4] = _wrap(self._yaw_hint[0] + self._yaw_hint[1] * z[4])
+        else:
+            s[4] = self._rng.uniform(-math.pi, math.pi, n)
+
+    def _init_at(self, x: float, y: float, sigma: float, gps_vel=None) -> None:
+        n = self.config.n_particles
+        z = self._rng.standard_normal((5, n))
+        self._s = np.empty((5, n))
+        self._s[0] = x + sigma * z[0]
+        self._s[1] = y + sigma * z[1]
+        self._init_velocity_yaw(z, gps_vel)
+        self._w = np.full(n, 1.0 / n)
+        self._init = True
+        self._last_init_t = self._t
+
+    def _init_from_candidates(self, fix: VisualFix) -> None:
+        c = self.config
+        n, k = c.n_particles, fix.k
+        pi = np.exp(self._log_softmax(fix.scores))
+        p = 0.5 * pi + 0.5 / k  # half by score, half uniform: the right candidate may not score best
+        cum = np.cumsum(p)
+        cum[-1] = 1.0
+        j = np.searchsorted(cum, self._rng.random(n))
+        z = self._rng.standard_normal((5, n))
+        sd = np.sqrt(fix.sigma_m[j] ** 2 + c.visual_sigma_floor_m**2)
+        self._s = np.empty((5, n))
+        self._s[0] = fix.positions[j, 0] + sd * z[0]
+        self._s[1] = fix.positions[j, 1] + sd * z[1]
+        self._init_velocity_yaw(z)
+        if fix.yaws is not None:
+            yj = fix.yaws[j]
+            known = np.isfinite(yj)
+            if self._yaw_hint is None or known.any():
+                self._s[4] = np.where(known, _wrap(np.where(known, yj, 0.0) + fix.yaw_sigma_rad * z[4]), self._s[4])
+        self._w = np.full(n, 1.0 / n)
+        self._init = True
+        self._last_init_t = self._t
+
+    def _log_softmax(self, scores: np.ndarray) -> np.ndarray:
+        a = scores / self.config.visual_temperature
+        a = a - a.max()
+        return a - math.log(float(np.exp(a).sum()))
+
+    # -- status ------------------------------------------------------------------------------------------------------
+    def _age(self, t_ref: int | None) -> float:
+        if t_ref is None or self._t is None:
+            return math.inf
+        return (self._t - t_ref) * 1e-9
+
+    def _gps_state(self) -> str:
+        if not self._ever_gps:
+            return "none"
+        if self._age(self._last_gps_t) > self.config.gps_outage_s:
+            return "outage"
+        if self._gps_rejected:
+            return "rejected"
+        return "ok" if self._age(self._last_gps_ok_t) <= self.config.gps_outage_s else "outage"
+
+    def _visual_recent(self) -> bool:
+        return self._age(self._last_support_t) <= self.config.visual_timeout_s
+
+    def _unsupported_s(self) -> float:
+        return min(self._age(self._last_support_t), self._age(self._last_gps_ok_t))
+
+    def _status(self, sigma: float, gps_state: str, visual: bool) -> Status:
+        c = self.config
+        if not self._init:
+            return Status.LOST
+        if sigma > c.lost_sigma_m or (gps_state != "ok" and not visual and self._unsupported_s() > c.lost_no_support_s):
+            return Status.LOST
+        if gps_state == "rejected":
+            return Status.GPS_REJECTED
+        if sigma <= c.ok_sigma_m and (gps_state == "ok" or (gps_state == "none" and visual)):
+            return Status.OK
+        return Status.DEGRADED
+
+    def _is_lost(self) -> bool:
+        if not self._init:
+            return True
+        _, _, cov = self._mean_cov()
+        return self._status(self._sigma(cov), self._gps_state(), self._visual_recent()) is Status.LOST
+
+    # -- measurements ------------------------------------------------------------------------------------------------
+    def update_gps(self, t_ns: int, x: float, y: float, sigma_m: float, *, velocity_xy=None) -> GpsDecision:
+        """Gate and fuse one GPS fix.
+
+        Args:
+            t_ns: fix time, integer ns. x, y: fix position, local metres. sigma_m: its reported horizontal std per
+                axis, metres (> 0). velocity_xy: optional (east, north) velocity, m/s.
+
+        Returns:
+            :class:`GpsDecision`. The first fix initialises an uninitialised tracker. A fix inconsistent with the
+            belief is rejected at once (status GPS_REJECTED); fixes are used again after staying consistent for
+            ``gps_reaccept_s``, or at once (re-initialising the particles at the fix) when the belief is LOST and
+            there is no recent visual support.
+        """
+        c = self.config
+        xf, yf = finite_float(x, "update_gps x"), finite_float(y, "update_gps y")
+        sig = finite_float(sigma_m, "update_gps sigma_m", positive=True)
+        vel = None if velocity_xy is None else _vec2(velocity_xy, "update_gps velocity_xy")
+        self._sync(t_ns, "update_gps t_ns")
+        t = self._t
+        prev = self._last_gps_t
+        self._ever_gps = True
+        r = math.sqrt(sig**2 + c.gps_bias_m**2)
+        if not self._init:
+            self._init_at(xf, yf, r, vel)
+            self._last_gps_t = self._last_gps_ok_t = t
+            self._gps_rejected = False
+            self._note("initialised at the first GPS fix")
+            return GpsDecision(True, f"init: particles drawn around the fix with sigma {r:.1f} m", math.nan, math.nan)
+        lost_without_visual = self._is_lost() and not self._visual_recent()
+        self._last_gps_t = t
+        mx, my, cov = self._mean_cov()
+        d = np.array([xf - mx, yf - my])
+        dist = float(math.hypot(d[0], d[1]))
+        sa, sb, sc = cov[0, 0] + r**2, cov[0, 1], cov[1, 1] + r**2  # S = cov + r^2 I, inverted in closed form
+        nis = float((sc * d[0] ** 2 - 2.0 * sb * d[0] * d[1] + sa * d[1] ** 2) / (sa * sc - sb * sb))
+        sig_b = self._sigma(cov)
+        if nis > c.gps_gate_chi2:
+            why = f"fix {dist:.1f} m from the belief, NIS {nis:.1f} > gps_gate_chi2 {c.gps_gate_chi2:g}"
+        elif dist > c.gps_max_jump_m and dist > 3.0 * sig_b:
+            why = f"fix {dist:.1f} m from the belief > gps_max_jump_m {c.gps_max_jump_m:g} m"
+        else:
+            why = ""
+        if lost_without_visual:
+            self._init_at(xf, yf, r, vel)
+            self._gps_rejected = False
+            self._consistent_since = None
+            self._last_gps_ok_t = t
+            self._note("belief lost without visual support: re-initialised at the GPS fix")
+            return GpsDecision(True, "reinit: belief lost without visual support, particles drawn around the fix",
+                               dist, nis)
+        if why:
+            self._gps_rejected = True
+            self._consistent_since = None
+            self._reject_reason = why
+            return GpsDecision(False, f"gate: {why}", dist, nis)
+        if self._gps_rejected:
+            if self._consistent_since is None or prev is None or (t - prev) * 1e-9 > c.gps_outage_s:
+                self._consistent_since = t
+            held = (t - self._consistent_since) * 1e-9
+            if held < c.gps_reaccept_s:
+                return GpsDecision(
+                    False,
+                    f"probation: consistent for {held:.1f} s of gps_reaccept_s {c.gps_reaccept_s:g} s (fix {dist:.1f} m "
+                    f"from the belief, NIS {nis:.1f})",
+                    dist,
+                    nis,
+                )
+            self._gps_rejected = False
+            self._consistent_since = None
+            self._note(f"gps re-accepted after {held:.1f} s consistent")
+            reason = f"reaccepted: consistent for {held:.1f} s (fix {dist:.1f} m from the belief, NIS {nis:.1f})"
+        else:
+            reason = f"consistent: fix {dist:.1f} m from the belief, NIS {nis:.1f}"
+        s = self._s
+        log_l = -0.5 * ((s[0] - xf) ** 2 + (s[1] - yf) ** 2) / r**2
+        if vel is not None:
+            log_l -= 0.5 * ((s[2] - vel[0]) ** 2 + (s[3] - vel[1]) ** 2) / c.gps_velocity_sigma_mps**2
+        self._reweight(log_l)
+        self._last_gps_ok_t = t
+        return GpsDecision(True, reason, dist, nis)
+
+    def _floor_log_density(self, fix: VisualFix) -> float:
+        if fix.scope is not None:
+            area = math.pi * fix.scope[2] ** 2
+        elif self.bounds is not None:
+            b = self.bounds
+            area = (b[2] - b[0]) * (b[3] - b[1])
+        else:
+            area = self.config.visual_floor_area_m2
+        return -math.log(max(area, 1.0))
+
+    def _visual_log_terms(self, fix: VisualFix) -> tuple[np.ndarray, np.ndarray]:
+        """(log inlier term, log total likelihood), each float64[n].
+
+        Candidates farther than 10 sigma from the particles' bounding box contribute nothing (exp(-50)) and are
+        skipped; the softmax is over all candidates. The yaw factor uses the von Mises form
+        ``(cos(d) - 1) / sigma^2`` (= -d^2 / (2 sigma^2) for small d, periodic).
+        """
+        c, s = self.config, self._s
+        n = s.shape[1]
+        log_floor = math.log(1.0 - c.visual_inlier_prob) + self._floor_log_density(fix)
+        var = fix.sigma_m**2 + c.visual_sigma_floor_m**2  # [k]
+        log_pi = self._log_softmax(fix.scores)
+        px, py = fix.positions[:, 0], fix.positions[:, 1]
+        gx = np.maximum(np.maximum(s[0].min() - px, px - s[0].max()), 0.0)
+        gy = np.maximum(np.maximum(s[1].min() - py, py - s[1].max()), 0.0)
+        keep = np.flatnonzero((gx * gx + gy * gy) * (0.5 / var) < 50.0)
+        yaw_known = None
+        if fix.yaws is not None:
+            log_floor -= _LOG_TWO_PI
+            yaw_known = np.isfinite(fix.yaws)
+        if keep.size == 0:
+            return np.full(n, -np.inf), np.full(n, log_floor)
+        var, log_pi, px, py = var[keep], log_pi[keep], px[keep], py[keep]
+        # a[j, i] = log pi_j + log N(p_i; c_j, var_j) (+ log of the yaw factor) as one matmul G[k, 6] @ F[6, n], with
+        # F = (|p|^2, x, y, cos yaw, sin yaw, 1) in coordinates centred on the particles (no cancellation); the
+        # log-sum-exp over candidates exponentiates in float32 (values in [0, 1] after the shift).
+        ox, oy = float(s[0].mean()), float(s[1].mean())
+        qx, qy = s[0] - ox, s[1] - oy
+        cx, cy = px - ox, py - oy
+        inv = 1.0 / var
+        feats = np.empty((6, n))
+        feats[0] = qx * qx + qy * qy
+        feats[1] = qx
+        feats[2] = qy
+        feats[5] = 1.0
+        g = np.zeros((keep.size, 6))
+        g[:, 0] = -0.5 * inv
+        g[:, 1] = cx * inv
+        g[:, 2] = cy * inv
+        g[:, 5] = -0.5 * (cx * cx + cy * cy) * inv + log_pi - np.log(_TWO_PI * var)
+        if yaw_known is not None:
+            known = yaw_known[keep]
+            ys2 = fix.yaw_sigma_rad**2
+            yk = np.where(known, fix.yaws[keep], 0.0)
+            feats[3] = np.cos(s[4])
+            feats[4] = np.sin(s[4])
+            g[:, 3] = np.where(known, np.cos(yk) / ys2, 0.0)
+            g[:, 4] = np.where(known, np.sin(yk) / ys2, 0.0)
+            g[:, 5] += np.where(known, -1.0 / ys2 - 0.5 * math.log(_TWO_PI * ys2), -_LOG_TWO_PI)
+        else:
+            feats[3] = 0.0
+            feats[4] = 0.0
+        a = np.empty((keep.size, n))
+        step = max(1, _GEMM_BLOCK // (6 * n))  # blocks small enough that BLAS stays single-threaded
+        for i in range(0, keep.size, step):
+            np.matmul(g[i:i + step], feats, out=a[i:i + step])
+        if keep.size == 1:
+            log_in = a[0] + math.log(c.visual_inlier_prob)
+        else:
+            m = a.max(axis=0)
+            a -= m
+            e = a.astype(np.float32)
+            np.exp(e, out=e)
+            log_in = m + np.log(e.sum(axis=0)) + math.log(c.visual_inlier_prob)
+        return log_in, np.logaddexp(log_in, log_floor)
+
+    def update_visual(self, fix: VisualFix) -> float:
+        """Weight the particles by one visual fix; returns its support in [0, 1].
+
+        The support is the posterior probability that the fix's candidates (not the outlier floor) explain the
+        belief: ``p_in * E_w[mixture] / E_w[likelihood]``. ``visual_confirm_frames`` consecutive fixes with support
+        >= ``visual_support_min`` count as visual support (``visual_used``, status, LOST timer); a fix below it breaks
+        the streak. The particles are weighted in every case. The first fix with candidates of an uninitialised
+        tracker initialises the particles from its candidates (multi-modal) and returns 0.0 (it cannot support
+        itself); while LOST, an unsupported fix re-initialises them (at most every ``reinit_interval_s``).
+        A fix without candidates changes nothing and returns 0.0.
+        """
+        if not isinstance(fix, VisualFix):
+            raise TrackingError(f"update_visual expects a VisualFix, got {type(fix).__name__}")
+        self._sync(fix.t_ns, "VisualFix.t_ns")
+        if fix.k == 0:
+            return 0.0
+        if not self._init:
+            self._init_from_candidates(fix)
+            self._streak = 0
+            self._note(f"initialised from {fix.k} visual candidates")
+            return 0.0
+        log_in, log_l = self._visual_log_terms(fix)
+        m = float(log_l.max())
+        w = self._w
+        support = float(w @ np.exp(log_in - m)) / max(float(w @ np.exp(log_l - m)), 1e-300)
+        support = min(max(support, 0.0), 1.0)
+        if support < self.config.visual_support_min and self._is_lost() and (
+            self._age(self._last_init_t) >= self.config.reinit_interval_s
+        ):
+            self._init_from_candidates(fix)
+            self._streak = 0
+            self._note(f"belief lost: re-initialised from {fix.k} visual candidates")
+            return support
+        self._reweight(log_l)
+        if support >= self.config.visual_support_min:
+            self._streak += 1
+            if self._streak >= self.config.visual_confirm_frames:
+                self._last_support_t = self._t
+        else:
+            self._streak = 0
+        return support
+
+    # -- outputs -----------------------------------------------------------------------------------------------------
+    def estimate(self) -> TrackEstimate:
+        """The current estimate (weighted mean, covariance, circular yaw statistics, status, notes). No side effects.
+
+        Notes describe the current condition (outage length, rejection reason, why LOST, dead reckoning) and events
+        (initialisation, re-initialisation, GPS re-acceptance) of the last ``NOTE_HOLD_S`` = 1 s.
+        """
+        c = self.config
+        t = self._t if self._t is not None else 0
+        gps_state = self._gps_state()
+        visual = self._visual_recent() if self._init else False
+        notes = [text for t_note, text in self._notes if (t - t_note) * 1e-9 <= NOTE_HOLD_S]
+        if not self._init:
+            cov = np.full((2, 2), np.inf)
+            cov[0, 1] = cov[1, 0] = 0.0
+            notes.append("not initialised: waiting for a GPS fix or a visual fix with candidates")
+            return TrackEstimate(t, math.nan, math.nan, math.nan, cov, math.pi, Status.LOST, gps_state, False,
+                                 0.0, tuple(notes))
+        mx, my, cov = self._mean_cov()
+        sigma = self._sigma(cov)
+        yaw, ysig = self._yaw_stats()
+        status = self._status(sigma, gps_state, visual)
+        if gps_state == "outage":
+            notes.append(f"gps outage: no fix used for {self._age(self._last_gps_ok_t):.1f} s")
+        elif gps_state == "rejected":
+            notes.append(f"gps rejected: {self._reject_reason}")
+        if status is Status.LOST:
+            if sigma > c.lost_sigma_m:
+                notes.append(f"lost: spread {sigma:.0f} m > lost_sigma_m {c.lost_sigma_m:g} m")
+            else:
+                notes.append(f"lost: no accepted GPS and no visual support for {self._unsupported_s():.1f} s")
+        elif not visual and gps_state != "ok":
+            notes.append("dead reckoning: no accepted GPS and no recent visual support")
+        n_eff = 1.0 / float(self._w @ self._w)
+        cov.setflags(write=False)
+        return TrackEstimate(t, mx, my, yaw, cov, ysig, status, gps_state, visual, n_eff, tuple(notes))
+
+    def search_scope(self, min_radius_m: float = 60.0) -> tuple[float, float, float] | None:
+        """(x, y, radius_m) for ``MapPackage.search(prior=...)`` covering the belief, or None = search the whole map.
+
+        radius = max(min_radius_m, 3 sigma + scope_margin_m). None when uninitialised, LOST, the radius exceeds
+        ``wide_search_radius_m``, or the circle covers the whole of ``bounds``.
+        """
+        rmin = finite_float(min_radius_m, "search_scope min_radius_m", positive=True)
+        if not self._init or self._is_lost():
+            return None
+        mx, my, cov = self._mean_cov()
+        radius = max(rmin, 3.0 * self._sigma(cov) + self.config.scope_margin_m)
+        if radius > self.config.wide_search_radius_m:
+            return None
+        if self.bounds is not None:
+            x0, y0, x1, y1 = self.bounds
+            far = math.hypot(max(abs(mx - x0), abs(mx - x1)), max(abs(my - y0), abs(my - y1)))
+            if far <= radius:
+                return None
+        return (mx, my, radius)
+
+    def yaw_hypotheses(self, n: int = 8) -> list[float] | None:
+        """None when the yaw is known (sigma < ``yaw_known_sigma_rad``); else ``n`` yaws (ENU rad, in [-pi, pi))
+        covering the belief: evenly over mean +- 2.5 sigma, or evenly over the circle when that span exceeds it or the
+        tracker is uninitialised."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise TrackingError(f"yaw_hypotheses n must be an integer >= 1, got {n!r}")
+        n = int(n)
+        if self._init:
+            mean, sig = self._yaw_stats()
+            if sig < self.config.yaw_known_sigma_rad:
+                return None
+            if 5.0 * sig < _TWO_PI:
+                offsets = np.linspace(-2.5 * sig, 2.5 * sig, n) if n > 1 else np.zeros(1)
+                return [float(v) for v in _wrap(mean + offsets)]
+        return [float(v) for v in _wrap(np.arange(n) * (_TWO_PI / n))]
+
+
+def bench_tracker(n_particles: int = 1500, k: int = 10, steps: int = 200, seed: int = 0) -> dict[str, float]:
+    """Mean wall time per call, microseconds, of predict / update_gps / update_visual / estimate on a straight flight
+    (5 Hz GPS and camera, ``k`` candidates per visual fix)."""
+    cfg = TrackerConfig(n_particles=n_particles, seed=seed)
+    trk = ParticleTracker(cfg)
+    rng = np.random.default_rng(seed)
+    times = {"predict": 0.0, "update_gps": 0.0, "update_visual": 0.0, "estimate": 0.0}
+    for i in range(steps):
+        t = i * 200_000_000
+        truth = np.array([10.0 * i * 0.2, 0.0])
+        a = time.perf_counter()
+        trk.predict(t, yaw=0.0)
+        b = time.perf_counter()
+        trk.update_gps(t, truth[0] + rng.normal(0, 5), truth[1] + rng.normal(0, 5), 5.0)
+        c = time.perf_counter()
+        pos = truth + rng.normal(0, 1.0, (k, 2))
+        pos[1:] += rng.uniform(-300, 300, (k - 1, 2))
+        trk.update_visual(VisualFix(t, pos, rng.uniform(0.6, 0.8, k), np.ones(k), np.zeros(k)))
+        d = time.perf_counter()
+        trk.estimate()
+        e = time.perf_counter()
+        times["predict"] += b - a
+        times["update_gps"] += c - b
+        times["update_visual"] += d - c
+        times["estimate"] += e - d
+    return {name: 1e6 * v / steps for name, v in times.items()}
+
+
+__all__ = ["ParticleTracker", "bench_tracker"]

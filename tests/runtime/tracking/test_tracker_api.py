@@ -1,0 +1,302 @@
+"""ParticleTracker: initialisation, motion, gating and visual mechanics on small hand-made inputs; error messages."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from runtime.tracking import ParticleTracker, Status, TrackerConfig, TrackingError, VisualFix, bench_tracker
+
+NS = 1_000_000_000
+
+
+def _tracker(**cfg) -> ParticleTracker:
+    return ParticleTracker(TrackerConfig(**cfg) if cfg else None)
+
+
+def test_uninitialised_tracker_is_lost_and_asks_for_a_wide_search():
+    trk = _tracker()
+    assert not trk.initialized and trk.t_ns is None
+    e = trk.estimate()
+    assert e.status is Status.LOST and e.gps_state == "none" and not e.visual_used
+    assert math.isnan(e.x) and math.isnan(e.y) and math.isinf(e.sigma_m) and e.n_eff == 0.0
+    assert any("not initialised" in n for n in e.notes)
+    assert trk.search_scope() is None
+    hyp = trk.yaw_hypotheses(4)
+    assert hyp == pytest.approx([0.0, math.pi / 2, -math.pi, -math.pi / 2])
+
+
+def test_first_gps_fix_initialises_around_it():
+    trk = _tracker()
+    d = trk.update_gps(3 * NS, 100.0, -50.0, 5.0)
+    assert d.accepted and d.reason.startswith("init:") and math.isnan(d.distance_m)
+    e = trk.estimate()
+    assert trk.initialized and e.t_ns == 3 * NS
+    assert abs(e.x - 100.0) < 1.0 and abs(e.y + 50.0) < 1.0
+    # sigma = sqrt(5^2 + gps_bias_m^2) = sqrt(50)
+    assert e.sigma_m == pytest.approx(math.sqrt(50.0), rel=0.1)
+    assert e.status is Status.OK and e.gps_state == "ok" and "initialised at the first GPS fix" in e.notes
+    assert e.n_eff == pytest.approx(1500.0)
+    assert trk.estimate().notes == e.notes  # estimate() has no side effects
+    trk.update_gps(3 * NS + NS + NS // 5, 100.0, -50.0, 5.0)
+    assert trk.estimate().notes == ()  # event notes are held for 1 s
+
+
+def test_predict_with_velocity_moves_the_belief_and_yaw_pins_it():
+    trk = _tracker()
+    trk.update_gps(0, 0.0, 0.0, 1.0)
+    for i in range(1, 11):
+        trk.predict(i * NS // 10, velocity_xy=(10.0, -5.0), velocity_sigma=0.1, yaw=1.0, yaw_sigma=0.01)
+    e = trk.estimate()
+    assert e.x == pytest.approx(10.0, abs=0.6) and e.y == pytest.approx(-5.0, abs=0.6)
+    assert e.yaw_rad == pytest.approx(1.0, abs=0.01) and e.yaw_sigma_rad < 0.02
+    assert trk.yaw_hypotheses() is None
+
+
+def test_yaw_rate_is_integrated_without_an_imu_yaw():
+    trk = _tracker(yaw_rate_sigma=0.01)
+    trk.predict(0, yaw=0.0, yaw_sigma=0.01)
+    trk.update_gps(0, 0.0, 0.0, 1.0)
+    trk.predict(0, yaw=0.0, yaw_sigma=0.01)
+    for i in range(1, 11):
+        trk.predict(i * NS // 10, yaw_rate=0.5)
+    assert trk.estimate().yaw_rad == pytest.approx(0.5, abs=0.02)
+
+
+def test_yaw_hypotheses_cover_a_partly_known_yaw():
+    trk = _tracker()
+    trk.predict(0, yaw=2.0, yaw_sigma=0.5)  # remembered for the initialisation
+    trk.update_gps(0, 0.0, 0.0, 1.0)
+    mean, sig = trk.estimate().yaw_rad, trk.estimate().yaw_sigma_rad
+    assert mean == pytest.approx(2.0, abs=0.1) and 0.4 < sig < 0.6
+    hyp = trk.yaw_hypotheses(5)
+    assert len(hyp) == 5 and hyp[2] == pytest.approx(mean)
+    assert hyp[0] == pytest.approx(mean - 2.5 * sig) and hyp[4] == pytest.approx(mean + 2.5 * sig - 2 * math.pi)
+
+
+def test_search_scope_covers_the_belief_and_widens_to_none():
+    trk = _tracker()
+    trk.update_gps(0, 10.0, 20.0, 5.0)
+    x, y, r = trk.search_scope()
+    assert (abs(x - 10) < 1 and abs(y - 20) < 1)
+    sigma = trk.estimate().sigma_m
+    assert r == pytest.approx(max(60.0, 3 * sigma + 25.6))
+    assert trk.search_scope(min_radius_m=200.0)[2] == 200.0
+    assert trk.search_scope(min_radius_m=2000.0) is None  # above wide_search_radius_m
+    small = ParticleTracker(bounds=(0.0, 0.0, 50.0, 50.0))
+    small.update_gps(0, 25.0, 25.0, 5.0)
+    assert small.search_scope() is None  # the circle holds the whole map
+
+
+def test_gate_rejects_a_jump_and_reaccepts_after_probation():
+    trk = _tracker()
+    trk.update_gps(0, 0.0, 0.0, 2.0)
+    for i in range(1, 6):
+        assert trk.update_gps(i * NS // 5, 0.0, 0.0, 2.0).accepted
+    t = NS
+    d = trk.update_gps(t + NS // 5, 200.0, 0.0, 2.0)
+    assert not d.accepted and d.reason.startswith("gate: fix 200.") and "> gps_gate_chi2 25" in d.reason
+    assert d.distance_m == pytest.approx(200.0, abs=1.0) and d.nis > 25
+    e = trk.estimate()
+    assert e.status is Status.GPS_REJECTED and e.gps_state == "rejected"
+    assert any(n.startswith("gps rejected: fix 200.") for n in e.notes)
+    assert abs(e.x) < 2.0  # the belief did not move
+    times = [t + k * NS // 5 for k in range(2, 14)]
+    decisions = [trk.update_gps(tk, 0.0, 0.0, 2.0) for tk in times]
+    probation = [dd for dd in decisions if dd.reason.startswith("probation")]
+    assert probation and not any(dd.accepted for dd in probation)
+    first = next(i for i, dd in enumerate(decisions) if dd.accepted)
+    assert decisions[first].reason.startswith("reaccepted: consistent for 2.0 s")
+    assert (times[first] - times[0]) / NS == pytest.approx(2.0)
+    assert trk.estimate().status is Status.OK
+
+
+def test_absolute_jump_limit_applies_even_when_nis_is_small():
+    trk = _tracker(gps_gate_chi2=1e6, gps_max_jump_m=50.0)
+    trk.update_gps(0, 0.0, 0.0, 1.0)
+    d = trk.update_gps(NS // 5, 80.0, 0.0, 1.0)
+    assert not d.accepted and "> gps_max_jump_m 50 m" in d.reason
+
+
+def test_outage_is_noted_and_degrades():
+    trk = _tracker()
+    trk.update_gps(0, 0.0, 0.0, 5.0)
+    trk.predict(3 * NS)
+    e = trk.estimate()
+    assert e.gps_state == "outage" and e.status is Status.DEGRADED
+    assert "gps outage: no fix used for 3.0 s" in e.notes
+    assert any(n.startswith("dead reckoning") for n in e.notes)
+
+
+def test_lost_without_support_then_gps_reinitialises():
+    trk = _tracker(lost_no_support_s=5.0)
+    trk.update_gps(0, 0.0, 0.0, 5.0)
+    trk.predict(6 * NS)
+    e = trk.estimate()
+    assert e.status is Status.LOST and trk.search_scope() is None
+    assert any(n.startswith("lost: no accepted GPS and no visual support for 6.0 s") for n in e.notes)
+    d = trk.update_gps(6 * NS, 500.0, 500.0, 5.0)  # far from the old belief, but the belief is lost
+    assert d.accepted and d.reason.startswith("reinit:")
+    e = trk.estimate()
+    assert abs(e.x - 500) < 2 and abs(e.y - 500) < 2 and e.status is Status.OK
+
+
+def test_spread_beyond_lost_sigma_is_lost():
+    trk = _tracker(lost_sigma_m=20.0, ok_sigma_m=5.0)
+    trk.update_gps(0, 0.0, 0.0, 30.0)
+    e = trk.estimate()
+    assert e.status is Status.LOST and "lost: spread" in " ".join(e.notes)
+
+
+def _visual(t, pos, scores=None, sigma=1.0, yaws=None, scope=None):
+    pos = np.atleast_2d(np.asarray(pos, dtype=float))
+    k = len(pos)
+    return VisualFix(t, pos, np.full(k, 0.8) if scores is None else scores, np.full(k, sigma), yaws, 0.1, scope)
+
+
+def test_consistent_visual_fix_supports_and_sharpens():
+    trk = _tracker()
+    trk.update_gps(0, 0.0, 0.0, 5.0)
+    sup = trk.update_visual(_visual(0, [[2.0, 1.0], [300.0, 0.0]]))
+    assert sup > 0.9
+    e = trk.estimate()
+    assert math.hypot(e.x - 2.0, e.y - 1.0) < 0.7 and e.sigma_m < 2.0
+    assert not e.visual_used  # needs visual_confirm_frames consecutive supporting fixes
+    trk.update_visual(_visual(0, [[2.0, 1.0]]))
+    trk.update_visual(_visual(0, [[2.0, 1.0]]))
+    assert trk.estimate().visual_used
+
+
+def test_a_confident_wrong_retrieval_does_not_kill_the_filter():
+    trk = _tracker()
+    trk.update_gps(0, 0.0, 0.0, 5.0)
+    before = trk.estimate()
+    sup = trk.update_visual(_visual(0, [[150.0, 40.0]], scores=np.array([0.99]), scope=(0.0, 0.0, 200.0)))
+    after = trk.estimate()
+    assert sup < 0.01
+    assert math.hypot(after.x - before.x, after.y - before.y) < 0.01
+    assert after.n_eff == pytest.approx(before.n_eff)
+
+
+def test_empty_visual_fix_changes_nothing():
+    trk = _tracker()
+    assert trk.update_visual(_visual(0, np.zeros((0, 2)))) == 0.0
+    assert not trk.initialized
+
+
+def test_visual_yaw_informs_the_particle_yaw():
+    trk = _tracker()
+    trk.update_gps(0, 0.0, 0.0, 1.0)  # yaw unknown: uniform
+    assert trk.estimate().yaw_sigma_rad > 2.0
+    for i in range(8):
+        trk.update_visual(_visual(i * NS // 5, [[0.0, 0.0]], yaws=np.array([-2.0])))
+    e = trk.estimate()
+    assert e.yaw_rad == pytest.approx(-2.0, abs=0.1) and e.yaw_sigma_rad < 0.3
+
+
+def test_visual_initialisation_is_multimodal():
+    trk = _tracker()
+    cands = np.array([[0.0, 0.0], [200.0, 0.0], [0.0, 300.0]])
+    assert trk.update_visual(_visual(0, cands, scores=np.array([0.8, 0.79, 0.78]))) == 0.0
+    assert trk.initialized
+    states, w = trk.particles()
+    near = [np.sum(np.hypot(states[:, 0] - c[0], states[:, 1] - c[1]) < 5.0) for c in cands]
+    assert all(n > 200 for n in near) and sum(near) == 1500
+    e = trk.estimate()
+    assert e.status is Status.LOST and "initialised from 3 visual candidates" in e.notes
+    assert trk.search_scope() is None
+
+
+def test_same_seed_same_result_and_reset():
+    def run(seed):
+        trk = _tracker(seed=seed)
+        trk.update_gps(0, 0.0, 0.0, 5.0)
+        trk.predict(NS)
+        trk.update_visual(_visual(NS, [[1.0, 1.0]]))
+        return trk, trk.estimate()
+
+    (a, ea), (_, eb), (_, ec) = run(1), run(1), run(2)
+    assert (ea.x, ea.y, ea.yaw_rad) == (eb.x, eb.y, eb.yaw_rad)
+    assert ea.x != ec.x
+    a.reset()
+    assert not a.initialized and a.t_ns is None and a.estimate().status is Status.LOST
+    a.update_gps(0, 0.0, 0.0, 5.0)
+    a.predict(NS)
+    a.update_visual(_visual(NS, [[1.0, 1.0]]))
+    assert a.estimate().x == ea.x
+
+
+def test_small_time_steps_back_are_tolerated_large_ones_raise():
+    trk = _tracker()
+    trk.update_gps(10 * NS, 0.0, 0.0, 5.0)
+    trk.update_visual(_visual(10 * NS - NS // 2, [[0.0, 0.0]]))  # 0.5 s late: applied now
+    assert trk.t_ns == 10 * NS
+    with pytest.raises(TrackingError) as e:
+        trk.predict(8 * NS)
+    assert str(e.value) == (
+        f"predict t_ns {8 * NS} is 2.000 s before the tracker's time {10 * NS}; timestamps may go back at most "
+        "max_backstep_s = 1 s (call reset() when replaying from the start)"
+    )
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda t: t.predict(1.0), "predict t_ns must be an integer number of nanoseconds, got 1.0 (float)"),
+        (lambda t: t.predict(0, velocity_xy=(1.0,)), "predict velocity_xy must be 2 finite numbers (east, north) in m/s, got (1.0,)"),
+        (lambda t: t.predict(0, velocity_xy=(1.0, 2.0), velocity_sigma=0), "predict velocity_sigma must be a finite number > 0, got 0"),
+        (lambda t: t.predict(0, yaw=float("nan")), "predict yaw must be a finite number, got nan"),
+        (lambda t: t.predict(0, yaw=0.0, yaw_sigma=-1), "predict yaw_sigma must be a finite number > 0, got -1"),
+        (lambda t: t.predict(0, yaw_rate="fast"), "predict yaw_rate must be a number, got 'fast' (str)"),
+        (lambda t: t.update_gps(0, float("inf"), 0.0, 5.0), "update_gps x must be a finite number, got inf"),
+        (lambda t: t.update_gps(0, 0.0, None, 5.0), "update_gps y must be a number, got None (NoneType)"),
+        (lambda t: t.update_gps(0, 0.0, 0.0, 0.0), "update_gps sigma_m must be a finite number > 0, got 0.0"),
+        (lambda t: t.update_gps(0, 0.0, 0.0, 5.0, velocity_xy=[1, 2, 3]),
+         "update_gps velocity_xy must be 2 finite numbers (east, north) in m/s, got [1, 2, 3]"),
+        (lambda t: t.update_gps(np.float64(1.0), 0.0, 0.0, 5.0),
+         "update_gps t_ns must be an integer number of nanoseconds, got np.float64(1.0) (float64)"),
+        (lambda t: t.update_visual((0, [[0, 0]])), "update_visual expects a VisualFix, got tuple"),
+        (lambda t: t.search_scope(min_radius_m=0), "search_scope min_radius_m must be a finite number > 0, got 0"),
+        (lambda t: t.yaw_hypotheses(0), "yaw_hypotheses n must be an integer >= 1, got 0"),
+        (lambda t: t.yaw_hypotheses(2.0), "yaw_hypotheses n must be an integer >= 1, got 2.0"),
+    ],
+)
+def test_call_error_messages(call, message):
+    with pytest.raises(TrackingError) as e:
+        call(_tracker())
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("bounds", [(0, 0, 10), (0, 0, -10, 10), (0, 0, 10, float("nan")), "0 0 10 10"])
+def test_bad_bounds(bounds):
+    with pytest.raises(TrackingError, match=r"bounds must be the map extent \(x_min, y_min, x_max, y_max\)"):
+        ParticleTracker(bounds=bounds)
+
+
+def test_config_must_be_a_tracker_config():
+    with pytest.raises(TrackingError) as e:
+        ParticleTracker({"n_particles": 100})
+    assert str(e.value) == (
+        "config must be a TrackerConfig (use TrackerConfig.from_dict for a mapping), got dict"
+    )
+
+
+def test_bench_tracker_reports_each_call():
+    out = bench_tracker(n_particles=100, k=4, steps=3)
+    assert set(out) == {"predict", "update_gps", "update_visual", "estimate"}
+    assert all(v > 0 for v in out.values())
+
+
+def test_gps_velocity_sets_the_particle_velocities():
+    trk = _tracker()
+    trk.update_gps(0, 0.0, 0.0, 2.0, velocity_xy=(6.0, -3.0))
+    states, w = trk.particles()
+    assert w @ states[:, 2] == pytest.approx(6.0, abs=0.2) and w @ states[:, 3] == pytest.approx(-3.0, abs=0.2)
+    for i in range(1, 6):
+        trk.update_gps(i * NS // 5, 6.0 * i / 5, -3.0 * i / 5, 2.0, velocity_xy=(6.0, -3.0))
+    e = trk.estimate()
+    assert e.x == pytest.approx(6.0, abs=1.5) and e.y == pytest.approx(-3.0, abs=1.5)
+    states, w = trk.particles()
+    assert w @ states[:, 2] == pytest.approx(6.0, abs=0.5)

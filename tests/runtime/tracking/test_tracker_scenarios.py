@@ -1,0 +1,144 @@
+"""Closed-loop flights (conftest.Flight): 10 m/s straight east, 5 Hz GPS (sigma 5 m + 3 m bias) and camera (true
+candidate sigma 1 m among far distractors; 10 % of frames hold only a confident wrong retrieval)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime.tracking import ParticleTracker, Status, VisualFix
+
+
+def _errors(steps) -> np.ndarray:
+    return np.array([s.error for s in steps])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gps_and_visual_with_outliers(flight, seed):
+    f = flight(duration_s=50.0, seed=seed)
+    f.run(ParticleTracker())
+    after = f.window(10.0, 50.0)
+    err = _errors(after)
+    assert np.median(err) <= 2.0
+    assert np.percentile(err, 95) <= 3.0
+    # the biased GPS is never rejected, and the track is OK throughout
+    assert all(s.gps.accepted for s in f.steps)
+    assert all(s.est.status is Status.OK and s.est.gps_state == "ok" for s in after)
+    assert sum(s.est.visual_used for s in after) >= 0.9 * len(after)
+    assert all(s.est.sigma_m < 3.0 for s in after)
+
+
+def test_gps_only_follows_the_gps(flight):
+    f = flight(duration_s=40.0, visual=False)
+    f.run(ParticleTracker())
+    after = f.window(10.0, 40.0)
+    bias = np.asarray(f.gps_bias)
+    to_gps_mean = np.array([np.hypot(*(s.est.position - s.truth - bias)) for s in after])
+    assert np.median(to_gps_mean) <= 3.0  # close to where the (biased) GPS says
+    assert np.median(_errors(after)) <= 5.0
+    assert all(s.est.status is Status.OK and not s.est.visual_used for s in after)
+    assert all(s.gps.accepted for s in f.steps)
+
+
+def test_thirty_second_outage_tracks_on_visual(flight):
+    f = flight(duration_s=55.0, outage=(15.0, 45.0))
+    f.run(ParticleTracker())
+    during = f.window(17.5, 45.0)
+    assert np.median(_errors(during)) <= 2.0 and _errors(during).max() <= 4.0
+    assert all(s.est.gps_state == "outage" and s.est.status is Status.DEGRADED for s in during)
+    assert all(any(n.startswith("gps outage: no fix used for") for n in s.est.notes) for s in during)
+    after = f.window(46.0, 55.0)
+    assert all(s.est.status is Status.OK for s in after) and np.median(_errors(after)) <= 2.0
+
+
+def test_spoof_is_rejected_at_once_and_gps_reaccepted_after(flight):
+    f = flight(duration_s=40.0, spoof=(20.0, 25.0))
+    f.run(ParticleTracker())
+    spoofed = [s for s in f.steps if s.spoofed]
+    assert spoofed[0].t_s == 20.0
+    assert all(not s.gps.accepted and s.gps.reason.startswith("gate:") for s in spoofed)
+    assert spoofed[0].est.status is Status.GPS_REJECTED and spoofed[0].gps.distance_m > 150.0
+    assert all(s.est.status is Status.GPS_REJECTED for s in spoofed)
+    assert _errors(f.window(15.0, 40.0)).max() < 6.0
+    after = f.window(25.0, 40.0)
+    first = next(s for s in after if s.gps.accepted)
+    assert first.gps.reason.startswith("reaccepted:") and first.t_s <= 25.0 + 2.0 + 1e-9
+    assert all(s.est.status is Status.OK for s in f.window(27.0, 40.0))
+
+
+def test_spoof_without_camera_is_rejected_too(flight):
+    f = flight(duration_s=35.0, spoof=(20.0, 25.0), visual=False)
+    f.run(ParticleTracker())
+    assert all(not s.gps.accepted for s in f.steps if s.spoofed)
+    assert _errors(f.window(20.0, 25.0)).max() < 15.0  # dead reckoning on the estimated velocity
+    assert all(s.est.status is Status.OK for s in f.window(30.0, 35.0))
+    assert np.median(_errors(f.window(30.0, 35.0))) <= 5.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_gps_converges_from_visual_candidates(flight, seed):
+    """Whole-map retrieval (scope None, 9 distractors + 1 true candidate), no GPS, no IMU yaw."""
+    trk = ParticleTracker(bounds=(-500.0, -500.0, 1000.0, 1000.0))
+    f = flight(duration_s=8.0, gps=False, wide=(0.0, 100.0), imu_yaw=False, seed=seed)
+    f.run(trk)
+    first = f.steps[0].est
+    assert first.status is Status.LOST and first.sigma_m > 50.0  # multi-modal at first
+    assert "initialised from 10 visual candidates" in first.notes
+    converged = f.steps[20:]
+    assert np.median(_errors(converged)) <= 2.0 and _errors(converged).max() <= 4.0
+    assert all(s.est.status is Status.OK and s.est.gps_state == "none" for s in converged)
+    assert all(s.est.yaw_sigma_rad < 0.5 and abs(s.est.yaw_rad) < 0.3 for s in converged)
+
+
+def test_lost_and_recovery_by_wide_search(flight):
+    """GPS lost at 10 s; the camera sees only wrong candidates until 40 s, then whole-map retrieval finds it."""
+    f = flight(duration_s=55.0, outage=(10.0, 100.0), blind=(10.0, 40.0), wide=(40.0, 100.0))
+    trk = ParticleTracker()
+    f.run(trk)
+    blind = f.window(10.0, 40.0)
+    lost = [s for s in blind if s.est.status is Status.LOST]
+    assert lost and lost[0].t_s <= 10.0 + 15.0 + 0.5  # lost_no_support_s after the last support
+    assert all(s.est.status is Status.LOST for s in f.window(26.0, 40.0))
+    assert all(s.est.status in (Status.OK, Status.DEGRADED) for s in f.window(10.0, 24.0))
+    recovered = f.window(44.0, 55.0)  # 20 frames after the wide search starts
+    assert np.median(_errors(recovered)) <= 2.0 and _errors(recovered).max() <= 4.0
+    assert all(s.est.status is Status.DEGRADED and s.est.visual_used for s in recovered)  # GPS still out
+    assert trk.search_scope() is not None
+
+
+def test_lost_during_search_scope_is_none(flight):
+    f = flight(duration_s=30.0, outage=(5.0, 100.0), blind=(5.0, 100.0))
+    trk = ParticleTracker()
+    f.run(trk)
+    assert trk.estimate().status is Status.LOST
+    assert trk.search_scope() is None
+
+
+def test_tile_level_candidates_inside_the_scope():
+    """Candidates as the localizer builds them without fine alignment: tile centres (sigma = stride / 2 = 6.4 m) of a
+    search inside :meth:`search_scope`, distractors anywhere in that circle, 10 % of frames without the true tile."""
+    rng = np.random.default_rng(3)
+    trk = ParticleTracker()
+    errors = []
+    for i in range(250):
+        t_ns = i * 200_000_000
+        truth = np.array([10.0 * i * 0.2, 0.0])
+        trk.predict(t_ns, yaw=0.0)
+        z = truth + 2.1 + rng.normal(0.0, 5.0, 2)
+        trk.update_gps(t_ns, float(z[0]), float(z[1]), 5.0)
+        scope = trk.search_scope()
+        assert scope is not None and scope[2] >= 60.0
+        ang, rad = rng.uniform(0, 2 * np.pi, 9), scope[2] * np.sqrt(rng.uniform(0, 1, 9))
+        far = np.array(scope[:2]) + np.stack([rad * np.cos(ang), rad * np.sin(ang)], axis=1)
+        true_tile = np.round((truth + rng.normal(0.0, 3.0, 2)) / 12.8) * 12.8
+        pos = np.vstack([true_tile, far])
+        scores = np.r_[0.8, rng.uniform(0.72, 0.8, 9)]
+        if rng.random() < 0.1:
+            pos, scores = pos[1:], scores[1:]
+        trk.update_visual(VisualFix(t_ns, pos, scores, np.full(len(pos), 6.4), scope=scope))
+        e = trk.estimate()
+        errors.append(np.hypot(e.x - truth[0], e.y - truth[1]))
+        if i >= 50:
+            assert e.status is Status.OK
+    errors = np.array(errors[50:])
+    assert np.median(errors) <= 3.0 and errors.max() <= 8.0
