@@ -240,7 +240,10 @@ class GroundViewer:
 class HeightKeeper:
     """Height above ground for the ground views: ``NavSatFix.altitude - ground_elevation_m`` (flat-ground map).
 
-    The last good height is held through a GPS outage (fixes without a fix, non-finite altitudes) and reported with
+    GPS altitude is noisy (vertical sigma of several metres, and the views scale with the height: 10 % off is
+    enough to lose the fine alignment), so fixes go through an alpha-beta (level + climb rate) filter with gains
+    ``alpha`` and ``beta``: at 5 fixes/s the noise drops about 5x, and a steady climb is followed without lag. The
+    last filtered height is held through a GPS outage (fixes without a fix, non-finite altitudes) and reported with
     its age. An optional image-based correction (:meth:`observe_scale`) learns an additive altitude bias from the
     scale at which the views match the map.
 
@@ -248,9 +251,12 @@ class HeightKeeper:
         ground_elevation_m: the map's ground elevation in the GPS altitude datum (``MapPackage.ground_elevation_m``,
             the manifest value).
         min_height_m: fixes giving a height below this are rejected (wrong datum or ground elevation).
+        alpha, beta: gains of the altitude filter (1, 0: no smoothing, the last fix as is).
+        max_gap_s: after a gap longer than this (seconds) the filter restarts from the next fix.
     """
 
-    def __init__(self, ground_elevation_m: float = 0.0, *, min_height_m: float = 1.0) -> None:
+    def __init__(self, ground_elevation_m: float = 0.0, *, min_height_m: float = 1.0, alpha: float = 0.08,
+                 beta: float = 0.004, max_gap_s: float = 5.0) -> None:
         try:
             elev = float(ground_elevation_m)
             hmin = float(min_height_m)
@@ -263,8 +269,15 @@ class HeightKeeper:
             raise HeightError(f"ground_elevation_m must be a finite number of metres, got {ground_elevation_m!r}")
         if not (math.isfinite(hmin) and hmin > 0.0):
             raise HeightError(f"min_height_m must be > 0 metres, got {min_height_m!r}")
+        for name, v in (("alpha", alpha), ("beta", beta)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v <= 1.0):
+                raise HeightError(f"{name} must be a gain in [0, 1], got {v!r}")
+        if alpha <= 0.0:
+            raise HeightError(f"alpha must be > 0 (1 = no smoothing), got {alpha!r}")
         self.ground_elevation_m = elev
         self.min_height_m = hmin
+        self.alpha, self.beta, self.max_gap_s = float(alpha), float(beta), float(max_gap_s)
+        self._rate = 0.0
         self.bias_m = 0.0  # learnt by observe_scale: added to the GPS height
         self._alt: float | None = None
         self._t_ns: int | None = None
@@ -289,7 +302,14 @@ class HeightKeeper:
                 "ground_elevation_m and the altitude datum (NavSatFix.altitude is above the WGS84 ellipsoid)"
             )
             return False
-        self._alt = fix.alt
+        if self._alt is None or self._t_ns is None or not (0 < (fix.t_ns - self._t_ns) * 1e-9 <= self.max_gap_s):
+            self._alt, self._rate = float(fix.alt), 0.0
+        else:
+            dt = (fix.t_ns - self._t_ns) * 1e-9
+            pred = self._alt + self._rate * dt
+            r = float(fix.alt) - pred
+            self._alt = pred + self.alpha * r
+            self._rate += self.beta * r / dt
         self._t_ns = fix.t_ns
         return True
 

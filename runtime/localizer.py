@@ -55,6 +55,12 @@ class LocalizerConfig:
     Attributes:
         k: retrieval candidates per view.
         align_top: how many of the best candidates are fine-aligned (0: no fine alignment).
+        align_min_score: least NCC of a fine-aligned position to count (wrong places score ~0.1-0.4, right ~0.9).
+        retrieval_only_sigma_m: tile-level candidates (no fine-aligned position passed) are given to the filter only
+            while its belief is wider than this (metres) or it has none; a tight belief would only be pulled off by
+            them.
+        attitude_sigma_deg: roll/pitch error assumed for the IMU attitude (moves the nadir point by
+            ``height * tan(error)``), degrees.
         yaw_hypotheses: views per frame when the heading is unknown (no IMU, tracker yaw uncertain).
         min_view_valid: least fraction of valid pixels in the encoder crop; fewer: the frame gives no visual fix.
         imu_max_age_s: an IMU attitude older than this (seconds) at the frame time is not used.
@@ -66,6 +72,9 @@ class LocalizerConfig:
 
     k: int = 8
     align_top: int = 3
+    align_min_score: float = 0.5
+    retrieval_only_sigma_m: float = 12.0
+    attitude_sigma_deg: float = 1.0
     yaw_hypotheses: int = 8
     min_view_valid: float = 0.6
     imu_max_age_s: float = 0.5
@@ -81,10 +90,13 @@ class LocalizerConfig:
                 raise LocalizerError(f"localizer {key} must be a positive integer, got {v!r}")
         if isinstance(self.align_top, bool) or not isinstance(self.align_top, int) or self.align_top < 0:
             raise LocalizerError(f"localizer align_top must be an integer >= 0, got {self.align_top!r}")
-        for key in ("imu_max_age_s", "default_gps_sigma_m", "min_scope_m"):
+        for key in ("imu_max_age_s", "default_gps_sigma_m", "min_scope_m", "retrieval_only_sigma_m",
+                    "attitude_sigma_deg"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise LocalizerError(f"localizer {key} must be a number > 0, got {v!r}")
+        if not (isinstance(self.align_min_score, (int, float)) and -1.0 <= self.align_min_score <= 1.0):
+            raise LocalizerError(f"localizer align_min_score must be an NCC in [-1, 1], got {self.align_min_score!r}")
         if not (isinstance(self.min_view_valid, (int, float)) and 0.0 <= self.min_view_valid <= 1.0):
             raise LocalizerError(f"localizer min_view_valid must be in [0, 1], got {self.min_view_valid!r}")
         if self.height_m is not None and not (isinstance(self.height_m, (int, float)) and self.height_m > 0):
@@ -295,7 +307,7 @@ class Localizer:
         scores, ids = self.package.search(emb, self.config.k, prior=scope)
         now = time.perf_counter()
         lat["search"], t = (now - t) * 1e3, now
-        fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope)
+        fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope, height)
         now = time.perf_counter()
         lat["align"], t = (now - t) * 1e3, now
         if fix is not None:
@@ -306,36 +318,55 @@ class Localizer:
         lat["total"] = (now - t_start) * 1e3
         return self._output(frame.t_ns, lat, "frame", n)
 
-    def _visual_fix(self, t_ns: int, views, scores: np.ndarray, ids: np.ndarray, scope):
-        """Candidates of every view -> one VisualFix (fine-aligned where possible)."""
+    def _visual_fix(self, t_ns: int, views, scores: np.ndarray, ids: np.ndarray, scope, height_m: float):
+        """Candidates of every view -> one VisualFix.
+
+        With map imagery, the best ``align_top`` retrieval candidates of each view are fine-aligned; the aligned
+        positions whose NCC reaches ``align_min_score`` (and whose peak is not on the search window's edge) form the
+        fix, scored by their NCC, with a sigma of the alignment's own plus what an attitude error of
+        ``attitude_sigma_deg`` moves the nadir point at this height. Without an aligned position that passes, the
+        retrieval candidates form the fix (tile centres, sigma half a stride, scored by embedding cosine).
+        """
         from .tracking import VisualFix
 
+        cfg = self.config
         stride = float(self.package.tile_grid.stride_m)
-        pos, sc, sig, yaw = [], [], [], []
+        att_sigma = height_m * math.tan(math.radians(cfg.attitude_sigma_deg))
+        aligned: list[tuple[float, float, float, float, float]] = []  # x, y, score, sigma, yaw
+        retrieved: list[tuple[float, float, float, float, float]] = []
         aligner = self._aligner_or_none()
+        est = self.tracker.estimate() if self.tracker.initialized else None
+        belief = None
+        if est is not None and math.isfinite(est.sigma_m) and aligner is not None and est.sigma_m < aligner.search_m:
+            belief = np.array([[est.x, est.y]])  # tracking: the predicted place is the best candidate of all
         for v, s_row, i_row in zip(views, scores, ids):
-            ok = i_row >= 0
-            if not ok.any():
-                continue
+            ok = (i_row >= 0) & np.isfinite(s_row)
             cand = self.package.positions[i_row[ok]].astype(np.float64)
             s_row = s_row[ok].astype(np.float64)
-            top = min(self.config.align_top, len(cand)) if aligner is not None else 0
-            if top:
-                for r, s in zip(aligner.align(v, cand[:top]), s_row[:top]):
-                    pos.append((r.x, r.y))
-                    sc.append(s)
-                    sig.append(max(r.sigma_m, self.gsd))
-                    yaw.append(r.yaw_rad)
-            for c, s in zip(cand[top:], s_row[top:]):
-                pos.append((float(c[0]), float(c[1])))
-                sc.append(float(s))
-                sig.append(stride / 2.0)
-                yaw.append(v.yaw_rad)
-        if not pos:
+            retrieved += [(float(c[0]), float(c[1]), float(s), stride / 2.0, v.yaw_rad) for c, s in zip(cand, s_row)]
+            top = min(cfg.align_top, len(cand)) if aligner is not None else 0
+            todo = cand[:top]
+            if belief is not None:
+                todo = np.concatenate([belief, todo]) if top else belief
+            if len(todo):
+                for r in aligner.align(v, todo):
+                    if r.score < cfg.align_min_score or r.sigma_m >= aligner.search_m:
+                        continue
+                    if any(math.hypot(r.x - a[0], r.y - a[1]) < 1.0 for a in aligned):
+                        continue  # several candidates converged on the same peak
+                    sigma = math.hypot(max(r.sigma_m, self.gsd), att_sigma)
+                    aligned.append((r.x, r.y, r.score, sigma, r.yaw_rad))
+        rows = aligned
+        if not rows:
+            # tile-level candidates only help a belief wider than they are precise (or none: start, LOST)
+            wide = est is None or not math.isfinite(est.sigma_m) or est.sigma_m > cfg.retrieval_only_sigma_m
+            rows = retrieved if wide else []
+        if not rows:
             return None, 0
-        fix = VisualFix(t_ns=int(t_ns), positions=np.asarray(pos, np.float64), scores=np.asarray(sc, np.float64),
-                        sigma_m=np.asarray(sig, np.float64), yaws=np.asarray(yaw, np.float64), scope=scope)
-        return fix, len(pos)
+        a = np.asarray(rows, np.float64)
+        fix = VisualFix(t_ns=int(t_ns), positions=a[:, :2], scores=a[:, 2], sigma_m=a[:, 3], yaws=a[:, 4],
+                        yaw_sigma_rad=math.radians(2.0) if aligned else math.radians(10.0), scope=scope)
+        return fix, len(rows)
 
     def _output(self, t_ns: int, latency_ms: dict, source: str, n: int) -> Output:
         from calibration.geometry import heading_from_yaw

@@ -210,7 +210,7 @@ def _fix(t_s: float, alt: float, status: int = 0) -> GpsFix:
 
 
 def test_height_keeper_holds_through_an_outage():
-    hk = HeightKeeper(ground_elevation_m=408.0)
+    hk = HeightKeeper(ground_elevation_m=408.0, alpha=1.0, beta=0.0)  # no smoothing: each fix as is
     assert not hk.ready and hk.age_s(0) == math.inf
     with pytest.raises(HeightError, match="no height above ground yet: no usable GPS fix has arrived"):
         hk.height_m
@@ -239,7 +239,7 @@ def test_height_keeper_rejections_before_the_first_fix_are_reported():
 
 
 def test_height_keeper_scale_correction_hook():
-    hk = HeightKeeper(0.0)
+    hk = HeightKeeper(0.0, alpha=1.0, beta=0.0)
     hk.update(_fix(0.0, 80.0))
     # the views matched best magnified by 1.05: the true height is ~84 m; a full-gain step takes it all
     assert hk.observe_scale(1.05, gain=1.0) == pytest.approx(84.0)
@@ -279,3 +279,24 @@ def test_ground_view_is_frozen(maps, camera, viewer):
     with pytest.raises(Exception):
         view.gsd = 1.0  # type: ignore[misc]
     assert view.valid_fraction == 1.0 and view.size_px == 4
+
+
+def test_height_keeper_smooths_gps_altitude_noise_and_follows_a_climb():
+    rng = np.random.default_rng(0)
+    hk = HeightKeeper(100.0)
+    t = np.arange(0, 60, 0.2)
+    true = 60.0 + np.where(t > 30, (t - 30) * 1.0, 0.0)  # level, then a 1 m/s climb
+    err = []
+    for ti, h in zip(t, true):
+        hk.update(_fix(float(ti), 100.0 + h + rng.normal(0, 6.0)))
+        if ti > 10:
+            err.append(hk.height_m - h)
+    err = np.abs(np.array(err))
+    assert np.median(err) < 2.0 and err.max() < 6.0  # raw fixes: median ~4 m, max ~20 m
+    # a gap longer than max_gap_s restarts the filter from the next fix
+    hk.update(_fix(100.0, 150.0))
+    assert hk.height_m == pytest.approx(50.0)
+    with pytest.raises(HeightError, match="alpha must be a gain in"):
+        HeightKeeper(0.0, alpha=2.0)
+    with pytest.raises(HeightError, match="alpha must be > 0"):
+        HeightKeeper(0.0, alpha=0.0)
