@@ -11,7 +11,8 @@ For sample ``index`` of a :class:`RenderedPairs` (deterministic by ``(seed, inde
    into a ``input_width x input_height`` crop centred on the nadir point, with the ASSUMED heading: the true one
    plus ``N(0, heading_noise_deg)`` noise, or a uniformly random one when ``heading_dropped`` (rotation-invariance
    training). Samples whose crop has less than ``min_valid_fraction`` valid pixels are redrawn (``max_tries``);
-4. the positive is the north-up map tile centred on the true position (:func:`maps.tiling.cut_tiles` geometry);
+4. the positive is the north-up map tile centred on the true position (:func:`maps.tiling.cut_tiles` geometry),
+   or up to ``positive_jitter_m`` from it per axis (the nearest tile of a map grid is up to half a stride away);
    the semi-positives are the tiles of the map's :class:`~maps.tiling.TileGrid` within ``semi_positive_radius_m``
    of the true position (VIGOR-style).
 
@@ -84,6 +85,8 @@ class PairConfig:
             padded with -1.
         photometric: the photometric augmentation of the rendered frame.
         tile_stride_m: stride of the semi-positive tile grid, metres; None: the contract's default (tile / 4).
+        positive_jitter_m: the positive tile is centred this far at most (uniform per axis, metres) from the true
+            position, as the map tile nearest a vehicle is (up to half the grid stride away); 0: exactly centred.
     """
 
     altitude_m: tuple[float, float] = (50.0, 150.0)
@@ -99,6 +102,7 @@ class PairConfig:
     max_semi_positives: int = 16
     photometric: PhotometricAugment = PhotometricAugment()
     tile_stride_m: float | None = None
+    positive_jitter_m: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "altitude_m", _range("altitude_m", self.altitude_m, 1e-3, 1e5, "metres"))
@@ -106,6 +110,7 @@ class PairConfig:
             raise DataError(f"altitude_m must be > 0 metres, got {self.altitude_m}")
         object.__setattr__(self, "heading_deg", _range("heading_deg", self.heading_deg, -360.0, 720.0, "degrees"))
         for name, lo, hi in (("max_tilt_deg", 0.0, 60.0), ("heading_noise_deg", 0.0, 180.0),
+                             ("positive_jitter_m", 0.0, 1e3),
                              ("frame_scale", 1e-3, 4.0), ("min_valid_fraction", 0.0, 1.0),
                              ("min_tile_valid_fraction", 0.0, 1.0)):
             v = getattr(self, name)
@@ -453,7 +458,8 @@ class RenderedPairs:
             else:
                 rot = float(rng.standard_normal()) * math.radians(cfg.heading_noise_deg)
             aug_seed = int(rng.integers(0, 2**63 - 1))
-            positive, pmask = self.tile(pos)
+            jitter = cfg.positive_jitter_m
+            positive, pmask = self.tile(pos + rng.uniform(-jitter, jitter, 2) if jitter > 0 else pos)
             if pmask.mean() < cfg.min_tile_valid_fraction:
                 continue
             att = Attitude(roll, pitch, yaw_from_heading(heading))

