@@ -123,6 +123,13 @@ def _register_onnx(sub) -> None:
     p.add_argument("--calib", metavar="DIR",
                    help="calibration images or orthophotos (tiled) for --int8; a few hundred images recommended")
     p.add_argument("--eval", metavar="DIR", help="images for the INT8 retrieval check (default: the --calib images)")
+    p.add_argument("--calib-method", choices=("percentile", "minmax", "entropy"), default="percentile",
+                   help="INT8 activation-range calibration (default percentile = 99.99th percentile of the "
+                        "calibration activations; minmax = their full range; entropy = KL threshold)")
+    p.add_argument("--keep-float", action="append", default=None, metavar="NODE",
+                   help="leave these nodes unquantized in --int8 models: 'stem' (the Conv reading the normalised "
+                        "image), an ONNX node name, or an op type such as Gemm (all of them); repeatable or "
+                        "comma-separated; default: stem; 'none' quantizes every Conv/Gemm/MatMul")
     p.add_argument("--max-r1-drop", type=_fraction, default=0.02, metavar="F",
                    help="refuse an INT8 model whose R@1 drops more than this fraction below FP32 (default 0.02)")
     p.set_defaults(handler=run_onnx)
@@ -146,9 +153,11 @@ def run_onnx(args: argparse.Namespace) -> int:
         return 0
     from maps.contract import EncoderContract
 
-    from .quantize import convert_fp16, fp16_report, load_images, quantize_int8
+    from .quantize import DEFAULT_KEEP_FLOAT, convert_fp16, fp16_report, load_images, quantize_int8
 
     size = EncoderContract.from_metadata(results[0].metadata).input_width
+    keep_float = DEFAULT_KEEP_FLOAT if args.keep_float is None else [
+        name.strip() for entry in args.keep_float for name in entry.split(",") if name.strip() not in ("", "none")]
     calib = load_images(args.calib, size) if args.calib else None
     evals = load_images(args.eval, size) if args.eval else calib
     for r in results:
@@ -163,7 +172,8 @@ def run_onnx(args: argparse.Namespace) -> int:
             out = Path(f"{base}.int8-{mode}.onnx")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                report = quantize_int8(r.path, out, mode, calib, max_r1_drop=args.max_r1_drop, eval_images=evals)
+                report = quantize_int8(r.path, out, mode, calib, max_r1_drop=args.max_r1_drop, eval_images=evals,
+                                       calib_method=args.calib_method, keep_float=keep_float)
             for w in caught:
                 print(f"warning: {w.message}", file=sys.stderr)
             print(f"wrote {out} ({report.summary()})")

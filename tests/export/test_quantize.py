@@ -1,5 +1,6 @@
-"""FP16 and INT8 (Q/DQ) variants of an exported small_cnn encoder: graphs, zero points, ORT runs, cosine/R@1 against
-FP32, the R@1 refusal, the few-images warning and calibration image loading."""
+"""FP16 and INT8 (Q/DQ) variants of an exported small_cnn encoder: graphs, zero points, activation ranges shared with
+the ReLUs, calibration methods, nodes kept float, equal calibration batches, ORT runs, cosine/R@1 against FP32, the
+R@1 refusal, the few-images warning and calibration image loading."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ cv2 = pytest.importorskip("cv2")
 import export.quantize as quantize  # noqa: E402
 from export.onnx_export import EXTRA_PREFIX, INPUT_NAME, OUTPUT_NAME, export_onnx, read_metadata, sample_images  # noqa: E402
 from export.quantize import (  # noqa: E402
-    AccuracyDropError, CalibrationDataError, FewCalibrationImagesWarning, QuantizationError, QuantReport,
-    convert_fp16, fp16_report, load_images, quantize_int8, recall_at_1,
+    AccuracyDropError, CalibrationDataError, FewCalibrationImagesWarning, ImageCalibrationReader, QuantizationError,
+    QuantReport, convert_fp16, fp16_report, load_images, quantize_int8, recall_at_1,
 )
 from maps.contract import EncoderContract  # noqa: E402
 
@@ -87,6 +88,28 @@ def _zero_points(model):
     return out
 
 
+def _activation_qparams(model):
+    """``[(scale, zero point) of the Q/DQ before, (scale, zero point) of the Q after]`` for every quantized ReLU/Clip."""
+    import onnx
+
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    consumers = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    pairs = []
+    for act in model.graph.node:
+        dq = producers.get(act.input[0]) if act.op_type in ("Relu", "Clip") else None
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        (q_out,) = consumers[act.output[0]]
+        assert q_out.op_type == "QuantizeLinear"
+        pairs.append(((float(inits[dq.input[1]]), int(inits[dq.input[2]])),
+                      (float(inits[q_out.input[1]]), int(inits[q_out.input[2]]))))
+    return pairs
+
+
 @pytest.mark.parametrize("mode", ["s8", "u8s8"])
 def test_int8_qdq_graph_zero_points_and_accuracy(fp32, images, tmp_path, mode):
     import onnx
@@ -107,6 +130,15 @@ def test_int8_qdq_graph_zero_points_and_accuracy(fp32, images, tmp_path, mode):
         assert all(z.dtype == np.int8 and not z.any() for z in activations)  # TensorRT: symmetric, zero point 0
     else:
         assert all(z.dtype == np.uint8 for z in activations) and any(z.any() for z in activations)
+    relus = _activation_qparams(model)
+    if mode == "s8":  # the ReLU stays; the Conv output is quantized over the ReLU's range, not its own
+        assert relus and all(before == after for before, after in relus)
+    else:  # uint8 [0, max] ranges clip like the ReLU: ORT removes it
+        producers = {o: n for n in model.graph.node for o in n.output}
+        left = [producers[n.input[0]] for n in model.graph.node if n.op_type == "Relu"]
+        stem = quantize.stem_nodes(onnx.load(str(src)))
+        # only the ReLUs after float ops are left: residual Adds and the stem Conv (kept float by default)
+        assert not relus and all(p.op_type == "Add" or p.name in stem for p in left)
     c8, e8 = _run(out, images[:5])
     _, e32 = _run(src, images[:5])
     assert c8 == contract and _cosine(e8, e32).min() > 0.98
@@ -115,6 +147,137 @@ def test_int8_qdq_graph_zero_points_and_accuracy(fp32, images, tmp_path, mode):
     assert float(meta[EXTRA_PREFIX + "int8_r1_drop"]) == pytest.approx(report.r1_drop, abs=1e-5)
     assert isinstance(report, QuantReport) and report.cosine_mean > 0.98 and report.n_calib == 48
     assert report.r1_drop == pytest.approx(report.r1_fp32 - report.r1)
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy"])
+def test_int8_calibration_methods(fp32, images, tmp_path, method):
+    """Each calibration runs, is recorded in metadata and stays close to FP32; the default (99.99th percentile)
+    ranges are no wider than MinMax ones and some are narrower (they clip the tails)."""
+    import onnx
+
+    src, _ = fp32
+    out, ref = tmp_path / f"{method}.onnx", tmp_path / "default.onnx"
+    with pytest.warns(FewCalibrationImagesWarning):
+        report = quantize_int8(src, out, "u8s8", images, max_r1_drop=1.0, calib_method=method)
+        quantize_int8(src, ref, "u8s8", images, max_r1_drop=1.0)
+    assert read_metadata(out)[EXTRA_PREFIX + "int8_calib_method"] == method
+    assert read_metadata(ref)[EXTRA_PREFIX + "int8_calib_method"] == "percentile"
+    assert report.cosine_mean > 0.97
+    if method == "minmax":
+        scales = [dict(_scales(onnx.load(str(p)))) for p in (ref, out)]
+        common = scales[0].keys() & scales[1].keys()
+        assert common and all(scales[0][k] <= scales[1][k] * (1 + 1e-6) for k in common)
+        assert any(scales[0][k] < scales[1][k] * 0.999 for k in common)
+
+
+def _scales(model):
+    import onnx
+
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    return [(n.input[0], float(inits[n.input[1]])) for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
+
+
+def test_keep_float_by_op_type_and_node_name(fp32, images, tmp_path):
+    import onnx
+
+    src, _ = fp32
+    convs = [n.name for n in onnx.load(str(src)).graph.node if n.op_type == "Conv"]
+    out = tmp_path / "keep.onnx"
+    with pytest.warns(FewCalibrationImagesWarning):
+        report = quantize_int8(src, out, "u8s8", images, max_r1_drop=1.0, keep_float=["Gemm", convs[1]])
+    model = onnx.load(str(out))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    kept = [n for n in model.graph.node if n.op_type == "Gemm" or n.name == convs[1]]
+    assert len(kept) == 2
+    inits = {i.name for i in model.graph.initializer}
+    assert all(node.input[1] in inits for node in kept)  # float weights, no DequantizeLinear
+    others = [n for n in model.graph.node if n.op_type == "Conv" and n.name != convs[1]]
+    assert len(others) == len(convs) - 1  # the stem too: an explicit keep_float replaces the default
+    assert all(producers[n.input[1]].op_type == "DequantizeLinear" for n in others)
+    assert read_metadata(out)[EXTRA_PREFIX + "int8_keep_float"].split(",") == [k.name for k in kept if
+                                                                              k.op_type == "Gemm"] + [convs[1]]
+    assert report.cosine_mean > 0.98
+
+
+def test_stem_kept_float_by_default(fp32, images, tmp_path):
+    """Default: the first Conv (it reads the normalised uint8 image) stays float, every other Conv is quantized."""
+    import onnx
+
+    src, _ = fp32
+    fp32_model = onnx.load(str(src))
+    convs = [n.name for n in fp32_model.graph.node if n.op_type == "Conv"]
+    assert quantize.stem_nodes(fp32_model) == convs[:1]
+    out = tmp_path / "default.onnx"
+    with pytest.warns(FewCalibrationImagesWarning):
+        quantize_int8(src, out, "s8", images, max_r1_drop=1.0)
+    model = onnx.load(str(out))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    fed_by_dq = {n.name: getattr(producers.get(n.input[1]), "op_type", None) == "DequantizeLinear"
+                 for n in model.graph.node if n.op_type == "Conv"}  # weights through Q/DQ = quantized Conv
+    assert fed_by_dq.pop(convs[0]) is False and fed_by_dq and all(fed_by_dq.values())
+    assert read_metadata(out)[EXTRA_PREFIX + "int8_keep_float"] == convs[0]
+
+
+def test_bad_calibration_method_percentile_and_keep_float(fp32, images, tmp_path):
+    src, _ = fp32
+    with pytest.raises(QuantizationError, match=r"calibration method must be one of .*'minmax'.*got 'kl'"):
+        quantize_int8(src, tmp_path / "x.onnx", "s8", images, calib_method="kl")
+    with pytest.raises(QuantizationError, match=r"percentile must be in \(90, 100\].*got 50"):
+        quantize_int8(src, tmp_path / "x.onnx", "s8", images, calib_method="percentile", percentile=50)
+    with pytest.warns(FewCalibrationImagesWarning):
+        with pytest.raises(QuantizationError, match=r"keep_float entry 'no_such_node' is neither \"stem\", a node "
+                                                    r"name nor an op type.*Conv"):
+            quantize_int8(src, tmp_path / "x.onnx", "s8", images, keep_float=["no_such_node"])
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_calibration_reader_equal_batches():
+    """Exactly ``batch`` images per batch (ORT's histogram calibrators need equal batches): the short last batch is
+    topped up from the start; every image is read at least once, in order."""
+    imgs = np.arange(40 * 2 * 2 * 3, dtype=np.uint8).reshape(40, 2, 2, 3)
+    reader = ImageCalibrationReader(imgs, batch=16)
+    feeds = [feed[INPUT_NAME] for feed in reader]
+    assert [len(f) for f in feeds] == [16, 16, 16] and reader.get_next() is None  # not 16, 16, 8
+    np.testing.assert_array_equal(np.concatenate(feeds), imgs[np.arange(48) % 40])
+    reader.rewind()
+    assert len(list(reader)) == 3
+    assert [len(f[INPUT_NAME]) for f in ImageCalibrationReader(imgs[:32], batch=16)] == [16, 16]
+    assert [len(f[INPUT_NAME]) for f in ImageCalibrationReader(imgs[:3], batch=16)] == [3]
+    with pytest.raises(QuantizationError, match="calibration batch must be an integer >= 1, got 0"):
+        ImageCalibrationReader(imgs, batch=0)
+
+
+def test_share_activation_ranges_rewires_the_pre_activation_pair():
+    """Q(x; 1.0) -> DQ -> Relu -> Q(y; 0.05): the pre-activation pair takes (0.05, zp_y); the result equals
+    quantizing the ReLU output (exact for the activation) and the old scale is no longer used."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("sx", 1.0), ("sy", 0.05))]
+    inits += [numpy_helper.from_array(np.array(0, np.uint8), n) for n in ("zx", "zy")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("Relu", ["xd"], ["r"]),
+             helper.make_node("QuantizeLinear", ["r", "sy", "zy"], ["rq"]),
+             helper.make_node("DequantizeLinear", ["rq", "sy", "zy"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    x = np.array([-3.0, 0.02, 0.26, 1.3, 40.0], np.float32)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    np.testing.assert_allclose(run(model), [0, 0, 0, 1.0, 12.75])  # coarse pre-activation steps of 1.0
+    assert quantize._share_activation_ranges(model) == 1
+    quantize._drop_unused_initializers(model.graph)
+    onnx.checker.check_model(model)
+    assert list(model.graph.node[0].input) == ["x", "sy", "zy"] and list(model.graph.node[1].input) == ["xq", "sy", "zy"]
+    assert {i.name for i in model.graph.initializer} == {"sy", "zy"}
+    np.testing.assert_allclose(run(model), [0, 0, 0.25, 1.3, 12.75], atol=1e-6)  # ReLU's 0.05 steps
+    assert quantize._share_activation_ranges(model) == 0  # idempotent
 
 
 def test_refuses_when_r1_drops_too_much(fp32, images, tmp_path, monkeypatch):
@@ -129,13 +292,14 @@ def test_refuses_when_r1_drops_too_much(fp32, images, tmp_path, monkeypatch):
 
 
 def test_refusal_with_a_real_zero_threshold(fp32, images, tmp_path):
-    """Calibrating U8S8 on flat black images gives ranges that clip real activations: R@1 falls and, with a zero
+    """Calibrating U8S8 (MinMax, everything quantized) on flat black images gives ranges that clip real activations: R@1 falls and, with a zero
     threshold, the model is refused (deterministic: seeded weights and images)."""
     src, _ = fp32
     black = np.zeros((8, SIZE, SIZE, 3), np.uint8)
     out = tmp_path / "bad.onnx"
     with pytest.warns(FewCalibrationImagesWarning), pytest.raises(AccuracyDropError, match="R@1 drops by"):
-        quantize_int8(src, out, "u8s8", black, max_r1_drop=0.0, eval_images=images)
+        quantize_int8(src, out, "u8s8", black, max_r1_drop=0.0, eval_images=images, calib_method="minmax",
+                      keep_float=())
     assert not out.exists()
 
 
@@ -188,9 +352,21 @@ def test_int8_cli_end_to_end(fp32, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="skyfix")
     cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["export", "onnx", str(ckpt), "-o", str(tmp_path / "e.onnx"), "--int8", "u8s8",
-                              "--calib", str(calib), "--max-r1-drop", "1"])
+                              "--calib", str(calib), "--max-r1-drop", "1",
+                              "--calib-method", "minmax", "--keep-float", "Gemm,"])
     assert args.handler(args) == 0
     captured = capsys.readouterr()
     assert (tmp_path / "e.int8-u8s8.onnx").is_file() and "int8-u8s8: cosine to fp32" in captured.out
     assert "27 calibration images" in captured.err
-    assert EncoderContract.from_metadata(read_metadata(tmp_path / "e.int8-u8s8.onnx")).ground_resolution_m == 0.3
+    meta = read_metadata(tmp_path / "e.int8-u8s8.onnx")
+    assert EncoderContract.from_metadata(meta).ground_resolution_m == 0.3
+    assert meta[EXTRA_PREFIX + "int8_calib_method"] == "minmax" and meta[EXTRA_PREFIX + "int8_keep_float"]
+    args = parser.parse_args(["export", "onnx", str(ckpt), "-o", str(tmp_path / "n.onnx"), "--int8", "s8",
+                              "--calib", str(calib), "--max-r1-drop", "1", "--keep-float", "none"])
+    assert args.handler(args) == 0
+    meta = read_metadata(tmp_path / "n.int8-s8.onnx")  # everything quantized, percentile by default
+    assert EXTRA_PREFIX + "int8_keep_float" not in meta and meta[EXTRA_PREFIX + "int8_calib_method"] == "percentile"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["export", "onnx", str(ckpt), "-o", "x.onnx", "--calib-method", "kl"])
+    assert "invalid choice: 'kl'" in capsys.readouterr().err
