@@ -51,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
     from .sources.camera import LatestFrameCamera
     from .sources.serial_gps import NmeaSerialWriter, SerialGps
 
+    if not args.camera:
+        from .errors import OnboardError
+
+        raise OnboardError("runtime run needs the camera's intrinsics: pass --camera CAMERA.yaml (from `skyfix "
+                           "calibrate`, OpenCV or ROS camera_info YAML)")
     loop, package, encoder = load_loop(args)
     source = int(args.source) if str(args.source).isdigit() else args.source
     camera = LatestFrameCamera(source, every_frame=args.every_frame, realtime=False if args.every_frame else None)

@@ -133,8 +133,10 @@ class Localizer:
     """The onboard loop over one map (see the module docstring).
 
     Args:
-        package: the :class:`maps.package.MapPackage` (its contract must be the encoder's).
-        encoder: ``runtime.encoder.Encoder`` (callable ``uint8[n, s, s, 3] -> float32[n, d]`` with ``.contract``).
+        package: the :class:`maps.package.MapPackage` (its contract must be the encoder's); None: GPS alone (the
+            local frame is centred on the first fix, frames are not used).
+        encoder: ``runtime.encoder.Encoder`` (callable ``uint8[n, s, s, 3] -> float32[n, d]`` with ``.contract``);
+            None without a map.
         camera: the camera intrinsics (None: taken from the first ``CameraInfoEvent``).
         mount: camera extrinsics (default nadir).
         config: :class:`LocalizerConfig`.
@@ -150,22 +152,30 @@ class Localizer:
         self.config = LocalizerConfig() if config is None else config
         if not isinstance(self.config, LocalizerConfig):
             raise LocalizerError(f"config must be a LocalizerConfig, got {type(self.config).__name__}")
-        mc, ec = package.contract, encoder.contract
-        if mc.encoder_id != ec.encoder_id:
-            raise EncoderMismatchError(
-                f"the map {package.path} was built with encoder {mc.name} ({mc.encoder_id}) but the model is "
-                f"{ec.name} ({ec.encoder_id}); pass the model that built the map, or rebuild the map with this one "
-                f"(`skyfix maps build ORTHO -o MAP --model MODEL`)")
         self.package = package
         self.encoder = encoder
         self.mount = mount
-        self.contract = mc
-        self.gsd = float(mc.ground_resolution_m)
-        self.size_px = int(mc.input_width)
-        b = package.bounds
-        self.tracker = ParticleTracker(TrackerConfig.from_dict(dict(self.config.tracker)),
-                                       bounds=(float(b[0]), float(b[1]), float(b[2]), float(b[3])))
-        self.height = HeightKeeper(package.ground_elevation_m)
+        if package is None:
+            # GPS alone (a recording without camera, no map): the local frame is centred on the first fix
+            self.contract, self.frame, bounds, elevation = None, None, None, 0.0
+            self.gsd, self.size_px = math.nan, 0
+        else:
+            if encoder is None:
+                raise LocalizerError("a map needs its encoder: pass the model that built it (runtime.encoder)")
+            mc, ec = package.contract, encoder.contract
+            if mc.encoder_id != ec.encoder_id:
+                raise EncoderMismatchError(
+                    f"the map {package.path} was built with encoder {mc.name} ({mc.encoder_id}) but the model is "
+                    f"{ec.name} ({ec.encoder_id}); pass the model that built the map, or rebuild the map with this "
+                    f"one (`skyfix maps build ORTHO -o MAP --model MODEL`)")
+            self.contract, self.frame = mc, package.frame
+            self.gsd = float(mc.ground_resolution_m)
+            self.size_px = int(mc.input_width)
+            b = package.bounds
+            bounds = (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+            elevation = package.ground_elevation_m
+        self.tracker = ParticleTracker(TrackerConfig.from_dict(dict(self.config.tracker)), bounds=bounds)
+        self.height = HeightKeeper(elevation)
         self._viewer = None
         self._camera = None
         self._aligner = None
@@ -229,7 +239,11 @@ class Localizer:
             return None
         self.counts["gps"] += 1
         t0 = time.perf_counter()
-        x, y = self.package.to_local(fix.lat, fix.lon)
+        if self.frame is None:
+            from maps.geodesy import LocalFrame
+
+            self.frame = LocalFrame(fix.lat, fix.lon)
+        x, y = (float(v) for v in self.frame.to_local(fix.lat, fix.lon))
         sigma = self.config.default_gps_sigma_m
         if fix.cov_enu is not None:
             var = float(max(fix.cov_enu[0, 0], fix.cov_enu[1, 1]))
@@ -263,6 +277,10 @@ class Localizer:
         lat: dict[str, float] = {}
         t_start = time.perf_counter()
         t = t_start
+        if self.package is None:
+            self.counts["frames_no_map"] = self.counts.get("frames_no_map", 0) + 1
+            self._note("no map: camera frames are not used (tracking on GPS alone)")
+            return None
         if self._camera is None and frame.camera is not None:
             self._set_camera(frame.camera)
         if self._viewer is None:
@@ -372,7 +390,7 @@ class Localizer:
         from calibration.geometry import heading_from_yaw
 
         est = self.tracker.estimate()
-        la, lo = self.package.frame.to_wgs84(est.x, est.y)
+        la, lo = self.frame.to_wgs84(est.x, est.y) if self.frame is not None else (math.nan, math.nan)
         heading = math.degrees(heading_from_yaw(float(est.yaw_rad))) % 360.0
         full = {s: float(latency_ms.get(s, 0.0)) for s in STAGES}
         return Output(est, float(la), float(lo), heading, full, source, n)

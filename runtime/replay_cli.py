@@ -16,9 +16,11 @@ from pathlib import Path
 from .bag_cli import _ROLE_FLAGS
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, *, required_map: bool = True) -> None:
     """--map/--model/--backend/--device/--threads/--camera/--mount/--height: what the loop runs on."""
-    p.add_argument("--map", required=True, metavar="MAP", help="map package (skyfix maps build)")
+    p.add_argument("--map", required=required_map, metavar="MAP",
+                   help="map package (skyfix maps build)" + ("" if required_map else "; may be omitted for a recording "
+                                                            "without camera (tracking on GPS alone)"))
     p.add_argument("--model", default=None, metavar="MODEL",
                    help="encoder file (.onnx/.engine/.pt), 'default' or 'classical' (default: the encoder that built "
                         "the map: 'classical' for classical maps, else the shipped default model)")
@@ -38,7 +40,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("replay", help="run the onboard loop over a ROS bag and write the track",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bag", metavar="BAG", nargs="+", help="ROS1 .bag file(s) (several: a split recording)")
-    add_model_args(p)
+    add_model_args(p, required_map=False)
     p.add_argument("-o", "--output", default="track.jsonl", metavar="TRACK.jsonl",
                    help="track, one JSON line per estimate (default track.jsonl); .geojson and .gpx next to it")
     p.add_argument("--no-geojson", action="store_true", help="do not write TRACK.geojson")
@@ -65,6 +67,8 @@ def load_loop(args: argparse.Namespace):
     from .encoder import CLASSICAL, DEFAULT, load_encoder
     from .localizer import Localizer, LocalizerConfig
 
+    if args.map is None:
+        return Localizer(None, None), None, None
     package = MapPackage.load(args.map)
     model = args.model
     if model is None:
@@ -116,6 +120,7 @@ def record_of(out, package):
 
 def run(args: argparse.Namespace) -> int:
     from .bags import BagReader
+    from .errors import BagError
     from .events import Frame, GpsFix
     from .outputs import TrackWriter
     from .sources.replay import replay_events
@@ -128,9 +133,12 @@ def run(args: argparse.Namespace) -> int:
     with BagReader(args.bag, topics=overrides) as bag:
         for note in bag.notes:
             _err(f"note: {note}")
-        gps_only = bag.selection.get("camera") is None
-        if gps_only:
+        gps_only = bag.selection.get("camera") is None or package is None
+        if bag.selection.get("camera") is None:
             _err("notice: the recording has no camera topic: tracking on GPS alone (no visual fixes)")
+        elif package is None:
+            raise BagError(f"the recording has camera frames ({bag.selection['camera']}): pass --map MAP (a map "
+                           "built with `skyfix maps build`) to localize with them")
         duration = bag.duration_s
         with TrackWriter(out_path, geojson=not args.no_geojson, gpx=not args.no_gpx, overwrite=args.overwrite) as w:
             roles = ("camera", "camera_info", "gps", "imu")
@@ -154,5 +162,6 @@ def run(args: argparse.Namespace) -> int:
         _err(f"note: {note}")
     c = loop.counts
     print(f"{n_out} estimates -> {out_path} in {wall:.1f} s ({c['frames']} frames, {c['frames_used']} with a visual "
-          f"fix; {c['gps']} GPS fixes, {c['gps_rejected']} rejected; encoder {encoder.name})")
+          f"fix; {c['gps']} GPS fixes, {c['gps_rejected']} rejected; "
+          + (f"encoder {encoder.name})" if encoder is not None else "GPS alone)"))
     return 0

@@ -12,6 +12,7 @@ GROUPS = (
     ("runtime.live_cli", "register"),
     ("runtime.eval_cli", "register"),
     ("runtime.bench_loop", "register"),
+    ("runtime.scenarios", "register"),
     ("runtime.bag_cli", "register"),
 )
 

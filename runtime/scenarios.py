@@ -1,0 +1,219 @@
+"""``runtime scenarios``: the accuracy protocol of the onboard loop, end to end, as a table and JSON.
+
+For each orthophoto (held-out areas: ones the encoder did not train on) a map is built with the encoder, and for
+each scenario a flight is simulated over it (:mod:`runtime.sim`, 60 m, 8 m/s, lawnmower, camera 5 Hz, GPS 5 Hz with
+sigma 5 m and a 3 m bias), replayed through the loop (:class:`runtime.localizer.Localizer`) and evaluated against
+the ground truth (:mod:`runtime.evaluation`):
+
+=========  =============================================================  ==========================================
+scenario   GPS                                                            reported (targets of the onboard issue)
+=========  =============================================================  ==========================================
+noisy      sigma 5 m, bias 3 m throughout                                 median (<= 2 m), p95 (<= 6 m) vs GPS alone
+outage     as noisy, no fix for 30 s from ``outage_start_s``              p95 inside the outage (<= 8 m)
+spoof      as noisy, fixes 200 m off for 5 s from ``spoof_start_s``       delay until rejected (<= 2 s), max error
+                                                                           during the spoof (<= 6 m)
+no_gps     none at all (height given as the flight height)                frames until the error stays <= 6 m (<= 20)
+=========  =============================================================  ==========================================
+
+Nothing here is a test: it measures. The tests run a short version of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+SCENARIOS = ("noisy", "outage", "spoof", "no_gps")
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """Flight and GPS settings shared by the scenarios (seconds, metres)."""
+
+    duration_s: float = 120.0
+    altitude_m: float = 60.0
+    speed_mps: float = 8.0
+    gps_sigma_m: float = 5.0
+    gps_bias_m: float = 3.0
+    outage_start_s: float = 40.0
+    outage_s: float = 30.0
+    spoof_start_s: float = 80.0
+    spoof_s: float = 5.0
+    spoof_m: float = 200.0
+    seed: int = 1
+    localizer: dict = field(default_factory=dict)
+
+
+def scaled_config(duration_s: float, **kwargs) -> ScenarioConfig:
+    """The default scenarios for a flight of ``duration_s``: outage from 1/3 of it (30 s, at most a quarter of the
+    flight), spoof from 2/3 of it."""
+    d = float(duration_s)
+    return replace(ScenarioConfig(), duration_s=d, outage_start_s=d / 3.0, outage_s=min(30.0, d / 4.0),
+                   spoof_start_s=2.0 * d / 3.0, **kwargs)
+
+
+def _sim_config(cfg: ScenarioConfig, scenario: str, ortho: str, out: str):
+    from .sim.config import SimConfig
+
+    outages: tuple = ()
+    spoofs: tuple = ()
+    if scenario == "outage":
+        outages = ((cfg.outage_start_s, cfg.outage_start_s + cfg.outage_s),)
+    elif scenario == "spoof":
+        spoofs = ((cfg.spoof_start_s, cfg.spoof_start_s + cfg.spoof_s, cfg.spoof_m),)
+    elif scenario == "no_gps":
+        outages = ((0.0, cfg.duration_s + 1.0),)
+    return SimConfig(ortho=ortho, out=out, duration_s=cfg.duration_s, altitude_m=cfg.altitude_m,
+                     speed_mps=cfg.speed_mps, gps_sigma_m=cfg.gps_sigma_m, gps_bias_m=cfg.gps_bias_m,
+                     gps_outages=outages, gps_spoofs=spoofs, seed=cfg.seed)
+
+
+def replay(package, encoder, bag_path, out_jsonl, *, localizer: dict | None = None):
+    """Run the loop over a bag; returns (records, Localizer). Writes ``out_jsonl``."""
+    from .bags import BagReader
+    from .localizer import Localizer, LocalizerConfig
+    from .outputs import TrackWriter
+    from .replay_cli import record_of
+
+    loop = Localizer(package, encoder, config=LocalizerConfig.from_dict(dict(localizer or {})))
+    records = []
+    with BagReader(bag_path) as bag, TrackWriter(out_jsonl, overwrite=True) as w:
+        for ev in bag.events(roles=("camera", "camera_info", "gps", "imu")):
+            out = loop.process(ev)
+            if out is not None:
+                rec = record_of(out, package)
+                w.write(rec)
+                records.append(rec)
+    return records, loop
+
+
+def run_scenario(scenario: str, ortho_path, package, encoder, out_dir, cfg: ScenarioConfig) -> dict:
+    """Simulate, replay and evaluate one scenario; returns a JSON-ready dict of the measured numbers."""
+    from .evaluation import evaluate_track
+    from .sim.flight import simulate
+
+    if scenario not in SCENARIOS:
+        from .localizer import LocalizerError
+
+        raise LocalizerError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bag = out / f"{scenario}.bag"
+    t0 = time.perf_counter()
+    simulate(_sim_config(cfg, scenario, str(ortho_path), str(bag)))
+    t_sim = time.perf_counter() - t0
+    loc = dict(cfg.localizer)
+    if scenario == "no_gps":
+        loc.setdefault("height_m", cfg.altitude_m)
+    records, loop = replay(package, encoder, bag, out / f"{scenario}.jsonl", localizer=loc)
+    t_replay = time.perf_counter() - t0 - t_sim
+    res = evaluate_track(records, bag)
+    est, gps = res.estimate, res.gps
+    row = {"scenario": scenario, "frames": loop.counts["frames"], "visual_fixes": loop.counts["frames_used"],
+           "median_m": est["all"].median_m, "p95_m": est["all"].p95_m, "max_m": est["all"].max_m,
+           "gps_median_m": gps["all"].median_m, "gps_p95_m": gps["all"].p95_m,
+           "sim_s": round(t_sim, 1), "replay_s": round(t_replay, 1),
+           "total_ms_median": float(np.median([r.latency_ms["total"] for r in records if r.latency_ms["total"] > 0]
+                                              or [math.nan]))}
+    t_ns = np.array([r.t_ns for r in records], np.int64)
+    start_ns = int(t_ns[0]) if len(t_ns) else 0
+    if scenario == "outage":
+        row["outage_p95_m"] = est["outage"].p95_m
+        row["outage_median_m"] = est["outage"].median_m
+        row["outage_max_m"] = est["outage"].max_m
+    if scenario == "spoof":
+        row["spoof_max_m"] = est["spoof"].max_m
+        row["spoof_median_m"] = est["spoof"].median_m
+        s_ns = res.series.t_ns
+        spoof_t = [int(t) for t, p in zip(s_ns, res.series.phase) if p == "spoof"]
+        first_spoof = min(spoof_t) if spoof_t else None
+        rejected = [r.t_ns for r in records if r.gps == "rejected" and first_spoof is not None
+                    and r.t_ns >= first_spoof - int(0.5e9)]
+        row["spoof_rejected_after_s"] = ((rejected[0] - first_spoof) / 1e9 if rejected and first_spoof else None)
+        # error during the spoof and the 5 s after it (the filter must not follow the jump)
+        if first_spoof is not None:
+            win = (s_ns >= first_spoof) & (s_ns <= first_spoof + int((cfg.spoof_s + 5.0) * 1e9))
+            row["spoof_window_max_m"] = float(np.nanmax(res.series.err_m[win])) if win.any() else None
+    if scenario == "no_gps":
+        err = res.series.err_m
+        ok = np.isfinite(err) & (err <= 6.0)
+        bad = np.flatnonzero(~ok)
+        first_good = int(bad[-1] + 1) if len(bad) else 0
+        row["frames_to_converge"] = first_good + 1 if first_good < len(err) else None
+        row["converged_s"] = (float((res.series.t_ns[first_good] - start_ns) / 1e9) if first_good < len(err)
+                              else None)
+    row["eval"] = res.to_dict()
+    return row
+
+
+def run_all(orthos, model, out_dir, cfg: ScenarioConfig, scenarios=SCENARIOS, *, progress=None) -> list[dict]:
+    """Build a map per orthophoto with ``model`` and run every scenario over it."""
+    from maps.build import build_map
+    from maps.geotiff import load_orthophoto
+    from maps.package import MapPackage
+
+    from .encoder import load_encoder
+
+    encoder = load_encoder(model)
+    rows = []
+    for path in orthos:
+        name = Path(path).stem if Path(path).is_file() else Path(path).name
+        area = Path(out_dir) / name
+        ortho = load_orthophoto(path)
+        map_dir = build_map(ortho, encoder, encoder.contract, area / "map", overwrite=True)
+        package = MapPackage.load(map_dir)
+        for sc in scenarios:
+            if progress:
+                progress(f"{name}: {sc}")
+            row = run_scenario(sc, path, package, encoder, area, cfg)
+            row["area"] = name
+            row["model"] = encoder.name
+            rows.append(row)
+            if progress:
+                progress(format_row(row))
+    return rows
+
+
+def _f(v, nd=1) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{nd}f}"
+
+
+def format_row(r: dict) -> str:
+    extra = {"outage": f"outage p95 {_f(r.get('outage_p95_m'))} m",
+             "spoof": f"rejected after {_f(r.get('spoof_rejected_after_s'))} s, max in spoof+5 s "
+                      f"{_f(r.get('spoof_window_max_m'))} m",
+             "no_gps": f"converged after {r.get('frames_to_converge') or '-'} frames"}.get(r["scenario"], "")
+    return (f"{r['area']:28s} {r['scenario']:7s} median {_f(r['median_m'], 2):>6s} p95 {_f(r['p95_m'], 2):>6s} "
+            f"max {_f(r['max_m']):>6s} | GPS median {_f(r['gps_median_m']):>5s} p95 {_f(r['gps_p95_m']):>6s} | "
+            f"{r['total_ms_median']:.1f} ms/frame | {extra}")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("scenarios", help="accuracy protocol: simulated flights with noisy GPS, outage, spoof "
+                              "and no GPS over held-out orthophotos (table + JSON)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ortho", nargs="+", metavar="ORTHO", help="held-out orthophoto GeoTIFF(s)")
+    p.add_argument("--model", default="default", help="encoder (default: the shipped default model)")
+    p.add_argument("--out", default="scenarios", metavar="DIR", help="output folder (default ./scenarios)")
+    p.add_argument("--only", nargs="*", choices=SCENARIOS, default=list(SCENARIOS), help="scenarios to run")
+    p.add_argument("--duration", type=float, default=120.0, help="flight duration, seconds (default 120)")
+    p.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = scaled_config(args.duration, seed=args.seed)
+    rows = run_all(args.ortho, args.model, args.out, cfg, args.only,
+                   progress=lambda s: print(s, file=sys.stderr, flush=True))
+    print("\n".join(format_row(r) for r in rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0

@@ -1,0 +1,193 @@
+"""The onboard loop end to end on a held-out real orthophoto: simulated flights with noisy GPS, an outage, a spoof
+and no GPS at all, replayed through the Localizer and evaluated against the ground truth; the replay, bench and
+live commands; the loop's errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from runtime.cli.onboard import main as runtime_main
+from runtime.localizer import EncoderMismatchError, Localizer, LocalizerConfig, LocalizerError, STAGES
+
+ORTHO = "ortho/swissimage_zurich_a_0.5m.tif"
+DURATION = 36.0
+
+
+@pytest.fixture(scope="module")
+def area(shared_data, tmp_path_factory):
+    """A classical-descriptor map of zurich_a (held out from encoder training) and its encoder."""
+    pytest.importorskip("rasterio")
+    from maps.build import build_map
+    from maps.geotiff import load_orthophoto
+    from maps.package import MapPackage
+    from runtime.encoder import load_encoder
+
+    path = shared_data(ORTHO)
+    enc = load_encoder("classical")
+    root = tmp_path_factory.mktemp("loop")
+    map_dir = build_map(load_orthophoto(path), enc, enc.contract, root / "map")
+    return path, MapPackage.load(map_dir), enc, root
+
+
+@pytest.fixture(scope="module")
+def scenario(area):
+    from runtime.scenarios import run_scenario, scaled_config
+
+    path, package, enc, root = area
+    cache = {}
+
+    def get(name: str) -> dict:
+        if name not in cache:
+            cache[name] = run_scenario(name, path, package, enc, root / name, scaled_config(DURATION))
+        return cache[name]
+
+    return get
+
+
+def test_noisy_gps_is_beaten_by_the_loop(scenario):
+    r = scenario("noisy")
+    assert r["visual_fixes"] >= 0.9 * r["frames"]
+    assert r["gps_median_m"] > 4.0  # sigma 5 m, bias 3 m
+    assert r["median_m"] <= 2.0 and r["p95_m"] <= 6.0
+    assert set(r["eval"]["latency_ms"]) >= set(STAGES)
+
+
+def test_outage_is_bridged_by_vision(scenario):
+    r = scenario("outage")
+    assert r["eval"]["estimate"]["outage"]["n"] > 20
+    assert r["outage_p95_m"] <= 8.0
+
+
+def test_spoof_jump_is_rejected_within_two_seconds(scenario):
+    r = scenario("spoof")
+    assert r["eval"]["gps"]["spoof"]["median_m"] > 150.0  # the jump is there
+    assert r["spoof_rejected_after_s"] is not None and r["spoof_rejected_after_s"] <= 2.0
+    assert r["spoof_window_max_m"] <= 6.0
+    assert r["eval"]["status_counts"].get("GPS_REJECTED", 0) > 0
+
+
+def test_no_gps_from_the_start_converges_within_twenty_frames(scenario):
+    r = scenario("no_gps")
+    assert r["eval"]["n_gps"] == 0
+    assert r["frames_to_converge"] is not None and r["frames_to_converge"] <= 20
+    assert r["median_m"] <= 2.0
+
+
+def test_replay_and_eval_commands(area, scenario, tmp_path, capsys):
+    path, package, enc, root = area
+    scenario("spoof")
+    bag = root / "spoof" / "spoof.bag"
+    track = tmp_path / "track.jsonl"
+    assert runtime_main(["replay", str(bag), "--map", str(package.path), "-o", str(track), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "estimates ->" in out and "encoder classical" in out
+    lines = track.read_text().splitlines()
+    rec = json.loads(lines[-1])
+    assert {"t_ns", "lat", "lon", "heading_deg", "sigma_m", "status", "latency_ms"} <= set(rec)
+    assert set(rec["latency_ms"]) >= set(STAGES)
+    assert json.loads(track.with_suffix(".geojson").read_text())["type"] == "FeatureCollection"
+    assert "<gpx" in track.with_suffix(".gpx").read_text()
+    png = tmp_path / "eval.png"
+    assert runtime_main(["eval", str(track), "--truth", str(bag), "--map", str(package.path), "--plot", str(png)]) == 0
+    table = capsys.readouterr().out
+    assert "spoof" in table and "GPS alone" in table and png.stat().st_size > 10_000
+    # a camera recording needs a map; a wrong model is refused with both encoder ids
+    assert runtime_main(["replay", str(bag), "-o", str(tmp_path / "x.jsonl")]) == 2
+    assert "pass --map MAP" in capsys.readouterr().err
+
+
+def test_gps_only_recording_tracks_with_a_notice(shared_data, tmp_path, capsys):
+    bag = shared_data("bags/husky_gps_imu_odom.bag")
+    track = tmp_path / "husky.jsonl"
+    assert runtime_main(["replay", str(bag), "-o", str(track), "--quiet"]) == 0
+    cap = capsys.readouterr()
+    assert "no camera topic: tracking on GPS alone" in cap.err
+    recs = [json.loads(x) for x in track.read_text().splitlines()]
+    assert len(recs) == 989 and all(r["status"] in ("OK", "DEGRADED", "GPS_REJECTED") for r in recs)
+    assert abs(recs[0]["lat"] - 42.3758) < 1e-3 and abs(recs[0]["lon"] + 71.1474) < 1e-3
+
+
+def test_bench_command_reports_every_stage(area, tmp_path, capsys):
+    path, package, enc, root = area
+    js = tmp_path / "bench.json"
+    assert runtime_main(["bench", "--map", str(package.path), "--frames", "6", "--warmup", "2",
+                         "--json", str(js)]) == 0
+    r = json.loads(js.read_text())
+    assert set(r["stages_ms"]) == set(STAGES) and r["frames"] == 6
+    assert r["fps_from_median"] > 0 and r["peak_rss_mb"] > 0
+    assert "fps" in capsys.readouterr().out
+
+
+def test_live_run_from_a_video_file_with_nmea_out(area, tmp_path, capsys):
+    """``runtime run``: frames from a video file, no GPS (height given), estimates as JSONL and NMEA on a pty."""
+    import os
+
+    import cv2
+
+    from calibration.camera_io import default_camera, save_camera
+    from calibration.geometry import Attitude
+    from calibration.view import render
+    from runtime.nmea import NmeaParser
+
+    path, package, enc, root = area
+    imagery = package.imagery()
+    cam = default_camera()
+    x0, y0, x1, y1 = package.bounds
+    video = tmp_path / "flight.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (cam.width, cam.height))
+    for i in range(12):
+        img, _ = render(imagery, cam, ((x0 + x1) / 2 + 3.0 * i, (y0 + y1) / 2), 60.0, Attitude(0.0, 0.0, 0.0))
+        w.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    w.release()
+    assert runtime_main(["run", "--source", str(video), "--map", str(package.path)]) == 2
+    assert "needs the camera's intrinsics: pass --camera" in capsys.readouterr().err
+    save_camera(cam, tmp_path / "camera.yaml")
+    master, slave = os.openpty()
+    os.set_blocking(master, False)
+    try:
+        track = tmp_path / "live.jsonl"
+        assert runtime_main(["run", "--source", str(video), "--every-frame", "--map", str(package.path),
+                             "--height", "60", "-o", str(track), "--nmea-out", os.ttyname(slave),
+                             "--camera", str(tmp_path / "camera.yaml")]) == 0
+        recs = [json.loads(x) for x in track.read_text().splitlines()]
+        assert len(recs) == 12
+        good = [r for r in recs if r["lat"] is not None]
+        assert good and good[-1]["status"] in ("OK", "DEGRADED")
+        data = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        fixes = NmeaParser(time_source="host").feed(data)
+        assert fixes and abs(fixes[-1].lat - good[-1]["lat"]) < 1e-5
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_config_and_mismatch_errors(area):
+    path, package, enc, root = area
+    with pytest.raises(LocalizerError, match="unknown"):
+        LocalizerConfig.from_dict({"kk": 3})
+    with pytest.raises(LocalizerError, match="k must be a positive integer"):
+        LocalizerConfig(k=0)
+    with pytest.raises(LocalizerError, match="align_min_score must be an NCC"):
+        LocalizerConfig(align_min_score=2.0)
+
+    class Other:
+        contract = type(enc.contract)("other-v1", "other", 128, 128, 0.4, 384)
+
+    with pytest.raises(EncoderMismatchError, match=r"built with encoder .*classical.* but the model is other \(other-v1\)"):
+        Localizer(package, Other())
+    loop = Localizer(package, enc)
+    out = loop.process(type("E", (), {})())  # an event type the loop does not use
+    assert out is None and math.isnan(loop.tracker.estimate().x)
+    assert np.isinf(loop.tracker.estimate().sigma_m)
