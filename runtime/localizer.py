@@ -61,6 +61,7 @@ class LocalizerConfig:
             them.
         attitude_sigma_deg: roll/pitch error assumed for the IMU attitude (moves the nadir point by
             ``height * tan(error)``), degrees.
+        unknown_tilt_sigma_deg: the same without an IMU (level camera assumed: banking in turns is not seen).
         yaw_hypotheses: views per frame when the heading is unknown (no IMU, tracker yaw uncertain).
         min_view_valid: least fraction of valid pixels in the encoder crop; fewer: the frame gives no visual fix.
         imu_max_age_s: an IMU attitude older than this (seconds) at the frame time is not used.
@@ -75,6 +76,7 @@ class LocalizerConfig:
     align_min_score: float = 0.5
     retrieval_only_sigma_m: float = 12.0
     attitude_sigma_deg: float = 1.0
+    unknown_tilt_sigma_deg: float = 6.0
     yaw_hypotheses: int = 8
     min_view_valid: float = 0.6
     imu_max_age_s: float = 0.5
@@ -91,7 +93,7 @@ class LocalizerConfig:
         if isinstance(self.align_top, bool) or not isinstance(self.align_top, int) or self.align_top < 0:
             raise LocalizerError(f"localizer align_top must be an integer >= 0, got {self.align_top!r}")
         for key in ("imu_max_age_s", "default_gps_sigma_m", "min_scope_m", "retrieval_only_sigma_m",
-                    "attitude_sigma_deg"):
+                    "attitude_sigma_deg", "unknown_tilt_sigma_deg"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise LocalizerError(f"localizer {key} must be a number > 0, got {v!r}")
@@ -325,7 +327,8 @@ class Localizer:
         scores, ids = self.package.search(emb, self.config.k, prior=scope)
         now = time.perf_counter()
         lat["search"], t = (now - t) * 1e3, now
-        fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope, height)
+        tilt_sigma = self.config.attitude_sigma_deg if attitude is not None else self.config.unknown_tilt_sigma_deg
+        fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope, height, tilt_sigma)
         now = time.perf_counter()
         lat["align"], t = (now - t) * 1e3, now
         if fix is not None:
@@ -336,20 +339,21 @@ class Localizer:
         lat["total"] = (now - t_start) * 1e3
         return self._output(frame.t_ns, lat, "frame", n)
 
-    def _visual_fix(self, t_ns: int, views, scores: np.ndarray, ids: np.ndarray, scope, height_m: float):
+    def _visual_fix(self, t_ns: int, views, scores: np.ndarray, ids: np.ndarray, scope, height_m: float,
+                    tilt_sigma_deg: float):
         """Candidates of every view -> one VisualFix.
 
         With map imagery, the best ``align_top`` retrieval candidates of each view are fine-aligned; the aligned
         positions whose NCC reaches ``align_min_score`` (and whose peak is not on the search window's edge) form the
         fix, scored by their NCC, with a sigma of the alignment's own plus what an attitude error of
-        ``attitude_sigma_deg`` moves the nadir point at this height. Without an aligned position that passes, the
+        ``tilt_sigma_deg`` moves the nadir point at this height. Without an aligned position that passes, the
         retrieval candidates form the fix (tile centres, sigma half a stride, scored by embedding cosine).
         """
         from .tracking import VisualFix
 
         cfg = self.config
         stride = float(self.package.tile_grid.stride_m)
-        att_sigma = height_m * math.tan(math.radians(cfg.attitude_sigma_deg))
+        att_sigma = height_m * math.tan(math.radians(tilt_sigma_deg))
         aligned: list[tuple[float, float, float, float, float]] = []  # x, y, score, sigma, yaw
         retrieved: list[tuple[float, float, float, float, float]] = []
         aligner = self._aligner_or_none()

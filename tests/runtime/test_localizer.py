@@ -191,3 +191,19 @@ def test_config_and_mismatch_errors(area):
     out = loop.process(type("E", (), {})())  # an event type the loop does not use
     assert out is None and math.isnan(loop.tracker.estimate().x)
     assert np.isinf(loop.tracker.estimate().sigma_m)
+
+
+def test_without_imu_the_heading_comes_from_the_images(area, scenario, tmp_path, capsys):
+    """A recording without Imu: level camera, heading hypotheses; still tracks (banking is not seen: metres worse)."""
+    from runtime.evaluation import evaluate_track
+    from runtime.outputs import read_track
+
+    path, package, enc, root = area
+    scenario("noisy")
+    bag = root / "noisy" / "noisy.bag"
+    track = tmp_path / "noimu.jsonl"
+    assert runtime_main(["replay", str(bag), "--map", str(package.path), "-o", str(track), "--quiet",
+                         "--imu-topic", "none"]) == 0
+    res = evaluate_track(read_track(track), bag)
+    assert res.estimate["all"].p95_m <= 10.0
+    assert res.heading is not None and res.heading.median_deg <= 5.0
