@@ -175,8 +175,8 @@ class TrainPreset:
         # the model fields, checked without importing torch (EncoderConfig checks them again when built)
         if self.backbone not in ("efficientnet_lite0", "small_cnn"):
             raise PresetError(f"preset backbone must be efficientnet_lite0 or small_cnn, got {self.backbone!r}")
-        if self.aggregation not in ("gem", "netvlad"):
-            raise PresetError(f"preset aggregation must be gem or netvlad, got {self.aggregation!r}")
+        if self.aggregation not in ("gem", "netvlad", "gem_spatial"):
+            raise PresetError(f"preset aggregation must be gem, netvlad or gem_spatial, got {self.aggregation!r}")
         if self.pretrained and self.backbone != "efficientnet_lite0":
             raise PresetError(f"pretrained weights exist only for efficientnet_lite0, not {self.backbone!r}")
         for key in ("pretrained", "shared", "orientation_head"):

@@ -1,4 +1,4 @@
-"""Global aggregation of a feature map into one descriptor: GeM and NetVLAD."""
+"""Aggregation of a feature map into one descriptor: GeM, NetVLAD, and GeM + spatial layout."""
 
 from __future__ import annotations
 
@@ -72,11 +72,50 @@ class NetVLAD(nn.Module):
         return F.normalize(vlad.flatten(1), dim=1)
 
 
+class GeMSpatial(nn.Module):
+    """GeM plus the feature map's layout: ``[n, c, h, w] -> [n, c + grid * grid * reduce_dim]``.
+
+    A pooled descriptor (GeM, NetVLAD) is blind to where things are inside the tile, so a tile and its neighbour a
+    quarter of a tile away (mostly the same content, shifted) get nearly the same descriptor; map retrieval must tell
+    them apart. This head appends the map reduced by a 1x1 conv (+ BN + ReLU) to ``reduce_dim`` channels and
+    average-pooled to ``grid x grid`` cells, flattened in row-major order (north-up: row = north..south). Heading
+    errors of the query views are a few degrees, so a fixed layout is what the data have.
+
+    Args:
+        in_channels: c. map_size: the feature map's side for the model's input size (h = w).
+        grid: cells per side (<= map_size; map_size must be a multiple of it). reduce_dim: channels per cell.
+    """
+
+    def __init__(self, in_channels: int, map_size: int, grid: int = 4, reduce_dim: int = 64) -> None:
+        super().__init__()
+        grid = min(int(grid), int(map_size))
+        if grid < 1 or map_size % grid:
+            raise ModelConfigError(f"GeMSpatial: the {map_size}x{map_size} feature map is not a multiple of grid {grid}")
+        self.in_channels = int(in_channels)
+        self.gem = GeM(in_channels)
+        self.reduce = nn.Sequential(nn.Conv2d(in_channels, reduce_dim, 1, bias=False), nn.BatchNorm2d(reduce_dim),
+                                    nn.ReLU(inplace=True))
+        k = map_size // grid
+        self.pool = nn.AvgPool2d(k) if k > 1 else nn.Identity()
+        self.grid, self.map_size = grid, int(map_size)
+        self.out_dim = self.in_channels + grid * grid * int(reduce_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_map(x, self.in_channels, "GeMSpatial")
+        if x.shape[2] != self.map_size or x.shape[3] != self.map_size:
+            raise ModelInputError(f"GeMSpatial was built for a {self.map_size}x{self.map_size} feature map (the "
+                                  f"model's input size), got {tuple(x.shape[2:])}")
+        return torch.cat([self.gem(x), self.pool(self.reduce(x)).flatten(1)], dim=1)
+
+
 def build_aggregation(name: str, in_channels: int, **kwargs) -> nn.Module:
-    """``"gem"`` -> :class:`GeM`, ``"netvlad"`` -> :class:`NetVLAD`; the module has ``out_dim``."""
+    """``"gem"`` -> :class:`GeM`, ``"netvlad"`` -> :class:`NetVLAD`, ``"gem_spatial"`` -> :class:`GeMSpatial`
+    (needs ``map_size``); the module has ``out_dim``."""
     if name == "gem":
         return GeM(in_channels, **kwargs)
     if name == "netvlad":
         return NetVLAD(in_channels, **kwargs)
-    raise ModelConfigError(f"unknown aggregation {name!r}; expected 'gem' or 'netvlad'")
+    if name == "gem_spatial":
+        return GeMSpatial(in_channels, **kwargs)
+    raise ModelConfigError(f"unknown aggregation {name!r}; expected 'gem', 'netvlad' or 'gem_spatial'")
 

@@ -25,7 +25,7 @@ from .efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0
 from .small_cnn import SmallCNN
 
 BACKBONES = ("efficientnet_lite0", "small_cnn")
-AGGREGATIONS = ("gem", "netvlad")
+AGGREGATIONS = ("gem", "netvlad", "gem_spatial")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class EncoderConfig:
     Attributes:
         backbone: "efficientnet_lite0" or "small_cnn".
         pretrained: start EfficientNet-Lite0 from the ImageNet weights (rejected for small_cnn).
-        aggregation: "gem" or "netvlad".
+        aggregation: "gem", "netvlad" or "gem_spatial" (GeM + the feature map's 4x4 layout: tells neighbouring
+            tiles apart).
         dim: embedding size d.
         shared: one set of weights for camera and aerial branches.
         orientation_head: add the (cos, sin) relative-heading regression head.
@@ -237,6 +238,12 @@ def rotation_averaged(encoder: nn.Module, images: torch.Tensor, k: int = 4,
 def _build_branch(config: EncoderConfig) -> Encoder:
     backbone = efficientnet_lite0(pretrained=config.pretrained) if config.backbone == "efficientnet_lite0" else SmallCNN()
     kwargs = {"clusters": config.netvlad_clusters, "reduce_dim": config.netvlad_dim} if config.aggregation == "netvlad" else {}
+    if config.aggregation == "gem_spatial":
+        with torch.no_grad():
+            was = backbone.training
+            backbone.eval()
+            kwargs["map_size"] = int(backbone(torch.zeros(1, 3, config.input_size, config.input_size)).shape[-1])
+            backbone.train(was)
     aggregation = build_aggregation(config.aggregation, backbone.out_channels, **kwargs)
     return Encoder(backbone, aggregation, config.dim, normalize=True)
 

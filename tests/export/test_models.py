@@ -23,7 +23,8 @@ def _images(n=2, size=128, seed=0):
 
 
 @pytest.mark.parametrize("backbone,aggregation", [("small_cnn", "gem"), ("small_cnn", "netvlad"),
-                                                  ("efficientnet_lite0", "gem")])
+                                                  ("small_cnn", "gem_spatial"), ("efficientnet_lite0", "gem"),
+                                                  ("efficientnet_lite0", "gem_spatial")])
 def test_embeddings_are_unit_rows(backbone, aggregation):
     torch.manual_seed(0)
     model = build_encoder(EncoderConfig(backbone=backbone, aggregation=aggregation, dim=64)).eval()
@@ -208,3 +209,25 @@ def test_forward_latency_report(backbone):
             dt = (time.perf_counter() - t0) / reps
             lines.append(f"batch {n}: {1000 * dt / n:.2f} ms/image")
     print(f"\n{backbone} 128x128 on CPU ({torch.get_num_threads()} threads): " + "; ".join(lines))
+
+
+def test_gem_spatial_sees_where_things_are():
+    """A pooled descriptor cannot tell a feature map from its shifted copy; GeMSpatial's layout part can."""
+    from export.errors import ModelConfigError, ModelInputError
+    from export.models.aggregation import GeM, GeMSpatial
+
+    torch.manual_seed(0)
+    head = GeMSpatial(8, map_size=4, grid=4, reduce_dim=4).eval()
+    assert head.out_dim == 8 + 16 * 4
+    x = torch.zeros(1, 8, 4, 4)
+    x[0, :, 0, 0] = 1.0  # something in the north-west cell
+    shifted = torch.roll(x, shifts=(2, 2), dims=(2, 3))  # the same thing, in the south-east
+    with torch.no_grad():
+        a, b = head(x), head(shifted)
+    assert torch.allclose(GeM(8)(x), GeM(8)(shifted)) and torch.allclose(a[:, :8], b[:, :8])
+    assert not torch.allclose(a[:, 8:], b[:, 8:])
+    assert GeMSpatial(8, map_size=8, grid=4).pool.kernel_size == 2
+    with pytest.raises(ModelConfigError, match="not a multiple of grid"):
+        GeMSpatial(8, map_size=6, grid=4)
+    with pytest.raises(ModelInputError, match="built for a 4x4 feature map"):
+        head(torch.zeros(1, 8, 8, 8))
