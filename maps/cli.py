@@ -98,6 +98,19 @@ def register(subparsers, *, load_encoder=None) -> None:
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON here ('-' for stdout)")
     bench.set_defaults(handler=_bench)
 
+    t = sub.add_parser(
+        "tiles", help="cut orthophotos into PNG tiles at a ground resolution (INT8 calibration/evaluation images)",
+        description="Resample each orthophoto to --gsd and write every --size px tile with at least --min-valid "
+                    "valid pixels, --stride px apart, as RGB PNGs named ORTHO_NNNNN.png.",
+    )
+    t.add_argument("ortho", nargs="+", metavar="ORTHO", help="GeoTIFF file(s)")
+    t.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write the tiles to")
+    t.add_argument("--gsd", type=float, default=0.4, help="metres per pixel (default 0.4, the default encoder's)")
+    t.add_argument("--size", type=int, default=128, help="tile side, pixels (default 128)")
+    t.add_argument("--stride", type=int, default=48, help="tile spacing, pixels (default 48)")
+    t.add_argument("--min-valid", type=float, default=0.99, help="least valid fraction (default 0.99)")
+    t.set_defaults(handler=_tiles)
+
 
 def _err(*parts) -> None:
     print(*parts, file=sys.stderr, flush=True)
@@ -272,4 +285,36 @@ def _bench(args: argparse.Namespace) -> int:
             with open(args.json, "w", encoding="utf-8") as fh:
                 fh.write(text + "\n")
             _err(f"results written to {args.json}")
+    return 0
+
+
+def _tiles(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    from .errors import MapError
+    from .geotiff import load_orthophoto
+    from .tiling import resample_to_gsd
+
+    if args.size <= 0 or args.stride <= 0 or not args.gsd > 0:
+        raise MapError(f"--size and --stride must be > 0 pixels and --gsd > 0 m, got {args.size}, {args.stride}, "
+                       f"{args.gsd}")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for path in args.ortho:
+        o = resample_to_gsd(load_orthophoto(path), args.gsd)
+        name, n, s = Path(path).stem, 0, args.size
+        for y in range(0, o.height - s + 1, args.stride):
+            for x in range(0, o.width - s + 1, args.stride):
+                if o.mask[y:y + s, x:x + s].mean() >= args.min_valid:
+                    tile = np.ascontiguousarray(o.image[y:y + s, x:x + s, ::-1])
+                    if not cv2.imwrite(str(out / f"{name}_{n:05d}.png"), tile):
+                        raise MapError(f"cannot write {out / f'{name}_{n:05d}.png'}")
+                    n += 1
+        _err(f"{path}: {n} tiles of {s} px at {args.gsd:g} m/px")
+        total += n
+    print(f"{total} tiles -> {out}")
     return 0

@@ -201,3 +201,25 @@ def test_skyfix_entry_point_lists_maps():
         pytest.skip(f"another CLI group is not importable yet: {out.stderr.strip().splitlines()[-1]}")
     assert out.returncode == 0, out.stderr
     assert "build" in out.stdout and "bench" in out.stdout
+
+
+def test_tiles_writes_pngs_at_the_ground_resolution(tmp_path, capsys):
+    pytest.importorskip("rasterio")
+    import cv2
+
+    from maps.geotiff import write_geotiff
+    from maps.ortho import Orthophoto
+
+    img = np.random.default_rng(0).integers(0, 256, (100, 80, 3), dtype=np.uint8)
+    mask = np.ones((100, 80), bool)
+    mask[:, :10] = False  # an invalid strip: tiles touching it are skipped
+    tif = write_geotiff(tmp_path / "o.tif", Orthophoto(image=img, mask=mask, gsd=0.2, x_min=0.0, y_max=20.0,
+                                                      frame=FRAME))
+    assert cli(["maps", "tiles", str(tif), "-o", str(tmp_path / "t"), "--gsd", "0.4", "--size", "16",
+                "--stride", "8"]) == 0
+    files = sorted((tmp_path / "t").glob("o_*.png"))
+    # 0.4 m/px: 50 x 40 px, the first 5 columns invalid -> x in {8, 16, 24} x y in {0, 8, 16, 24, 32}
+    assert len(files) == 15 and "15 tiles" in capsys.readouterr().out
+    t = cv2.imread(str(files[0]))
+    assert t.shape == (16, 16, 3)
+    assert cli(["maps", "tiles", str(tif), "-o", str(tmp_path / "u"), "--size", "0"]) == 2
