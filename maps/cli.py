@@ -38,7 +38,7 @@ def register(subparsers, *, load_encoder=None) -> None:
     b.add_argument("-o", "--output", required=True, metavar="MAP", help="map package directory to write")
     b.add_argument("--model", metavar="MODEL", default=None,
                    help="encoder: an exported model file (.onnx, .engine, ...), 'default' (the shipped learned "
-                        "model) or 'classical' (the baseline descriptor; the default when omitted)")
+                        "model; the default) or 'classical' (the baseline descriptor)")
     b.add_argument("--gsd", type=float, metavar="M", help="orthophoto resolution in the local frame, m/px "
                    "(default: the source's); tiles are always cut at the encoder's resolution")
     b.add_argument("--tile-size-m", type=float, metavar="M", help="tile side, metres (default: encoder input x resolution)")
@@ -79,7 +79,9 @@ def register(subparsers, *, load_encoder=None) -> None:
     s.add_argument("--k", type=int, default=10, help="results (default 10)")
     s.add_argument("--image", metavar="PNG", help="north-up ground image to use as the query")
     s.add_argument("--exact", action="store_true", help="exact search only (no HNSW)")
-    s.set_defaults(handler=_search)
+    s.add_argument("--model", default=None, metavar="MODEL",
+                   help="encoder for --image (default: the one that built the map: 'classical' or 'default')")
+    s.set_defaults(handler=_search, load_encoder=load_encoder)
 
     bench = sub.add_parser(
         "bench", help="load-time and query-latency benchmark (table + JSON)",
@@ -120,10 +122,13 @@ def _build(args: argparse.Namespace) -> int:
     from .errors import MapError
 
     encoder = None
-    if args.model not in (None, "classical"):
+    model = args.model
+    if model is None and getattr(args, "load_encoder", None) is not None:
+        model = "default"  # the shipped learned encoder, when the CLI wiring can load models
+    if model not in (None, "classical"):
         if getattr(args, "load_encoder", None) is None:
             raise MapError(NO_MODEL_LOADER)
-        encoder = args.load_encoder(args.model)
+        encoder = args.load_encoder(model)
     try:
         from .descriptors import ClassicalDescriptor, classical_contract
         from .geotiff import load_orthophoto
@@ -218,14 +223,22 @@ def _search(args: argparse.Namespace) -> int:
         raise QueryError(f"--k must be a positive integer, got {args.k}")
     if args.radius is not None and not (math.isfinite(args.radius) and args.radius > 0):
         raise QueryError(f"--radius must be > 0 metres, got {args.radius}")
-    expect = None
+    embed = None
     if args.image:
-        try:
-            from .descriptors import ClassicalDescriptor, classical_contract
-        except ImportError as exc:
-            raise MapError(f"the classical descriptor is not available in this installation ({exc})") from exc
-        expect = classical_contract()
-    pkg = MapPackage.load(args.map, expect_contract=expect, hnsw="lazy")
+        pkg = MapPackage.load(args.map, hnsw="lazy")
+        model = args.model or ("classical" if pkg.contract.encoder_id.startswith("classical") else "default")
+        if model == "classical":
+            try:
+                from .descriptors import ClassicalDescriptor, classical_contract
+            except ImportError as exc:
+                raise MapError(f"the classical descriptor is not available in this installation ({exc})") from exc
+            embed, expect = ClassicalDescriptor(), classical_contract()
+        else:
+            if getattr(args, "load_encoder", None) is None:
+                raise MapError(NO_MODEL_LOADER)
+            embed = args.load_encoder(model)
+            expect = embed.contract
+    pkg = MapPackage.load(args.map, expect_contract=expect if embed is not None else None, hnsw="lazy")
     x, y = pkg.to_local(args.lat, args.lon)
     if args.image:
         import cv2
@@ -236,7 +249,7 @@ def _search(args: argparse.Namespace) -> int:
             raise MapError(f"cannot read the query image {args.image!r} (expected a PNG/JPEG north-up ground image)")
         c = pkg.contract
         img = cv2.resize(img, (c.input_width, c.input_height), interpolation=cv2.INTER_AREA)
-        q = ClassicalDescriptor()(np.ascontiguousarray(img[..., ::-1])[None])
+        q = embed(np.ascontiguousarray(img[..., ::-1])[None])
         what = f"image {args.image}"
     else:
         tid = pkg.nearest_tile(x, y)

@@ -115,6 +115,9 @@ def test_search_errors(rand_map, capsys):
     assert cli(["maps", "search", str(rand_map), "--lat", "47.4", "--lon", "8.5", "--radius", "-1"]) == 2
     assert "--radius must be > 0" in capsys.readouterr().err
     assert cli(["maps", "search", str(rand_map), "--lat", "47.4", "--lon", "8.5", "--image", "x.png"]) == 2
+    assert "--model needs an encoder loader" in capsys.readouterr().err  # a learned map: its model is needed
+    assert cli(["maps", "search", str(rand_map), "--lat", "47.4", "--lon", "8.5", "--image", "x.png",
+                "--model", "classical"]) == 2
     err = capsys.readouterr().err
     assert "encoder mismatch" in err or "descriptor is not available" in err
     assert cli(["maps", "info", str(rand_map.parent / "missing")]) == 2
