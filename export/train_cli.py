@@ -99,6 +99,14 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label(path: str, taken) -> str:
+    """A report label for a model file: its name, or parent/name when another model has that name already."""
+    from pathlib import Path
+
+    p = Path(path)
+    return p.name if p.name not in taken else f"{p.parent.name}/{p.name}"
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """Handler of ``skyfix eval-encoder``."""
     from pathlib import Path
@@ -112,10 +120,10 @@ def run_eval(args: argparse.Namespace) -> int:
         if m == "classical":
             encoders["classical"] = classical_embed()
         elif m.endswith(".onnx"):
-            encoders[Path(m).name] = onnx_embed(m)
+            encoders[_label(m, encoders)] = onnx_embed(m)
         else:
             ck = load_checkpoint(m)
-            encoders[Path(m).name] = (torch_embed(ck.model, "camera", args.rotations), ck.contract,
+            encoders[_label(m, encoders)] = (torch_embed(ck.model, "camera", args.rotations), ck.contract,
                                       torch_embed(ck.model, "aerial", args.rotations))
     if args.ortho:
         areas = []
