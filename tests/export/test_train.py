@@ -237,3 +237,10 @@ def test_frozen_blocks_keep_their_weights_and_statistics(split, tmp_path):
     assert frozen and trained
     assert all(torch.equal(before[k], after[k]) for k in frozen)
     assert any(not torch.equal(before[k], after[k]) for k in trained)
+
+
+def test_eval_labels_do_not_collide():
+    from export.train_cli import _label
+
+    taken = {_label("runs/a/model.onnx", {}): 1}
+    assert list(taken) == ["model.onnx"] and _label("runs/b/model.onnx", taken) == "b/model.onnx"
