@@ -68,6 +68,12 @@ class LocalizerConfig:
         default_gps_sigma_m: GPS horizontal sigma when a fix carries no covariance, metres.
         height_m: height above ground to assume before any GPS altitude is known (None: frames wait for GPS).
         min_scope_m: the least search radius around the belief, metres.
+        scale_after_s: the height counts as held (not fresh) once the last GPS altitude is this old, seconds; then
+            (and with an assumed ``height_m``) the images correct it.
+        scale_every: every this many frames with a visual fix, a held height is checked against the images
+            (0: never).
+        scale_step, scale_gain: relative height step of the check (views at 1 -/+ step) and the fraction of the
+            implied correction applied per check.
         tracker: :class:`runtime.tracking.TrackerConfig` fields (mapping) overriding its defaults.
     """
 
@@ -83,6 +89,10 @@ class LocalizerConfig:
     default_gps_sigma_m: float = 5.0
     height_m: float | None = None
     min_scope_m: float = 60.0
+    scale_after_s: float = 2.0
+    scale_every: int = 5
+    scale_step: float = 0.05
+    scale_gain: float = 0.5
     tracker: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -92,7 +102,13 @@ class LocalizerConfig:
                 raise LocalizerError(f"localizer {key} must be a positive integer, got {v!r}")
         if isinstance(self.align_top, bool) or not isinstance(self.align_top, int) or self.align_top < 0:
             raise LocalizerError(f"localizer align_top must be an integer >= 0, got {self.align_top!r}")
-        for key in ("imu_max_age_s", "default_gps_sigma_m", "min_scope_m", "retrieval_only_sigma_m",
+        if isinstance(self.scale_every, bool) or not isinstance(self.scale_every, int) or self.scale_every < 0:
+            raise LocalizerError(f"localizer scale_every must be an integer >= 0, got {self.scale_every!r}")
+        if not (isinstance(self.scale_step, (int, float)) and 0.0 < self.scale_step < 0.5):
+            raise LocalizerError(f"localizer scale_step must be in (0, 0.5), got {self.scale_step!r}")
+        if not (isinstance(self.scale_gain, (int, float)) and 0.0 < self.scale_gain <= 1.0):
+            raise LocalizerError(f"localizer scale_gain must be in (0, 1], got {self.scale_gain!r}")
+        for key in ("imu_max_age_s", "default_gps_sigma_m", "min_scope_m", "retrieval_only_sigma_m", "scale_after_s",
                     "attitude_sigma_deg", "unknown_tilt_sigma_deg"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
@@ -184,6 +200,8 @@ class Localizer:
         self._imagery_checked = False
         self._imu: ImuSample | None = None
         self.notes: list[str] = []
+        #: image-based height correction (multiplies the held/assumed height; 1 while GPS altitude is fresh)
+        self.height_scale = 1.0
         self.counts = {"frames": 0, "frames_used": 0, "gps": 0, "gps_rejected": 0, "imu": 0, "frames_no_camera": 0,
                        "frames_no_height": 0, "frames_few_pixels": 0}
         if camera is not None:
@@ -295,7 +313,12 @@ class Localizer:
             self._set_camera(cam)
         now = time.perf_counter()
         lat["decode"], t = (now - t) * 1e3, now
+        held = (not self.height.ready) or self.height.age_s(frame.t_ns) > self.config.scale_after_s
+        if not held:
+            self.height_scale = 1.0  # a fresh GPS altitude: no image-based correction on top
         height = self.height.height_m if self.height.ready else self.config.height_m
+        if height is not None:
+            height *= self.height_scale
         if height is None:
             self.counts["frames_no_height"] += 1
             self._note("height above ground unknown (no GPS altitude yet): frames skipped; pass --height M")
@@ -334,10 +357,38 @@ class Localizer:
         if fix is not None:
             self.tracker.update_visual(fix)
             self.counts["frames_used"] += 1
+            if held and self.config.scale_every and self.counts["frames_used"] % self.config.scale_every == 0:
+                self._check_scale(image, height, attitude, views[keep[0]].yaw_rad)
         now = time.perf_counter()
         lat["filter"] = (now - t) * 1e3
         lat["total"] = (now - t_start) * 1e3
         return self._output(frame.t_ns, lat, "frame", n)
+
+    def _check_scale(self, image: np.ndarray, height_m: float, attitude, yaw: float) -> None:
+        """Height from the images while it is held or assumed (no fresh GPS altitude): align views made at
+        ``height * (1 -/+ scale_step)`` around the belief, fit a parabola to the three NCC peaks over the log scale,
+        and move :attr:`height_scale` by ``scale_gain`` of the implied correction (clipped to +/- one step)."""
+        aligner = self._aligner_or_none()
+        if aligner is None or not self.tracker.initialized:
+            return
+        est = self.tracker.estimate()
+        if not (math.isfinite(est.sigma_m) and est.sigma_m < aligner.search_m / 2):
+            return
+        step = self.config.scale_step
+        at = np.array([[est.x, est.y]])
+        scores = []
+        for f in (1.0 - step, 1.0, 1.0 + step):
+            v = self._viewer.views(image, height_m=height_m * f, attitude=attitude,
+                                   yaws=None if attitude is not None else [yaw])[0]
+            scores.append(aligner.align(v, at)[0].score)
+        lo, mid, hi = scores
+        if mid < self.config.align_min_score or max(lo, hi) < self.config.align_min_score:
+            return
+        den = lo - 2.0 * mid + hi
+        off = 0.5 * (lo - hi) / den if den < -1e-9 else (1.0 if hi > lo else -1.0)
+        off = max(-1.0, min(1.0, off))
+        self.height_scale *= 1.0 + self.config.scale_gain * off * step
+        self.height_scale = max(0.5, min(2.0, self.height_scale))
 
     def _visual_fix(self, t_ns: int, views, scores: np.ndarray, ids: np.ndarray, scope, height_m: float,
                     tilt_sigma_deg: float):

@@ -207,3 +207,19 @@ def test_without_imu_the_heading_comes_from_the_images(area, scenario, tmp_path,
     res = evaluate_track(read_track(track), bag)
     assert res.estimate["all"].p95_m <= 10.0
     assert res.heading is not None and res.heading.median_deg <= 5.0
+
+
+def test_height_is_corrected_from_the_images_without_gps(area, scenario):
+    """No GPS altitude and a wrong assumed height (52 m, truly 60 m): the views are checked against the map at
+    neighbouring scales and the height converges to the truth; without that the error grows."""
+    from runtime.evaluation import evaluate_track
+    from runtime.scenarios import replay
+
+    path, package, enc, root = area
+    scenario("no_gps")
+    bag = root / "no_gps" / "no_gps.bag"
+    recs, loop = replay(package, enc, bag, root / "no_gps" / "h52.jsonl", localizer={"height_m": 52.0})
+    assert abs(52.0 * loop.height_scale - 60.0) < 2.0
+    assert evaluate_track(recs, bag).estimate["all"].median_m <= 2.0
+    with pytest.raises(LocalizerError, match="scale_step must be in"):
+        LocalizerConfig(scale_step=0.7)
