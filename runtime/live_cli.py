@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                 out = loop.process(frame)
                 if out is None:
                     continue
-                rec = record_of(out, package)
+                rec = record_of(out)
                 w.write(rec)
                 n += 1
                 if nmea is not None:

@@ -358,16 +358,17 @@ class Localizer:
             self.tracker.update_visual(fix)
             self.counts["frames_used"] += 1
             if held and self.config.scale_every and self.counts["frames_used"] % self.config.scale_every == 0:
-                self._check_scale(image, height, attitude, views[keep[0]].yaw_rad)
+                self._check_scale(image, views[keep[0]], attitude)
         now = time.perf_counter()
         lat["filter"] = (now - t) * 1e3
         lat["total"] = (now - t_start) * 1e3
         return self._output(frame.t_ns, lat, "frame", n)
 
-    def _check_scale(self, image: np.ndarray, height_m: float, attitude, yaw: float) -> None:
-        """Height from the images while it is held or assumed (no fresh GPS altitude): align views made at
-        ``height * (1 -/+ scale_step)`` around the belief, fit a parabola to the three NCC peaks over the log scale,
-        and move :attr:`height_scale` by ``scale_gain`` of the implied correction (clipped to +/- one step)."""
+    def _check_scale(self, image: np.ndarray, view, attitude) -> None:
+        """Height from the images while it is held or assumed (no fresh GPS altitude): align ``view`` (this
+        frame's, at the current height) and views made at ``height * (1 -/+ scale_step)`` around the belief, fit a
+        parabola to the three NCC peaks over the scale, and move :attr:`height_scale` by ``scale_gain`` of the
+        implied correction (clipped to +/- one step)."""
         aligner = self._aligner_or_none()
         if aligner is None or not self.tracker.initialized:
             return
@@ -376,11 +377,10 @@ class Localizer:
             return
         step = self.config.scale_step
         at = np.array([[est.x, est.y]])
-        scores = []
-        for f in (1.0 - step, 1.0, 1.0 + step):
-            v = self._viewer.views(image, height_m=height_m * f, attitude=attitude,
-                                   yaws=None if attitude is not None else [yaw])[0]
-            scores.append(aligner.align(v, at)[0].score)
+        yaws = None if attitude is not None else [view.yaw_rad]
+        lo_v, hi_v = (self._viewer.views(image, height_m=view.height_m * f, attitude=attitude, yaws=yaws)[0]
+                      for f in (1.0 - step, 1.0 + step))
+        scores = [aligner.align(v, at)[0].score for v in (lo_v, view, hi_v)]
         lo, mid, hi = scores
         if mid < self.config.align_min_score or max(lo, hi) < self.config.align_min_score:
             return

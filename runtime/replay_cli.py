@@ -105,7 +105,7 @@ def load_loop(args: argparse.Namespace):
     return Localizer(package, encoder, **kwargs), package, encoder
 
 
-def record_of(out, package):
+def record_of(out):
     """:class:`runtime.outputs.EstimateRecord` of a :class:`runtime.localizer.Output`."""
     from .outputs import EstimateRecord
 
@@ -116,6 +116,29 @@ def record_of(out, package):
         cov_en=((float(cov[0, 0]), float(cov[0, 1])), (float(cov[1, 0]), float(cov[1, 1]))),
         status=est.status.value, latency_ms=out.latency_ms, gps=est.gps_state, x_m=float(est.x), y_m=float(est.y),
     )
+
+
+ROLES = ("camera", "camera_info", "gps", "imu")
+
+
+def run_events(loop, events, writer=None, *, gps_only: bool = False, on_event=None) -> list:
+    """Feed ``events`` (time order) to ``loop`` (:class:`runtime.localizer.Localizer`); every estimate becomes an
+    :class:`runtime.outputs.EstimateRecord`, written to ``writer`` (a ``TrackWriter``, optional) and returned.
+    ``gps_only``: each GPS fix gives an estimate (a recording without camera). ``on_event(event, n_records)`` is
+    called after each event (progress)."""
+    from .events import GpsFix
+
+    records = []
+    for ev in events:
+        out = loop.on_gps(ev, output=True) if gps_only and isinstance(ev, GpsFix) else loop.process(ev)
+        if out is not None:
+            rec = record_of(out)
+            if writer is not None:
+                writer.write(rec)
+            records.append(rec)
+        if on_event is not None:
+            on_event(ev, len(records))
+    return records
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,7 +152,6 @@ def run(args: argparse.Namespace) -> int:
     loop, package, encoder = load_loop(args)
     out_path = Path(args.output)
     t0 = time.perf_counter()
-    n_out = 0
     with BagReader(args.bag, topics=overrides) as bag:
         for note in bag.notes:
             _err(f"note: {note}")
@@ -140,23 +162,17 @@ def run(args: argparse.Namespace) -> int:
             raise BagError(f"the recording has camera frames ({bag.selection['camera']}): pass --map MAP (a map "
                            "built with `skyfix maps build`) to localize with them")
         duration = bag.duration_s
+        last_shown = [0.0]
+
+        def progress(ev, n: int) -> None:
+            now = time.perf_counter()
+            if not args.quiet and isinstance(ev, (Frame, GpsFix)) and now - last_shown[0] > 2.0:
+                last_shown[0] = now
+                _err(f"replay {(ev.t_ns - bag.start_ns) / 1e9:6.1f}/{duration:.1f} s  estimates {n}")
+
         with TrackWriter(out_path, geojson=not args.no_geojson, gpx=not args.no_gpx, overwrite=args.overwrite) as w:
-            roles = ("camera", "camera_info", "gps", "imu")
-            last_shown = 0.0
-            for ev in replay_events(bag.events(roles=roles), realtime=args.realtime, speed=args.speed):
-                if isinstance(ev, GpsFix) and gps_only:
-                    out = loop.on_gps(ev, output=True)
-                else:
-                    out = loop.process(ev)
-                if out is not None:
-                    w.write(record_of(out, package))
-                    n_out += 1
-                if not args.quiet and isinstance(ev, (Frame, GpsFix)):
-                    now = time.perf_counter()
-                    if now - last_shown > 2.0:
-                        last_shown = now
-                        done = (ev.t_ns - bag.start_ns) / 1e9
-                        _err(f"replay {done:6.1f}/{duration:.1f} s  estimates {n_out}")
+            events = replay_events(bag.events(roles=ROLES), realtime=args.realtime, speed=args.speed)
+            n_out = len(run_events(loop, events, w, gps_only=gps_only, on_event=progress))
     wall = time.perf_counter() - t0
     for note in loop.notes:
         _err(f"note: {note}")

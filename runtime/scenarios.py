@@ -80,17 +80,11 @@ def replay(package, encoder, bag_path, out_jsonl, *, localizer: dict | None = No
     from .bags import BagReader
     from .localizer import Localizer, LocalizerConfig
     from .outputs import TrackWriter
-    from .replay_cli import record_of
+    from .replay_cli import ROLES, run_events
 
     loop = Localizer(package, encoder, config=LocalizerConfig.from_dict(dict(localizer or {})))
-    records = []
     with BagReader(bag_path) as bag, TrackWriter(out_jsonl, overwrite=True) as w:
-        for ev in bag.events(roles=("camera", "camera_info", "gps", "imu")):
-            out = loop.process(ev)
-            if out is not None:
-                rec = record_of(out, package)
-                w.write(rec)
-                records.append(rec)
+        records = run_events(loop, bag.events(roles=ROLES), w)
     return records, loop
 
 
