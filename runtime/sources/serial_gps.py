@@ -66,7 +66,8 @@ class SerialGps:
         start: start the thread now (default); otherwise call :meth:`start`.
 
     The port need not exist at start: the thread keeps trying (``open_failures``). :attr:`last_error` says why the
-    last attempt or read failed.
+    last attempt or read failed; :attr:`last_disconnect` keeps why the port was last lost (it is set before
+    ``disconnects`` counts up, and later failed reopen attempts do not overwrite it).
     """
 
     def __init__(self, port: str, baud: int = 9600, *, on_fix: Callable[[GpsFix], None] | None = None,
@@ -100,6 +101,7 @@ class SerialGps:
         self.last_rx_ns: int | None = None  # host time (clock_ns) of the last bytes received
         self.connects = 0
         self.disconnects = 0
+        self.last_disconnect: str = ""
         self.open_failures = 0
         self.dropped = 0
         self.callback_errors = 0
@@ -206,6 +208,7 @@ class SerialGps:
                     self.last_error = f"on_fix raised {type(exc).__name__}: {exc}"
 
     def _drop_port(self, reason: str) -> None:
+        self.last_error = reason
         ser, self._serial = self._serial, None
         self._connected.clear()
         if ser is not None:
@@ -238,9 +241,11 @@ class SerialGps:
                 except (serial.SerialException, OSError) as exc:
                     if self._stop.is_set():
                         break
+                    reason = f"serial port {self.port!r} failed: {exc}; reconnecting every {self.reconnect_s:g} s"
+                    # the reason is published before the counter, so whoever sees the disconnect sees why
+                    self.last_error = self.last_disconnect = reason
                     self.disconnects += 1
-                    self._drop_port(f"serial port {self.port!r} failed: {exc}; reconnecting every "
-                                    f"{self.reconnect_s:g} s")
+                    self._drop_port(reason)
                     self._stop.wait(self.reconnect_s)
                     continue
                 if data:
