@@ -12,6 +12,7 @@ _ROLE_FLAGS = (
     ("imu", "--imu-topic"),
     ("truth_fix", "--truth-fix-topic"),
     ("truth_pose", "--truth-pose-topic"),
+    ("gps_velocity", "--gps-velocity-topic"),
 )
 
 

@@ -7,6 +7,7 @@ Conventions (docs/DESIGN.md)
   height above ground = ``alt - ground_elevation_m``).
 * Covariances: metres squared in the local ENU frame (x east, y north, z up), 3x3, as in
   ``NavSatFix.position_covariance`` (row-major there).
+* Velocities: metres per second in the local ENU frame (``GpsFix.velocity_enu``: east, north[, up]).
 * Quaternions: ``(x, y, z, w)`` (ROS order). ``ImuSample.orientation`` and ``TruthPose.attitude`` are the body (FLU)
   attitude in world ENU, i.e. ``R_body2world`` (REP-103/105).
 * Images: RGB ``uint8[h, w, 3]``. A :class:`Frame` built from JPEG/PNG bytes decodes them on first access of
@@ -205,6 +206,31 @@ def _cov3(value, what: str) -> np.ndarray | None:
     return arr
 
 
+def _velocity(value, what: str) -> np.ndarray | None:
+    if value is None:
+        return None
+    try:
+        arr = np.array(value, dtype=float).ravel()
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.shape not in ((2,), (3,)) or not np.all(np.isfinite(arr)):
+        raise BagError(
+            f"{what} must be 2 (east, north) or 3 (east, north, up) finite numbers in m/s, or None when unknown; "
+            f"got {value!r}"
+        )
+    arr.setflags(write=False)
+    return arr
+
+
+def _velocity_sigma(value, what: str) -> float | None:
+    if value is None:
+        return None
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+    if not ok or not (math.isfinite(float(value)) and float(value) > 0):
+        raise BagError(f"{what} must be a finite number of m/s > 0, or None when unknown; got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True, eq=False)
 class GpsFix:
     """One GNSS fix (``sensor_msgs/NavSatFix``).
@@ -216,6 +242,11 @@ class GpsFix:
             none (``COVARIANCE_TYPE_UNKNOWN``). A number passed here is taken as an isotropic sigma in metres.
         status: NavSatStatus.status (-1 no fix, 0 fix, 1 SBAS, 2 GBAS).
         topic: the source topic. covariance_type: NavSatFix.position_covariance_type. frame_id: header.frame_id.
+        velocity_enu: ground velocity of the same epoch, read-only float64[2] (east, north) or float64[3] (east,
+            north, up) in m/s, or None when the receiver gave none (NMEA RMC speed/course, a bag's
+            ``TwistWithCovarianceStamped``/``TwistStamped`` velocity topic).
+        velocity_sigma_mps: 1-sigma of each horizontal velocity component, m/s (> 0), or None when unknown (the
+            consumer then uses its own default).
     """
 
     t_ns: int
@@ -227,9 +258,14 @@ class GpsFix:
     topic: str = ""
     covariance_type: int = COVARIANCE_TYPE_DIAGONAL_KNOWN
     frame_id: str = ""
+    velocity_enu: np.ndarray | None = None
+    velocity_sigma_mps: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "t_ns", _int_ns(self.t_ns, "GpsFix.t_ns"))
+        object.__setattr__(self, "velocity_enu", _velocity(self.velocity_enu, "GpsFix.velocity_enu"))
+        object.__setattr__(self, "velocity_sigma_mps",
+                           _velocity_sigma(self.velocity_sigma_mps, "GpsFix.velocity_sigma_mps"))
         for name in ("lat", "lon", "alt"):
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "cov_enu", _cov3(self.cov_enu, "GpsFix.cov_enu"))
@@ -254,6 +290,17 @@ class GpsFix:
     def sigma_v(self) -> float | None:
         """Vertical 1-sigma in metres (None if unknown)."""
         return None if self.cov_enu is None else math.sqrt(self.cov_enu[2, 2])
+
+    @property
+    def velocity_xy(self) -> tuple[float, float] | None:
+        """(east, north) ground velocity in m/s, or None when the fix carries none."""
+        v = self.velocity_enu
+        return None if v is None else (float(v[0]), float(v[1]))
+
+    def with_velocity(self, velocity_enu, velocity_sigma_mps: float | None = None) -> "GpsFix":
+        """The same fix with another velocity (float[2] or float[3] m/s ENU, or None) and its sigma (m/s or None)."""
+        return GpsFix(self.t_ns, self.lat, self.lon, self.alt, self.cov_enu, self.status, self.topic,
+                      self.covariance_type, self.frame_id, velocity_enu, velocity_sigma_mps)
 
 
 @dataclass(frozen=True, eq=False)

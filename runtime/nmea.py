@@ -6,9 +6,16 @@ fixes; :func:`format_gga` / :func:`format_rmc` build the sentences an autopilot 
 Input
 -----
 * Any talker (``GP``, ``GN``, ``GL``, ``GA``, ``BD``, ``GB``, ``QZ``, ...). ``GGA`` and ``GNS`` give the position,
-  altitude, fix quality, satellites and HDOP; ``RMC`` gives the date (and speed / course, kept in
-  :attr:`NmeaParser.speed_mps` / :attr:`NmeaParser.course_deg`: a GpsFix has no velocity). Only GGA/GNS produce
-  fixes; a stream of RMC alone gives none (no altitude, no HDOP).
+  altitude, fix quality, satellites and HDOP; ``RMC`` gives the date and the speed / course (the latest also in
+  :attr:`NmeaParser.speed_mps` / :attr:`NmeaParser.course_deg`). Only GGA/GNS produce fixes; a stream of RMC alone
+  gives none (no altitude, no HDOP).
+* Velocity: a fix carries ``GpsFix.velocity_enu = (speed sin(course), speed cos(course))`` m/s (east, north) when a
+  valid RMC (status ``A``) with a speed and a course has the **same UTC time of day** as its GGA/GNS (a speed of 0
+  with no course gives (0, 0)); ``velocity_sigma_mps`` stays None (NMEA gives no precision). An RMC of another
+  epoch is never attached. Receivers send the RMC before the GGA (u-blox, Garmin) or after it (SiRF, MediaTek): in
+  the second case, once the stream has shown it (an RMC for an epoch whose fix was already out), each fix is held
+  until its RMC (milliseconds later, same burst) and released with the velocity, or, when its RMC does not come,
+  released without one at the next epoch's sentence (and the parser stops holding until the order shows again).
 * Every line is checked: the ``*hh`` checksum is required and verified; bad checksum, truncated sentences, unknown
   fields, binary data and other protocols are counted (:class:`NmeaCounters`) and skipped, never raised.
 * Time (``t_ns``): with ``time_source="gps"`` (default) the UTC date (from the latest RMC; midnight roll-over
@@ -293,6 +300,10 @@ class NmeaParser:
         self._pending: _Position | None = None  # first fix held back waiting for its RMC (date unknown)
         self._rmc_seen = False
         self._gave_up_waiting = False
+        # velocity of the latest valid RMC and its time of day (attached only to the fix of that epoch)
+        self._rmc_vel: tuple[int, float, float] | None = None
+        self._rmc_follows = False  # the stream sends RMC after the position sentence of the same epoch
+        self._held: _Position | None = None  # fix held back waiting for the RMC of its epoch (velocity)
 
     # ------------------------------------------------------------------ input
     def feed(self, data: bytes, recv_ns: int | None = None) -> list[GpsFix]:
@@ -322,6 +333,9 @@ class NmeaParser:
         if self._pending is not None:
             out.extend(self._emit(self._pending, use_date=False))
             self._pending = None
+        if self._held is not None:
+            held, self._held = self._held, None
+            out.extend(self._emit(held, use_date=self.date_days is not None))
         return out
 
     def parse_lines(self, lines: Iterable[bytes | str]) -> list[GpsFix]:
@@ -403,6 +417,11 @@ class NmeaParser:
         if valid:
             self.speed_mps = None if speed is None else speed * KNOT_MPS
             self.course_deg = course
+        self._rmc_vel = None
+        if valid and tod is not None and speed is not None and speed >= 0 and (course is not None or speed == 0):
+            v = speed * KNOT_MPS
+            c = math.radians(course or 0.0)
+            self._rmc_vel = (tod, v * math.sin(c), v * math.cos(c))
         out: list[GpsFix] = []
         if days is not None and tod is not None:
             self.date_days, self.date_tod_ns = days, tod
@@ -410,6 +429,12 @@ class NmeaParser:
             if p is not None and p.tod_ns == tod:
                 self._pending = None
                 out.extend(self._emit(p, use_date=True))
+        h = self._held
+        if h is not None:  # the RMC of the held fix's epoch (velocity attached) or of a later one (none attached)
+            self._held = None
+            out.extend(self._emit(h, use_date=self.date_days is not None))
+        elif tod is not None and tod == self._last_epoch_tod:
+            self._rmc_follows = True  # this RMC came after its epoch's fix: hold the next fixes for their RMC
         return out
 
     def _position(self, kind: str, talker: str, f: list[str], recv_ns: int) -> list[GpsFix]:
@@ -452,6 +477,15 @@ class NmeaParser:
         if self._last_epoch_tod == tod:
             self.counters.duplicates += 1
             return out
+        h = self._held
+        if h is not None:
+            if h.tod_ns == tod:
+                self.counters.duplicates += 1
+                return out
+            # a new epoch came before the held fix's RMC: release it without velocity, stop holding
+            self._held = None
+            self._rmc_follows = False
+            out.extend(self._emit(h, use_date=self.date_days is not None))
         p = self._pending
         if p is not None:
             if p.tod_ns == tod:
@@ -465,6 +499,9 @@ class NmeaParser:
         if (self.time_source == "gps" and self.date_days is None and not self._gave_up_waiting
                 and not self._rmc_seen):
             self._pending = pos  # wait one epoch for the RMC carrying the date
+            return out
+        if self._rmc_follows and (self._rmc_vel is None or self._rmc_vel[0] != tod):
+            self._held = pos  # its RMC (velocity) follows within the epoch
             return out
         out.extend(self._emit(pos, use_date=self.date_days is not None))
         return out
@@ -487,8 +524,11 @@ class NmeaParser:
             sh = p.hdop * self.uere_m
             sv = self.vertical_factor * sh
             cov = np.diag([sh * sh, sh * sh, sv * sv])
+        vel = None
+        if self._rmc_vel is not None and self._rmc_vel[0] == p.tod_ns:  # same epoch only
+            vel = np.array(self._rmc_vel[1:])
         fix = GpsFix(t_ns, p.lat, p.lon, p.alt, cov, p.status, self.topic, COVARIANCE_TYPE_APPROXIMATED,
-                     self.frame_id)
+                     self.frame_id, vel)
         self._last_epoch_tod = p.tod_ns
         self.latest = fix
         self.counters.fixes += 1

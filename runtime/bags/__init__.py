@@ -11,7 +11,9 @@ Reading
 -------
 :class:`BagReader` (on ``rosbags.highlevel.AnyReader``) finds the topics **by message type** — camera
 (CompressedImage or Image), camera_info (CameraInfo), gps (NavSatFix), imu (Imu), truth_fix (a NavSatFix whose name
-says ``truth``) and truth_pose (PoseStamped) — each overridable by name (``""`` switches a role off), and yields
+says ``truth``), truth_pose (PoseStamped) and gps_velocity (TwistWithCovarianceStamped or TwistStamped, ENU m/s:
+attached to the nearest GpsFix, not an event of its own) — each overridable by name (``""`` switches a role off),
+and yields
 :mod:`runtime.events` in time order (header stamps, reordered within a small window; the record time where a stamp is
 zero). Image encodings: mono8, mono16, rgb8, bgr8, rgba8, bgra8, bayer_{rggb,bggr,gbrg,grbg}{8,16}; CompressedImage:
 JPEG and PNG (decoded lazily, when the tracker looks at :attr:`Frame.image`).
@@ -31,6 +33,8 @@ from .msgtypes import (
     POSE_STAMPED,
     ROLE_TYPES,
     ROLES,
+    TWIST_STAMPED,
+    TWIST_WITH_COVARIANCE_STAMPED,
     camera_info_to_camera,
     is_truth_topic,
     ros1_type_name,
@@ -51,6 +55,8 @@ __all__ = [
     "POSE_STAMPED",
     "ROLES",
     "ROLE_TYPES",
+    "TWIST_STAMPED",
+    "TWIST_WITH_COVARIANCE_STAMPED",
     "TopicSummary",
     "camera_info_to_camera",
     "decode_image",

@@ -18,6 +18,8 @@ CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 NAVSATFIX = "sensor_msgs/msg/NavSatFix"
 IMU = "sensor_msgs/msg/Imu"
 POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
+TWIST_WITH_COVARIANCE_STAMPED = "geometry_msgs/msg/TwistWithCovarianceStamped"
+TWIST_STAMPED = "geometry_msgs/msg/TwistStamped"
 
 #: role -> message types that can fill it, in order of preference.
 ROLE_TYPES: dict[str, tuple[str, ...]] = {
@@ -27,6 +29,9 @@ ROLE_TYPES: dict[str, tuple[str, ...]] = {
     "imu": (IMU,),
     "truth_fix": (NAVSATFIX,),
     "truth_pose": (POSE_STAMPED,),
+    # GNSS ground velocity, ENU m/s (nmea_navsat_driver ``vel``, ublox ``fix_velocity``): not an event of its own,
+    # attached to the GpsFix nearest in time (see BagReader.events)
+    "gps_velocity": (TWIST_WITH_COVARIANCE_STAMPED, TWIST_STAMPED),
 }
 ROLES = tuple(ROLE_TYPES)
 

@@ -28,6 +28,7 @@ from ..events import (
 from .images import decode_image
 from .msgtypes import (
     COMPRESSED_IMAGE,
+    TWIST_WITH_COVARIANCE_STAMPED,
     ROLE_TYPES,
     ROLES,
     camera_info_to_camera,
@@ -133,7 +134,7 @@ def select_topics(topics: Mapping[str, tuple[str, int]], overrides: Mapping[str,
         cands = [n for n, (t, c) in topics.items() if t in want and c > 0]
         if role == "truth_fix":
             cands = [n for n in cands if is_truth_topic(n)]
-        elif role in ("camera", "camera_info", "gps", "imu"):
+        elif role in ("camera", "camera_info", "gps", "imu", "gps_velocity"):
             cands = [n for n in cands if not is_truth_topic(n)]
         taken = {v for v in selection.values() if v}
         cands = [n for n in cands if n not in taken]
@@ -177,6 +178,8 @@ class BagReader:
         topics: role -> topic name overrides (see :func:`select_topics`); also accepted as ``<role>_topic`` keywords.
         time_source: ``"header"`` (default; header stamps, the record time where a stamp is zero) or ``"record"``.
         reorder_window_ns: events are re-sorted by ``t_ns`` within this window of record time (default 0.5 s).
+        velocity_max_dt_ns: a ``gps_velocity`` message is attached to the GpsFix nearest in time (same clock as
+            ``t_ns``) when within this many ns of it (default 0.25 s).
 
     Use as a context manager; :attr:`topics` lists every topic, :attr:`selection` the topic chosen per role.
     """
@@ -184,7 +187,8 @@ class BagReader:
     def __init__(self, path, *, topics: Mapping[str, str | None] | None = None, time_source: str = "header",
                  reorder_window_ns: int = 500_000_000, camera_topic: str | None = None,
                  camera_info_topic: str | None = None, gps_topic: str | None = None, imu_topic: str | None = None,
-                 truth_fix_topic: str | None = None, truth_pose_topic: str | None = None) -> None:
+                 truth_fix_topic: str | None = None, truth_pose_topic: str | None = None,
+                 gps_velocity_topic: str | None = None, velocity_max_dt_ns: int = 250_000_000) -> None:
         paths = [Path(p) for p in ([path] if isinstance(path, (str, os.PathLike)) else path)]
         if not paths:
             raise BagError("no bag path given")
@@ -196,9 +200,15 @@ class BagReader:
         self.paths = paths
         self.time_source = time_source
         self.reorder_window_ns = int(reorder_window_ns)
+        if isinstance(velocity_max_dt_ns, bool) or not isinstance(velocity_max_dt_ns, (int, np.integer)) or (
+                velocity_max_dt_ns < 0):
+            raise BagError(f"velocity_max_dt_ns must be an integer number of ns >= 0 (e.g. 250_000_000), "
+                           f"got {velocity_max_dt_ns!r}")
+        self.velocity_max_dt_ns = int(velocity_max_dt_ns)
         self._overrides = dict(topics or {})
         for role, value in (("camera", camera_topic), ("camera_info", camera_info_topic), ("gps", gps_topic),
-                            ("imu", imu_topic), ("truth_fix", truth_fix_topic), ("truth_pose", truth_pose_topic)):
+                            ("imu", imu_topic), ("truth_fix", truth_fix_topic), ("truth_pose", truth_pose_topic),
+                            ("gps_velocity", gps_velocity_topic)):
             if value is not None:
                 self._overrides[role] = value
         self._reader = None
@@ -312,7 +322,12 @@ class BagReader:
 
         Args:
             roles: roles to read (default all selected). ``truth_fix`` and ``truth_pose`` with the same stamp merge
-                into one :class:`TruthPose`.
+                into one :class:`TruthPose`. ``gps_velocity`` yields nothing of its own: whenever ``gps`` is read and a
+                velocity topic is selected, each GpsFix carries the velocity message nearest in time (header stamps,
+                within ``velocity_max_dt_ns``) as ``velocity_enu`` (twist.linear x, y, z = east, north, up, m/s) and
+                ``velocity_sigma_mps`` (sqrt of the mean of the x and y variances of the twist covariance when they
+                are > 0; None for TwistStamped or an unknown covariance). Switch it off with the override
+                ``gps_velocity: ""``.
             start_ns, stop_ns: record-time bounds (ns), as rosbags takes them.
         Yields:
             Frame (with the latest CameraInfo's intrinsics), CameraInfoEvent, GpsFix, ImuSample, TruthPose.
@@ -322,9 +337,12 @@ class BagReader:
         bad = sorted(set(roles) - set(ROLES))
         if bad:
             raise BagError(f"unknown role(s) {bad}; roles are {', '.join(ROLES)}")
-        by_topic = {self.selection[ro]: ro for ro in roles if self.selection.get(ro)}
+        by_topic = {self.selection[ro]: ro for ro in roles if self.selection.get(ro) and ro != "gps_velocity"}
         if "camera" in roles and self.selection.get("camera") and self.selection.get("camera_info"):
             by_topic.setdefault(self.selection["camera_info"], "camera_info")
+        vel_topic = self.selection.get("gps_velocity") if "gps" in by_topic.values() else None
+        if vel_topic:
+            by_topic.setdefault(vel_topic, "gps_velocity")
         conns = [c for c in r.connections if c.topic in by_topic]
         if not conns:
             return
@@ -338,6 +356,26 @@ class BagReader:
         pending_truth: dict[int, dict] = {}
         window = self.reorder_window_ns
         newest = -(2**63)
+        max_dt = self.velocity_max_dt_ns
+        pending_gps: list[GpsFix] = []  # fixes waiting for the velocity message nearest to them
+        velocities: list[tuple[int, np.ndarray, float | None]] = []  # (stamp, ENU m/s, sigma), by stamp
+
+        def settle_gps(horizon_t: int) -> None:
+            """Attach the nearest velocity to the pending fixes that can no longer get a nearer one; push them."""
+            nonlocal pending_gps, velocities
+            keep = []
+            for fix in pending_gps:
+                later = any(tv >= fix.t_ns for tv, _, _ in velocities)
+                if fix.t_ns < horizon_t or later:
+                    best = min(velocities, key=lambda v: abs(v[0] - fix.t_ns), default=None)
+                    if best is not None and abs(best[0] - fix.t_ns) <= max_dt:
+                        fix = fix.with_velocity(best[1], best[2])
+                    push(fix)
+                else:
+                    keep.append(fix)
+            pending_gps = keep
+            oldest = min([f.t_ns for f in pending_gps] + [horizon_t])
+            velocities = [v for v in velocities if v[0] >= oldest - max_dt]
 
         def push(ev) -> None:
             nonlocal seq
@@ -373,7 +411,15 @@ class BagReader:
                     img = decode_image(msg.height, msg.width, msg.encoding, msg.data, msg.step, msg.is_bigendian)
                     push(Frame(t, img, camera, topic, frame_id))
             elif role == "gps":
-                push(_gps_event(msg, t, topic, frame_id))
+                if vel_topic:
+                    pending_gps.append(_gps_event(msg, t, topic, frame_id))
+                else:
+                    push(_gps_event(msg, t, topic, frame_id))
+            elif role == "gps_velocity":
+                vel = _velocity_of(msg, conn.msgtype)
+                if vel is not None:
+                    velocities.append((t, vel[0], vel[1]))
+                    velocities.sort(key=lambda v: v[0])
             elif role == "imu":
                 push(_imu_event(msg, t, topic, frame_id))
             elif role in ("truth_fix", "truth_pose"):
@@ -387,10 +433,13 @@ class BagReader:
             horizon = newest - window
             for tt in [tt for tt in pending_truth if tt < horizon]:
                 push(_truth_event(tt, pending_truth.pop(tt)))
+            if vel_topic:
+                settle_gps(horizon)
             while heap and heap[0][0] < horizon:
                 yield heapq.heappop(heap)[2]
         for tt in sorted(pending_truth):
             push(_truth_event(tt, pending_truth.pop(tt)))
+        settle_gps(2**63 - 1)
         while heap:
             yield heapq.heappop(heap)[2]
 
@@ -401,6 +450,26 @@ def _gps_event(msg, t: int, topic: str, frame_id: str) -> GpsFix:
     if ctype == COVARIANCE_TYPE_UNKNOWN or not np.all(np.isfinite(cov)) or np.any(np.diag(cov) < 0):
         cov = None
     return GpsFix(t, msg.latitude, msg.longitude, msg.altitude, cov, int(msg.status.status), topic, ctype, frame_id)
+
+
+def _velocity_of(msg, msgtype: str) -> tuple[np.ndarray, float | None] | None:
+    """(ENU velocity float64[3] m/s, horizontal sigma m/s or None) of a Twist(WithCovariance)Stamped; None when the
+    velocity is not finite."""
+    if msgtype == TWIST_WITH_COVARIANCE_STAMPED:
+        lin = msg.twist.twist.linear
+        cov = np.asarray(msg.twist.covariance, dtype=float).ravel()
+    else:
+        lin = msg.twist.linear
+        cov = None
+    v = np.array([lin.x, lin.y, lin.z], dtype=float)
+    if not np.all(np.isfinite(v)):
+        return None
+    sigma = None
+    if cov is not None and cov.size == 36:
+        vx, vy = cov[0], cov[7]
+        if math.isfinite(vx) and math.isfinite(vy) and vx > 0 and vy > 0:
+            sigma = math.sqrt(0.5 * (vx + vy))
+    return v, sigma
 
 
 def _imu_event(msg, t: int, topic: str, frame_id: str) -> ImuSample:

@@ -24,7 +24,17 @@ from ..events import (
     image_format,
 )
 from .images import encode_image
-from .msgtypes import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, IMU, NAVSATFIX, POSE_STAMPED, ros1_type_name, typestore
+from .msgtypes import (
+    CAMERA_INFO,
+    COMPRESSED_IMAGE,
+    IMAGE,
+    IMU,
+    NAVSATFIX,
+    POSE_STAMPED,
+    TWIST_WITH_COVARIANCE_STAMPED,
+    ros1_type_name,
+    typestore,
+)
 
 # ============================================================================================== writer
 def _stamp(t_ns: int):
@@ -218,6 +228,36 @@ class BagWriter:
             orientation=T["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]),
         )
         self.write_message(topic, t_ns, T[POSE_STAMPED](header=self._header(topic, t_ns, frame_id), pose=pose))
+
+    def write_velocity(self, topic: str, t_ns: int, velocity_enu, *, sigma_mps: float | None = None,
+                       frame_id: str = "gps") -> None:
+        """``geometry_msgs/TwistWithCovarianceStamped`` of a GNSS ground velocity (as ublox ``fix_velocity``).
+
+        Args:
+            velocity_enu: (east, north) or (east, north, up) m/s -> ``twist.linear``; angular is zero.
+            sigma_mps: 1-sigma per linear axis, m/s -> covariance diagonal (x, y, z); None writes a zero covariance
+                (unknown). The angular part of the covariance is zero.
+        """
+        v = np.asarray(velocity_enu, dtype=float).ravel()
+        if v.shape not in ((2,), (3,)) or not np.all(np.isfinite(v)):
+            raise BagError(f"velocity_enu must be 2 or 3 finite numbers (east, north[, up]) m/s, got {velocity_enu!r}")
+        if v.size == 2:
+            v = np.append(v, 0.0)
+        cov = np.zeros(36)
+        if sigma_mps is not None:
+            if not (isinstance(sigma_mps, (int, float, np.floating, np.integer)) and np.isfinite(sigma_mps)
+                    and sigma_mps >= 0):
+                raise BagError(f"sigma_mps must be a finite number of m/s >= 0 or None, got {sigma_mps!r}")
+            cov[[0, 7, 14]] = float(sigma_mps) ** 2
+        T = typestore().types
+        V3 = T["geometry_msgs/msg/Vector3"]
+        twist = T["geometry_msgs/msg/Twist"](linear=V3(x=float(v[0]), y=float(v[1]), z=float(v[2])),
+                                             angular=V3(x=0.0, y=0.0, z=0.0))
+        msg = T[TWIST_WITH_COVARIANCE_STAMPED](
+            header=self._header(topic, t_ns, frame_id),
+            twist=T["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=cov),
+        )
+        self.write_message(topic, t_ns, msg)
 
     def write_event(self, event: Event, topic: str | None = None) -> None:
         """Write a :mod:`runtime.events` event on ``topic`` (default: the event's own topic).

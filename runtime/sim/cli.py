@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+# runtime.sim.trajectory.TRAJECTORIES, spelled out so that registering the CLI imports nothing heavy (a test checks)
+TRAJECTORY_CHOICES = ("lawnmower", "racetrack", "waypoints", "random")
+
 # flag dest -> SimConfig field
 _FLAG_FIELDS = {
     "ortho": "ortho",
@@ -21,6 +24,7 @@ _FLAG_FIELDS = {
     "speed": "speed_mps",
     "trajectory": "trajectory",
     "waypoints": "waypoints",
+    "max_outside": "max_outside_m",
     "camera_rate": "camera_rate_hz",
     "gps_rate": "gps_rate_hz",
     "imu_rate": "imu_rate_hz",
@@ -61,10 +65,13 @@ def register(subparsers) -> None:
     g.add_argument("--duration", type=float, metavar="S", help="flight duration, seconds (default 120)")
     g.add_argument("--altitude", type=float, metavar="M", help="height above ground, metres (default 60)")
     g.add_argument("--speed", type=float, metavar="M/S", help="ground speed (default 8)")
-    g.add_argument("--trajectory", choices=("lawnmower", "waypoints", "random"),
-                   help="path shape (default lawnmower; waypoints when --waypoints is given)")
+    g.add_argument("--trajectory", choices=TRAJECTORY_CHOICES,
+                   help="path shape (default lawnmower; waypoints when --waypoints is given; racetrack: an oval "
+                   "along the usable area, for narrow areas)")
     g.add_argument("--waypoints", metavar="FILE", help="CSV 'lat,lon' lines (or header 'x,y' for local metres) or "
                    "YAML/JSON list; flown in order, looped when short")
+    g.add_argument("--max-outside", type=float, metavar="M",
+                   help="metres of a frame's footprint allowed to fall on nodata, rendered as nodata (default 0)")
     g.add_argument("--ground-elevation", type=float, metavar="M",
                    help="ground altitude in the GPS datum, metres (default 0)")
     g.add_argument("--seed", type=int, help="random seed (default 1); same seed -> same bag")

@@ -70,6 +70,11 @@ class SimConfig:
     Paths: ``ortho`` (any GeoTIFF that maps.geotiff.load_orthophoto reads, or a folder of them), ``out`` (.bag,
     replaced if it exists), ``camera`` (camera file; None = calibration's default camera), ``mount`` (mount YAML;
     None = nadir, image top = body forward), ``waypoints`` (for ``trajectory="waypoints"``).
+
+    Trajectories: ``lawnmower`` (survey legs), ``racetrack`` (an oval along the usable area, turns of radius at least
+    ``speed^2 / max_accel_mps2``: for narrow areas), ``random`` legs, or the user's ``waypoints``. Planned ones keep
+    the camera footprint (any heading) on valid imagery; waypoints are checked frame by frame with the exact footprint,
+    which may reach ``max_outside_m`` metres onto nodata (rendered as nodata; 0 = never).
     """
 
     ortho: str = ""
@@ -85,6 +90,7 @@ class SimConfig:
     max_accel_mps2: float = 2.0  # horizontal acceleration the corners are rounded for (sets the bank angle)
     lawnmower_overlap: float = 0.3  # across-track overlap of neighbouring legs' footprints
     margin_m: float = 5.0  # extra distance between the camera footprint and the edge of valid imagery
+    max_outside_m: float = 0.0  # how far (m) a frame's footprint may reach onto nodata (rendered as nodata)
     ground_elevation_m: float = 0.0
     seed: int = 1
     start_time_ns: int = 1_700_000_000_000_000_000
@@ -100,6 +106,7 @@ class SimConfig:
     gps_vertical_sigma_m: float | None = None  # None: 1.5 x gps_sigma_m
     gps_outages: tuple[tuple[float, float], ...] = ()
     gps_spoofs: tuple[tuple[float, float, float], ...] = ()
+    gps_velocity_sigma_mps: float = 0.3  # white noise of the /gps/vel velocity, m/s per axis
     # attitude and IMU
     attitude_jitter_deg: float = 1.0  # rms of the smooth roll/pitch wobble
     attitude_jitter_hz: float = 0.5  # its highest frequency
@@ -128,7 +135,8 @@ class SimConfig:
         for name in ("duration_s", "altitude_m", "speed_mps", "max_accel_mps2", "camera_rate_hz", "gps_rate_hz",
                      "imu_rate_hz", "gps_bias_tau_s", "attitude_jitter_hz"):
             positive(name)
-        for name in ("margin_m", "gps_sigma_m", "gps_bias_m", "attitude_jitter_deg", "imu_gyro_sigma_rps",
+        for name in ("margin_m", "max_outside_m", "gps_sigma_m", "gps_bias_m", "gps_velocity_sigma_mps",
+                     "attitude_jitter_deg", "imu_gyro_sigma_rps",
                      "imu_accel_sigma_mps2", "imu_attitude_sigma_deg", "imu_yaw_sigma_deg", "brightness",
                      "brightness_drift", "color_shift", "blur_sigma_px", "noise_sigma", "lawnmower_overlap"):
             positive(name, allow_zero=True)

@@ -11,6 +11,13 @@ topic                           type                         rate               
 /gps/fix                        sensor_msgs/NavSatFix        gps_rate_hz (5)          truth + noise + bias (+ spoof);
                                                                                       absent in outages; ENU diagonal
                                                                                       covariance (nominal sigma)
+/gps/vel                        geometry_msgs/               with every /gps/fix      true velocity (ENU m/s in
+                                TwistWithCovarianceStamped   (same stamp)             twist.linear) + white noise of
+                                                                                      gps_velocity_sigma_mps (0.3);
+                                                                                      covariance diagonal = its
+                                                                                      square; absent in outages; a
+                                                                                      spoof moves positions only
+                                                                                      (velocity stays true + noise)
 /imu/data                       sensor_msgs/Imu              imu_rate_hz (50)         orientation = R_body2world (ENU,
                                                                                       FLU body), body rates, specific
                                                                                       force incl. gravity
@@ -60,17 +67,21 @@ from .trajectory import (
     loop_polyline,
     max_turn_deg,
     outside_points,
+    racetrack_polyline,
+    racetrack_radius,
     random_polyline,
     rounding_distance,
+    usable_mask,
 )
 
 TOPIC_IMAGE = "/camera/image_raw/compressed"
 TOPIC_CAMERA_INFO = "/camera/camera_info"
 TOPIC_GPS = "/gps/fix"
+TOPIC_GPS_VEL = "/gps/vel"
 TOPIC_IMU = "/imu/data"
 TOPIC_TRUTH_FIX = "/ground_truth/fix"
 TOPIC_TRUTH_POSE = "/ground_truth/pose"
-TOPICS = (TOPIC_IMAGE, TOPIC_CAMERA_INFO, TOPIC_GPS, TOPIC_IMU, TOPIC_TRUTH_FIX, TOPIC_TRUTH_POSE)
+TOPICS = (TOPIC_IMAGE, TOPIC_CAMERA_INFO, TOPIC_GPS, TOPIC_IMU, TOPIC_TRUTH_FIX, TOPIC_TRUTH_POSE, TOPIC_GPS_VEL)
 
 # order of messages sharing a timestamp
 _PRIO = {"truth": 0, "imu": 1, "gps": 2, "info": 3, "image": 4}
@@ -211,12 +222,15 @@ def footprint_radius(camera, mount, height_m: float, tilt_rad: float) -> tuple[f
     return radius, width_across
 
 
-def build_trajectory(config: SimConfig, ortho, margin_m: float, across_m: float):
-    """The flight's :class:`Trajectory` and the usable mask (bool on ortho's grid).
+def build_trajectory(config: SimConfig, ortho, margin_m: float, across_m: float, *, check_area: bool = True):
+    """The flight's :class:`Trajectory`, its largest acceleration (m/s^2) and the usable area (:class:`Area` or None).
+
+    ``check_area=False`` skips the (conservative) check of waypoints against the circular usable area; the caller then
+    checks every frame's footprint exactly (:func:`footprint_overshoot`).
 
     Raises:
-        SimulationError: the orthophoto's valid area is too small for the footprint, waypoints outside it or with
-        hairpin turns.
+        SimulationError: the orthophoto's valid area is too small for the footprint, a racetrack's turns do not fit
+        at this speed (the message names the speed that fits), waypoints outside it or with hairpin turns.
     """
     area, allowed = flight_area(ortho, margin_m)
     v, T = config.speed_mps, config.duration_s
@@ -233,6 +247,8 @@ def build_trajectory(config: SimConfig, ortho, margin_m: float, across_m: float)
                 f"imagery, and turning at {v:g} m/s takes a radius of about {v * v / config.max_accel_mps2:.0f} m; "
                 "fly lower (--altitude), slower (--speed), use a narrower camera or a larger orthophoto"
             )
+    if config.trajectory == "racetrack":
+        turn_radius = racetrack_radius(area, v, config.max_accel_mps2, margin_m)
 
     def polyline(length: float) -> np.ndarray:
         g = rng(config.seed, STREAM_TRAJECTORY)
@@ -242,6 +258,9 @@ def build_trajectory(config: SimConfig, ortho, margin_m: float, across_m: float)
             return lawnmower_polyline(area, spacing, length, corner=int(g.integers(4)), min_spacing=min_spacing)
         if config.trajectory == "random":
             return random_polyline(area, g, length, min_leg=d0)
+        if config.trajectory == "racetrack":
+            return racetrack_polyline(area, turn_radius, length, clockwise=bool(g.integers(2)),
+                                      step=min(2.0, turn_radius / 8.0))
         poly = loop_polyline(pts, length)
         turn, k = max_turn_deg(poly)
         if turn > 150.0:
@@ -258,7 +277,7 @@ def build_trajectory(config: SimConfig, ortho, margin_m: float, across_m: float)
     if config.trajectory == "waypoints":
         pts = load_waypoints(config.waypoints, ortho.frame)
         bad = outside_points(ortho, allowed, pts)
-        if bad.any():
+        if bad.any() and check_area:
             i = int(np.flatnonzero(bad)[0])
             raise SimulationError(
                 f"waypoint {i} ({pts[i, 0]:.0f}, {pts[i, 1]:.0f} m from the map centre) is outside the usable "
@@ -287,7 +306,7 @@ def build_trajectory(config: SimConfig, ortho, margin_m: float, across_m: float)
     traj, amax = best
     kin = traj.sample(np.arange(0.0, T + 1e-9, min(0.2, 1.0 / v)))
     bad = outside_points(ortho, allowed, kin.position[:, :2])
-    if bad.any():
+    if bad.any() and check_area:
         i = int(np.flatnonzero(bad)[0])
         x, y = kin.position[i, :2]
         raise SimulationError(
@@ -334,6 +353,92 @@ def footprint_overshoot(config: SimConfig, ortho, camera, mount, traj: Trajector
     return float(d[k]), float(t[owner[np.flatnonzero(out)[k]]])
 
 
+# ============================================================================================== planning
+def _inner_radius(camera, mount, height_m: float) -> float:
+    """Distance (metres) from the nadir point to the nearest edge of the level camera footprint: what every frame sees
+    around the vehicle whatever its heading (0 when the camera does not look straight down)."""
+    import cv2
+    from calibration.geometry import Attitude
+    from calibration.view import ground_footprint
+
+    fp = ground_footprint(camera, Attitude(0.0, 0.0, 0.0), height_m, mount)
+    d = cv2.pointPolygonTest(np.asarray(fp, dtype=np.float32).reshape(-1, 1, 2), (0.0, 0.0), True)
+    return max(0.0, float(d))
+
+
+@dataclass(frozen=True, eq=False)
+class FlightPlan:
+    """Where a flight goes: the trajectory, its attitude model, the largest acceleration (m/s^2), the usable area it
+    was planned in (:class:`Area`; None when there is none, for waypoints), the camera footprint radius used as margin
+    (metres, level camera plus wobble, plus the widening for banked turns) and how far its footprint reaches onto
+    invalid imagery (metres, <= ``config.max_outside_m``)."""
+
+    trajectory: Trajectory
+    model: FlightModel
+    max_accel_mps2: float
+    area: Area | None
+    footprint_radius_m: float
+    outside_m: float = 0.0
+
+
+def plan_flight(config: SimConfig, ortho, camera, mount) -> FlightPlan:
+    """Plan the flight of ``config`` over ``ortho`` (a loaded orthophoto) with ``camera`` and ``mount``.
+
+    Planned trajectories (lawnmower, racetrack, random) stay inside the valid imagery shrunk by the footprint of a
+    level camera (plus the wobble and ``margin_m``); every frame's footprint is then checked at its true attitude
+    (banked in turns) and the area shrunk further where it overshoots. Waypoints are the user's route, which cannot
+    move: the exact per-frame footprint decides, so a straight route down a strip of imagery narrower than the
+    footprint's circle is accepted where every frame sees valid imagery (or at most ``max_outside_m`` metres of
+    nodata, rendered as such); when refused, the message adds what the circular check found (which waypoint, when).
+
+    Raises:
+        SimulationError: no room for the flight (see :func:`build_trajectory`), or the footprint cannot be kept on
+        valid imagery.
+    """
+    wobble = 3.0 * math.radians(config.attitude_jitter_deg)
+    radius, across = footprint_radius(camera, mount, config.altitude_m, wobble)
+    tol = config.max_outside_m
+    if config.trajectory == "waypoints":  # the user's path: it cannot move, the exact footprint decides
+        margin = radius + config.margin_m
+        traj, amax, area = build_trajectory(config, ortho, margin, across, check_area=False)
+        # every waypoint (flown or not) needs valid imagery where any frame over it looks, whatever the heading
+        inner = max(0.0, _inner_radius(camera, mount, config.altitude_m) - config.altitude_m * math.tan(wobble) - tol)
+        pts = load_waypoints(config.waypoints, ortho.frame)
+        bad = outside_points(ortho, usable_mask(np.asarray(ortho.mask, dtype=bool), inner / ortho.gsd), pts)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            x0, y0, x1, y1 = ortho.bounds
+            raise SimulationError(
+                f"waypoint {i} ({pts[i, 0]:.0f}, {pts[i, 1]:.0f} m from the map centre) is outside the usable area: "
+                f"a frame over it sees at least {inner:.0f} m around it at any heading, which must be valid imagery "
+                f"(orthophoto extent x {x0:.0f}..{x1:.0f}, y {y0:.0f}..{y1:.0f} m); move it inwards"
+            )
+        model = FlightModel(traj, config)
+        over, t_over = footprint_overshoot(config, ortho, camera, mount, traj, model)
+        if over <= tol:
+            return FlightPlan(traj, model, amax, area, radius, over)
+        exact = (f"the camera footprint reaches {over:.1f} m onto invalid imagery at t = {t_over:.1f} s (checked frame "
+                 f"by frame at the true attitude; max_outside_m = {tol:g})")
+        try:
+            build_trajectory(config, ortho, margin, across)  # the circular check names the waypoint or the time
+        except SimulationError as exc:
+            raise SimulationError(f"{exc}; {exact}") from None
+        raise SimulationError(f"{exact}; move the waypoints inwards, fly lower or allow more (max_outside_m)")
+    extra = 0.0
+    for _ in range(8):
+        margin = radius + config.margin_m + extra
+        traj, amax, area = build_trajectory(config, ortho, margin, across)
+        model = FlightModel(traj, config)
+        over, t_over = footprint_overshoot(config, ortho, camera, mount, traj, model)
+        if over <= tol:
+            return FlightPlan(traj, model, amax, area, radius + extra, over)
+        extra += max(over - tol + 1.0, 5.0)
+    raise SimulationError(
+        f"could not keep the camera footprint inside valid imagery (at t = {t_over:.1f} s it reaches {over:.0f} m "
+        f"beyond it, banking in a turn); fly lower (--altitude), slower (--speed), or use a larger orthophoto"
+    )
+
+
 # ============================================================================================== simulate
 def simulate(config: SimConfig, *, progress=None) -> SimSummary:
     """Simulate a flight and write it to ``config.out`` (see the module docstring for the bag layout).
@@ -363,25 +468,9 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
     camera = load_camera(config.camera) if config.camera else default_camera()
     mount = load_mount(config.mount) if config.mount else NADIR_MOUNT
 
-    # ------------------------------------------------------------------ where to fly
-    # Plan inside the valid imagery shrunk by the footprint of a level camera (plus the wobble and margin_m), then
-    # check every frame's footprint at its true attitude (banked in turns) and shrink further where it overshoots.
-    wobble = 3.0 * math.radians(config.attitude_jitter_deg)
-    radius, across = footprint_radius(camera, mount, config.altitude_m, wobble)
-    extra = 0.0
-    for _ in range(8):
-        margin = radius + config.margin_m + extra
-        traj, amax, area = build_trajectory(config, ortho, margin, across)
-        model = FlightModel(traj, config)
-        over, t_over = footprint_overshoot(config, ortho, camera, mount, traj, model)
-        if over <= 0.0:
-            break
-        extra += max(over + 1.0, 5.0)
-    else:
-        raise SimulationError(
-            f"could not keep the camera footprint inside valid imagery (at t = {t_over:.1f} s it reaches {over:.0f} m "
-            f"beyond it, banking in a turn); fly lower (--altitude), slower (--speed), or use a larger orthophoto"
-        )
+    # ------------------------------------------------------------------ where to fly (see plan_flight)
+    plan = plan_flight(config, ortho, camera, mount)
+    traj, model, amax, area = plan.trajectory, plan.model, plan.max_accel_mps2, plan.area
 
     # ------------------------------------------------------------------ sensor timelines
     t_cam = _times_ns(config, config.camera_rate_hz)
@@ -404,7 +493,7 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
     gmodel = GnssErrorModel(
         sigma_m=config.gps_sigma_m, bias_m=config.gps_bias_m, vertical_sigma_m=config.vertical_sigma_m,
         bias_mode=config.gps_bias_mode, bias_tau_s=config.gps_bias_tau_s, outages=config.gps_outages,
-        spoofs=config.gps_spoofs,
+        spoofs=config.gps_spoofs, velocity_sigma_mps=config.gps_velocity_sigma_mps,
     )
     gerr = simulate_errors(gmodel, s(t_gps), config.seed)
     kin_gps = traj.sample(s(t_gps))
@@ -413,6 +502,7 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
     lat_g, lon_g = np.asarray(lat_g, dtype=float), np.asarray(lon_g, dtype=float)
     alt_g = config.ground_elevation_m + kin_gps.position[:, 2] + gerr.error_enu[:, 2]
     gps_cov = gmodel.covariance_enu
+    vel_g = kin_gps.velocity + gerr.velocity_error_enu  # Doppler velocity: no bias, no spoof jump
 
     # IMU
     ti = s(t_imu)
@@ -445,6 +535,7 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
     events = [(int(t), _PRIO["truth"], i, "truth") for i, t in enumerate(t_cam)]
     events += [(int(t), _PRIO["imu"], i, "imu") for i, t in enumerate(t_imu)]
     events += [(int(t), _PRIO["gps"], i, "gps") for i, t in enumerate(t_gps) if gerr.available[i]]
+    events += [(int(t), _PRIO["gps"], i, "gps_vel") for i, t in enumerate(t_gps) if gerr.available[i]]  # after fix
     events += [(int(t), _PRIO["info"], i, "info") for i, t in enumerate(t_cam)]
     events += [(int(t), _PRIO["image"], i, "image") for i, t in enumerate(t_cam)]
     events.sort()
@@ -462,6 +553,8 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
             elif kind == "gps":
                 bag.write_navsatfix(TOPIC_GPS, t, lat_g[i], lon_g[i], alt_g[i], cov_enu=gps_cov, covariance_type=2,
                                     frame_id="gps")
+            elif kind == "gps_vel":
+                bag.write_velocity(TOPIC_GPS_VEL, t, vel_g[i], sigma_mps=config.gps_velocity_sigma_mps, frame_id="gps")
             elif kind == "info":
                 bag.write_camera_info(TOPIC_CAMERA_INFO, t, camera, frame_id="camera")
             else:
@@ -485,7 +578,7 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
         path_length_m=config.speed_mps * config.duration_s,
         max_accel_mps2=amax,
         area=(area.x_min, area.y_min, area.x_max, area.y_max) if isinstance(area, Area) else (),
-        footprint_radius_m=radius + extra,
+        footprint_radius_m=plan.footprint_radius_m,
         start_lat=float(lat_c[0]),
         start_lon=float(lon_c[0]),
         truth_frame_id=truth_frame.frame_id,

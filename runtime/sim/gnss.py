@@ -10,6 +10,12 @@ Per fix, the reported position is the truth plus, in local ENU metres:
   window), constant over the window.
 
 No fix is reported during an outage window ``(start, end)`` (``start <= t < end``, seconds from the flight's start).
+
+Velocity (``/gps/vel``, one per fix): the true horizontal velocity plus white noise N(0, ``velocity_sigma_mps``^2)
+per axis (east, north; up is reported as the true vertical velocity plus the same noise), independent between fixes
+and drawn from its own stream (``rng(seed, STREAM_GNSS, 1)``), so positions do not change with it. A receiver
+measures velocity from Doppler, not from positions: the bias does not enter it, and a spoof here is position-only
+(the velocity stays the true one + noise). None during an outage, like the fix.
 The covariance reported (``NavSatFix.position_covariance``, ENU diagonal, ``COVARIANCE_TYPE_DIAGONAL_KNOWN``) is the
 nominal ``diag(sigma^2, sigma^2, sigma_v^2)`` at all times: like a real receiver it reports its precision, not its
 bias, and during a spoof it claims the nominal sigma as a spoofer would.
@@ -25,13 +31,15 @@ import numpy as np
 from ..errors import SimulationError
 from .noise import STREAM_GNSS, STREAM_SPOOF, rng
 
+_VELOCITY_SUBSTREAM = 1  # rng(seed, STREAM_GNSS, 1): the velocity noise (the positions keep rng(seed, STREAM_GNSS))
+
 BIAS_MODES = ("gauss_markov", "constant")
 _THETA_RMS = math.radians(45.0)
 
 
 @dataclass(frozen=True)
 class GnssErrorModel:
-    """Parameters (metres, seconds from the start of the flight)."""
+    """Parameters (metres, seconds from the start of the flight; ``velocity_sigma_mps`` m/s per axis)."""
 
     sigma_m: float = 5.0
     bias_m: float = 3.0
@@ -40,12 +48,16 @@ class GnssErrorModel:
     bias_tau_s: float = 300.0
     outages: tuple[tuple[float, float], ...] = ()
     spoofs: tuple[tuple[float, float, float], ...] = ()
+    velocity_sigma_mps: float = 0.3
 
     def __post_init__(self) -> None:
         for name in ("sigma_m", "bias_m", "vertical_sigma_m"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise SimulationError(f"GNSS {name} must be a number of metres >= 0, got {v!r}")
+        v = self.velocity_sigma_mps
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise SimulationError(f"GNSS velocity_sigma_mps must be a number of m/s >= 0 (e.g. 0.3), got {v!r}")
         if self.bias_mode not in BIAS_MODES:
             raise SimulationError(f"GNSS bias mode must be one of {BIAS_MODES}, got {self.bias_mode!r}")
         if not (math.isfinite(self.bias_tau_s) and self.bias_tau_s > 0):
@@ -67,6 +79,7 @@ class GnssErrors:
         spoofed: bool[n], True inside a spoof window.
         error_enu: float64[n, 3] reported minus true position, metres ENU (noise + bias + spoof jump).
         bias_enu: float64[n, 3] the bias part; jump_enu: float64[n, 3] the spoof part.
+        velocity_error_enu: float64[n, 3] reported minus true velocity, m/s ENU (white noise only).
     """
 
     t_s: np.ndarray
@@ -75,6 +88,7 @@ class GnssErrors:
     error_enu: np.ndarray
     bias_enu: np.ndarray
     jump_enu: np.ndarray
+    velocity_error_enu: np.ndarray | None = None
 
 
 def in_windows(t_s: np.ndarray, windows) -> np.ndarray:
@@ -116,4 +130,5 @@ def simulate_errors(model: GnssErrorModel, t_s, seed: int) -> GnssErrors:
         jump[sel, 1] += metres * math.sin(ang)
         spoofed |= sel
     available = ~in_windows(t, model.outages)
-    return GnssErrors(t, available, spoofed, white + bias + jump, bias, jump)
+    vel_err = rng(seed, STREAM_GNSS, _VELOCITY_SUBSTREAM).standard_normal((n, 3)) * model.velocity_sigma_mps
+    return GnssErrors(t, available, spoofed, white + bias + jump, bias, jump, vel_err)

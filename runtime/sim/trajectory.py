@@ -1,6 +1,7 @@
 """Smooth, constant-speed flight paths over an orthophoto.
 
-A path is a polyline of control points (a lawnmower survey, random legs, or the user's waypoints) made C2-smooth by a
+A path is a polyline of control points (a lawnmower survey, random legs, a racetrack oval, or the user's waypoints)
+made C2-smooth by a
 uniform cubic B-spline: every leg is subdivided into pieces no longer than the *rounding distance* ``d`` (the corners
 are kept as control points), the spline cuts each corner by about ``0.24 d`` (90 degrees) with a curvature of about
 ``2.8 / d``, and stays inside the convex hull of its control points, hence inside a rectangular area. The spline is
@@ -23,7 +24,7 @@ import numpy as np
 from ..errors import SimulationError
 
 GRAVITY = 9.80665  # m/s^2
-TRAJECTORIES = ("lawnmower", "waypoints", "random")
+TRAJECTORIES = ("lawnmower", "racetrack", "waypoints", "random")
 
 # Gauss-Legendre 4-point nodes/weights on [0, 1].
 _GL_X = 0.5 + 0.5 * np.array([-0.8611363115940526, -0.3399810435848563, 0.3399810435848563, 0.8611363115940526])
@@ -237,6 +238,70 @@ def lawnmower_polyline(area: Area, spacing: float, length: float, corner: int = 
             step = -step
         leg += step
     return np.asarray(pts, dtype=float)
+
+
+def racetrack_radius(area: Area, speed_mps: float, max_accel_mps2: float, margin_m: float | None = None) -> float:
+    """Turn radius of a racetrack in ``area``: at least ``v^2 / a`` (the acceleration limit), larger when there is room
+    (up to half the short side of ``area`` and a quarter of its long side, so that straights remain).
+
+    Raises:
+        SimulationError: the short side of ``area`` is narrower than the tightest turn (``2 v^2 / a``); the message
+        names the fastest speed whose turns fit.
+    """
+    short, long_ = min(area.width, area.height), max(area.width, area.height)
+    r_min = speed_mps**2 / max_accel_mps2
+    if 2.0 * r_min > short + 1e-9:
+        v_fit = math.floor(10.0 * math.sqrt(max_accel_mps2 * short / 2.0)) / 10.0
+        why = (f" (the camera footprint needs {margin_m:.0f} m of valid imagery around the vehicle)"
+               if margin_m is not None else "")
+        raise SimulationError(
+            f"a racetrack at {speed_mps:g} m/s turns with a radius of at least v^2/a = {r_min:.1f} m "
+            f"(max_accel_mps2 = {max_accel_mps2:g}), so it needs a usable area {2 * r_min:.0f} m wide, but the usable "
+            f"area is {area.width:.0f} x {area.height:.0f} m{why}; fly at most {v_fit:g} m/s (--speed {v_fit:g}), "
+            "allow a larger acceleration (max_accel_mps2), fly lower or use a larger orthophoto"
+        )
+    return max(r_min, min(short / 2.0, long_ / 4.0))
+
+
+def racetrack_polyline(area: Area, radius: float, length: float, clockwise: bool = False,
+                       step: float = 2.0) -> np.ndarray:
+    """An oval centred in ``area`` along its longer side: two straights ``2 radius`` apart joined by semicircles of
+    ``radius`` (which must fit: ``2 radius`` <= the short side), flown from the middle of one straight, lap after
+    lap, until the polyline is at least ``length`` metres. Points are at most ``step`` metres apart (so the B-spline
+    follows the arcs: curvature ~ 1 / radius); every point lies inside ``area``."""
+    along_x = area.width >= area.height
+    long_ = area.width if along_x else area.height
+    short = area.height if along_x else area.width
+    if radius <= 0 or 2.0 * radius > short + 1e-9:
+        raise SimulationError(f"a racetrack of radius {radius:.1f} m does not fit a {long_:.0f} m wide band")
+    half = max(0.0, long_ / 2.0 - radius)  # half the length of a straight
+    # one lap in (along, across) coordinates around the centre, counter-clockwise, from the middle of the lower straight
+    n_straight = max(1, int(math.ceil(2.0 * half / step)))
+    n_arc = max(8, int(math.ceil(math.pi * radius / step)))
+    s_a = np.linspace(0.0, half, max(1, n_straight // 2) + 1)[:-1]
+    lower_in = np.column_stack([s_a, np.full(len(s_a), -radius)])
+    th = np.linspace(-math.pi / 2, math.pi / 2, n_arc + 1)[:-1]
+    right = np.column_stack([half + radius * np.cos(th), radius * np.sin(th)])
+    s_u = np.linspace(half, -half, n_straight + 1)[:-1]
+    upper = np.column_stack([s_u, np.full(len(s_u), radius)])
+    th = np.linspace(math.pi / 2, 3 * math.pi / 2, n_arc + 1)[:-1]
+    left = np.column_stack([-half + radius * np.cos(th), radius * np.sin(th)])
+    s_b = np.linspace(-half, 0.0, max(1, n_straight // 2) + 1)[:-1]
+    lower_out = np.column_stack([s_b, np.full(len(s_b), -radius)])
+    lap = np.concatenate([lower_in, right, upper, left, lower_out])
+    if clockwise:
+        lap[:, 1] = -lap[:, 1]
+    lap_len = polyline_length(np.concatenate([lap, lap[:1]]))
+    laps = int(math.ceil(length / lap_len)) + 1
+    pts = np.concatenate([np.tile(lap, (laps, 1)), lap[:1]])
+    # trim to what is needed (plus a little), keeping whole points
+    cum = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+    end = int(np.searchsorted(cum, length)) + 2
+    pts = pts[: min(end, len(pts))]
+    cx, cy = (area.x_min + area.x_max) / 2.0, (area.y_min + area.y_max) / 2.0
+    if along_x:
+        return np.column_stack([cx + pts[:, 0], cy + pts[:, 1]])
+    return np.column_stack([cx - pts[:, 1], cy + pts[:, 0]])
 
 
 def random_polyline(area: Area, gen: np.random.Generator, length: float, min_leg: float,

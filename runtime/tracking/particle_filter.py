@@ -342,12 +342,16 @@ class ParticleTracker:
         return self._status(self._sigma(cov), self._gps_state(), self._visual_recent()) is Status.LOST
 
     # -- measurements ------------------------------------------------------------------------------------------------
-    def update_gps(self, t_ns: int, x: float, y: float, sigma_m: float, *, velocity_xy=None) -> GpsDecision:
+    def update_gps(self, t_ns: int, x: float, y: float, sigma_m: float, *, velocity_xy=None,
+                   velocity_sigma: float | None = None) -> GpsDecision:
         """Gate and fuse one GPS fix.
 
         Args:
             t_ns: fix time, integer ns. x, y: fix position, local metres. sigma_m: its reported horizontal std per
-                axis, metres (> 0). velocity_xy: optional (east, north) velocity, m/s.
+                axis, metres (> 0). velocity_xy: optional (east, north) velocity, m/s: weights the particle
+                velocities (and centres them when the particles are drawn at the fix, with
+                ``config.gps_velocity_sigma_mps``). velocity_sigma: its reported std per axis, m/s (> 0; None:
+                ``config.gps_velocity_sigma_mps``).
 
         Returns:
             :class:`GpsDecision`. The first fix initialises an uninitialised tracker. A fix inconsistent with the
@@ -359,6 +363,8 @@ class ParticleTracker:
         xf, yf = finite_float(x, "update_gps x"), finite_float(y, "update_gps y")
         sig = finite_float(sigma_m, "update_gps sigma_m", positive=True)
         vel = None if velocity_xy is None else _vec2(velocity_xy, "update_gps velocity_xy")
+        vsig = c.gps_velocity_sigma_mps if velocity_sigma is None else finite_float(
+            velocity_sigma, "update_gps velocity_sigma", positive=True)
         self._sync(t_ns, "update_gps t_ns")
         t = self._t
         prev = self._last_gps_t
@@ -418,7 +424,7 @@ class ParticleTracker:
         s = self._s
         log_l = -0.5 * ((s[0] - xf) ** 2 + (s[1] - yf) ** 2) / r**2
         if vel is not None:
-            log_l -= 0.5 * ((s[2] - vel[0]) ** 2 + (s[3] - vel[1]) ** 2) / c.gps_velocity_sigma_mps**2
+            log_l -= 0.5 * ((s[2] - vel[0]) ** 2 + (s[3] - vel[1]) ** 2) / vsig**2
         self._reweight(log_l)
         self._last_gps_ok_t = t
         return GpsDecision(True, reason, dist, nis)

@@ -166,6 +166,7 @@ def test_reader_yields_typed_events_in_time_order(tmp_path):
             "imu": "/imu/data",
             "truth_fix": "/ground_truth/fix",
             "truth_pose": "/ground_truth/pose",
+            "gps_velocity": None,
         }
         assert any("several candidates" in n and "camera:" in n for n in bag.notes)  # 3 image topics
         events = list(bag.events())
@@ -270,6 +271,77 @@ def test_truth_pose_alone_recovers_wgs84_from_frame_id(tmp_path):
     assert tp.lat == pytest.approx(lat, abs=1e-9) and tp.lon == pytest.approx(lon, abs=1e-9) and tp.alt == 460.0
 
 
+# ---------------------------------------------------------------------------------------------- GPS velocity
+def _write_gps_with_velocity(path: Path, *, twist_stamped: bool = False) -> None:
+    """Fixes at 1 Hz; velocities 0.05 s after each (recorded after the fix) except fix 2 (0.4 s: too far) and fix 3
+    (none); an extra velocity 0.2 s before fix 1 that must lose to the nearer one."""
+    T = typestore().types
+    with BagWriter(path) as bag:
+        for k in range(5):
+            t = T0 + k * 1_000_000_000
+            if k == 1:
+                bag.write_velocity("/gps/vel", t - 200_000_000, (-9.0, -9.0), sigma_mps=2.0)
+            bag.write_navsatfix("/gps/fix", t, 47.0 + k * 1e-5, 8.0, 500.0, cov_enu=2.0)
+            if k == 3:
+                continue
+            tv = t + (400_000_000 if k == 2 else 50_000_000)
+            v = (1.0 + k, -0.5 * k, 0.1)
+            if twist_stamped:
+                V3 = T["geometry_msgs/msg/Vector3"]
+                twist = T["geometry_msgs/msg/Twist"](linear=V3(x=v[0], y=v[1], z=v[2]), angular=V3(x=0.0, y=0.0, z=0.0))
+                hdr = T["std_msgs/msg/Header"](seq=k, stamp=T["builtin_interfaces/msg/Time"](
+                    sec=tv // 10**9, nanosec=tv % 10**9), frame_id="gps")
+                bag.write_message("/vel", tv, T["geometry_msgs/msg/TwistStamped"](header=hdr, twist=twist))
+            else:
+                bag.write_velocity("/gps/vel", tv, v, sigma_mps=0.2 if k != 4 else None)
+
+
+def test_reader_attaches_the_nearest_gps_velocity_to_each_fix(tmp_path):
+    path = tmp_path / "vel.bag"
+    _write_gps_with_velocity(path)
+    with BagReader(path) as bag:
+        assert bag.selection["gps_velocity"] == "/gps/vel" and bag.selection["gps"] == "/gps/fix"
+        events = list(bag.events())
+    assert all(isinstance(e, GpsFix) for e in events)  # velocities are no events of their own
+    assert [e.t_ns - T0 for e in events] == [k * 1_000_000_000 for k in range(5)]
+    v = [None if e.velocity_enu is None else e.velocity_enu.tolist() for e in events]
+    assert v[0] == [1.0, 0.0, 0.1] and v[1] == [2.0, -0.5, 0.1]  # the nearer one, not the one 0.2 s before
+    assert v[2] is None and v[3] is None  # 0.4 s away (> 0.25 s), and none at all
+    assert v[4] == [5.0, -2.0, 0.1]
+    assert events[0].velocity_sigma_mps == pytest.approx(0.2) and events[0].velocity_xy == (1.0, 0.0)
+    assert events[4].velocity_sigma_mps is None  # zero covariance: unknown
+    with BagReader(path, velocity_max_dt_ns=500_000_000) as bag:
+        assert next(e for e in bag.events() if e.t_ns == T0 + 2 * 10**9).velocity_xy == (3.0, -1.0)
+    # a velocity topic alone yields nothing; switched off, the fixes are as before
+    with BagReader(path) as bag:
+        assert list(bag.events(roles=["gps_velocity"])) == []
+    with BagReader(path, gps_velocity_topic="none") as bag:
+        assert bag.selection["gps_velocity"] is None
+        assert [e.velocity_enu for e in bag.events()] == [None] * 5
+    with BagReader(path, reorder_window_ns=0) as bag:  # no reorder window: the later velocity still pairs
+        assert [e.velocity_enu is not None for e in bag.events(roles=["gps"])] == [True, True, False, False, True]
+    with pytest.raises(BagError, match="velocity_max_dt_ns"):
+        BagReader(path, velocity_max_dt_ns=-1)
+
+
+def test_twist_stamped_velocity_has_no_sigma(tmp_path):
+    path = tmp_path / "twist.bag"
+    _write_gps_with_velocity(path, twist_stamped=True)
+    with BagReader(path) as bag:
+        assert bag.selection["gps_velocity"] == "/vel"
+        fixes = list(bag.events(roles=["gps"]))
+    assert fixes[0].velocity_xy == (1.0, 0.0) and fixes[0].velocity_sigma_mps is None
+    assert [f.velocity_enu is not None for f in fixes] == [True, True, False, False, True]
+
+
+def test_write_velocity_errors(tmp_path):
+    with BagWriter(tmp_path / "e.bag") as bag:
+        with pytest.raises(BagError, match="velocity_enu must be 2 or 3 finite numbers"):
+            bag.write_velocity("/v", T0, (1.0,))
+        with pytest.raises(BagError, match="sigma_mps must be a finite number"):
+            bag.write_velocity("/v", T0, (1.0, 2.0), sigma_mps=-1.0)
+
+
 # ---------------------------------------------------------------------------------------------- selection
 def test_select_topics_by_type_and_name():
     topics = {
@@ -285,7 +357,12 @@ def test_select_topics_by_type_and_name():
     assert sel["gps"] == "/fix" and sel["truth_fix"] == "/gt/fix"
     assert sel["camera"] == "/camera/color/image_raw"  # depth is never the camera
     assert sel["camera_info"] == "/camera/color/camera_info"  # same namespace as the camera
-    assert sel["imu"] is None and sel["truth_pose"] is None
+    assert sel["imu"] is None and sel["truth_pose"] is None and sel["gps_velocity"] is None
+    sel, _ = select_topics(topics | {"/ground_truth/vel": ("geometry_msgs/msg/TwistStamped", 10),
+                                     "/ublox/fix_velocity": ("geometry_msgs/msg/TwistWithCovarianceStamped", 10)})
+    assert sel["gps_velocity"] == "/ublox/fix_velocity"  # by type; a truth topic is never the receiver's velocity
+    sel, _ = select_topics({"/vel": ("geometry_msgs/msg/TwistStamped", 10)}, {"gps_velocity": "none"})
+    assert sel["gps_velocity"] is None
     assert is_truth_topic("/ground_truth/pose") and is_truth_topic("/vicon/drone") and not is_truth_topic("/gtx/fix")
 
 
@@ -295,6 +372,8 @@ def test_select_topics_by_type_and_name():
         ({"gps": "/nope"}, "gps topic '/nope' is not in the bag; topics: /fix \\(sensor_msgs/NavSatFix\\)"),
         ({"imu": "/fix"}, "imu topic /fix carries sensor_msgs/NavSatFix, expected sensor_msgs/Imu"),
         ({"lidar": "/x"}, "unknown topic role"),
+        ({"gps_velocity": "/fix"}, "gps_velocity topic /fix carries sensor_msgs/NavSatFix, expected "
+                                   "geometry_msgs/TwistWithCovarianceStamped or geometry_msgs/TwistStamped"),
     ],
 )
 def test_select_topics_override_errors(overrides, match):
@@ -367,9 +446,10 @@ def test_real_husky_bag_reads(shared_data):
         assert bag.selection["camera"] is None
         assert bag.duration_s == pytest.approx(395.3, abs=0.5)
         assert topics["/fix"].rate_hz == pytest.approx(2.5, abs=0.1)
+        assert bag.selection["gps_velocity"] is None  # this recording has no velocity topic
         fixes = list(bag.events(roles=["gps"]))
         imu = list(bag.events(roles=["imu"], stop_ns=bag.start_ns + 2 * 10**9))
-    assert len(fixes) == 989
+    assert len(fixes) == 989 and all(f.velocity_enu is None for f in fixes)
     assert all(a.t_ns <= b.t_ns for a, b in zip(fixes, fixes[1:]))
     lat = np.array([f.lat for f in fixes if f.has_fix])
     lon = np.array([f.lon for f in fixes if f.has_fix])

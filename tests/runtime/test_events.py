@@ -110,6 +110,30 @@ def test_gps_fix_covariance_forms():
         GpsFix(1, 47.0, 8.0, 400.0, cov_enu=-2.0)
 
 
+def test_gps_fix_velocity_is_optional_validated_and_readonly():
+    plain = GpsFix(1, 47.0, 8.0, 400.0, 2.0, 0, "/fix", 2, "gps")  # the positional order of before still works
+    assert plain.velocity_enu is None and plain.velocity_sigma_mps is None and plain.velocity_xy is None
+    v = GpsFix(1, 47.0, 8.0, 400.0, velocity_enu=[3.0, -4.0], velocity_sigma_mps=0.3)
+    assert v.velocity_enu.dtype == np.float64 and v.velocity_enu.shape == (2,)
+    assert v.velocity_xy == (3.0, -4.0) and v.velocity_sigma_mps == 0.3
+    with pytest.raises(ValueError):
+        v.velocity_enu[0] = 1.0  # read-only, like cov_enu
+    src = np.array([1.0, 2.0, -0.5])
+    w = GpsFix(1, 47.0, 8.0, 400.0, velocity_enu=src)
+    src[0] = 99.0  # the fix keeps its own copy
+    assert w.velocity_enu.tolist() == [1.0, 2.0, -0.5] and w.velocity_xy == (1.0, 2.0)
+    moved = plain.with_velocity((0.5, 0.25), 0.2)
+    assert moved.velocity_xy == (0.5, 0.25) and moved.velocity_sigma_mps == 0.2
+    assert (moved.t_ns, moved.lat, moved.topic, moved.frame_id, moved.sigma_h) == (1, 47.0, "/fix", "gps", 2.0)
+    assert plain.velocity_enu is None  # frozen: with_velocity made a new fix
+    for bad in ([1.0], [1.0, 2.0, 3.0, 4.0], [math.nan, 1.0], [[1.0, 2.0], [3.0, 4.0]], "fast"):
+        with pytest.raises(BagError, match="velocity_enu must be 2 .* or 3 .* finite numbers in m/s"):
+            GpsFix(1, 47.0, 8.0, 400.0, velocity_enu=bad)
+    for bad in (0.0, -1.0, math.inf, True, "0.3"):
+        with pytest.raises(BagError, match="velocity_sigma_mps must be a finite number of m/s > 0"):
+            GpsFix(1, 47.0, 8.0, 400.0, velocity_enu=[1.0, 0.0], velocity_sigma_mps=bad)
+
+
 def test_imu_sample_validates_and_normalises():
     q = Attitude(0.1, -0.2, 1.0).to_quaternion()
     s = ImuSample(3, tuple(1.0001 * v for v in q), (0.1, 0.2, 0.3), (0.0, 0.0, 9.81))

@@ -170,8 +170,9 @@ def test_gga_then_rmc_gives_utc_time_sigma_and_altitude():
     assert p.speed_mps == pytest.approx(22.4 * KNOT_MPS) and p.course_deg == pytest.approx(84.4)
     assert p.n_sats == 8 and p.hdop == pytest.approx(0.9)
     assert p.utc_minus_host_ns == fix.t_ns - 123  # the GGA's host receive time (the test clock says 123)
-    # once the date is known a GGA comes out at once
-    (fix2,) = p.parse_line(_s("GNGGA,123520.25,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"))
+    # this stream sends RMC after GGA: the next GGA waits for its RMC (velocity), then comes out on UTC
+    assert p.parse_line(_s("GNGGA,123520.25,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")) == []
+    (fix2,) = p.parse_line(_s("GNRMC,123520.25,A,4807.038,N,01131.000,E,022.4,084.4,170524,003.1,W,A"))
     assert fix2.t_ns - fix.t_ns == 10**9
     assert p.counters.host_time_fixes == 0 and p.latest is fix2
 
@@ -207,6 +208,112 @@ def test_midnight_rollover_between_rmc_and_gga():
     p.parse_line(_s("GPRMC,235959.50,A,4807.038,N,01131.000,E,0.0,0.0,170524,,,A"))
     (fix,) = p.parse_line(_s("GPGGA,000000.50,4807.038,N,01131.000,E,1,08,0.9,545.4,M,,M,,"))
     assert fix.t_ns == utc_ns(2024, 5, 18, 0, 0, 0, 500_000_000)
+
+
+# ---------------------------------------------------------------------------------------------- velocity (RMC)
+def _gga(tod: str, talker: str = "GN") -> str:
+    return _s(f"{talker}GGA,{tod},4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")
+
+
+def _rmc(tod: str, speed: str = "019.438", course: str = "090.0", status: str = "A") -> str:
+    return _s(f"GNRMC,{tod},{status},4807.038,N,01131.000,E,{speed},{course},170524,,,A")
+
+
+def test_rmc_before_gga_of_the_same_epoch_gives_the_fix_its_velocity():
+    p = _parser()
+    assert p.parse_line(_rmc("120000.00", "019.438", "090.0")) == []  # 19.438 kn = 10 m/s, due east
+    (fix,) = p.parse_line(_gga("120000.00"))
+    np.testing.assert_allclose(fix.velocity_enu, [10.0, 0.0], atol=1e-3)
+    assert fix.velocity_sigma_mps is None  # NMEA says nothing about its precision
+    p.parse_line(_rmc("120001.00", "019.438", "210.0"))  # south-south-west
+    (fix,) = p.parse_line(_gga("120001.00"))
+    c = math.radians(210.0)
+    np.testing.assert_allclose(fix.velocity_xy, [10.0 * math.sin(c), 10.0 * math.cos(c)], atol=1e-3)
+    assert fix.velocity_xy[0] < 0 and fix.velocity_xy[1] < 0
+
+
+def test_rmc_after_gga_holds_the_fix_until_its_rmc():
+    p = _parser()
+    assert p.parse_line(_gga("120000.00")) == []  # first fix: held for the date
+    (first,) = p.parse_line(_rmc("120000.00", "009.719", "000.0"))  # 5 m/s north
+    np.testing.assert_allclose(first.velocity_xy, [0.0, 5.0], atol=1e-3)
+    # the stream has shown that its RMC follows: the next fix waits for it (same burst) and gets its velocity
+    assert p.parse_line(_gga("120001.00")) == []
+    assert p.parse_line(_s("GNGSA,A,3,01,02,03,,,,,,,,,,1.5,0.9,1.2")) == []  # other sentences in between
+    (fix,) = p.parse_line(_rmc("120001.00", "009.719", "180.0"))
+    np.testing.assert_allclose(fix.velocity_xy, [0.0, -5.0], atol=1e-3)
+    assert fix.t_ns - first.t_ns == 10**9 and p.counters.host_time_fixes == 0
+    # an epoch whose RMC never comes: released (no velocity) by the next epoch's GGA, and holding stops
+    assert p.parse_line(_gga("120002.00")) == []
+    late, now = p.parse_line(_gga("120003.00"))  # the held one, then this one at once (no more holding)
+    assert late.t_ns - first.t_ns == 2 * 10**9 and late.velocity_enu is None
+    assert now.t_ns - first.t_ns == 3 * 10**9 and now.velocity_enu is None
+    assert p.parse_line(_rmc("120003.00")) == []  # an RMC after its epoch's fix: the order shows again
+    assert p.parse_line(_gga("120004.00")) == []
+    (again,) = p.parse_line(_rmc("120004.00", "0.0", ""))
+    np.testing.assert_allclose(again.velocity_xy, [0.0, 0.0])
+    assert p.parse_line(_gga("120005.00")) == []
+    (held,) = p.flush()  # end of stream releases a held fix
+    assert held.velocity_enu is None and held.t_ns - first.t_ns == 5 * 10**9
+
+
+def test_an_rmc_of_another_epoch_is_never_attached():
+    p = _parser()
+    p.parse_line(_rmc("120000.00"))
+    (fix,) = p.parse_line(_gga("120001.00"))  # the RMC of 12:00:00 gave the date, not this epoch's velocity
+    assert fix.velocity_enu is None and fix.t_ns == DAY + 12 * 3600 * 10**9 + 10**9
+    (fix,) = p.parse_line(_gga("120002.00"))
+    assert fix.velocity_enu is None
+    p.parse_line(_rmc("120002.50"))  # a fraction off is another epoch too
+    assert p.flush() == []
+    q = _parser()
+    q.parse_line(_rmc("120003.00"))
+    (fix,) = q.parse_line(_gga("120003.00"))
+    assert fix.velocity_enu is not None
+
+
+@pytest.mark.parametrize(
+    "speed, course, status, expected",
+    [
+        ("", "090.0", "A", None),  # no speed
+        ("010.0", "", "A", None),  # moving but no course (u-blox leaves it empty below a speed threshold)
+        ("0.000", "", "A", (0.0, 0.0)),  # standing still: no course needed
+        ("010.0", "090.0", "V", None),  # void RMC: nothing from it
+    ],
+)
+def test_missing_speed_or_course_or_a_void_rmc_gives_no_velocity(speed, course, status, expected):
+    p = _parser()
+    p.parse_line(_rmc("120000.00", speed, course, status))
+    (fix,) = p.parse_line(_gga("120000.00")) or p.flush()
+    if expected is None:
+        assert fix.velocity_enu is None
+    else:
+        np.testing.assert_allclose(fix.velocity_xy, expected)
+
+
+@needs_logs
+@pytest.mark.parametrize("name, rmc_first", [("nl2008u.log", True), ("haicom-305N.log", False)])
+def test_real_moving_logs_give_velocities_that_match_the_positions(name, rmc_first):
+    """Velocity from RMC vs the displacement between consecutive fixes, on real receivers (both sentence orders)."""
+    from maps.geodesy import LocalFrame
+
+    path = NMEA_DIR / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    fixes, parser = parse_nmea_bytes(path.read_bytes(), clock_ns=lambda: 0)
+    with_v = [f for f in fixes if f.velocity_enu is not None]
+    assert len(with_v) >= 0.8 * len(fixes) and len(fixes) >= 9
+    speed = np.array([math.hypot(*f.velocity_xy) for f in with_v])
+    assert speed.max() < 50.0 and speed.max() > 2.0  # a walk/drive, not garbage
+    assert parser.counters.host_time_fixes <= 1
+    frame = LocalFrame(fixes[0].lat, fixes[0].lon)
+    xy = np.array([frame.to_local(f.lat, f.lon) for f in fixes], dtype=float)
+    t = np.array([f.t_ns for f in fixes]) / 1e9
+    v = np.array([f.velocity_xy if f.velocity_enu is not None else (np.nan, np.nan) for f in fixes])
+    disp = np.diff(xy, axis=0) / np.diff(t)[:, None]
+    mid = 0.5 * (v[1:] + v[:-1])  # the mean velocity over each interval
+    ok = np.all(np.isfinite(mid), axis=1)
+    assert np.median(np.linalg.norm(disp[ok] - mid[ok], axis=1)) < 1.0  # m/s
 
 
 def test_status_from_quality_and_gns_mode():

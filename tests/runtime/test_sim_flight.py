@@ -24,7 +24,7 @@ from runtime.cli.common import run_handler
 from runtime.errors import SimulationError
 from runtime.events import Frame, GpsFix, ImuSample, TruthPose
 from runtime.sim.config import SimConfig
-from runtime.sim.flight import TOPICS, simulate
+from runtime.sim.flight import TOPICS, plan_flight, simulate
 
 CAMERA_YAML = """%YAML:1.0
 ---
@@ -110,6 +110,7 @@ def test_bag_layout_with_anyreader(flight):
             "/camera/image_raw/compressed": ("sensor_msgs/msg/CompressedImage", 100),
             "/camera/camera_info": ("sensor_msgs/msg/CameraInfo", 100),
             "/gps/fix": ("sensor_msgs/msg/NavSatFix", n_gps),
+            "/gps/vel": ("geometry_msgs/msg/TwistWithCovarianceStamped", n_gps),
             "/ground_truth/fix": ("sensor_msgs/msg/NavSatFix", 100),
             "/ground_truth/pose": ("geometry_msgs/msg/PoseStamped", 100),
             "/imu/data": ("sensor_msgs/msg/Imu", 1000),
@@ -133,6 +134,7 @@ def test_reader_picks_the_simulated_topics(flight):
         assert bag.selection == {
             "camera": "/camera/image_raw/compressed", "camera_info": "/camera/camera_info", "gps": "/gps/fix",
             "imu": "/imu/data", "truth_fix": "/ground_truth/fix", "truth_pose": "/ground_truth/pose",
+            "gps_velocity": "/gps/vel",
         }
         assert bag.missing_notes() == [] and bag.notes == []
     times = [e.t_ns for e in flight["events"]]
@@ -189,6 +191,30 @@ def test_gps_errors_outage_and_spoof(flight):
         assert f.covariance_type == 2 and f.status == 0
     alt_err = np.array([f.alt - truth[f.t_ns].alt for f in fixes])
     assert 3.0 < np.std(alt_err) < 12.0
+
+
+def test_gps_velocity_is_the_true_velocity_plus_noise_even_when_spoofed(flight):
+    """Round trip: simulated /gps/vel -> BagReader -> GpsFix.velocity_enu vs the truth's velocity (8 m/s track)."""
+    truth = _of(flight["events"], TruthPose)
+    fixes = _of(flight["events"], GpsFix)
+    t0 = flight["cfg"].start_time_ns
+    assert all(f.velocity_enu is not None and f.velocity_sigma_mps == pytest.approx(0.3) for f in fixes)
+    # true velocity at each fix from the truth poses (5 Hz, same clock): central differences
+    tt = np.array([p.t_ns for p in truth]) / 1e9
+    p = np.array([[q.x, q.y] for q in truth])
+    vt = np.column_stack([np.gradient(p[:, 0], tt), np.gradient(p[:, 1], tt)])
+    ft = np.array([f.t_ns for f in fixes]) / 1e9
+    inner = (ft > tt[1]) & (ft < tt[-2])
+    true_v = np.column_stack([np.interp(ft, tt, vt[:, 0]), np.interp(ft, tt, vt[:, 1])])[inner]
+    # the pose frame and the GPS's ENU differ by a tiny grid convergence: compare within the noise
+    err = np.array([f.velocity_xy for f in fixes])[inner] - true_v
+    assert np.std(err, axis=0) == pytest.approx([0.3, 0.3], rel=0.35)
+    assert np.all(np.abs(err.mean(axis=0)) < 0.15)
+    speed = np.linalg.norm(np.array([f.velocity_xy for f in fixes]), axis=1)
+    assert np.median(speed) == pytest.approx(8.0, abs=0.2)
+    ts = (ft * 1e9 - t0) / 1e9
+    spoof = (ts >= SPOOF[0]) & (ts < SPOOF[1])
+    assert np.all(np.linalg.norm(err[spoof[inner]], axis=1) < 1.5)  # position-only spoof: the velocity stays true
 
 
 # ---------------------------------------------------------------------------------------------- IMU vs view
@@ -270,8 +296,26 @@ def test_same_seed_same_bytes_other_seed_other_flight(synthetic, tmp_path):
     assert pa == pb
     assert (tmp_path / "a.bag").read_bytes() == (tmp_path / "b.bag").read_bytes()
     by_topic = lambda p, topic: [x for x in p if x[0] == topic]  # noqa: E731
-    for topic in ("/gps/fix", "/ground_truth/pose", "/camera/image_raw/compressed", "/imu/data"):
+    for topic in ("/gps/fix", "/gps/vel", "/ground_truth/pose", "/camera/image_raw/compressed", "/imu/data"):
         assert by_topic(pa, topic) != by_topic(pc, topic), topic
+
+
+def test_gps_velocity_noise_has_its_own_stream(synthetic, tmp_path):
+    """Changing the velocity noise changes /gps/vel only: the positions of a seed stay what they were."""
+    base = dict(ortho=str(synthetic["ortho"]), camera=str(synthetic["camera"]), duration_s=3.0, seed=7)
+    a = simulate(SimConfig(out=str(tmp_path / "a.bag"), **base))
+    b = simulate(SimConfig(out=str(tmp_path / "b.bag"), gps_velocity_sigma_mps=0.0, **base))
+    pa, pb = _payloads(a.out), _payloads(b.out)
+    by_topic = lambda p, topic: [x for x in p if x[0] == topic]  # noqa: E731
+    assert by_topic(pa, "/gps/fix") == by_topic(pb, "/gps/fix")
+    assert by_topic(pa, "/gps/vel") != by_topic(pb, "/gps/vel")
+    with BagReader(b.out) as bag:
+        fixes = list(bag.events(roles=["gps"]))
+    speeds = [math.hypot(*f.velocity_xy) for f in fixes]
+    assert speeds == pytest.approx([8.0] * len(fixes), abs=1e-6)  # noise-free: the true 8 m/s
+    assert all(f.velocity_sigma_mps is None for f in fixes)  # a zero covariance reads as unknown
+    with pytest.raises(SimulationError, match="gps_velocity_sigma_mps must be a finite number >= 0"):
+        SimConfig(gps_velocity_sigma_mps=-0.1)
 
 
 # ---------------------------------------------------------------------------------------------- options and errors
@@ -340,6 +384,77 @@ def test_path_through_invalid_imagery_and_camera_that_misses_the_ground(syntheti
     assert not (tmp_path / "h.bag").exists()
 
 
+def _band(synthetic, tmp_path, name: str, half_width_m: float):
+    """The synthetic texture (400 x 300 m) with valid imagery only where |y| <= half_width_m (nodata elsewhere)."""
+    ortho = load_orthophoto(synthetic["ortho"])
+    y = ortho.y_max - (np.arange(ortho.mask.shape[0]) + 0.5) * ortho.gsd
+    mask = np.zeros_like(ortho.mask)
+    mask[np.abs(y) <= half_width_m] = True
+    band = Orthophoto(ortho.image, mask, ortho.gsd, ortho.x_min, ortho.y_max, ortho.frame)
+    return write_geotiff(tmp_path / f"{name}.tif", band)
+
+
+def test_racetrack_fits_a_narrow_band_at_constant_speed(synthetic, tmp_path):
+    from calibration.geometry import NADIR_MOUNT
+
+    tif = _band(synthetic, tmp_path, "band", 60.0)  # 120 m of imagery; the footprint at 30 m needs ~32 m of it
+    camera = load_camera(synthetic["camera"])
+    ortho = load_orthophoto(tif)
+    base = dict(ortho=str(tif), camera=str(synthetic["camera"]), out=str(tmp_path / "r.bag"), duration_s=60.0,
+                altitude_m=30.0, trajectory="racetrack")
+    with pytest.raises(SimulationError, match=r"a racetrack at 8 m/s turns with a radius of at least v\^2/a = 32.0 m .*"
+                       r"usable area is 330 x 50 m .*fly at most ([\d.]+) m/s \(--speed \1\)") as exc:
+        plan_flight(SimConfig(**base), ortho, camera, NADIR_MOUNT)
+    assert float(exc.value.args[0].split("fly at most ")[1].split(" ")[0]) == 7.0  # sqrt(2 m/s^2 * 25 m)
+    v_fit = 5.0
+    plan = plan_flight(SimConfig(**base | {"speed_mps": v_fit}), ortho, camera, NADIR_MOUNT)
+    assert plan.trajectory.kind == "racetrack" and plan.outside_m == 0.0
+    k = plan.trajectory.sample(np.arange(0.0, 60.0, 0.02))
+    xy = k.position[:, :2]
+    assert np.all(plan.area.contains(xy)) and np.all(np.abs(xy[:, 1]) < 60.0 - plan.footprint_radius_m)
+    step = np.linalg.norm(np.diff(xy, axis=0), axis=1) / 0.02
+    assert np.allclose(step, v_fit, rtol=1e-3)  # constant speed
+    acc = np.linalg.norm(k.acceleration, axis=1)
+    assert acc.max() <= 2.0 and acc.max() > 0.8 * v_fit**2 / (plan.area.height / 2.0)  # turns within max_accel
+    assert np.ptp(xy[:, 0]) > 3 * np.ptp(xy[:, 1])  # an oval along the band, not across it
+    # the written flight: racetrack, every frame on valid imagery, truth inside the band
+    s = simulate(SimConfig(**base | {"speed_mps": v_fit, "duration_s": 20.0}))
+    assert s.trajectory == "racetrack" and s.invalid_pixel_fraction == 0.0
+    with BagReader(s.out) as bag:
+        truth = _of(list(bag.events()), TruthPose)
+    y = np.array([ortho.frame.to_local(t.lat, t.lon)[1] for t in truth])
+    assert np.all(np.abs(y) < 60.0 - plan.footprint_radius_m)
+
+
+def test_waypoints_along_a_strip_are_checked_with_the_exact_footprint(synthetic, tmp_path):
+    from calibration.geometry import NADIR_MOUNT
+
+    camera = load_camera(synthetic["camera"])
+    wp = tmp_path / "line.csv"
+    wp.write_text("x,y\n-150,0\n150,0\n")
+    base = dict(camera=str(synthetic["camera"]), out=str(tmp_path / "l.bag"), duration_s=20.0, altitude_m=30.0,
+                trajectory="waypoints", waypoints=str(wp))
+    # 50 m of imagery: narrower than the footprint's circle (it may turn any way) but wider than its 41 m across
+    # track when flying straight along the strip: the exact per-frame check decides, and it fits
+    wide = _band(synthetic, tmp_path, "wide", 25.0)
+    plan = plan_flight(SimConfig(ortho=str(wide), **base), load_orthophoto(wide), camera, NADIR_MOUNT)
+    assert 2 * 25.0 < 2 * plan.footprint_radius_m and plan.outside_m == 0.0
+    s = simulate(SimConfig(ortho=str(wide), **base))
+    assert s.invalid_pixel_fraction == 0.0
+    # 40 m: the footprint's edges fall on nodata; refused with the exact numbers, unless max_outside_m allows it
+    narrow = _band(synthetic, tmp_path, "narrow", 20.0)
+    with pytest.raises(SimulationError, match=r"waypoint 0 \(-150, 0 m from the map centre\) is outside the usable "
+                       r"area.*; the camera footprint reaches (\d+\.\d) m onto invalid imagery at t = .* s \(checked "
+                       r"frame by frame at the true attitude; max_outside_m = 0\)") as exc:
+        simulate(SimConfig(ortho=str(narrow), **base))
+    over = float(exc.value.args[0].split("reaches ")[-1].split(" ")[0])
+    assert 0.0 < over < 5.0
+    s = simulate(SimConfig(ortho=str(narrow), **base | {"max_outside_m": over + 0.5}))
+    assert 0.0 < s.invalid_pixel_fraction < 0.1  # the few metres beyond the imagery are rendered as nodata
+    with pytest.raises(SimulationError, match="max_outside_m must be a finite number >= 0"):
+        SimConfig(max_outside_m=-1.0)
+
+
 # ---------------------------------------------------------------------------------------------- CLIs on real data
 def test_simulate_cli_on_a_real_orthophoto(shared_data, tmp_path, capsys):
     ortho = shared_data("ortho/swissimage_zurich_a_0.5m.tif")
@@ -360,7 +475,9 @@ def test_simulate_cli_on_a_real_orthophoto(shared_data, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert code == 0 and info["selection"]["camera"] == "/camera/image_raw/compressed"
     assert info["camera"]["width"] == 160 and 47.3 < info["first_fix"]["lat"] < 47.4
-    assert info["notes"] == ["/gps/fix: no message for 2.2 s from 1.8 s into the recording"]  # the first outage
+    assert info["selection"]["gps_velocity"] == "/gps/vel"
+    assert info["notes"] == ["/gps/fix: no message for 2.2 s from 1.8 s into the recording",  # the first outage
+                             "/gps/vel: no message for 2.2 s from 1.8 s into the recording"]
     gps = next(t for t in info["topics"] if t["topic"] == "/gps/fix")
     assert gps["rate_hz"] == 5.0 and gps["mean_rate_hz"] < 4.0 and gps["max_gap_s"] == 2.2
 
@@ -431,3 +548,15 @@ def test_help_of_both_commands(capsys):
             _parser(reg).parse_args(argv)
         out = capsys.readouterr().out
         assert exc.value.code == 0 and all(w in out for w in words)
+
+
+def test_simulate_cli_racetrack_and_max_outside_flags():
+    from runtime.sim.cli import TRAJECTORY_CHOICES, config_from_args, register
+    from runtime.sim.trajectory import TRAJECTORIES
+
+    assert set(TRAJECTORY_CHOICES) == set(TRAJECTORIES)  # the CLI's light copy of the simulator's list
+    args = _parser(register).parse_args(["simulate", "--ortho", "o.tif", "--trajectory", "racetrack", "--speed", "6",
+                                         "--max-outside", "2.5"])
+    cfg = config_from_args(args)
+    assert (cfg.trajectory, cfg.speed_mps, cfg.max_outside_m) == ("racetrack", 6.0, 2.5)
+    assert config_from_args(_parser(register).parse_args(["simulate"])).max_outside_m == 0.0

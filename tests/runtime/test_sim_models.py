@@ -24,6 +24,8 @@ from runtime.sim.trajectory import (
     largest_rectangle,
     load_waypoints,
     loop_polyline,
+    racetrack_polyline,
+    racetrack_radius,
     random_polyline,
     rounding_distance,
 )
@@ -107,6 +109,44 @@ def test_loop_polyline_repeats_short_waypoint_paths():
     assert np.sum(np.linalg.norm(np.diff(out, axis=0), axis=1)) >= 1000.0
     np.testing.assert_array_equal(out[:3], pts)
     np.testing.assert_array_equal(out[3], pts[0])
+
+
+@pytest.mark.parametrize("area", [Area(-150.0, -31.0, 150.0, 31.0), Area(10.0, -200.0, 70.0, 120.0)])
+@pytest.mark.parametrize("clockwise", [False, True])
+def test_racetrack_is_an_oval_along_the_long_side_inside_the_area(area, clockwise):
+    v, a = 6.0, 2.0
+    r = racetrack_radius(area, v, a)
+    short, long_ = min(area.width, area.height), max(area.width, area.height)
+    assert r == pytest.approx(min(short / 2.0, long_ / 4.0)) and r >= v * v / a  # as wide as the area allows
+    poly = racetrack_polyline(area, r, 1500.0, clockwise=clockwise, step=min(2.0, r / 8.0))
+    assert np.all(area.contains(poly)) and np.sum(np.linalg.norm(np.diff(poly, axis=0), axis=1)) >= 1500.0
+    traj = Trajectory(BSplinePath(densify(poly, rounding_distance(v, a))), v, 60.0, 1400.0 / v, "racetrack")
+    t = np.arange(0.0, traj.duration_s, 0.02)
+    k = traj.sample(t)
+    xy = k.position[:, :2]
+    assert np.all(area.contains(xy))
+    step = np.linalg.norm(np.diff(xy, axis=0), axis=1) / 0.02
+    assert np.allclose(step, v, rtol=1e-3)  # constant speed
+    acc = np.linalg.norm(k.acceleration, axis=1)
+    assert acc.max() <= a and acc.max() == pytest.approx(v * v / r, rel=0.03)  # turns at 1/r
+    assert np.percentile(acc, 10) < 0.01  # and straights
+    # centred, spanning the long side, 2 r across; the vehicle turns one way only
+    along, across = (0, 1) if area.width >= area.height else (1, 0)
+    centre = np.array([(area.x_min + area.x_max) / 2.0, (area.y_min + area.y_max) / 2.0])
+    assert np.ptp(xy[:, along]) == pytest.approx(long_, abs=0.5)
+    assert np.ptp(xy[:, across]) == pytest.approx(2 * r, abs=0.5)
+    np.testing.assert_allclose((xy.max(0) + xy.min(0)) / 2.0, centre, atol=0.5)
+    turn = k.velocity[:, 0] * k.acceleration[:, 1] - k.velocity[:, 1] * k.acceleration[:, 0]  # > 0: to the left
+    assert np.all(turn < 1e-6) if clockwise else np.all(turn > -1e-6)
+
+
+def test_racetrack_too_narrow_names_the_speed_that_fits():
+    narrow = Area(-150.0, -15.0, 150.0, 15.0)  # 30 m: turns of 15 m at most; 2 m/s^2 -> sqrt(30) = 5.48 m/s
+    assert racetrack_radius(narrow, 5.4, 2.0) == pytest.approx(15.0)
+    with pytest.raises(SimulationError, match=r"a racetrack at 8 m/s turns with a radius of at least v\^2/a = 32.0 m "
+                       r"\(max_accel_mps2 = 2\), so it needs a usable area 64 m wide, but the usable area is 300 x 30 m "
+                       r"\(the camera footprint needs 64 m .*\); fly at most 5.4 m/s \(--speed 5.4\)"):
+        racetrack_radius(narrow, 8.0, 2.0, margin_m=64.0)
 
 
 def test_largest_rectangle_and_flight_area():
@@ -307,7 +347,7 @@ def test_config_from_dict_and_yaml(tmp_path):
         ({"duration_s": 0}, "duration_s must be a finite number > 0"),
         ({"speed_mps": "fast"}, "speed_mps must be a finite number > 0"),
         ({"gps_sigma_m": -1}, "gps_sigma_m must be a finite number >= 0"),
-        ({"trajectory": "spiral"}, "trajectory must be one of lawnmower, waypoints, random"),
+        ({"trajectory": "spiral"}, "trajectory must be one of lawnmower, racetrack, waypoints, random"),
         ({"trajectory": "waypoints"}, "needs a waypoints file"),
         ({"gps_outages": ["130:140"]}, "starts after the flight ends \\(120 s\\)"),
         ({"gps_outages": "40:70"}, 'gps_outages must be a list of windows like \\["40:70"\\]'),

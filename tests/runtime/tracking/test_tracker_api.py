@@ -255,6 +255,8 @@ def test_small_time_steps_back_are_tolerated_large_ones_raise():
         (lambda t: t.update_gps(0, 0.0, 0.0, 0.0), "update_gps sigma_m must be a finite number > 0, got 0.0"),
         (lambda t: t.update_gps(0, 0.0, 0.0, 5.0, velocity_xy=[1, 2, 3]),
          "update_gps velocity_xy must be 2 finite numbers (east, north) in m/s, got [1, 2, 3]"),
+        (lambda t: t.update_gps(0, 0.0, 0.0, 5.0, velocity_xy=[1, 2], velocity_sigma=0.0),
+         "update_gps velocity_sigma must be a finite number > 0, got 0.0"),
         (lambda t: t.update_gps(np.float64(1.0), 0.0, 0.0, 5.0),
          "update_gps t_ns must be an integer number of nanoseconds, got np.float64(1.0) (float64)"),
         (lambda t: t.update_visual((0, [[0, 0]])), "update_visual expects a VisualFix, got tuple"),
@@ -300,3 +302,29 @@ def test_gps_velocity_sets_the_particle_velocities():
     assert e.x == pytest.approx(6.0, abs=1.5) and e.y == pytest.approx(-3.0, abs=1.5)
     states, w = trk.particles()
     assert w @ states[:, 2] == pytest.approx(6.0, abs=0.5)
+
+
+def test_gps_velocity_makes_the_particle_velocities_converge_to_it():
+    """Started at rest (no velocity at the first fix), the particles learn (6, -3) m/s from the fixes' velocity; the
+    positions alone (sigma 5 m) leave the velocity far less certain, and a smaller velocity_sigma pins it tighter."""
+
+    def run(velocity_sigma=None, with_velocity=True):
+        trk = _tracker(seed=3)
+        trk.update_gps(0, 0.0, 0.0, 5.0)  # no velocity: particles start around 0 m/s
+        for i in range(1, 26):  # 5 s at 5 Hz, fixes exactly on the moving truth
+            t = i * NS // 5
+            trk.update_gps(t, 6.0 * t / NS, -3.0 * t / NS, 5.0,
+                           velocity_xy=(6.0, -3.0) if with_velocity else None, velocity_sigma=velocity_sigma)
+        states, w = trk.particles()
+        v = states[:, 2:4]  # (n, 5) states: x, y, vx, vy, yaw
+        mean = w @ v
+        spread = math.sqrt(float(w @ np.sum((v - mean) ** 2, axis=1)))
+        return mean, spread
+
+    m_default, s_default = run()  # config.gps_velocity_sigma_mps (1 m/s)
+    m_tight, s_tight = run(velocity_sigma=0.2)
+    _, s_none = run(with_velocity=False)
+    np.testing.assert_allclose(m_default, [6.0, -3.0], atol=0.4)
+    np.testing.assert_allclose(m_tight, [6.0, -3.0], atol=0.15)
+    assert s_tight < s_default < s_none
+    assert s_tight < 0.35 and s_default < 1.3 and s_none > 2.0  # m/s, 2-D rms about the mean
