@@ -34,7 +34,8 @@ from calibration.geometry import NADIR_MOUNT, Attitude, Mount
 from .errors import OnboardError
 from .events import CameraInfoEvent, Frame, GpsFix, ImuSample, STATUS_NO_FIX
 
-__all__ = ["LocalizerConfig", "Localizer", "Output", "LocalizerError", "EncoderMismatchError", "STAGES"]
+__all__ = ["LocalizerConfig", "Localizer", "Output", "FrameCandidates", "ImuVelocity", "LocalizerError",
+           "EncoderMismatchError", "STAGES"]
 
 #: latency stages of one frame, in order (milliseconds in :attr:`Output.latency_ms`)
 STAGES = ("decode", "rectify", "encode", "search", "align", "filter", "total")
@@ -65,6 +66,9 @@ class LocalizerConfig:
         yaw_hypotheses: views per frame when the heading is unknown (no IMU, tracker yaw uncertain).
         min_view_valid: least fraction of valid pixels in the encoder crop; fewer: the frame gives no visual fix.
         imu_max_age_s: an IMU attitude older than this (seconds) at the frame time is not used.
+        imu_accel: integrate the IMU's acceleration (specific force rotated to the world by its orientation, minus
+            gravity) into the particle velocities between frames (inertial dead reckoning; turns are followed
+            without GPS or vision). False: constant velocity.
         default_gps_sigma_m: GPS horizontal sigma when a fix carries no covariance, metres.
         height_m: height above ground to assume before any GPS altitude is known (None: frames wait for GPS).
         min_scope_m: the least search radius around the belief, metres.
@@ -74,6 +78,13 @@ class LocalizerConfig:
             (0: never).
         scale_step, scale_gain: relative height step of the check (views at 1 -/+ step) and the fraction of the
             implied correction applied per check.
+        min_fix_prob: with a calibrated likelihood, a frame whose fix holds the vehicle with a probability below this
+            gives no fix (look-alike terrain such as water: its candidates would only pull the belief around;
+            on held-out flights fixes below 0.4 held it 16 % of the time, above 0.4 almost always).
+        likelihood: how candidate scores become the visual likelihood: ``"default"`` (the calibration fitted on
+            simulated flights, :func:`runtime.likelihood.default_likelihood`), a path to a file written by
+            ``runtime likelihood fit``, or ``"softmax"`` (uncalibrated: softmax of the scores with the tracker's
+            ``visual_temperature``, inlier probability ``visual_inlier_prob``).
         tracker: :class:`runtime.tracking.TrackerConfig` fields (mapping) overriding its defaults.
     """
 
@@ -86,6 +97,7 @@ class LocalizerConfig:
     yaw_hypotheses: int = 8
     min_view_valid: float = 0.6
     imu_max_age_s: float = 0.5
+    imu_accel: bool = True
     default_gps_sigma_m: float = 5.0
     height_m: float | None = None
     min_scope_m: float = 60.0
@@ -93,6 +105,8 @@ class LocalizerConfig:
     scale_every: int = 5
     scale_step: float = 0.05
     scale_gain: float = 0.5
+    likelihood: str = "default"
+    min_fix_prob: float = 0.5
     tracker: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -119,6 +133,13 @@ class LocalizerConfig:
             raise LocalizerError(f"localizer min_view_valid must be in [0, 1], got {self.min_view_valid!r}")
         if self.height_m is not None and not (isinstance(self.height_m, (int, float)) and self.height_m > 0):
             raise LocalizerError(f"localizer height_m must be > 0 metres or None, got {self.height_m!r}")
+        if not isinstance(self.imu_accel, bool):
+            raise LocalizerError(f"localizer imu_accel must be true or false, got {self.imu_accel!r}")
+        if not (isinstance(self.min_fix_prob, (int, float)) and 0.0 <= self.min_fix_prob < 1.0):
+            raise LocalizerError(f"localizer min_fix_prob must be a probability in [0, 1), got {self.min_fix_prob!r}")
+        if not isinstance(self.likelihood, str) or not self.likelihood:
+            raise LocalizerError(f"localizer likelihood must be 'default', 'softmax' or a calibration file path, got "
+                                 f"{self.likelihood!r}")
         if not isinstance(self.tracker, dict):
             raise LocalizerError(f"localizer tracker must be a mapping of TrackerConfig fields, got {self.tracker!r}")
 
@@ -145,6 +166,65 @@ class Output:
     latency_ms: dict
     source: str
     candidates: int = 0
+
+
+@dataclass(frozen=True)
+class FrameCandidates:
+    """What one frame's visual measurement was made of, before the gates (:attr:`Localizer.last_candidates`; the
+    data for calibrating the visual likelihood, :mod:`runtime.likelihood`).
+
+    Attributes:
+        t_ns: frame time, integer ns.
+        aligned: float64[n, 6] every fine alignment that found map imagery: x, y (local metres), NCC score, sigma_m
+            (the alignment's own with the attitude term, metres), peak ratio, passed (1.0: it passed the NCC gate and
+            went into the fix, 0.0: dropped).
+        retrieved: float64[m, 7] retrieval candidates of every view: x, y (tile centre, local metres), cosine score,
+            sigma_m (half a stride), the best cosine of the same view, the view's spread (best minus k-th best
+            cosine: near 0 where every tile looks alike, e.g. water), and the log of the searched area over the area
+            a candidate counts as correct in (:func:`runtime.likelihood.scope_log_ratio`).
+        retrieved_used: the retrieval candidates formed the fix (no aligned position passed).
+        embeddings: float32[v, d] the views' embeddings (what was searched with).
+        scope: the search scope (x, y, radius_m), None for the whole map.
+    """
+
+    t_ns: int
+    aligned: np.ndarray
+    retrieved: np.ndarray
+    retrieved_used: bool
+    embeddings: np.ndarray
+    scope: tuple | None
+
+
+class ImuVelocity:
+    """Integrates an IMU's horizontal acceleration into a velocity change between two filter steps.
+
+    Each sample's specific force is rotated to the world (ENU) by its orientation; gravity is vertical, so the
+    horizontal part is the vehicle's horizontal acceleration. ``max_gap_s``: samples further apart than this (seconds)
+    are not integrated across, and :meth:`take` answers None when the last sample is older than this.
+    """
+
+    def __init__(self, max_gap_s: float) -> None:
+        self.max_gap_s = float(max_gap_s)
+        self._dv = np.zeros(2)
+        self._t: int | None = None
+
+    def add(self, sample: ImuSample) -> None:
+        """Integrate one sample (with orientation) over the interval since the previous one."""
+        R = sample.R_body2world
+        if R is None:
+            return
+        prev, self._t = self._t, sample.t_ns
+        dt = 0.0 if prev is None else (sample.t_ns - prev) * 1e-9
+        if 0.0 < dt <= self.max_gap_s:
+            self._dv += (R @ np.asarray(sample.linear_acceleration, np.float64))[:2] * dt
+
+    def take(self, t_ns: int) -> np.ndarray | None:
+        """float64[2] (east, north) velocity change since the last take, m/s, and start again from zero; None when
+        no sample within ``max_gap_s`` of ``t_ns``."""
+        dv, self._dv = self._dv, np.zeros(2)
+        if self._t is None or abs(t_ns - self._t) > self.max_gap_s * 1e9:
+            return None
+        return dv
 
 
 class Localizer:
@@ -199,15 +279,40 @@ class Localizer:
         self._aligner = None
         self._imagery_checked = False
         self._imu: ImuSample | None = None
+        self._dv = ImuVelocity(self.config.imu_max_age_s)
         self.notes: list[str] = []
+        self.likelihood = self._load_likelihood(self.config.likelihood)
+        lik_id = "" if self.likelihood is None else self.likelihood.encoder_id
+        #: the retrieval scores are calibrated for this map's encoder (else they use the uncalibrated softmax)
+        self.retrieval_calibrated = self.likelihood is not None and (
+            not lik_id or self.contract is None or lik_id == self.contract.encoder_id)
+        if self.likelihood is not None and not self.retrieval_calibrated:
+            self._note(f"the likelihood calibration was fitted for encoder {lik_id}, the map uses "
+                       f"{self.contract.encoder_id}: retrieval scores use the uncalibrated softmax (fine-aligned ones "
+                       "stay calibrated); fit one with `runtime likelihood fit ORTHO... --model MODEL`")
+        #: the candidates of the last frame that reached the search (:class:`FrameCandidates`), None before
+        self.last_candidates: FrameCandidates | None = None
         #: image-based height correction (multiplies the held/assumed height; 1 while GPS altitude is fresh)
         self.height_scale = 1.0
         self.counts = {"frames": 0, "frames_used": 0, "gps": 0, "gps_rejected": 0, "imu": 0, "frames_no_camera": 0,
-                       "frames_no_height": 0, "frames_few_pixels": 0}
+                       "frames_no_height": 0, "frames_few_pixels": 0, "frames_weak_fix": 0}
         if camera is not None:
             self._set_camera(camera)
 
     # ------------------------------------------------------------------------------------------------ set-up
+    @staticmethod
+    def _load_likelihood(spec: str):
+        from .likelihood import LikelihoodError, VisualLikelihood, default_likelihood
+
+        if spec == "softmax":
+            return None
+        if spec == "default":
+            return default_likelihood()
+        try:
+            return VisualLikelihood.load(spec)
+        except LikelihoodError as exc:
+            raise LocalizerError(f"localizer likelihood: {exc} (or pass 'default' or 'softmax')") from None
+
     def _set_camera(self, camera: CameraModel) -> None:
         from .ground_view import GroundViewer
 
@@ -250,8 +355,14 @@ class Localizer:
 
     def on_imu(self, sample: ImuSample) -> None:
         self.counts["imu"] += 1
-        if sample.orientation is not None:
-            self._imu = sample
+        if sample.orientation is None:
+            return
+        self._imu = sample
+        if self.config.imu_accel:
+            self._dv.add(sample)
+
+    def _take_dv(self, t_ns: int):
+        return self._dv.take(t_ns) if self.config.imu_accel else None
 
     def on_gps(self, fix: GpsFix, *, output: bool = False) -> Output | None:
         """Feed one fix (no-fix status is ignored). With ``output`` returns the estimate after it (GPS-only use)."""
@@ -270,7 +381,7 @@ class Localizer:
             if math.isfinite(var) and var > 0:
                 sigma = math.sqrt(var)
         yaw = self._imu_yaw(fix.t_ns)
-        self.tracker.predict(fix.t_ns, yaw=yaw)
+        self.tracker.predict(fix.t_ns, yaw=yaw, delta_v=self._take_dv(fix.t_ns))
         # The fix's ground velocity weights the particle velocities only while no IMU yaw pins the heading: there it
         # gives the motion direction (simulated 60 s flights without IMU: p95 7.8 -> 2.2 m); with an IMU yaw it
         # only narrowed the belief below its error (p95 1.1 -> 1.5 m), so it is left out then.
@@ -330,7 +441,8 @@ class Localizer:
             self._note("height above ground unknown (no GPS altitude yet): frames skipped; pass --height M")
             return None
         attitude = self._imu_attitude(frame.t_ns)
-        self.tracker.predict(frame.t_ns, yaw=None if attitude is None else float(attitude.yaw))
+        self.tracker.predict(frame.t_ns, yaw=None if attitude is None else float(attitude.yaw),
+                             delta_v=self._take_dv(frame.t_ns))
         yaws = None
         if attitude is None:
             yaws = self.tracker.yaw_hypotheses(self.config.yaw_hypotheses)
@@ -357,7 +469,7 @@ class Localizer:
         now = time.perf_counter()
         lat["search"], t = (now - t) * 1e3, now
         tilt_sigma = self.config.attitude_sigma_deg if attitude is not None else self.config.unknown_tilt_sigma_deg
-        fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope, height, tilt_sigma)
+        fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope, height, tilt_sigma, emb)
         now = time.perf_counter()
         lat["align"], t = (now - t) * 1e3, now
         if fix is not None:
@@ -397,7 +509,7 @@ class Localizer:
         self.height_scale = max(0.5, min(2.0, self.height_scale))
 
     def _visual_fix(self, t_ns: int, views, scores: np.ndarray, ids: np.ndarray, scope, height_m: float,
-                    tilt_sigma_deg: float):
+                    tilt_sigma_deg: float, embeddings: np.ndarray):
         """Candidates of every view -> one VisualFix.
 
         With map imagery, the best ``align_top`` retrieval candidates of each view are fine-aligned; the aligned
@@ -406,13 +518,17 @@ class Localizer:
         ``tilt_sigma_deg`` moves the nadir point at this height. Without an aligned position that passes, the
         retrieval candidates form the fix (tile centres, sigma half a stride, scored by embedding cosine).
         """
+        from .likelihood import scope_log_ratio
         from .tracking import VisualFix
 
         cfg = self.config
         stride = float(self.package.tile_grid.stride_m)
+        log_scope = scope_log_ratio(scope, self.package.bounds, stride / 2.0)
         att_sigma = height_m * math.tan(math.radians(tilt_sigma_deg))
-        aligned: list[tuple[float, float, float, float, float]] = []  # x, y, score, sigma, yaw
-        retrieved: list[tuple[float, float, float, float, float]] = []
+        aligned: list[tuple[float, float, float, float, float, float]] = []  # x, y, score, sigma, yaw, peak ratio
+        retrieved: list[tuple] = []  # x, y, score, sigma, yaw, view best, view spread, log scope ratio
+        tried: list[tuple[float, float, float, float, float, float]] = []  # every alignment: x, y, score, sigma,
+        # peak ratio, passed
         aligner = self._aligner_or_none()
         est = self.tracker.estimate() if self.tracker.initialized else None
         belief = None
@@ -422,29 +538,51 @@ class Localizer:
             ok = (i_row >= 0) & np.isfinite(s_row)
             cand = self.package.positions[i_row[ok]].astype(np.float64)
             s_row = s_row[ok].astype(np.float64)
-            retrieved += [(float(c[0]), float(c[1]), float(s), stride / 2.0, v.yaw_rad) for c, s in zip(cand, s_row)]
+            best = float(s_row.max()) if len(s_row) else math.nan
+            spread = best - float(s_row.min()) if len(s_row) else math.nan
+            retrieved += [(float(c[0]), float(c[1]), float(s), stride / 2.0, v.yaw_rad, best, spread, log_scope)
+                          for c, s in zip(cand, s_row)]
             top = min(cfg.align_top, len(cand)) if aligner is not None else 0
             todo = cand[:top]
             if belief is not None:
                 todo = np.concatenate([belief, todo]) if top else belief
             if len(todo):
                 for r in aligner.align(v, todo):
-                    if r.score < cfg.align_min_score or r.sigma_m >= aligner.search_m:
-                        continue
-                    if any(math.hypot(r.x - a[0], r.y - a[1]) < 1.0 for a in aligned):
-                        continue  # several candidates converged on the same peak
                     sigma = math.hypot(max(r.sigma_m, self.gsd), att_sigma)
-                    aligned.append((r.x, r.y, r.score, sigma, r.yaw_rad))
+                    passed = r.score >= cfg.align_min_score and r.sigma_m < aligner.search_m
+                    if passed and any(math.hypot(r.x - a[0], r.y - a[1]) < 1.0 for a in aligned):
+                        continue  # several candidates converged on the same peak
+                    if r.score > -1.0:  # -1: no map imagery under the window
+                        tried.append((r.x, r.y, r.score, sigma, r.peak_ratio, float(passed)))
+                    if passed:
+                        aligned.append((r.x, r.y, r.score, sigma, r.yaw_rad, r.peak_ratio))
         rows = aligned
         if not rows:
             # tile-level candidates only help a belief wider than they are precise (or none: start, LOST)
             wide = est is None or not math.isfinite(est.sigma_m) or est.sigma_m > cfg.retrieval_only_sigma_m
             rows = retrieved if wide else []
+        self.last_candidates = FrameCandidates(
+            int(t_ns), np.asarray(tried, np.float64).reshape(-1, 6),
+            np.asarray([r[:4] + r[5:] for r in retrieved], np.float64).reshape(-1, 7), bool(rows) and not aligned,
+            embeddings, scope)
         if not rows:
             return None, 0
         a = np.asarray(rows, np.float64)
+        probs = p_in = None
+        if self.likelihood is not None and (aligned or self.retrieval_calibrated):
+            from .likelihood import aligned_features, retrieved_features
+
+            if aligned:
+                probs = self.likelihood.aligned.probability(aligned_features(a[:, 2], a[:, 5]))
+            else:
+                probs = self.likelihood.retrieved.probability(retrieved_features(a[:, 2], a[:, 5], a[:, 6], a[:, 7]))
+            p_in = self.likelihood.fix_probability(probs, a[:, :2], a[:, 3])
+            if p_in < cfg.min_fix_prob:
+                self.counts["frames_weak_fix"] += 1
+                return None, 0
         fix = VisualFix(t_ns=int(t_ns), positions=a[:, :2], scores=a[:, 2], sigma_m=a[:, 3], yaws=a[:, 4],
-                        yaw_sigma_rad=math.radians(2.0) if aligned else math.radians(10.0), scope=scope)
+                        yaw_sigma_rad=math.radians(2.0) if aligned else math.radians(10.0), scope=scope, probs=probs,
+                        inlier_prob=p_in)
         return fix, len(rows)
 
     def _output(self, t_ns: int, latency_ms: dict, source: str, n: int) -> Output:

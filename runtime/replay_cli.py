@@ -34,6 +34,9 @@ def add_model_args(p: argparse.ArgumentParser, *, required_map: bool = True) -> 
     p.add_argument("--height", type=float, default=None, metavar="M",
                    help="height above ground to assume until a GPS altitude arrives (default: wait for GPS)")
     p.add_argument("--config", default=None, metavar="FILE.yaml", help="localizer/tracker settings (YAML mapping)")
+    p.add_argument("--likelihood", default=None, metavar="FILE.json",
+                   help="visual likelihood calibration: 'default' (shipped), 'softmax' (uncalibrated) or a file from "
+                        "`runtime likelihood fit` (default: the config's, else 'default')")
 
 
 def register(subparsers) -> None:
@@ -98,6 +101,8 @@ def load_loop(args: argparse.Namespace):
             raise LocalizerError(f"{args.config} must hold a mapping of localizer settings, got {type(cfg).__name__}")
     if args.height is not None:
         cfg["height_m"] = args.height
+    if getattr(args, "likelihood", None):
+        cfg["likelihood"] = args.likelihood
     config = LocalizerConfig.from_dict(cfg)
     kwargs = {"camera": camera, "config": config}
     if mount is not None:

@@ -3,8 +3,9 @@
 For each orthophoto (held-out areas: ones the encoder did not train on) a map is built with the encoder, and for
 each scenario a flight is simulated over it (:mod:`runtime.sim`, 60 m, camera 5 Hz, GPS 5 Hz with sigma 5 m and a
 3 m bias; by default a lawnmower at 8 m/s, or where the area is too narrow for it a racetrack at the fastest of 8, 6,
-5, 4 m/s that fits: the flight used is printed and recorded in the JSON), replayed through the loop (:class:`runtime.localizer.Localizer`) and evaluated against
-the ground truth (:mod:`runtime.evaluation`):
+5, 4 m/s that fits: the flight used is printed and recorded in the JSON), replayed through the loop
+(:class:`runtime.localizer.Localizer`; ``--no-imu`` drops the IMU, ``--likelihood`` and ``--set KEY=VALUE`` change its
+settings) and evaluated against the ground truth (:mod:`runtime.evaluation`):
 
 =========  =============================================================  ==========================================
 scenario   GPS                                                            reported (targets of the onboard issue)
@@ -22,9 +23,9 @@ Narrow areas: ``--trajectory waypoints --waypoints FILE`` flies the user's route
 of imagery), checked frame by frame against the exact camera footprint; ``--max-outside M`` lets up to M metres of
 a frame's footprint fall on nodata (rendered as nodata, reported as the invalid pixel fraction). For example the
 held-out strip (swissimage_strip_0.5m: ~87.5 m of valid imagery across, the level footprint at 60 m is 85 m across
-track) is flown down its southern part, away from zurich_a, by a CSV ``x,y`` / ``-9.53,-714`` / ``4.47,336`` (the
-band's centre line) with ``--max-outside 5``: the 1 degree rms attitude wobble swings the footprint's edge up to
-~5 m onto nodata (0.6 % of the pixels).
+track) is flown down its southern part, away from zurich_a, along the band's centre line
+(``--waypoints docs/routes/swissimage_strip_south.csv``) with ``--max-outside 5``: the 1 degree rms attitude wobble
+swings the footprint's edge up to ~5 m onto nodata (0.6 % of the pixels).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class ScenarioConfig:
     or the fastest of 8, 6, 5, 4 m/s that fits) or one of the simulator's trajectories (without ``speed_mps``, the
     fastest of those speeds that fits). ``waypoints``: the route file of ``trajectory="waypoints"``.
     ``max_outside_m``: how far a frame's footprint may reach onto nodata (see :class:`runtime.sim.config.SimConfig`).
+    ``localizer``: :class:`runtime.localizer.LocalizerConfig` settings for the replays. ``imu``: replay with the
+    flight's IMU (False: heading from the images, level camera assumed).
     """
 
     duration_s: float = 120.0
@@ -70,6 +73,7 @@ class ScenarioConfig:
     spoof_m: float = 200.0
     seed: int = 1
     localizer: dict = field(default_factory=dict)
+    imu: bool = True
 
 
 def scaled_config(duration_s: float, **kwargs) -> ScenarioConfig:
@@ -147,8 +151,9 @@ def _sim_config(cfg: ScenarioConfig, scenario: str, ortho: str, out: str):
     return _flight_config(cfg, ortho, out, trajectory, speed, gps_outages=outages, gps_spoofs=spoofs)
 
 
-def replay(package, encoder, bag_path, out_jsonl, *, localizer: dict | None = None):
-    """Run the loop over a bag; returns (records, Localizer). Writes ``out_jsonl``."""
+def replay(package, encoder, bag_path, out_jsonl, *, localizer: dict | None = None, imu: bool = True):
+    """Run the loop over a bag (without its IMU when ``imu`` is False); returns (records, Localizer). Writes
+    ``out_jsonl``."""
     from .bags import BagReader
     from .localizer import Localizer, LocalizerConfig
     from .outputs import TrackWriter
@@ -156,7 +161,7 @@ def replay(package, encoder, bag_path, out_jsonl, *, localizer: dict | None = No
 
     loop = Localizer(package, encoder, config=LocalizerConfig.from_dict(dict(localizer or {})))
     with BagReader(bag_path) as bag, TrackWriter(out_jsonl, overwrite=True) as w:
-        records = run_events(loop, bag.events(roles=ROLES), w)
+        records = run_events(loop, bag.events(roles=[r for r in ROLES if imu or r != "imu"]), w)
     return records, loop
 
 
@@ -181,7 +186,7 @@ def run_scenario(scenario: str, ortho_path, package, encoder, out_dir, cfg: Scen
     loc = dict(cfg.localizer)
     if scenario == "no_gps":
         loc.setdefault("height_m", cfg.altitude_m)
-    records, loop = replay(package, encoder, bag, out / f"{scenario}.jsonl", localizer=loc)
+    records, loop = replay(package, encoder, bag, out / f"{scenario}.jsonl", localizer=loc, imu=cfg.imu)
     t_replay = time.perf_counter() - t0 - t_sim
     res = evaluate_track(records, bag)
     est, gps = res.estimate, res.gps
@@ -248,6 +253,8 @@ def run_all(orthos, model, out_dir, cfg: ScenarioConfig, scenarios=SCENARIOS, *,
             row = run_scenario(sc, path, package, encoder, area, flight)
             row["area"] = name
             row["model"] = encoder.name
+            row["imu"] = cfg.imu
+            row["localizer"] = dict(cfg.localizer)
             rows.append(row)
             if progress:
                 progress(format_row(row))
@@ -287,8 +294,43 @@ def register(subparsers) -> None:
                    help="ground speed (default: 8, or the fastest of 8, 6, 5, 4 m/s that fits the area)")
     p.add_argument("--max-outside", type=float, metavar="M", default=0.0,
                    help="metres of a frame's footprint allowed on nodata, rendered as nodata (default 0)")
+    p.add_argument("--likelihood", default=None, metavar="FILE.json",
+                   help="visual likelihood: 'default', 'softmax' (uncalibrated) or a `runtime likelihood fit` file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a localizer setting for every replay (YAML value; tracker.KEY for the tracker), repeatable")
+    p.add_argument("--no-imu", action="store_true", help="replay without the IMU (heading from the images)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
     p.set_defaults(handler=_run)
+
+
+def localizer_settings(pairs, likelihood: str | None = None) -> dict:
+    """``KEY=VALUE`` strings (values parsed as YAML; ``tracker.KEY`` for tracker fields) -> a localizer mapping,
+    checked by :meth:`LocalizerConfig.from_dict` (unknown keys name the known ones)."""
+    import yaml
+
+    from .localizer import LocalizerConfig, LocalizerError
+
+    out: dict = {}
+    for item in pairs:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise LocalizerError(f"--set expects KEY=VALUE (e.g. align_min_score=0.4 or tracker.n_particles=2000), "
+                                 f"got {item!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise LocalizerError(f"--set {item!r}: the value is not valid YAML: {exc}") from None
+        if key.startswith("tracker."):
+            out.setdefault("tracker", {})[key[len("tracker."):]] = value
+        else:
+            out[key] = value
+    if likelihood is not None:
+        out["likelihood"] = likelihood
+    LocalizerConfig.from_dict(out)
+    from .tracking import TrackerConfig
+
+    TrackerConfig.from_dict(dict(out.get("tracker", {})))
+    return out
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -304,7 +346,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.speed is not None and not (math.isfinite(args.speed) and args.speed > 0):
         raise SimulationError(f"--speed must be a ground speed > 0 m/s, got {args.speed:g}")
     cfg = scaled_config(args.duration, seed=args.seed, trajectory=args.trajectory, waypoints=args.waypoints,
-                        speed_mps=args.speed, max_outside_m=args.max_outside)
+                        speed_mps=args.speed, max_outside_m=args.max_outside,
+                        localizer=localizer_settings(args.set, args.likelihood), imu=not args.no_imu)
     rows = run_all(args.ortho, args.model, args.out, cfg, args.only,
                    progress=lambda s: print(s, file=sys.stderr, flush=True))
     print("\n".join(format_row(r) for r in rows))

@@ -1,4 +1,5 @@
-"""``runtime``: the onboard commands (``replay``, ``run``, ``eval``, ``bench``, ``inspect``)."""
+"""``runtime``: the onboard commands (``replay``, ``run``, ``eval``, ``bench``, ``scenarios``, ``likelihood``,
+``inspect``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ GROUPS = (
     ("runtime.bench_loop", "register"),
     ("runtime.scenarios", "register"),
     ("runtime.bag_cli", "register"),
+    ("runtime.likelihood_cli", "register"),
 )
 
 

@@ -1,7 +1,7 @@
 """Simulated flights over an orthophoto, written as ROS1 bags with standard messages (``skyfix simulate``).
 
 Modules: :mod:`.config` (``SimConfig``, frozen, unknown keys rejected), :mod:`.trajectory` (C2-smooth constant-speed
-paths: lawnmower, waypoints, random), :mod:`.gnss` (noise, bias, outages, spoofing), :mod:`.photometric` (exposure,
+paths: lawnmower, racetrack, waypoints, random), :mod:`.gnss` (noise, bias, outages, spoofing), :mod:`.photometric` (exposure,
 white balance, blur, sensor noise, JPEG), :mod:`.flight`
 (``simulate(config) -> SimSummary``), :mod:`.cli` (``register(subparsers)``).
 
@@ -11,6 +11,8 @@ Bag layout (integer-ns stamps = record times, from ``start_time_ns``):
 * ``/camera/camera_info`` sensor_msgs/CameraInfo, one per frame (same stamp);
 * ``/gps/fix`` sensor_msgs/NavSatFix, ``gps_rate_hz`` (5 Hz): truth + noise + bias (+ spoof jump), ENU diagonal
   covariance at the nominal sigma (``COVARIANCE_TYPE_DIAGONAL_KNOWN``), no message during outages;
+* ``/gps/vel`` geometry_msgs/TwistWithCovarianceStamped with every fix (same stamp): true ENU velocity + white noise
+  (``gps_velocity_sigma_mps``), covariance its square; none during outages; a spoof moves positions only;
 * ``/imu/data`` sensor_msgs/Imu, ``imu_rate_hz`` (50 Hz): orientation = body (FLU) attitude in world ENU, body rates,
   specific force including gravity;
 * ``/ground_truth/fix`` sensor_msgs/NavSatFix and ``/ground_truth/pose`` geometry_msgs/PoseStamped at every frame.

@@ -31,6 +31,8 @@ class TrackerConfig:
         init_speed_sigma_mps: std of the initial velocity (each axis) when it is unknown.
         velocity_sigma_mps: default std of a velocity given to ``predict`` without its own sigma.
         imu_yaw_sigma_rad: default std of a yaw given to ``predict`` without its own sigma.
+        imu_accel_sigma: acceleration noise left when an IMU's measured velocity change (``predict(delta_v=...)``)
+            moves the particles, m/s^2 per sqrt(Hz) (accelerometer noise and bias, attitude error leaking gravity).
     GPS:
         gps_bias_m: unmodelled GPS bias (m) added in quadrature to the fix sigma, in the gate and in the likelihood.
         gps_gate_chi2: a fix is inconsistent when its normalised innovation squared (2 dof) exceeds this.
@@ -41,7 +43,11 @@ class TrackerConfig:
         gps_velocity_sigma_mps: std of a velocity given to ``update_gps``.
     Visual likelihood:
         visual_temperature: softmax temperature over candidate scores (cosine or NCC units).
-        visual_inlier_prob: prior probability that a fix's candidates contain the vehicle.
+        visual_inlier_prob: prior probability that a fix's candidates contain the vehicle (fixes without calibrated
+            ``probs``).
+        visual_inlier_min, visual_inlier_max: bounds on a calibrated fix's inlier probability (``inlier_prob`` or
+            ``max(probs)``): a fix is never taken as certain (the outlier floor keeps the particles alive when it is
+            wrong).
         visual_sigma_floor_m: added in quadrature to each candidate's sigma.
         visual_floor_area_m2: area the outlier floor is spread over when the fix has no scope and the tracker no
             bounds (the floor density is 1 / area of the searched scope, else of the bounds, else this).
@@ -75,6 +81,7 @@ class TrackerConfig:
     init_speed_sigma_mps: float = 8.0
     velocity_sigma_mps: float = 0.5
     imu_yaw_sigma_rad: float = 0.05
+    imu_accel_sigma: float = 1.0
     # gps
     gps_bias_m: float = 5.0
     gps_gate_chi2: float = 25.0
@@ -85,6 +92,8 @@ class TrackerConfig:
     # visual
     visual_temperature: float = 0.05
     visual_inlier_prob: float = 0.8
+    visual_inlier_min: float = 0.01
+    visual_inlier_max: float = 0.99
     visual_sigma_floor_m: float = 0.5
     visual_floor_area_m2: float = 250_000.0
     visual_support_min: float = 0.5
@@ -120,11 +129,15 @@ class TrackerConfig:
             if not (math.isfinite(float(v)) and float(v) > 0):
                 raise TrackingError(f"tracker config {f.name} must be a finite number > 0, got {v!r}")
             object.__setattr__(self, f.name, float(v))
-        for name, top_ok in (("visual_inlier_prob", False), ("visual_support_min", True), ("resample_ess_fraction", True)):
+        for name, top_ok in (("visual_inlier_prob", False), ("visual_inlier_min", False), ("visual_inlier_max", False),
+                             ("visual_support_min", True), ("resample_ess_fraction", True)):
             v = getattr(self, name)
             if v > 1.0 or (v == 1.0 and not top_ok):
                 span = "(0, 1]" if top_ok else "(0, 1)"
                 raise TrackingError(f"tracker config {name} must be in {span}, got {v!r}")
+        if self.visual_inlier_min >= self.visual_inlier_max:
+            raise TrackingError(f"tracker config visual_inlier_min ({self.visual_inlier_min}) must be below "
+                                f"visual_inlier_max ({self.visual_inlier_max})")
         if self.ok_sigma_m >= self.lost_sigma_m:
             raise TrackingError(
                 f"tracker config ok_sigma_m ({self.ok_sigma_m} m) must be below lost_sigma_m ({self.lost_sigma_m} m)"

@@ -54,6 +54,11 @@ class VisualFix:
         yaw_sigma_rad: std of the candidate yaws, rad.
         scope: (x, y, radius_m) that was searched, or None when the whole map was searched; sets the density of the
             outlier floor (a wrong retrieval lands anywhere in the searched area).
+        probs: float64[k] calibrated probability that each candidate is at the vehicle (:mod:`runtime.likelihood`),
+            or None. When given, the mixture weights are ``probs / sum(probs)`` instead of the softmax of ``scores``.
+        inlier_prob: calibrated probability that the fix holds the vehicle at all (:func:`runtime.likelihood.
+            fix_probability`), or None: ``max(probs)`` with ``probs``, else the tracker's constant
+            ``visual_inlier_prob``. Kept within the tracker's ``visual_inlier_min`` .. ``visual_inlier_max``.
     Arrays are stored as read-only float64 copies.
     """
 
@@ -64,6 +69,8 @@ class VisualFix:
     yaws: np.ndarray | None = None
     yaw_sigma_rad: float = 0.1
     scope: tuple[float, float, float] | None = None
+    probs: np.ndarray | None = None
+    inlier_prob: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "t_ns", int_ns(self.t_ns, "VisualFix.t_ns"))
@@ -112,6 +119,18 @@ class VisualFix:
                     f"VisualFix.scope must be None (whole map) or (x, y, radius_m) with radius > 0, got {self.scope!r}"
                 )
             object.__setattr__(self, "scope", (float(sc[0]), float(sc[1]), float(sc[2])))
+        if self.probs is not None:
+            pr = np.asarray(self.probs, dtype=np.float64).reshape(-1)
+            if pr.shape != (k,) or not np.all(np.isfinite(pr) & (pr >= 0.0) & (pr <= 1.0)):
+                raise TrackingError(
+                    f"VisualFix.probs must be float[{k}] probabilities in [0, 1] (or None), got "
+                    f"{np.asarray(self.probs).reshape(-1)[:8].tolist()}")
+            object.__setattr__(self, "probs", _frozen(pr))
+        if self.inlier_prob is not None:
+            v = finite_float(self.inlier_prob, "VisualFix.inlier_prob")
+            if not 0.0 <= v <= 1.0:
+                raise TrackingError(f"VisualFix.inlier_prob must be a probability in [0, 1] (or None), got {v!r}")
+            object.__setattr__(self, "inlier_prob", v)
 
     @property
     def k(self) -> int:

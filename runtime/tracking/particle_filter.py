@@ -148,6 +148,7 @@ class ParticleTracker:
         yaw: float | None = None,
         yaw_sigma: float | None = None,
         yaw_rate: float | None = None,
+        delta_v=None,
     ) -> None:
         """Propagate the particles to ``t_ns``.
 
@@ -158,6 +159,10 @@ class ParticleTracker:
             yaw: IMU yaw, ENU rad: pins the particle yaws to ``N(yaw, yaw_sigma^2)``.
             yaw_sigma: its std, rad (default ``config.imu_yaw_sigma_rad``).
             yaw_rate: yaw rate, rad/s, integrated when no yaw is given.
+            delta_v: (east, north) velocity change over the step measured by an IMU (world-frame acceleration
+                integrated since the last predict), m/s: added to the particle velocities (positions move by the mean
+                of the old and new velocity), with ``config.imu_accel_sigma`` as the remaining acceleration noise
+                instead of ``accel_sigma``. Ignored when ``velocity_xy`` is given.
         """
         c = self.config
         vel = None if velocity_xy is None else _vec2(velocity_xy, "predict velocity_xy")
@@ -166,23 +171,29 @@ class ParticleTracker:
         yaw_v = None if yaw is None else finite_float(yaw, "predict yaw")
         ysig = c.imu_yaw_sigma_rad if yaw_sigma is None else finite_float(yaw_sigma, "predict yaw_sigma", positive=True)
         rate = 0.0 if yaw_rate is None else finite_float(yaw_rate, "predict yaw_rate")
+        dv = None if delta_v is None or vel is not None else _vec2(delta_v, "predict delta_v")
         dt = self._advance(t_ns, "predict t_ns")
         if not self._init:
             self._yaw_hint = None if yaw_v is None else (yaw_v, ysig)
             self._vel_hint = None if vel is None else (vel, vsig)
             return
-        self._propagate(dt, vel, vsig, yaw_v, ysig, rate)
+        self._propagate(dt, vel, vsig, yaw_v, ysig, rate, dv)
 
-    def _propagate(self, dt: float, vel, vsig: float, yaw, ysig: float, rate: float) -> None:
-        if dt <= 0 and vel is None and yaw is None:
+    def _propagate(self, dt: float, vel, vsig: float, yaw, ysig: float, rate: float, dv=None) -> None:
+        if dt <= 0 and vel is None and yaw is None and dv is None:
             return
         c, s = self.config, self._s
         n = s.shape[1]
         z = self._rng.standard_normal((5, n))
         sq = math.sqrt(dt) if dt > 0 else 0.0
+        v0 = None
         if vel is not None:
             s[2] = vel[0] + vsig * z[2]
             s[3] = vel[1] + vsig * z[3]
+        elif dv is not None:
+            v0 = s[2:4].copy()
+            s[2] += dv[0] + (c.imu_accel_sigma * sq) * z[2]
+            s[3] += dv[1] + (c.imu_accel_sigma * sq) * z[3]
         elif dt > 0:
             s[2] += (c.accel_sigma * sq) * z[2]
             s[3] += (c.accel_sigma * sq) * z[3]
@@ -192,7 +203,10 @@ class ParticleTracker:
             scale = c.max_speed_mps / speed[over]
             s[2, over] *= scale
             s[3, over] *= scale
-        if dt > 0:
+        if dt > 0 and v0 is not None:  # the IMU measured the change: move by the mean velocity over the step
+            s[0] += 0.5 * (v0[0] + s[2]) * dt + (c.position_sigma * sq) * z[0]
+            s[1] += 0.5 * (v0[1] + s[3]) * dt + (c.position_sigma * sq) * z[1]
+        elif dt > 0:
             s[0] += s[2] * dt + (c.position_sigma * sq) * z[0]
             s[1] += s[3] * dt + (c.position_sigma * sq) * z[1]
         if yaw is not None:
@@ -448,13 +462,26 @@ class ParticleTracker:
         """
         c, s = self.config, self._s
         n = s.shape[1]
-        log_floor = math.log(1.0 - c.visual_inlier_prob) + self._floor_log_density(fix)
+        if fix.probs is None:
+            log_pi = self._log_softmax(fix.scores)
+        else:
+            tot = float(fix.probs.sum())
+            with np.errstate(divide="ignore"):
+                log_pi = (np.log(fix.probs / tot) if tot > 0 else np.full(fix.k, -math.log(fix.k)))
+        if fix.inlier_prob is not None:
+            p_in = fix.inlier_prob
+        elif fix.probs is not None:
+            p_in = float(fix.probs.max())
+        else:
+            p_in = c.visual_inlier_prob
+        if fix.inlier_prob is not None or fix.probs is not None:
+            p_in = min(max(p_in, c.visual_inlier_min), c.visual_inlier_max)
+        log_floor = math.log(1.0 - p_in) + self._floor_log_density(fix)
         var = fix.sigma_m**2 + c.visual_sigma_floor_m**2  # [k]
-        log_pi = self._log_softmax(fix.scores)
         px, py = fix.positions[:, 0], fix.positions[:, 1]
         gx = np.maximum(np.maximum(s[0].min() - px, px - s[0].max()), 0.0)
         gy = np.maximum(np.maximum(s[1].min() - py, py - s[1].max()), 0.0)
-        keep = np.flatnonzero((gx * gx + gy * gy) * (0.5 / var) < 50.0)
+        keep = np.flatnonzero(((gx * gx + gy * gy) * (0.5 / var) < 50.0) & np.isfinite(log_pi))  # probs 0: no say
         yaw_known = None
         if fix.yaws is not None:
             log_floor -= _LOG_TWO_PI
@@ -496,13 +523,13 @@ class ParticleTracker:
         for i in range(0, keep.size, step):
             np.matmul(g[i:i + step], feats, out=a[i:i + step])
         if keep.size == 1:
-            log_in = a[0] + math.log(c.visual_inlier_prob)
+            log_in = a[0] + math.log(p_in)
         else:
             m = a.max(axis=0)
             a -= m
             e = a.astype(np.float32)
             np.exp(e, out=e)
-            log_in = m + np.log(e.sum(axis=0)) + math.log(c.visual_inlier_prob)
+            log_in = m + np.log(e.sum(axis=0)) + math.log(p_in)
         return log_in, np.logaddexp(log_in, log_floor)
 
     def update_visual(self, fix: VisualFix) -> float:

@@ -223,3 +223,19 @@ def test_height_is_corrected_from_the_images_without_gps(area, scenario):
     assert evaluate_track(recs, bag).estimate["all"].median_m <= 2.0
     with pytest.raises(LocalizerError, match="scale_step must be in"):
         LocalizerConfig(scale_step=0.7)
+
+
+def test_a_calibration_for_another_encoder_leaves_retrieval_uncalibrated(area, tmp_path):
+    from runtime.likelihood import default_likelihood
+
+    path, package, enc, root = area
+    lik = default_likelihood()
+    assert lik.encoder_id and lik.encoder_id != package.contract.encoder_id  # fitted for the default model
+    loop = Localizer(package, enc)
+    assert loop.likelihood is lik and not loop.retrieval_calibrated
+    assert any(lik.encoder_id in n and "uncalibrated softmax" in n for n in loop.notes)
+    p = tmp_path / "lik.json"
+    from dataclasses import replace
+
+    replace(lik, encoder_id=package.contract.encoder_id).save(p)
+    assert Localizer(package, enc, config=LocalizerConfig(likelihood=str(p))).retrieval_calibrated

@@ -128,3 +128,21 @@ def test_trajectory_choices_are_the_simulators_plus_auto():
     from runtime.sim.trajectory import TRAJECTORIES
 
     assert set(TRAJECTORY_CHOICES) == {"auto"} | set(TRAJECTORIES)
+
+
+def test_localizer_settings_from_the_command_line():
+    from runtime.localizer import LocalizerError
+    from runtime.scenarios import localizer_settings
+    from runtime.tracking import TrackingError
+
+    assert localizer_settings(["align_min_score=0.4", "tracker.n_particles=2000", "tracker.seed=3"], "softmax") == {
+        "align_min_score": 0.4, "tracker": {"n_particles": 2000, "seed": 3}, "likelihood": "softmax"}
+    assert localizer_settings([]) == {}
+    with pytest.raises(LocalizerError, match="--set expects KEY=VALUE"):
+        localizer_settings(["align_min_score"])
+    with pytest.raises(LocalizerError, match=r"unknown localizer keys \['nope'\]"):
+        localizer_settings(["nope=1"])
+    with pytest.raises(TrackingError, match=r"unknown tracker config keys \['nope'\]"):
+        localizer_settings(["tracker.nope=1"])
+    with pytest.raises(LocalizerError, match="align_min_score must be an NCC in"):
+        localizer_settings(["align_min_score=3"])
