@@ -174,15 +174,16 @@ def _fix_level(p: np.ndarray, y: np.ndarray, frames: np.ndarray, agg) -> tuple[n
 
 
 def check(data: dict, lik: VisualLikelihood | None, *, temperature: float = 0.05, p_in: float = 0.8,
-          align_min_score: float = 0.5) -> dict:
+          align_min_score: float = 0.5, align_min_peak_ratio: float = 1.1) -> dict:
     """Reliability of ``lik`` (None: the uncalibrated softmax) on labelled data, per candidate and per fix, for:
-    ``aligned`` (alignments passing the NCC gate), ``retrieved`` (scoped searches) and ``retrieved_wide``
-    (whole-map probes)."""
+    ``aligned`` (alignments passing the loop's gates: NCC, sigma, peak ratio), ``retrieved`` (scoped searches) and
+    ``retrieved_wide`` (whole-map probes)."""
     lab = labelled(data)
     a = data["aligned"]
     probe = lab["retrieved_probe"]
     out = {}
-    for name, kind, mask in (("aligned", "aligned", a[:, 2] >= align_min_score), ("retrieved", "retrieved", ~probe),
+    gated = lab["aligned_passed"] & (a[:, 2] >= align_min_score) & (a[:, 4] >= align_min_peak_ratio)
+    for name, kind, mask in (("aligned", "aligned", gated), ("retrieved", "retrieved", ~probe),
                              ("retrieved_wide", "retrieved", probe)):
         x, y = lab[f"{kind}_x"][mask], lab[f"{kind}_y"][mask]
         frames, rows = data[f"{kind}_frame"][mask], data[kind][mask]

@@ -57,6 +57,9 @@ class LocalizerConfig:
         k: retrieval candidates per view.
         align_top: how many of the best candidates are fine-aligned (0: no fine alignment).
         align_min_score: least NCC of a fine-aligned position to count (wrong places score ~0.1-0.4, right ~0.9).
+        align_min_peak_ratio: least ratio of a fine-aligned position's NCC peak to the best other peak at least the
+            aligner's ``distinct_m`` away; below it another place matches about as well (water, a smooth field: the
+            alignment would only echo the position it started from) and the position does not count.
         retrieval_only_sigma_m: tile-level candidates (no fine-aligned position passed) are given to the filter only
             while its belief is wider than this (metres) or it has none; a tight belief would only be pulled off by
             them.
@@ -91,6 +94,7 @@ class LocalizerConfig:
     k: int = 8
     align_top: int = 3
     align_min_score: float = 0.5
+    align_min_peak_ratio: float = 1.1
     retrieval_only_sigma_m: float = 12.0
     attitude_sigma_deg: float = 1.0
     unknown_tilt_sigma_deg: float = 6.0
@@ -135,6 +139,9 @@ class LocalizerConfig:
             raise LocalizerError(f"localizer height_m must be > 0 metres or None, got {self.height_m!r}")
         if not isinstance(self.imu_accel, bool):
             raise LocalizerError(f"localizer imu_accel must be true or false, got {self.imu_accel!r}")
+        if not (isinstance(self.align_min_peak_ratio, (int, float)) and self.align_min_peak_ratio >= 1.0):
+            raise LocalizerError(
+                f"localizer align_min_peak_ratio must be a number >= 1, got {self.align_min_peak_ratio!r}")
         if not (isinstance(self.min_fix_prob, (int, float)) and 0.0 <= self.min_fix_prob < 1.0):
             raise LocalizerError(f"localizer min_fix_prob must be a probability in [0, 1), got {self.min_fix_prob!r}")
         if not isinstance(self.likelihood, str) or not self.likelihood:
@@ -549,7 +556,8 @@ class Localizer:
             if len(todo):
                 for r in aligner.align(v, todo):
                     sigma = math.hypot(max(r.sigma_m, self.gsd), att_sigma)
-                    passed = r.score >= cfg.align_min_score and r.sigma_m < aligner.search_m
+                    passed = (r.score >= cfg.align_min_score and r.sigma_m < aligner.search_m
+                              and r.peak_ratio >= cfg.align_min_peak_ratio)
                     if passed and any(math.hypot(r.x - a[0], r.y - a[1]) < 1.0 for a in aligned):
                         continue  # several candidates converged on the same peak
                     if r.score > -1.0:  # -1: no map imagery under the window

@@ -183,6 +183,12 @@ def test_localizer_likelihood_setting(tmp_path):
         Localizer(None, None, config=LocalizerConfig(likelihood=str(tmp_path / "nope.json")))
     with pytest.raises(LocalizerError, match="localizer likelihood must be 'default', 'softmax' or a calibration"):
         LocalizerConfig(likelihood="")
+    with pytest.raises(LocalizerError, match="localizer min_fix_prob must be a probability in"):
+        LocalizerConfig(min_fix_prob=1.0)
+    with pytest.raises(LocalizerError, match="localizer align_min_peak_ratio must be a number >= 1, got 0.9"):
+        LocalizerConfig(align_min_peak_ratio=0.9)
+    with pytest.raises(LocalizerError, match="localizer imu_accel must be true or false"):
+        LocalizerConfig(imu_accel="yes")
 
 
 def test_fit_and_check_commands_on_simulated_flights(shared_data, tmp_path, capsys):
