@@ -48,3 +48,24 @@ def test_tracker_follows_a_turn_with_imu_velocity_changes():
     assert errs[True] < 2.0 < 8.0 < errs[False]
     with pytest.raises(TrackingError, match="predict delta_v"):
         ParticleTracker(TrackerConfig(n_particles=50)).predict(0, delta_v=(1.0, math.nan))
+
+
+@pytest.mark.parametrize("mode, used", [("always", True), ("never", False), ("no_imu", False)])
+def test_gps_velocity_setting_with_an_imu(mode, used):
+    """A fix's ground velocity reaches the particle velocities as ``gps_velocity`` says (an IMU yaw is fresh)."""
+    import numpy as np
+
+    from runtime.events import GpsFix, ImuSample
+    from runtime.localizer import Localizer, LocalizerConfig
+
+    loop = Localizer(None, None, config=LocalizerConfig(gps_velocity=mode, tracker={"seed": 2}))
+    level = (0.0, 0.0, 0.0, 1.0)
+    for k in range(25):
+        t = k * 200_000_000
+        loop.on_imu(ImuSample(t - 1_000_000, level, linear_acceleration=(0.0, 0.0, 9.81)))
+        lat = 47.0 + k * 0.2 * 3.0 / 111_320.0  # 3 m/s north
+        loop.on_gps(GpsFix(t, lat, 8.0, 500.0, 1.0, velocity_enu=(0.0, 3.0), velocity_sigma_mps=0.1))
+    s, w = loop.tracker.particles()
+    vn = s[:, 3]
+    vn_spread = float(np.sqrt(np.average((vn - np.average(vn, weights=w)) ** 2, weights=w)))
+    assert (vn_spread < 0.3) == used

@@ -140,7 +140,7 @@ def test_tracker_weighs_candidates_by_calibrated_probability():
     assert support < 0.2 < support_soft
     # an unlikely fix leaves more particles where they were than the uncalibrated one does
     pd, ps = doubt.particles()[0], soft.particles()[0]
-    near = lambda s: float(np.mean(np.abs(np.abs(s[0]) - 20.0) > 6.0))  # noqa: E731
+    near = lambda s: float(np.mean(np.abs(np.abs(s[:, 0]) - 20.0) > 6.0))  # noqa: E731
     assert near(pd) > near(ps)
 
 
@@ -189,6 +189,8 @@ def test_localizer_likelihood_setting(tmp_path):
         LocalizerConfig(align_min_peak_ratio=0.9)
     with pytest.raises(LocalizerError, match="localizer imu_accel must be true or false"):
         LocalizerConfig(imu_accel="yes")
+    with pytest.raises(LocalizerError, match="localizer gps_velocity must be 'no_imu', 'always' or 'never', got 'x'"):
+        LocalizerConfig(gps_velocity="x")
 
 
 def test_fit_and_check_commands_on_simulated_flights(shared_data, tmp_path, capsys):
