@@ -17,7 +17,9 @@ places), the rule chosen by ``fit`` as the one that predicts the fixes of the tr
 Features (float64[n, f] -> :meth:`ScoreModel.probability` float64[n] in (0, 1)):
 
 * ``aligned``: NCC score, ``log(peak_ratio)`` clipped to [0, log 2] (how much the best peak stands out,
-  :class:`runtime.align.AlignResult`; beyond 2 it is unique anyway).
+  :class:`runtime.align.AlignResult`; beyond 2 it is unique anyway), and where the alignment started: 0 at the
+  belief, else the log scope ratio of the search that retrieved its tile (an alignment that starts at a tile from a
+  whole-map search is right less often, at the same NCC, than one that refines a belief).
 * ``retrieved``: cosine score, its gap below the best cosine of the same view (rank information), the view's spread
   (best minus k-th best cosine: about 0 where every tile looks alike, as over water), and the log of the searched
   area over the area within which a candidate counts as correct (a prior: a candidate from a search over the whole
@@ -45,7 +47,7 @@ __all__ = ["LikelihoodError", "ScoreModel", "VisualLikelihood", "default_likelih
 CORRECT_SIGMAS = 3.0
 #: how candidate probabilities become the fix's: the best one ("max") or the sum over distinct places ("sum")
 FIX_RULES = ("max", "sum")
-KINDS = {"aligned": ("ncc", "log_peak_ratio"),
+KINDS = {"aligned": ("ncc", "log_peak_ratio", "seed_log_scope"),
          "retrieved": ("cosine", "gap_to_best", "view_spread", "log_scope_ratio")}
 
 
@@ -53,11 +55,14 @@ class LikelihoodError(OnboardError):
     """A likelihood calibration file or model is malformed, or there is too little data to fit one."""
 
 
-def aligned_features(scores, peak_ratios) -> np.ndarray:
-    """float64[n, 2] features of fine-aligned candidates: NCC in [-1, 1], log of the peak ratio clipped to [1, 2]."""
+def aligned_features(scores, peak_ratios, seed_log_scope) -> np.ndarray:
+    """float64[n, 3] features of fine-aligned candidates: NCC in [-1, 1], log of the peak ratio clipped to [1, 2],
+    and ``seed_log_scope`` (float[n] or one number: 0 for an alignment started at the belief, else
+    :func:`scope_log_ratio` of the search that retrieved its tile)."""
     s = np.asarray(scores, np.float64).reshape(-1)
     pr = np.asarray(peak_ratios, np.float64).reshape(-1)
-    return np.stack([s, np.log(np.clip(pr, 1.0, 2.0))], axis=1)
+    seed = np.broadcast_to(np.asarray(seed_log_scope, np.float64).reshape(-1), s.shape)
+    return np.stack([s, np.log(np.clip(pr, 1.0, 2.0)), seed], axis=1)
 
 
 def retrieved_features(scores, view_best, view_spread, log_scope) -> np.ndarray:

@@ -35,7 +35,7 @@ def collect_flight(package, encoder, bag_path, *, drop_imu: bool = False, locali
     searches on every frame rather than on the few where the loop made one.
 
     Returns:
-        dict of arrays: ``aligned`` float64[n, 6] (FrameCandidates.aligned rows), ``aligned_dist`` float64[n]
+        dict of arrays: ``aligned`` float64[n, 7] (FrameCandidates.aligned rows), ``aligned_dist`` float64[n]
         (metres to the truth), ``aligned_frame`` int[n]; ``retrieved`` float64[m, 7] (FrameCandidates.retrieved
         rows, then the probes' rows), ``retrieved_dist``, ``retrieved_frame``, ``retrieved_used`` bool[m] (the
         retrieval candidates formed that frame's fix), ``retrieved_probe`` bool[m] (a whole-map probe).
@@ -94,7 +94,7 @@ def collect_flight(package, encoder, bag_path, *, drop_imu: bool = False, locali
     def cat(parts, shape):
         return np.concatenate(parts) if parts else np.zeros(shape)
 
-    return {"aligned": cat(al, (0, 6)), "aligned_dist": cat(ad, (0,)), "aligned_frame": cat(af, (0,)).astype(int),
+    return {"aligned": cat(al, (0, 7)), "aligned_dist": cat(ad, (0,)), "aligned_frame": cat(af, (0,)).astype(int),
             "retrieved": cat(rt, (0, 7)), "retrieved_dist": cat(rd, (0,)),
             "retrieved_frame": cat(rf, (0,)).astype(int), "retrieved_used": cat(ru, (0,)).astype(bool),
             "retrieved_probe": cat(rp, (0,)).astype(bool)}
@@ -127,7 +127,7 @@ def labelled(data: dict) -> dict:
     """Features, labels (correct: within CORRECT_SIGMAS of the candidate's sigma) and masks per kind."""
     a, r = data["aligned"], data["retrieved"]
     return {
-        "aligned_x": aligned_features(a[:, 2], a[:, 4]),
+        "aligned_x": aligned_features(a[:, 2], a[:, 4], a[:, 6]),
         "aligned_y": data["aligned_dist"] <= CORRECT_SIGMAS * a[:, 3],
         "aligned_passed": a[:, 5] > 0.5,
         "retrieved_x": retrieved_features(r[:, 2], r[:, 4], r[:, 5], r[:, 6]),
@@ -217,7 +217,7 @@ def save_data(path, data: dict) -> None:
 
 def load_data(path) -> dict:
     """Read arrays written by :func:`save_data` (no pickle); LikelihoodError when a key is missing or malformed."""
-    keys = {"aligned": 6, "retrieved": 7}
+    keys = {"aligned": 7, "retrieved": 7}
     try:
         with np.load(path, allow_pickle=False) as z:
             d = {k: z[k] for k in z.files}

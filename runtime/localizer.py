@@ -188,9 +188,10 @@ class FrameCandidates:
 
     Attributes:
         t_ns: frame time, integer ns.
-        aligned: float64[n, 6] every fine alignment that found map imagery: x, y (local metres), NCC score, sigma_m
-            (the alignment's own with the attitude term, metres), peak ratio, passed (1.0: it passed the NCC gate and
-            went into the fix, 0.0: dropped).
+        aligned: float64[n, 7] every fine alignment that found map imagery: x, y (local metres), NCC score, sigma_m
+            (the alignment's own with the attitude term, metres), peak ratio, passed (1.0: it passed the gates and
+            went into the fix, 0.0: dropped), and where it started: 0 at the belief, else the log scope ratio of the
+            search that retrieved its tile (:func:`runtime.likelihood.scope_log_ratio`).
         retrieved: float64[m, 7] retrieval candidates of every view: x, y (tile centre, local metres), cosine score,
             sigma_m (half a stride), the best cosine of the same view, the view's spread (best minus k-th best
             cosine: near 0 where every tile looks alike, e.g. water), and the log of the searched area over the area
@@ -539,10 +540,9 @@ class Localizer:
         stride = float(self.package.tile_grid.stride_m)
         log_scope = scope_log_ratio(scope, self.package.bounds, stride / 2.0)
         att_sigma = height_m * math.tan(math.radians(tilt_sigma_deg))
-        aligned: list[tuple[float, float, float, float, float, float]] = []  # x, y, score, sigma, yaw, peak ratio
+        aligned: list[tuple] = []  # x, y, score, sigma, yaw, peak ratio, seed log scope ratio
         retrieved: list[tuple] = []  # x, y, score, sigma, yaw, view best, view spread, log scope ratio
-        tried: list[tuple[float, float, float, float, float, float]] = []  # every alignment: x, y, score, sigma,
-        # peak ratio, passed
+        tried: list[tuple] = []  # every alignment: x, y, score, sigma, peak ratio, passed, seed log scope ratio
         aligner = self._aligner_or_none()
         est = self.tracker.estimate() if self.tracker.initialized else None
         belief = None
@@ -558,26 +558,28 @@ class Localizer:
                           for c, s in zip(cand, s_row)]
             top = min(cfg.align_top, len(cand)) if aligner is not None else 0
             todo = cand[:top]
+            seeds = [log_scope] * len(todo)  # where each alignment started: a retrieved tile of this search ...
             if belief is not None:
                 todo = np.concatenate([belief, todo]) if top else belief
+                seeds = [0.0] + seeds  # ... or the belief (nothing searched)
             if len(todo):
-                for r in aligner.align(v, todo):
+                for r, seed in zip(aligner.align(v, todo), seeds):
                     sigma = math.hypot(max(r.sigma_m, self.gsd), att_sigma)
                     passed = (r.score >= cfg.align_min_score and r.sigma_m < aligner.search_m
                               and r.peak_ratio >= cfg.align_min_peak_ratio)
                     if passed and any(math.hypot(r.x - a[0], r.y - a[1]) < 1.0 for a in aligned):
                         continue  # several candidates converged on the same peak
                     if r.score > -1.0:  # -1: no map imagery under the window
-                        tried.append((r.x, r.y, r.score, sigma, r.peak_ratio, float(passed)))
+                        tried.append((r.x, r.y, r.score, sigma, r.peak_ratio, float(passed), seed))
                     if passed:
-                        aligned.append((r.x, r.y, r.score, sigma, r.yaw_rad, r.peak_ratio))
+                        aligned.append((r.x, r.y, r.score, sigma, r.yaw_rad, r.peak_ratio, seed))
         rows = aligned
         if not rows:
             # tile-level candidates only help a belief wider than they are precise (or none: start, LOST)
             wide = est is None or not math.isfinite(est.sigma_m) or est.sigma_m > cfg.retrieval_only_sigma_m
             rows = retrieved if wide else []
         self.last_candidates = FrameCandidates(
-            int(t_ns), np.asarray(tried, np.float64).reshape(-1, 6),
+            int(t_ns), np.asarray(tried, np.float64).reshape(-1, 7),
             np.asarray([r[:4] + r[5:] for r in retrieved], np.float64).reshape(-1, 7), bool(rows) and not aligned,
             embeddings, scope)
         if not rows:
@@ -588,7 +590,7 @@ class Localizer:
             from .likelihood import aligned_features, retrieved_features
 
             if aligned:
-                probs = self.likelihood.aligned.probability(aligned_features(a[:, 2], a[:, 5]))
+                probs = self.likelihood.aligned.probability(aligned_features(a[:, 2], a[:, 5], a[:, 6]))
             else:
                 probs = self.likelihood.retrieved.probability(retrieved_features(a[:, 2], a[:, 5], a[:, 6], a[:, 7]))
             p_in = self.likelihood.fix_probability(probs, a[:, :2], a[:, 3])

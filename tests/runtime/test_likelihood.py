@@ -55,12 +55,12 @@ def test_reliability_of_true_probabilities_is_small_and_of_a_constant_is_its_bia
 
 
 def test_features():
-    f = aligned_features([0.9, 0.3], [1.5, 0.5])
-    assert f[:, 0].tolist() == [0.9, 0.3]
+    f = aligned_features([0.9, 0.3], [1.5, 0.5], [0.0, 4.0])
+    assert f[:, 0].tolist() == [0.9, 0.3] and f[:, 2].tolist() == [0.0, 4.0]
     assert f[:, 1] == pytest.approx([math.log(1.5), 0.0])  # ratios below 1 floored
     r = retrieved_features([0.8, 0.6], [0.8, 0.8], [0.3, 0.3], 2.0)
     assert r[:, 1] == pytest.approx([0.0, 0.2]) and r[:, 2].tolist() == [0.3, 0.3] and r[:, 3].tolist() == [2.0, 2.0]
-    assert aligned_features([0.5], [7.0])[0, 1] == pytest.approx(math.log(2.0))  # saturates at 2
+    assert aligned_features([0.5], [7.0], 0.0)[0, 1] == pytest.approx(math.log(2.0))  # saturates at 2
     sigma = 6.4
     assert scope_log_ratio((0, 0, 3 * sigma), (0, 0, 1, 1), sigma) == pytest.approx(0.0)
     assert scope_log_ratio((0, 0, 30 * sigma), (0, 0, 1, 1), sigma) == pytest.approx(math.log(100.0))
@@ -75,12 +75,12 @@ def test_features():
 
 def test_calibration_file_round_trip_and_errors(tmp_path):
     path = tmp_path / "lik.json"
-    lik = VisualLikelihood(ScoreModel("aligned", -5.0, (9.0, 1.5), 100),
+    lik = VisualLikelihood(ScoreModel("aligned", -5.0, (9.0, 1.5, -0.5), 100),
                            ScoreModel("retrieved", -1.0, (3.0, -8.0, 9.0, -1.0), 50), "test", "sum")
     lik.save(path, {"check": {"note": "kept"}})
     back = VisualLikelihood.load(path)
     assert back == lik
-    x = aligned_features([0.2, 0.9], [1.0, 4.0])
+    x = aligned_features([0.2, 0.9], [1.0, 4.0], 0.0)
     assert back.aligned.probability(x) == pytest.approx(lik.aligned.probability(x))
     assert back.aligned.probability(x)[1] > back.aligned.probability(x)[0]
 
@@ -89,9 +89,11 @@ def test_calibration_file_round_trip_and_errors(tmp_path):
         ({"extra": 1}, r"unknown key\(s\) \['extra'\]"),
         ({"format": "v0"}, "format must be 'skyfix-likelihood/1', got 'v0'"),
         ({"fix_rule": "mean"}, r"fix_rule must be one of \('max', 'sum'\), got 'mean'"),
-        ({"aligned": {"bias": 0, "coef": {"ncc": 1}}}, r"aligned model coef must name exactly \['ncc', 'log_peak_ratio'\]"),
+        ({"aligned": {"bias": 0, "coef": {"ncc": 1}}},
+         r"aligned model coef must name exactly \['ncc', 'log_peak_ratio', 'seed_log_scope'\]"),
         ({"retrieved": {"bias": 0}}, "retrieved model must be a mapping with keys bias, coef"),
-        ({"aligned": {"bias": "x", "coef": {"ncc": 1, "log_peak_ratio": 0}}}, "aligned model has a non-numeric value"),
+        ({"aligned": {"bias": "x", "coef": {"ncc": 1, "log_peak_ratio": 0, "seed_log_scope": 0}}},
+         "aligned model has a non-numeric value"),
     ):
         bad = {**d, **change}
         p = tmp_path / "bad.json"
@@ -104,15 +106,17 @@ def test_calibration_file_round_trip_and_errors(tmp_path):
         VisualLikelihood.load(tmp_path / "bad.json")
     with pytest.raises(LikelihoodError, match="cannot read the likelihood calibration"):
         VisualLikelihood.load(tmp_path / "missing.json")
-    with pytest.raises(LikelihoodError, match="needs 2 finite weights"):
+    with pytest.raises(LikelihoodError, match="needs 3 finite weights"):
         ScoreModel("aligned", 0.0, (1.0,))
     with pytest.raises(LikelihoodError, match="kind must be one of"):
         ScoreModel("cosine", 0.0, (1.0, 2.0))
 
 
 def test_default_calibration_rises_with_the_score():
-    a = default_likelihood().aligned.probability(aligned_features([0.2, 0.5, 0.9], [1.2, 1.2, 1.2]))
-    assert a[0] < a[1] < a[2] and a[0] < 0.6 and a[2] > 0.95
+    a = default_likelihood().aligned.probability(aligned_features([0.2, 0.5, 0.9], [1.2, 1.2, 1.2], 0.0))
+    assert a[0] < a[1] < a[2] and a[2] - a[0] > 0.3 and a[2] > 0.95
+    seeded = default_likelihood().aligned.probability(aligned_features([0.65, 0.65], [1.3, 1.3], [0.0, 6.0]))
+    assert seeded[1] < seeded[0]  # the same NCC from a whole-map search's tile is less often right
     r = default_likelihood().retrieved.probability(retrieved_features([0.7, 0.7], [0.75, 0.75], [0.2, 0.005], 3.0))
     assert r[0] > 0.3 > r[1]  # where every tile looks alike (water), a high cosine means little
     assert default_likelihood().aligned.n > 0 and default_likelihood().retrieved.n > 0  # fitted from data
@@ -225,7 +229,7 @@ def test_candidate_data_round_trip_and_errors(tmp_path):
 
     def part(n=60, m=200):
         a = np.column_stack([g.normal(0, 50, (n, 2)), g.uniform(0, 1, n), np.full(n, 1.5), g.uniform(1, 3, n),
-                             np.ones(n)])
+                             np.ones(n), g.uniform(0, 5, n)])
         r = np.column_stack([g.normal(0, 50, (m, 2)), g.uniform(0.3, 0.9, m), np.full(m, 6.4), np.full(m, 0.95),
                              g.uniform(0, 0.3, m), np.full(m, 3.0)])
         return {"aligned": a, "aligned_dist": 20.0 * (1.0 - a[:, 2]) * g.uniform(0, 1, n),
