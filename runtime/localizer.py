@@ -3,7 +3,8 @@
 Per camera frame (:meth:`Localizer.on_frame`):
 
 1. **decode** the image (JPEG bytes are decoded on first access of ``Frame.image``);
-2. **predict** the tracker to the frame time (IMU yaw when fresh);
+2. **predict** the tracker to the frame time (IMU yaw when fresh, and the velocity change integrated from the IMU's
+   acceleration since the last step);
 3. **rectify** to north-up ground views at the map's resolution (:class:`runtime.ground_view.GroundViewer`): one view
    with the IMU attitude when known, else one per heading hypothesis of the tracker (a level camera), at the height
    above ground kept by :class:`runtime.ground_view.HeightKeeper` (GPS altitude minus the map's ground elevation,
@@ -11,12 +12,14 @@ Per camera frame (:meth:`Localizer.on_frame`):
 4. **encode** the centre crops with the map's encoder (:class:`runtime.encoder.Encoder`);
 5. **search** the map inside the scope of the current belief (:meth:`ParticleTracker.search_scope`; the whole map
    when there is no belief or it is LOST: the wide search that recovers);
-6. **align**: refine the best candidates against the map imagery (:class:`runtime.align.FineAligner`) for a
-   sub-tile position and the heading;
-7. **filter**: the candidates become a :class:`runtime.tracking.VisualFix` for the particle filter.
+6. **align**: refine the belief and the best candidates against the map imagery (:class:`runtime.align.FineAligner`)
+   for a sub-tile position and the heading (positions below the NCC or peak-ratio gate are dropped);
+7. **filter**: the candidates, with their probabilities from the likelihood calibration (:mod:`runtime.likelihood`),
+   become a :class:`runtime.tracking.VisualFix` for the particle filter (none when the fix is below
+   ``min_fix_prob``). What the frame's measurement was made of stays in :attr:`Localizer.last_candidates`.
 
-GPS fixes (:meth:`on_gps`) go to the tracker (gated there) and to the height keeper; IMU samples (:meth:`on_imu`)
-give the attitude of the next frames. Each frame (or, in a recording without a camera, each GPS fix) gives an
+GPS fixes (:meth:`on_gps`) go to the tracker (gated there; with their ground velocity) and to the height keeper; IMU
+samples (:meth:`on_imu`) give the attitude of the next frames and the acceleration between filter steps. Each frame (or, in a recording without a camera, each GPS fix) gives an
 :class:`Output`: the tracker's :class:`~runtime.tracking.TrackEstimate` and the per-stage latency in milliseconds.
 """
 
