@@ -36,6 +36,7 @@ from calibration.geometry import NADIR_MOUNT, Attitude, Mount
 
 from .errors import OnboardError
 from .events import CameraInfoEvent, Frame, GpsFix, ImuSample, STATUS_NO_FIX
+from .imu_velocity import ImuVelocity
 
 __all__ = ["LocalizerConfig", "Localizer", "Output", "FrameCandidates", "ImuVelocity", "LocalizerError",
            "EncoderMismatchError", "STAGES"]
@@ -77,6 +78,8 @@ class LocalizerConfig:
         imu_accel: integrate the IMU's acceleration (specific force rotated to the world by its orientation, minus
             gravity) into the particle velocities between frames (inertial dead reckoning; turns are followed
             without GPS or vision). False: constant velocity.
+        imu_bias: estimate the IMU's horizontal acceleration bias (tilt error leaking gravity, accelerometer bias)
+            from GPS ground velocity and take it out of that integration (:class:`runtime.imu_velocity.ImuVelocity`).
         default_gps_sigma_m: GPS horizontal sigma when a fix carries no covariance, metres.
         height_m: height above ground to assume before any GPS altitude is known (None: frames wait for GPS).
         min_scope_m: the least search radius around the belief, metres.
@@ -107,6 +110,7 @@ class LocalizerConfig:
     min_view_valid: float = 0.6
     imu_max_age_s: float = 0.5
     imu_accel: bool = True
+    imu_bias: bool = True
     gps_velocity: str = "always"
     default_gps_sigma_m: float = 5.0
     height_m: float | None = None
@@ -146,8 +150,9 @@ class LocalizerConfig:
         if self.gps_velocity not in ("no_imu", "always", "never"):
             raise LocalizerError(f"localizer gps_velocity must be 'no_imu', 'always' or 'never', got "
                                  f"{self.gps_velocity!r}")
-        if not isinstance(self.imu_accel, bool):
-            raise LocalizerError(f"localizer imu_accel must be true or false, got {self.imu_accel!r}")
+        for key in ("imu_accel", "imu_bias"):
+            if not isinstance(getattr(self, key), bool):
+                raise LocalizerError(f"localizer {key} must be true or false, got {getattr(self, key)!r}")
         if not (isinstance(self.align_min_peak_ratio, (int, float)) and self.align_min_peak_ratio >= 1.0):
             raise LocalizerError(
                 f"localizer align_min_peak_ratio must be a number >= 1, got {self.align_min_peak_ratio!r}")
@@ -212,38 +217,6 @@ class FrameCandidates:
     scope: tuple | None
 
 
-class ImuVelocity:
-    """Integrates an IMU's horizontal acceleration into a velocity change between two filter steps.
-
-    Each sample's specific force is rotated to the world (ENU) by its orientation; gravity is vertical, so the
-    horizontal part is the vehicle's horizontal acceleration. ``max_gap_s``: samples further apart than this (seconds)
-    are not integrated across, and :meth:`take` answers None when the last sample is older than this.
-    """
-
-    def __init__(self, max_gap_s: float) -> None:
-        self.max_gap_s = float(max_gap_s)
-        self._dv = np.zeros(2)
-        self._t: int | None = None
-
-    def add(self, sample: ImuSample) -> None:
-        """Integrate one sample (with orientation) over the interval since the previous one."""
-        R = sample.R_body2world
-        if R is None:
-            return
-        prev, self._t = self._t, sample.t_ns
-        dt = 0.0 if prev is None else (sample.t_ns - prev) * 1e-9
-        if 0.0 < dt <= self.max_gap_s:
-            self._dv += (R @ np.asarray(sample.linear_acceleration, np.float64))[:2] * dt
-
-    def take(self, t_ns: int) -> np.ndarray | None:
-        """float64[2] (east, north) velocity change since the last take, m/s, and start again from zero; None when
-        no sample within ``max_gap_s`` of ``t_ns``."""
-        dv, self._dv = self._dv, np.zeros(2)
-        if self._t is None or abs(t_ns - self._t) > self.max_gap_s * 1e9:
-            return None
-        return dv
-
-
 class Localizer:
     """The onboard loop over one map (see the module docstring).
 
@@ -296,7 +269,7 @@ class Localizer:
         self._aligner = None
         self._imagery_checked = False
         self._imu: ImuSample | None = None
-        self._dv = ImuVelocity(self.config.imu_max_age_s)
+        self._dv = ImuVelocity(self.config.imu_max_age_s, estimate_bias=self.config.imu_bias)
         self.notes: list[str] = []
         self.likelihood = self._load_likelihood(self.config.likelihood)
         lik_id = "" if self.likelihood is None else self.likelihood.encoder_id
@@ -408,6 +381,10 @@ class Localizer:
                                            velocity_sigma=fix.velocity_sigma_mps)  # None: tracker default
         if decision.accepted:
             self.height.update(fix)
+            if fix.velocity_xy is not None:  # calibrates the IMU integration (tilt/accelerometer bias)
+                vs = fix.velocity_sigma_mps
+                self._dv.update_velocity(fix.velocity_xy, self.tracker.config.gps_velocity_sigma_mps
+                                         if vs is None else vs)
         else:
             self.counts["gps_rejected"] += 1
         if not output:

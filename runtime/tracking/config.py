@@ -32,7 +32,10 @@ class TrackerConfig:
         velocity_sigma_mps: default std of a velocity given to ``predict`` without its own sigma.
         imu_yaw_sigma_rad: default std of a yaw given to ``predict`` without its own sigma.
         imu_accel_sigma: acceleration noise left when an IMU's measured velocity change (``predict(delta_v=...)``)
-            moves the particles, m/s^2 per sqrt(Hz) (accelerometer noise and bias, attitude error leaking gravity).
+            moves the particles, m/s^2 per sqrt(Hz) (accelerometer noise and what is left of its bias and of the
+            attitude error leaking gravity). 0.3: the particle velocities spread by ~1 m/s in 10 s without fixes,
+            about what a 0.3 degree attitude error does; 1.0 spread them three times wider than the IMU's error, and
+            a wrong visual fix 4 belief sigmas out then found particles whose velocity was 5 m/s off.
     GPS:
         gps_bias_m: unmodelled GPS bias (m) added in quadrature to the fix sigma, in the gate and in the likelihood.
         gps_gate_chi2: a fix is inconsistent when its normalised innovation squared (2 dof) exceeds this.
@@ -81,7 +84,7 @@ class TrackerConfig:
     init_speed_sigma_mps: float = 8.0
     velocity_sigma_mps: float = 0.5
     imu_yaw_sigma_rad: float = 0.05
-    imu_accel_sigma: float = 1.0
+    imu_accel_sigma: float = 0.3
     # gps
     gps_bias_m: float = 5.0
     gps_gate_chi2: float = 25.0

@@ -9,7 +9,7 @@ import pytest
 from runtime.tracking import ParticleTracker, TrackerConfig, TrackingError
 def test_imu_velocity_integrates_world_horizontal_acceleration():
     from runtime.events import ImuSample
-    from runtime.localizer import ImuVelocity
+    from runtime.imu_velocity import ImuVelocity
 
     s = math.sqrt(0.5)
     yaw90 = (0.0, 0.0, s, s)  # body x (forward) points north
@@ -69,3 +69,65 @@ def test_gps_velocity_setting_with_an_imu(mode, used):
     vn = s[:, 3]
     vn_spread = float(np.sqrt(np.average((vn - np.average(vn, weights=w)) ** 2, weights=w)))
     assert (vn_spread < 0.3) == used
+
+
+def _level_sample(t_ns: int, yaw: float, a_body, bias):
+    """An IMU sample of a level body at ``yaw`` (ENU rad) measuring ``a_body`` (body x/y, m/s^2) plus ``bias``."""
+    from runtime.events import ImuSample
+
+    q = (0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2))
+    return ImuSample(t_ns, q, linear_acceleration=(a_body[0] + bias[0], a_body[1] + bias[1], 9.81))
+
+
+def test_imu_bias_is_estimated_from_ground_velocity_in_the_body_frame():
+    """A body-frame bias (a tilt error leaking gravity) on a vehicle that circles at 6 m/s: GPS ground velocity
+    (0.3 m/s noise) pins the bias although it turns with the vehicle in the world; the bias-corrected velocity
+    changes then match the true ones where raw integration drifts."""
+    import numpy as np
+
+    from runtime.imu_velocity import ImuVelocity
+
+    rng = np.random.default_rng(3)
+    bias = (0.06, -0.04)
+    v, w = 6.0, 0.1  # speed m/s, yaw rate rad/s (centripetal 0.6 m/s^2 along body y)
+    est = ImuVelocity(0.5, estimate_bias=True, bias_tau_s=1e6)
+    raw = ImuVelocity(0.5)
+    for k in range(50 * 40):  # 40 s at 50 Hz, a ground velocity at 5 Hz
+        t_ns, yaw = k * 20_000_000, w * k * 0.02
+        for iv in (est, raw):
+            iv.add(_level_sample(t_ns, yaw, (0.0, v * w), bias))
+        if k % 10 == 0:
+            true_v = (v * math.cos(yaw), v * math.sin(yaw))
+            assert est.update_velocity(np.add(true_v, rng.normal(0.0, 0.3, 2)), 0.3)
+    assert est.bias == pytest.approx(bias, abs=0.015)
+    assert est.bias_sigma < 0.02
+    assert est.updates == 200 and est.rejected == 0
+    # 10 s of outage: the velocity change integrated with the bias taken out vs raw
+    est.take(40 * 10**9), raw.take(40 * 10**9)
+    for k in range(2000, 2501):
+        for iv in (est, raw):
+            iv.add(_level_sample(k * 20_000_000, w * k * 0.02, (0.0, v * w), bias))
+    y0, y1 = w * 40.0, w * 50.0
+    true_dv = np.array([v * (math.cos(y1) - math.cos(y0)), v * (math.sin(y1) - math.sin(y0))])
+    err_est = float(np.linalg.norm(est.take(50 * 10**9) - true_dv))
+    err_raw = float(np.linalg.norm(raw.take(50 * 10**9) - true_dv))
+    assert err_est < 0.2 < 0.4 < err_raw
+
+
+def test_imu_bias_estimate_fades_without_ground_velocity_and_refuses_glitches():
+    from runtime.imu_velocity import ImuVelocity
+
+    iv = ImuVelocity(0.5, estimate_bias=True, bias_tau_s=10.0)
+    for k in range(50 * 20):  # 20 s still, bias 0.05 along body x
+        iv.add(_level_sample(k * 20_000_000, 0.0, (0.0, 0.0), (0.05, 0.0)))
+        if k % 10 == 0:
+            iv.update_velocity((0.0, 0.0), 0.1)
+    b0 = iv.bias[0]
+    assert 0.02 < b0 < 0.06  # learnt (the Gauss-Markov prior holds it somewhat below 0.05)
+    assert not iv.update_velocity((30.0, 0.0), 0.1)  # 30 m/s off: a glitch, refused
+    assert iv.rejected == 1
+    for k in range(1000, 1500):  # 10 s without ground velocity: one time constant
+        iv.add(_level_sample(k * 20_000_000, 0.0, (0.0, 0.0), (0.05, 0.0)))
+    assert iv.bias[0] == pytest.approx(b0 * math.exp(-1.0), rel=0.02)
+    assert not ImuVelocity(0.5).update_velocity((1.0, 0.0), 0.3)  # bias estimation off: nothing to update
+    assert ImuVelocity(0.5, estimate_bias=True).update_velocity((1.0, math.nan), 0.3) is False
