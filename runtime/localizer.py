@@ -80,6 +80,9 @@ class LocalizerConfig:
             without GPS or vision). False: constant velocity.
         imu_bias: estimate the IMU's horizontal acceleration bias (tilt error leaking gravity, accelerometer bias)
             from GPS ground velocity and take it out of that integration (:class:`runtime.imu_velocity.ImuVelocity`).
+        ground_odometry: measure the ground velocity from the image sequence (phase correlation of the ground
+            views about a second apart, :class:`runtime.ground_odometry.GroundOdometry`) and weight the particle
+            velocities with it; used when a frame has one view (IMU attitude, or a settled heading).
         default_gps_sigma_m: GPS horizontal sigma when a fix carries no covariance, metres.
         height_m: height above ground to assume before any GPS altitude is known (None: frames wait for GPS).
         min_scope_m: the least search radius around the belief, metres.
@@ -111,6 +114,7 @@ class LocalizerConfig:
     imu_max_age_s: float = 0.5
     imu_accel: bool = True
     imu_bias: bool = True
+    ground_odometry: bool = True
     gps_velocity: str = "always"
     default_gps_sigma_m: float = 5.0
     height_m: float | None = None
@@ -150,7 +154,7 @@ class LocalizerConfig:
         if self.gps_velocity not in ("no_imu", "always", "never"):
             raise LocalizerError(f"localizer gps_velocity must be 'no_imu', 'always' or 'never', got "
                                  f"{self.gps_velocity!r}")
-        for key in ("imu_accel", "imu_bias"):
+        for key in ("imu_accel", "imu_bias", "ground_odometry"):
             if not isinstance(getattr(self, key), bool):
                 raise LocalizerError(f"localizer {key} must be true or false, got {getattr(self, key)!r}")
         if not (isinstance(self.align_min_peak_ratio, (int, float)) and self.align_min_peak_ratio >= 1.0):
@@ -270,6 +274,12 @@ class Localizer:
         self._imagery_checked = False
         self._imu: ImuSample | None = None
         self._dv = ImuVelocity(self.config.imu_max_age_s, estimate_bias=self.config.imu_bias)
+        self._v_imu = np.zeros(2)  # the IMU velocity changes handed to the tracker, summed (m/s)
+        self._odometry = None
+        if self.config.ground_odometry:
+            from .ground_odometry import GroundOdometry
+
+            self._odometry = GroundOdometry()
         self.notes: list[str] = []
         self.likelihood = self._load_likelihood(self.config.likelihood)
         lik_id = "" if self.likelihood is None else self.likelihood.encoder_id
@@ -285,7 +295,8 @@ class Localizer:
         #: image-based height correction (multiplies the held/assumed height; 1 while GPS altitude is fresh)
         self.height_scale = 1.0
         self.counts = {"frames": 0, "frames_used": 0, "gps": 0, "gps_rejected": 0, "imu": 0, "frames_no_camera": 0,
-                       "frames_no_height": 0, "frames_few_pixels": 0, "frames_weak_fix": 0}
+                       "frames_no_height": 0, "frames_few_pixels": 0, "frames_weak_fix": 0, "odometry": 0,
+                       "odometry_refused": 0}
         if camera is not None:
             self._set_camera(camera)
 
@@ -352,7 +363,10 @@ class Localizer:
             self._dv.add(sample)
 
     def _take_dv(self, t_ns: int):
-        return self._dv.take(t_ns) if self.config.imu_accel else None
+        dv = self._dv.take(t_ns) if self.config.imu_accel else None
+        if dv is not None:
+            self._v_imu += dv
+        return dv
 
     def on_gps(self, fix: GpsFix, *, output: bool = False) -> Output | None:
         """Feed one fix (no-fix status is ignored). With ``output`` returns the estimate after it (GPS-only use)."""
@@ -436,8 +450,8 @@ class Localizer:
             self._note("height above ground unknown (no GPS altitude yet): frames skipped; pass --height M")
             return None
         attitude = self._imu_attitude(frame.t_ns)
-        self.tracker.predict(frame.t_ns, yaw=None if attitude is None else float(attitude.yaw),
-                             delta_v=self._take_dv(frame.t_ns))
+        dv = self._take_dv(frame.t_ns)
+        self.tracker.predict(frame.t_ns, yaw=None if attitude is None else float(attitude.yaw), delta_v=dv)
         yaws = None
         if attitude is None:
             yaws = self.tracker.yaw_hypotheses(self.config.yaw_hypotheses)
@@ -445,6 +459,8 @@ class Localizer:
                 yaws = [float(self.tracker.estimate().yaw_rad)]
         views = self._viewer.views(image, height_m=height, attitude=attitude, yaws=yaws)
         crops = [v.crop(self.size_px) for v in views]
+        if self._odometry is not None:
+            self._ground_velocity(frame.t_ns, crops, dv is not None)
         keep = [i for i, c in enumerate(crops) if c.valid_fraction >= self.config.min_view_valid]
         now = time.perf_counter()
         lat["rectify"], t = (now - t) * 1e3, now
@@ -476,6 +492,33 @@ class Localizer:
         lat["filter"] = (now - t) * 1e3
         lat["total"] = (now - t_start) * 1e3
         return self._output(frame.t_ns, lat, "frame", n)
+
+    def _ground_velocity(self, t_ns: int, crops, imu: bool) -> None:
+        """Ground odometry on this frame's view (one view only: with several heading hypotheses the reference is
+        dropped). A measurement is the mean velocity since the reference view; with IMU velocity changes it is
+        moved to now by half the change over the interval (linear acceleration), else its sigma grows by what the
+        tracker's acceleration noise lets the velocity wander over it."""
+        od = self._odometry
+        if len(crops) != 1:
+            od.reset()
+            return
+        c = crops[0]
+        gv = od.measure(t_ns, c.image, c.mask, c.gsd, tag=(self._v_imu.copy(), imu))
+        self.counts["odometry"], self.counts["odometry_refused"] = od.measured, od.refused
+        if gv is None:
+            return
+        tc = self.tracker.config
+        v_ref, imu_ref = gv.ref_tag
+        if imu and imu_ref:
+            vel = gv.velocity_xy + 0.5 * (self._v_imu - v_ref)
+            extra = tc.imu_accel_sigma
+        else:
+            vel = gv.velocity_xy
+            extra = tc.accel_sigma
+        sigma = math.hypot(gv.sigma_mps, 0.03 * float(np.hypot(*vel)), extra * math.sqrt(gv.dt_s / 3.0))
+        self.tracker.update_velocity(t_ns, vel, sigma)
+        if imu and imu_ref:
+            self._dv.update_velocity(vel, sigma)  # calibrates the IMU integration also without GPS
 
     def _check_scale(self, image: np.ndarray, view, attitude) -> None:
         """Height from the images while it is held or assumed (no fresh GPS altitude): align ``view`` (this

@@ -62,6 +62,8 @@ class TrackerConfig:
         ok_sigma_m: OK needs the belief sigma (sqrt of the largest eigenvalue of cov_xy) at most this.
         lost_sigma_m: belief sigma above this -> LOST.
         lost_no_support_s: without accepted GPS and without visual support for this long -> LOST.
+        reinit_confirm_s: while LOST (belief sigma within ``lost_sigma_m``), unsupported visual fixes re-initialise
+            only after their best candidates have agreed (moved as the belief moved) for this long, seconds.
         reinit_interval_s: while LOST, a visual fix without support re-initialises the particles from its
             candidates at most this often.
     Search scope:
@@ -69,6 +71,11 @@ class TrackerConfig:
         wide_search_radius_m: a scope radius above this is answered with None (search the whole map).
         yaw_known_sigma_rad: :meth:`yaw_hypotheses` returns None when the yaw sigma is below this.
     Resampling:
+        inject_max_sigma_m, inject_gap_sigmas, inject_min_mass: a visual fix whose best candidate is this precise
+            (sigma, metres), with no particle within ``inject_gap_sigmas`` of its sigma, draws particles around it
+            (the share its posterior mass says, when above ``inject_min_mass``; the belief's density there from a
+            kernel over the particles):
+            a wide belief meeting a precise fix otherwise collapses onto the few particles nearest to it, metres off.
         resample_ess_fraction: resample (systematic) when the effective sample size falls below this x n_particles.
         max_backstep_s: a timestamp earlier than the tracker's time by more than this raises TrackingError (smaller
             steps back are applied at the tracker's current time).
@@ -107,12 +114,16 @@ class TrackerConfig:
     lost_sigma_m: float = 100.0
     lost_no_support_s: float = 15.0
     reinit_interval_s: float = 1.0
+    reinit_confirm_s: float = 2.0
     # search scope
     scope_margin_m: float = 25.6
     wide_search_radius_m: float = 1000.0
     yaw_known_sigma_rad: float = 0.35
     # resampling / time
     resample_ess_fraction: float = 0.5
+    inject_max_sigma_m: float = 3.0
+    inject_gap_sigmas: float = 2.0
+    inject_min_mass: float = 0.5
     max_backstep_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -133,7 +144,8 @@ class TrackerConfig:
                 raise TrackingError(f"tracker config {f.name} must be a finite number > 0, got {v!r}")
             object.__setattr__(self, f.name, float(v))
         for name, top_ok in (("visual_inlier_prob", False), ("visual_inlier_min", False), ("visual_inlier_max", False),
-                             ("visual_support_min", True), ("resample_ess_fraction", True)):
+                             ("visual_support_min", True), ("resample_ess_fraction", True),
+                             ("inject_min_mass", False)):
             v = getattr(self, name)
             if v > 1.0 or (v == 1.0 and not top_ok):
                 span = "(0, 1]" if top_ok else "(0, 1)"

@@ -103,6 +103,9 @@ class ParticleTracker:
         self._yaw_hint: tuple[float, float] | None = None
         self._vel_hint: tuple[np.ndarray, float] | None = None
         self._notes: list[tuple[int, str]] = []  # (t_ns, text) of events
+        #: precise visual fixes where the particles were sparse (particles drawn around them)
+        self.injections = 0
+        self._kidnap: tuple | None = None  # LOST: (first t, last t, place, belief mean, sigma) of agreeing fixes
 
     @property
     def initialized(self) -> bool:
@@ -443,6 +446,50 @@ class ParticleTracker:
         self._last_gps_ok_t = t
         return GpsDecision(True, reason, dist, nis)
 
+    def update_velocity(self, t_ns: int, velocity_xy, sigma_mps: float, *, inlier_prob: float = 0.95) -> str:
+        """Weight the particle velocities by a measured ground velocity (east, north) m/s with std ``sigma_mps`` per
+        axis (ground odometry, :mod:`runtime.ground_odometry`). No position information: it neither supports nor
+        re-initialises the belief.
+
+        The likelihood is ``inlier_prob * N(v; velocity_xy, sigma^2) + (1 - inlier_prob) / (pi max_speed^2)`` (a
+        wrong measurement cannot wipe the velocities out). When the particles' velocity spread is wider than 3
+        sigma (just initialised, velocity unknown), reweighting would leave a handful of particles: their velocities
+        are redrawn from the measurement instead. Returns ``"weighted"``, ``"redrawn"`` or ``"uninitialised"``.
+        """
+        vel = _vec2(velocity_xy, "update_velocity velocity_xy")
+        sig = finite_float(sigma_mps, "update_velocity sigma_mps", positive=True)
+        p_in = finite_float(inlier_prob, "update_velocity inlier_prob")
+        if not 0.0 < p_in < 1.0:
+            raise TrackingError(f"update_velocity inlier_prob must be in (0, 1), got {inlier_prob!r}")
+        self._sync(t_ns, "update_velocity t_ns")
+        if not self._init:
+            return "uninitialised"
+        s, w = self._s, self._w
+        vx, vy = float(w @ s[2]), float(w @ s[3])
+        spread = math.sqrt(max(float(w @ ((s[2] - vx) ** 2 + (s[3] - vy) ** 2)) / 2.0, 0.0))
+        if spread > 3.0 * sig and math.hypot(vel[0] - vx, vel[1] - vy) < 3.0 * spread:
+            z = self._rng.standard_normal((2, s.shape[1]))
+            s[2] = vel[0] + sig * z[0]
+            s[3] = vel[1] + sig * z[1]
+            return "redrawn"
+        log_in = (-0.5 * ((s[2] - vel[0]) ** 2 + (s[3] - vel[1]) ** 2) / sig**2 - math.log(_TWO_PI * sig**2)
+                  + math.log(p_in))
+        log_out = math.log(1.0 - p_in) - math.log(math.pi * self.config.max_speed_mps**2)
+        self._reweight(np.logaddexp(log_in, log_out))
+        return "weighted"
+
+    def _fix_inlier_prob(self, fix: VisualFix) -> float:
+        """The fix's inlier probability: calibrated (``inlier_prob``, else ``max(probs)``, within
+        ``visual_inlier_min .. visual_inlier_max``) or the constant ``visual_inlier_prob``."""
+        c = self.config
+        if fix.inlier_prob is not None:
+            p_in = fix.inlier_prob
+        elif fix.probs is not None:
+            p_in = float(fix.probs.max())
+        else:
+            return c.visual_inlier_prob
+        return min(max(p_in, c.visual_inlier_min), c.visual_inlier_max)
+
     def _floor_log_density(self, fix: VisualFix) -> float:
         if fix.scope is not None:
             area = math.pi * fix.scope[2] ** 2
@@ -468,14 +515,7 @@ class ParticleTracker:
             tot = float(fix.probs.sum())
             with np.errstate(divide="ignore"):
                 log_pi = (np.log(fix.probs / tot) if tot > 0 else np.full(fix.k, -math.log(fix.k)))
-        if fix.inlier_prob is not None:
-            p_in = fix.inlier_prob
-        elif fix.probs is not None:
-            p_in = float(fix.probs.max())
-        else:
-            p_in = c.visual_inlier_prob
-        if fix.inlier_prob is not None or fix.probs is not None:
-            p_in = min(max(p_in, c.visual_inlier_min), c.visual_inlier_max)
+        p_in = self._fix_inlier_prob(fix)
         log_floor = math.log(1.0 - p_in) + self._floor_log_density(fix)
         var = fix.sigma_m**2 + c.visual_sigma_floor_m**2  # [k]
         px, py = fix.positions[:, 0], fix.positions[:, 1]
@@ -532,6 +572,88 @@ class ParticleTracker:
             log_in = m + np.log(e.sum(axis=0)) + math.log(p_in)
         return log_in, np.logaddexp(log_in, log_floor)
 
+    def _undersampled_fix(self, fix: VisualFix) -> tuple[int, float] | None:
+        """(candidate, posterior mass) when the fix's best candidate is precise, no particle lies within
+        ``inject_gap_sigmas`` of its sigma, and, with the belief's density there estimated by a kernel over the
+        particles, the posterior still puts more than ``inject_min_mass`` on it: the particles do not sample where
+        the fix says the vehicle is (a wide belief meeting a precise fix). None otherwise."""
+        c, s = self.config, self._s
+        if fix.probs is not None:
+            with np.errstate(divide="ignore"):
+                log_pi = np.log(np.maximum(fix.probs, 0.0) / max(float(fix.probs.sum()), 1e-300))
+        else:
+            log_pi = self._log_softmax(fix.scores)
+        j = int(np.argmax(log_pi))
+        sd2 = float(fix.sigma_m[j]) ** 2 + c.visual_sigma_floor_m**2
+        if sd2 > c.inject_max_sigma_m**2:
+            return None
+        cx, cy = float(fix.positions[j, 0]), float(fix.positions[j, 1])
+        d2 = (s[0] - cx) ** 2 + (s[1] - cy) ** 2
+        if float(d2.min()) <= c.inject_gap_sigmas**2 * sd2:
+            return None
+        # the belief's density at the candidate, smoothed by a kernel (Silverman's bandwidth for 2-D), convolved with
+        # the candidate's sigma: as a Gaussian of the whole cloud would be, but a gap between two modes stays empty
+        _, _, cov = self._mean_cov()
+        det = float(np.linalg.det(cov))
+        h2 = math.sqrt(max(det, 0.0)) * self._w.size ** (-1.0 / 3.0)
+        var = h2 + sd2
+        dens = float(self._w @ np.exp(-0.5 * d2 / var)) / (_TWO_PI * var)
+        if not dens > 0:
+            return None
+        p_in = self._fix_inlier_prob(fix)
+        log_in = math.log(p_in) + float(log_pi[j]) + math.log(dens)
+        log_out = math.log(1.0 - p_in) + self._floor_log_density(fix)
+        mass = 1.0 / (1.0 + math.exp(min(log_out - log_in, 700.0)))
+        return (j, mass) if mass > c.inject_min_mass else None
+
+    def _draw_at_fix(self, fix: VisualFix, j: int, mass: float) -> None:
+        """Resample the (just weighted) particles and move ``mass`` of them to ``N(candidate j, sigma^2)``, keeping
+        their velocities (and taking the candidate's yaw when it has one)."""
+        c = self.config
+        n = self._w.size
+        cum = np.cumsum(self._w)
+        cum[-1] = 1.0
+        idx = np.searchsorted(cum, (self._rng.random() + np.arange(n)) / n)
+        s = self._s[:, self._rng.permutation(idx)]
+        k = int(round(mass * n))
+        sd = math.sqrt(float(fix.sigma_m[j]) ** 2 + c.visual_sigma_floor_m**2)
+        z = self._rng.standard_normal((3, k))
+        s[0, :k] = fix.positions[j, 0] + sd * z[0]
+        s[1, :k] = fix.positions[j, 1] + sd * z[1]
+        if fix.yaws is not None and math.isfinite(float(fix.yaws[j])):
+            s[4, :k] = _wrap(float(fix.yaws[j]) + fix.yaw_sigma_rad * z[2])
+        self._s = s
+        self._w = np.full(n, 1.0 / n)
+        self.injections += 1
+        self._note(f"a precise visual fix where the particles were sparse: {k} of {n} drawn around it")
+
+    def _kidnap_confirmed(self, fix: VisualFix) -> bool:
+        """Whether the LOST belief may be replaced by this unsupported fix's candidates (see :meth:`update_visual`)."""
+        c = self.config
+        mx, my, cov = self._mean_cov()
+        if self._sigma(cov) > c.lost_sigma_m:
+            return True
+        score = fix.probs if fix.probs is not None else fix.scores
+        j = int(np.argmax(score))
+        p = fix.positions[j].astype(np.float64)
+        sd = float(fix.sigma_m[j])
+        k, t = self._kidnap, self._t
+        if k is not None:
+            t_first, t_last, p_last, m_last, sd_last = k
+            dt = (t - t_last) * 1e-9
+            # where that place is now, moved as the belief moved (within what its velocity spread allows)
+            expect = p_last + (np.array([mx, my]) - m_last)
+            w, v = self._w, self._s[2:4]
+            vstd = math.sqrt(max(float(w @ ((v[0] - w @ v[0]) ** 2 + (v[1] - w @ v[1]) ** 2)), 0.0))
+            tol = 3.0 * math.hypot(sd, sd_last) + 2.0 + (1.0 + 3.0 * vstd) * dt
+            if dt <= 2.0 and float(np.hypot(*(p - expect))) <= tol:
+                self._kidnap = (t_first, t, p, np.array([mx, my]), sd)
+                return (t - t_first) * 1e-9 >= c.reinit_confirm_s
+            if dt <= 1.0:
+                return False  # one disagreeing fix (an outlier frame) does not break a recent run of agreeing ones
+        self._kidnap = (t, t, p, np.array([mx, my]), sd)
+        return False
+
     def update_visual(self, fix: VisualFix) -> float:
         """Weight the particles by one visual fix; returns its support in [0, 1].
 
@@ -540,8 +662,11 @@ class ParticleTracker:
         >= ``visual_support_min`` count as visual support (``visual_used``, status, LOST timer); a fix below it breaks
         the streak. The particles are weighted in every case. The first fix with candidates of an uninitialised
         tracker initialises the particles from its candidates (multi-modal) and returns 0.0 (it cannot support
-        itself); while LOST, an unsupported fix re-initialises them (at most every ``reinit_interval_s``).
-        A fix without candidates changes nothing and returns 0.0.
+        itself); while LOST, unsupported fixes re-initialise them (at most every ``reinit_interval_s``) once their
+        best candidates have agreed with each other, moved by the belief's own motion, for ``reinit_confirm_s``
+        (at once when the belief is wider than ``lost_sigma_m``): one look-alike place seen for a moment does not
+        replace a belief that dead reckoning over water still holds. A fix without candidates changes nothing and
+        returns 0.0.
         """
         if not isinstance(fix, VisualFix):
             raise TrackingError(f"update_visual expects a VisualFix, got {type(fix).__name__}")
@@ -558,14 +683,19 @@ class ParticleTracker:
         w = self._w
         support = float(w @ np.exp(log_in - m)) / max(float(w @ np.exp(log_l - m)), 1e-300)
         support = min(max(support, 0.0), 1.0)
-        if support < self.config.visual_support_min and self._is_lost() and (
-            self._age(self._last_init_t) >= self.config.reinit_interval_s
-        ):
-            self._init_from_candidates(fix)
-            self._streak = 0
-            self._note(f"belief lost: re-initialised from {fix.k} visual candidates")
-            return support
+        if support < self.config.visual_support_min and self._is_lost():
+            if self._kidnap_confirmed(fix) and self._age(self._last_init_t) >= self.config.reinit_interval_s:
+                self._init_from_candidates(fix)
+                self._streak = 0
+                self._kidnap = None
+                self._note(f"belief lost: re-initialised from {fix.k} visual candidates")
+                return support
+        else:
+            self._kidnap = None
+        inject = self._undersampled_fix(fix)
         self._reweight(log_l)
+        if inject is not None:
+            self._draw_at_fix(fix, *inject)
         if support >= self.config.visual_support_min:
             self._streak += 1
             if self._streak >= self.config.visual_confirm_frames:

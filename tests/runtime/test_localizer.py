@@ -239,3 +239,41 @@ def test_a_calibration_for_another_encoder_leaves_retrieval_uncalibrated(area, t
 
     replace(lik, encoder_id=package.contract.encoder_id).save(p)
     assert Localizer(package, enc, config=LocalizerConfig(likelihood=str(p))).retrieval_calibrated
+
+
+def test_ground_odometry_gives_the_velocity_without_gps(area, scenario):
+    """No GPS at all: the ground velocity measured from the image sequence (phase correlation of the ground views)
+    sets the particle velocities within a second or two of the first fix, and the IMU bias learns from it; without
+    odometry the first seconds' velocity is what a few fixes imply."""
+    from runtime.bags import BagReader
+    from runtime.evaluation import read_truth_and_gps
+    from runtime.replay_cli import ROLES
+
+    path, package, enc, root = area
+    scenario("no_gps")
+    bag = root / "no_gps" / "no_gps.bag"
+    truth, _ = read_truth_and_gps(bag)
+    tt = np.array([t.t_ns for t in truth])
+    tx, ty = package.frame.to_local(np.array([t.lat for t in truth]), np.array([t.lon for t in truth]))
+    early = {}
+    for on in (True, False):
+        loop = Localizer(package, enc, config=LocalizerConfig(height_m=60.0, ground_odometry=on))
+        errs = []
+        with BagReader(bag) as reader:
+            for ev in reader.events(roles=ROLES):
+                out = loop.process(ev)
+                t = ev.t_ns
+                if out is None or not tt[0] + 1.5e9 <= t <= tt[0] + 6e9:
+                    continue
+                states, w = loop.tracker.particles()
+                v_true = np.array([np.interp(t + 1e8, tt, tx) - np.interp(t - 1e8, tt, tx),
+                                   np.interp(t + 1e8, tt, ty) - np.interp(t - 1e8, tt, ty)]) / 0.2
+                errs.append(float(np.hypot(w @ states[:, 2] - v_true[0], w @ states[:, 3] - v_true[1])))
+        early[on] = float(np.median(errs))
+        if on:
+            assert loop.counts["odometry"] >= 0.8 * DURATION  # about one a second (the reference moves on)
+            assert loop.counts["odometry_refused"] <= 2
+            assert loop._dv.updates >= loop.counts["odometry"] - 2  # the IMU bias learns from it
+        else:
+            assert loop.counts["odometry"] == 0 and loop._dv.updates == 0
+    assert early[True] < 0.3 and early[True] < 0.5 * early[False]

@@ -260,6 +260,11 @@ def test_small_time_steps_back_are_tolerated_large_ones_raise():
         (lambda t: t.update_gps(np.float64(1.0), 0.0, 0.0, 5.0),
          "update_gps t_ns must be an integer number of nanoseconds, got np.float64(1.0) (float64)"),
         (lambda t: t.update_visual((0, [[0, 0]])), "update_visual expects a VisualFix, got tuple"),
+        (lambda t: t.update_velocity(0, (1.0, math.nan), 0.3),
+         "update_velocity velocity_xy must be 2 finite numbers (east, north) in m/s, got (1.0, nan)"),
+        (lambda t: t.update_velocity(0, (1.0, 0.0), -0.3), "update_velocity sigma_mps must be a finite number > 0, got -0.3"),
+        (lambda t: t.update_velocity(0, (1.0, 0.0), 0.3, inlier_prob=1.0),
+         "update_velocity inlier_prob must be in (0, 1), got 1.0"),
         (lambda t: t.search_scope(min_radius_m=0), "search_scope min_radius_m must be a finite number > 0, got 0"),
         (lambda t: t.yaw_hypotheses(0), "yaw_hypotheses n must be an integer >= 1, got 0"),
         (lambda t: t.yaw_hypotheses(2.0), "yaw_hypotheses n must be an integer >= 1, got 2.0"),
@@ -328,3 +333,86 @@ def test_gps_velocity_makes_the_particle_velocities_converge_to_it():
     np.testing.assert_allclose(m_tight, [6.0, -3.0], atol=0.15)
     assert s_tight < s_default < s_none
     assert s_tight < 0.35 and s_default < 1.3 and s_none > 2.0  # m/s, 2-D rms about the mean
+
+
+def test_ground_velocity_redraws_unknown_velocities_then_weights_known_ones():
+    """After a visual initialisation (velocity unknown, 8 m/s per axis) a measured ground velocity replaces the
+    particle velocities; once they are known, a wild measurement is mostly explained by the outlier floor."""
+    trk = _tracker()
+    assert trk.update_velocity(0, (5.0, -2.0), 0.3) == "uninitialised"
+    trk.update_visual(_visual(0, [[0.0, 0.0]]))
+    assert trk.update_velocity(NS // 5, (5.0, -2.0), 0.3) == "redrawn"
+    states, w = trk.particles()
+    assert w @ states[:, 2] == pytest.approx(5.0, abs=0.05) and w @ states[:, 3] == pytest.approx(-2.0, abs=0.05)
+    assert trk.update_velocity(2 * NS // 5, (5.1, -2.0), 0.3) == "weighted"
+    assert trk.update_velocity(3 * NS // 5, (-20.0, 15.0), 0.3) == "weighted"  # 30 m/s off: not redrawn
+    states, w = trk.particles()
+    assert w @ states[:, 2] == pytest.approx(5.0, abs=0.3) and w @ states[:, 3] == pytest.approx(-2.0, abs=0.3)
+    assert trk.estimate().x == pytest.approx(0.4 * 5.0, abs=0.5)  # moved by it since the redraw, 0.4 s
+
+
+def _sparse_spot(states, w, centre, radius):
+    """The grid point within ``radius`` of ``centre`` farthest from every particle."""
+    g = np.linspace(-radius, radius, 41)
+    pts = np.array([(centre[0] + a, centre[1] + b) for a in g for b in g if a * a + b * b <= radius * radius])
+    d = np.min(np.hypot(pts[:, None, 0] - states[None, :, 0], pts[:, None, 1] - states[None, :, 1]), axis=1)
+    return pts[int(np.argmax(d))], float(d.max())
+
+
+def test_precise_fix_where_the_particles_are_sparse_draws_particles_there():
+    """A wide belief (GPS sigma 15 m, 200 particles) meets a precise, confident fix in a gap between particles:
+    particles are drawn around the fix instead of collapsing onto the few nearest ones, metres away."""
+    errs = {}
+    for mass in (0.5, 0.999999):  # the default, and injection effectively off
+        trk = _tracker(n_particles=200, inject_min_mass=mass)
+        trk.update_gps(0, 0.0, 0.0, 15.0)
+        states, w = trk.particles()
+        spot, gap = _sparse_spot(states, w, (0.0, 0.0), 15.0)
+        assert gap > 2.5
+        fix = VisualFix(0, spot[None, :], np.array([0.9]), np.array([0.5]), None, 0.1, (0.0, 0.0, 100.0),
+                        probs=np.array([0.97]))
+        trk.update_visual(fix)
+        e = trk.estimate()
+        errs[mass] = math.hypot(e.x - spot[0], e.y - spot[1])
+        if mass == 0.5:
+            assert trk.injections == 1 and any("drawn around it" in n for n in e.notes)
+        else:
+            assert trk.injections == 0
+    assert errs[0.5] < 0.5 < 1.5 < errs[0.999999]
+
+
+def test_no_particles_are_drawn_for_a_fix_the_belief_rules_out():
+    """A precise fix 60 m from a belief of sigma 3 m (and one in the gap between two modes) is left to the outlier
+    floor: the kernel density of the particles there is nil."""
+    trk = _tracker()
+    trk.update_gps(0, 0.0, 0.0, 3.0)
+    trk.update_visual(VisualFix(0, np.array([[60.0, 0.0]]), np.array([0.9]), np.array([0.5]), None, 0.1,
+                                (0.0, 0.0, 100.0), probs=np.array([0.97])))
+    assert trk.injections == 0 and abs(trk.estimate().x) < 1.0
+    trk = _tracker()
+    trk.update_visual(_visual(0, [[-40.0, 0.0], [40.0, 0.0]]))  # two modes
+    trk.update_visual(VisualFix(0, np.array([[0.0, 0.0]]), np.array([0.9]), np.array([0.5]), None, 0.1, None,
+                                probs=np.array([0.97])))
+    assert trk.injections == 0
+
+
+def test_lost_belief_is_replaced_only_by_fixes_that_agree_for_reinit_confirm_s():
+    """LOST (no support for lost_no_support_s) but still narrow: a look-alike place seen in one frame does not
+    re-initialise; the same place seen for reinit_confirm_s (moving as the belief moves) does."""
+    trk = _tracker()
+    trk.update_gps(0, 0.0, 0.0, 2.0, velocity_xy=(0.0, 0.0))
+    t = 16 * NS
+    trk.predict(t, velocity_xy=(0.0, 0.0), velocity_sigma=0.05)
+    assert trk.estimate().status is Status.LOST and trk.estimate().sigma_m < trk.config.lost_sigma_m
+    far = [[300.0, 100.0]]
+    trk.update_visual(_visual(t, far, scope=(0.0, 0.0, 500.0)))
+    assert abs(trk.estimate().x) < 5.0  # one frame: kept
+    # one frame elsewhere (an outlier) does not break the run
+    trk.update_visual(_visual(t + NS // 5, [[-200.0, 50.0]], scope=(0.0, 0.0, 500.0)))
+    for i in range(2, 13):
+        trk.update_visual(_visual(t + i * NS // 5, far, scope=(0.0, 0.0, 500.0)))
+        if i / 5 < trk.config.reinit_confirm_s:
+            assert abs(trk.estimate().x) < 5.0, i
+    e = trk.estimate()
+    assert math.hypot(e.x - 300.0, e.y - 100.0) < 3.0
+    assert any("re-initialised from 1 visual candidates" in n for n in e.notes)

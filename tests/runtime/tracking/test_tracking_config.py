@@ -67,6 +67,8 @@ def test_numpy_numbers_are_accepted_and_converted():
         ({"visual_inlier_prob": 1.0}, "tracker config visual_inlier_prob must be in (0, 1), got 1.0"),
         ({"visual_support_min": 1.5}, "tracker config visual_support_min must be in (0, 1], got 1.5"),
         ({"resample_ess_fraction": 2.0}, "tracker config resample_ess_fraction must be in (0, 1], got 2.0"),
+        ({"inject_min_mass": 1.0}, "tracker config inject_min_mass must be in (0, 1), got 1.0"),
+        ({"reinit_confirm_s": 0}, "tracker config reinit_confirm_s must be a finite number > 0, got 0"),
         ({"ok_sigma_m": 100.0}, "tracker config ok_sigma_m (100.0 m) must be below lost_sigma_m (100.0 m)"),
     ],
 )
