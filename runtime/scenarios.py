@@ -14,8 +14,11 @@ noisy      sigma 5 m, bias 3 m throughout                                 median
 outage     as noisy, no fix for 30 s from ``outage_start_s``              p95 inside the outage (<= 8 m)
 spoof      as noisy, fixes 200 m off for 5 s from ``spoof_start_s``       delay until rejected (<= 2 s), max error
                                                                            during the spoof (<= 6 m)
-no_gps     none at all (height given as the flight height)                frames until the error stays <= 6 m (<= 20)
+no_gps     none at all (height given as the flight height)                frames until the error stays <= 6 m (<= 20),
+                                                                           and until it is first within 6 m
 =========  =============================================================  ==========================================
+
+Every row also counts the estimates that said OK while more than 10 m off (integrity: ``ok_over_10m``).
 
 Nothing here is a test: it measures. The tests run a short version of it.
 
@@ -199,6 +202,10 @@ def run_scenario(scenario: str, ortho_path, package, encoder, out_dir, cfg: Scen
                                               or [math.nan]))}
     t_ns = np.array([r.t_ns for r in records], np.int64)
     start_ns = int(t_ns[0]) if len(t_ns) else 0
+    # integrity: estimates that said OK while more than 10 m off
+    status = {r.t_ns: r.status for r in records}
+    row["ok_over_10m"] = int(sum(1 for t, e in zip(res.series.t_ns, res.series.err_m)
+                                 if status.get(int(t)) == "OK" and np.isfinite(e) and e > 10.0))
     if scenario == "outage":
         row["outage_p95_m"] = est["outage"].p95_m
         row["outage_median_m"] = est["outage"].median_m
@@ -221,6 +228,8 @@ def run_scenario(scenario: str, ortho_path, package, encoder, out_dir, cfg: Scen
         ok = np.isfinite(err) & (err <= 6.0)
         bad = np.flatnonzero(~ok)
         first_good = int(bad[-1] + 1) if len(bad) else 0
+        good = np.flatnonzero(ok)
+        row["frames_to_first_fix"] = int(good[0]) + 1 if len(good) else None  # first within 6 m
         row["frames_to_converge"] = first_good + 1 if first_good < len(err) else None
         row["converged_s"] = (float((res.series.t_ns[first_good] - start_ns) / 1e9) if first_good < len(err)
                               else None)
@@ -269,11 +278,12 @@ def format_row(r: dict) -> str:
     extra = {"outage": f"outage p95 {_f(r.get('outage_p95_m'))} m",
              "spoof": f"rejected after {_f(r.get('spoof_rejected_after_s'))} s, max in spoof+5 s "
                       f"{_f(r.get('spoof_window_max_m'))} m",
-             "no_gps": f"converged after {r.get('frames_to_converge') or '-'} frames"}.get(r["scenario"], "")
+             "no_gps": f"within 6 m from frame {r.get('frames_to_first_fix') or '-'}, stays from "
+                       f"{r.get('frames_to_converge') or '-'}"}.get(r["scenario"], "")
     flight = f"{r.get('trajectory', '?')} {r.get('speed_mps', math.nan):g} m/s"
     return (f"{r['area']:28s} {flight:17s} {r['scenario']:7s} median {_f(r['median_m'], 2):>6s} p95 {_f(r['p95_m'], 2):>6s} "
             f"max {_f(r['max_m']):>6s} | GPS median {_f(r['gps_median_m']):>5s} p95 {_f(r['gps_p95_m']):>6s} | "
-            f"{r['total_ms_median']:.1f} ms/frame | {extra}")
+            f"{r['total_ms_median']:.1f} ms/frame | OK >10 m off: {r.get('ok_over_10m', '-')} | {extra}")
 
 
 def register(subparsers) -> None:

@@ -50,6 +50,7 @@ def scenario(area):
 
 def test_noisy_gps_is_beaten_by_the_loop(scenario):
     r = scenario("noisy")
+    assert r["ok_over_10m"] == 0
     assert r["visual_fixes"] >= 0.9 * r["frames"]
     assert r["gps_median_m"] > 4.0  # sigma 5 m, bias 3 m
     assert r["median_m"] <= 2.0 and r["p95_m"] <= 6.0
@@ -74,7 +75,9 @@ def test_no_gps_from_the_start_converges_within_twenty_frames(scenario):
     r = scenario("no_gps")
     assert r["eval"]["n_gps"] == 0
     assert r["frames_to_converge"] is not None and r["frames_to_converge"] <= 20
+    assert r["frames_to_first_fix"] <= r["frames_to_converge"]
     assert r["median_m"] <= 2.0
+    assert r["ok_over_10m"] == 0
 
 
 def test_replay_and_eval_commands(area, scenario, tmp_path, capsys):

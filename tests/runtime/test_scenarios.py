@@ -77,6 +77,8 @@ def test_rows_show_the_flight():
     row = {"area": "zurich_b", "trajectory": "racetrack", "speed_mps": 6.0, "scenario": "noisy", "median_m": 1.0,
            "p95_m": 2.0, "max_m": 3.0, "gps_median_m": 5.0, "gps_p95_m": 9.0, "total_ms_median": 30.0}
     assert "zurich_b" in format_row(row) and "racetrack 6 m/s" in format_row(row)
+    row.update(scenario="no_gps", ok_over_10m=2, frames_to_first_fix=3, frames_to_converge=40)
+    assert format_row(row).endswith("OK >10 m off: 2 | within 6 m from frame 3, stays from 40")
 
 
 def _cli(argv):
