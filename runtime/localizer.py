@@ -4,11 +4,12 @@ Per camera frame (:meth:`Localizer.on_frame`):
 
 1. **decode** the image (JPEG bytes are decoded on first access of ``Frame.image``);
 2. **predict** the tracker to the frame time (IMU yaw when fresh, and the velocity change integrated from the IMU's
-   acceleration since the last step);
+   acceleration since the last step, its tilt/accelerometer bias taken out: :mod:`runtime.imu_velocity`);
 3. **rectify** to north-up ground views at the map's resolution (:class:`runtime.ground_view.GroundViewer`): one view
    with the IMU attitude when known, else one per heading hypothesis of the tracker (a level camera), at the height
    above ground kept by :class:`runtime.ground_view.HeightKeeper` (GPS altitude minus the map's ground elevation,
-   held through outages);
+   held through outages); with one view, **ground odometry** (:mod:`runtime.ground_odometry`) measures the
+   ground velocity against the view of about a second ago and the tracker weights its particle velocities with it;
 4. **encode** the centre crops with the map's encoder (:class:`runtime.encoder.Encoder`);
 5. **search** the map inside the scope of the current belief (:meth:`ParticleTracker.search_scope`; the whole map
    when there is no belief or it is LOST: the wide search that recovers);
@@ -18,8 +19,9 @@ Per camera frame (:meth:`Localizer.on_frame`):
    become a :class:`runtime.tracking.VisualFix` for the particle filter (none when the fix is below
    ``min_fix_prob``). What the frame's measurement was made of stays in :attr:`Localizer.last_candidates`.
 
-GPS fixes (:meth:`on_gps`) go to the tracker (gated there; with their ground velocity) and to the height keeper; IMU
-samples (:meth:`on_imu`) give the attitude of the next frames and the acceleration between filter steps. Each frame (or, in a recording without a camera, each GPS fix) gives an
+GPS fixes (:meth:`on_gps`) go to the tracker (gated there; with their ground velocity, which also calibrates the IMU
+integration) and to the height keeper; IMU samples (:meth:`on_imu`) give the attitude of the next frames and the
+acceleration between filter steps. Each frame (or, in a recording without a camera, each GPS fix) gives an
 :class:`Output`: the tracker's :class:`~runtime.tracking.TrackEstimate` and the per-stage latency in milliseconds.
 """
 
