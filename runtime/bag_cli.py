@@ -99,10 +99,11 @@ def format_text(info: dict) -> str:
         f"{info['messages']} messages{start}"
     )
     width = max([len(t["topic"]) for t in info["topics"]] + [5])
-    lines.append(f"  {'topic':{width}s}  {'type':30s} {'count':>7s} {'rate Hz':>8s}")
+    tw = max([len(t["type"]) for t in info["topics"]] + [30])  # the columns stay aligned for long type names
+    lines.append(f"  {'topic':{width}s}  {'type':{tw}s} {'count':>7s} {'rate Hz':>8s}")
     for t in info["topics"]:
         rate = "-" if t["rate_hz"] is None else f"{t['rate_hz']:.2f}"
-        lines.append(f"  {t['topic']:{width}s}  {t['type']:30s} {t['count']:7d} {rate:>8s}")
+        lines.append(f"  {t['topic']:{width}s}  {t['type']:{tw}s} {t['count']:7d} {rate:>8s}")
     lines.append("runtime would use:")
     by_name = {t["topic"]: t for t in info["topics"]}
     for role, topic in info["selection"].items():

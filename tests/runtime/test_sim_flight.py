@@ -560,3 +560,15 @@ def test_simulate_cli_racetrack_and_max_outside_flags():
     cfg = config_from_args(args)
     assert (cfg.trajectory, cfg.speed_mps, cfg.max_outside_m) == ("racetrack", 6.0, 2.5)
     assert config_from_args(_parser(register).parse_args(["simulate"])).max_outside_m == 0.0
+
+
+def test_runtime_inspect_columns_stay_aligned_for_long_type_names():
+    from runtime.bag_cli import format_text
+
+    info = {"paths": ["f.bag"], "bytes": 1e6, "duration_s": 10.0, "messages": 60, "start_ns": None, "notes": [],
+            "selection": {"gps_velocity": "/gps/vel"},
+            "topics": [{"topic": "/gps/vel", "type": "geometry_msgs/msg/TwistWithCovarianceStamped", "count": 50,
+                        "rate_hz": 5.0},
+                       {"topic": "/fix", "type": "sensor_msgs/msg/NavSatFix", "count": 10, "rate_hz": 1.0}]}
+    head, *rows = format_text(info).splitlines()[1:4]
+    assert len({line.index(word) + len(word) for line, word in zip([head] + rows, ["count", "50", "10"])}) == 1
