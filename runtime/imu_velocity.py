@@ -1,4 +1,4 @@
-"""IMU acceleration as the filter's motion input, with the tilt/accelerometer bias estimated from GPS ground velocity.
+"""IMU acceleration as the filter's motion input, with the tilt/accelerometer bias estimated from ground velocity.
 
 :class:`ImuVelocity` integrates an IMU's horizontal acceleration into the velocity change between two filter steps
 (:meth:`runtime.tracking.ParticleTracker.predict` ``delta_v``). Each sample's specific force is rotated to the world
@@ -6,17 +6,19 @@
 plus what an error of the reported roll/pitch leaks of gravity (0.3 degrees: 0.05 m/s^2, 9 m after 20 s) and the
 accelerometer's own bias. Both sit in the body frame and change slowly, so they turn with the vehicle.
 
-With ``estimate_bias`` a small Kalman filter estimates that bias while GPS ground velocity arrives
-(:meth:`ImuVelocity.update_velocity`)::
+With ``estimate_bias`` a small Kalman filter estimates that bias while ground velocity arrives (GPS, or the ground
+odometry of :mod:`runtime.ground_odometry`; :meth:`ImuVelocity.update_velocity`)::
 
     state   x = (v_e, v_n, b_x, b_y): world horizontal velocity, m/s; bias along the body x/y axes, m/s^2
     predict v += (a_world - A b) dt,  b <- exp(-dt/tau) b + w   (A = R_body2world[:2, :2], per sample)
-    update  z = GPS ground velocity (e, n), sigma from the fix
+    update  z = ground velocity (e, n) with its sigma
 
 and the velocity changes handed to the tracker are integrated from ``a_world - A b`` (the bias taken out). The bias
 is a first-order Gauss-Markov process (stationary std ``bias_sigma``, time constant ``bias_tau_s``): an attitude
 error wanders over tens of seconds, so without ground velocity (an outage) the estimate fades back to zero over
-``bias_tau_s`` instead of being extrapolated stale.
+``bias_tau_s`` instead of being extrapolated stale. On simulated flights (attitude error 0.3 degrees rms, wandering
+over 20-200 s) it halves the dead-reckoning drift of the first 10 s of a GPS outage (about 5 m to 2-3 m); over 30 s
+the attitude error has changed and the gain is smaller.
 """
 
 from __future__ import annotations

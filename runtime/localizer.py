@@ -81,10 +81,12 @@ class LocalizerConfig:
             gravity) into the particle velocities between frames (inertial dead reckoning; turns are followed
             without GPS or vision). False: constant velocity.
         imu_bias: estimate the IMU's horizontal acceleration bias (tilt error leaking gravity, accelerometer bias)
-            from GPS ground velocity and take it out of that integration (:class:`runtime.imu_velocity.ImuVelocity`).
+            from GPS ground velocity and ground odometry, and take it out of that integration
+            (:class:`runtime.imu_velocity.ImuVelocity`).
         ground_odometry: measure the ground velocity from the image sequence (phase correlation of the ground
             views about a second apart, :class:`runtime.ground_odometry.GroundOdometry`) and weight the particle
-            velocities with it; used when a frame has one view (IMU attitude, or a settled heading).
+            velocities with it (and, with an IMU, calibrate the IMU's bias); used when a frame has one view (IMU
+            attitude, or a settled heading).
         default_gps_sigma_m: GPS horizontal sigma when a fix carries no covariance, metres.
         height_m: height above ground to assume before any GPS altitude is known (None: frames wait for GPS).
         min_scope_m: the least search radius around the belief, metres.
