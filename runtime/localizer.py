@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
+from dataclasses import replace
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -72,6 +74,9 @@ class LocalizerConfig:
         attitude_sigma_deg: roll/pitch error assumed for the IMU attitude (moves the nadir point by
             ``height * tan(error)``), degrees.
         unknown_tilt_sigma_deg: the same without an IMU (level camera assumed: banking in turns is not seen).
+        unseen_bank_deg: without an IMU, while the bank of a coordinated turn at the tracker's speed and yaw rate
+            exceeds this (degrees), estimates are at best DEGRADED and their covariance grows by the nadir shift
+            ``height * tan(bank)`` (the filter does not model it; on simulated turns it reached 18 m).
         yaw_hypotheses: views per frame when the heading is unknown (no IMU, tracker yaw uncertain).
         min_view_valid: least fraction of valid pixels in the encoder crop; fewer: the frame gives no visual fix.
         imu_max_age_s: an IMU attitude older than this (seconds) at the frame time is not used.
@@ -113,6 +118,7 @@ class LocalizerConfig:
     retrieval_only_sigma_m: float = 12.0
     attitude_sigma_deg: float = 1.0
     unknown_tilt_sigma_deg: float = 6.0
+    unseen_bank_deg: float = 3.0
     yaw_hypotheses: int = 8
     min_view_valid: float = 0.6
     imu_max_age_s: float = 0.5
@@ -145,7 +151,7 @@ class LocalizerConfig:
         if not (isinstance(self.scale_gain, (int, float)) and 0.0 < self.scale_gain <= 1.0):
             raise LocalizerError(f"localizer scale_gain must be in (0, 1], got {self.scale_gain!r}")
         for key in ("imu_max_age_s", "default_gps_sigma_m", "min_scope_m", "retrieval_only_sigma_m", "scale_after_s",
-                    "attitude_sigma_deg", "unknown_tilt_sigma_deg"):
+                    "attitude_sigma_deg", "unknown_tilt_sigma_deg", "unseen_bank_deg"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise LocalizerError(f"localizer {key} must be a number > 0, got {v!r}")
@@ -279,6 +285,8 @@ class Localizer:
         self._imu: ImuSample | None = None
         self._dv = ImuVelocity(self.config.imu_max_age_s, estimate_bias=self.config.imu_bias)
         self._v_imu = np.zeros(2)  # the IMU velocity changes handed to the tracker, summed (m/s)
+        self._yaw_hist: deque[tuple[int, float]] = deque()  # (t_ns, tracker yaw) over the last second, no IMU
+        self._unseen_shift_m = 0.0  # no IMU: how far the unseen bank of a turn moves the nadir point, metres
         self._odometry = None
         if self.config.ground_odometry:
             from .ground_odometry import GroundOdometry
@@ -484,6 +492,8 @@ class Localizer:
         now = time.perf_counter()
         lat["search"], t = (now - t) * 1e3, now
         tilt_sigma = self.config.attitude_sigma_deg if attitude is not None else self.config.unknown_tilt_sigma_deg
+        bank = 0.0 if attitude is not None else self._turn_bank_deg(frame.t_ns)
+        self._unseen_shift_m = height * math.tan(math.radians(bank)) if bank > self.config.unseen_bank_deg else 0.0
         fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope, height, tilt_sigma, emb)
         now = time.perf_counter()
         lat["align"], t = (now - t) * 1e3, now
@@ -500,6 +510,25 @@ class Localizer:
         lat["filter"] = (now - t) * 1e3
         lat["total"] = (now - t_start) * 1e3
         return self._output(frame.t_ns, lat, "frame", n)
+
+    def _turn_bank_deg(self, t_ns: int) -> float:
+        """The bank of a coordinated turn at the tracker's speed and yaw rate (over the last second), degrees; 0
+        while the tracker holds no heading. Without an IMU the level camera does not see it."""
+        est = self.tracker.estimate() if self.tracker.initialized else None
+        if est is None or not (math.isfinite(est.yaw_rad) and est.yaw_sigma_rad < 0.3):
+            self._yaw_hist.clear()
+            return 0.0
+        st, w = self.tracker.particles()
+        speed = float(math.hypot(w @ st[:, 2], w @ st[:, 3]))
+        h = self._yaw_hist
+        h.append((int(t_ns), float(est.yaw_rad)))
+        while len(h) > 2 and (t_ns - h[1][0]) * 1e-9 >= 1.0:
+            h.popleft()
+        dt = (t_ns - h[0][0]) * 1e-9
+        if dt < 0.3:
+            return 0.0
+        rate = abs((h[-1][1] - h[0][1] + math.pi) % (2.0 * math.pi) - math.pi) / dt
+        return math.degrees(math.atan(speed * rate / 9.80665))
 
     def _ground_velocity(self, t_ns: int, crops, imu: bool) -> None:
         """Ground odometry on this frame's view (one view only: with several heading hypotheses the reference is
@@ -636,7 +665,17 @@ class Localizer:
     def _output(self, t_ns: int, latency_ms: dict, source: str, n: int) -> Output:
         from calibration.geometry import heading_from_yaw
 
+        from .tracking import Status
+
         est = self.tracker.estimate()
+        shift = self._unseen_shift_m
+        if source == "frame" and shift > 0.0 and est.status is not Status.LOST:
+            # no IMU, in a turn: the level camera's positions carry a bias the filter does not model; the report
+            # says so (never OK) and widens its covariance by it
+            status = Status.DEGRADED if est.status is Status.OK else est.status
+            est = replace(est, cov_xy=est.cov_xy + np.eye(2) * shift**2, status=status, notes=est.notes + (
+                f"no IMU: the bank of this turn is not seen (level camera assumed): positions may be ~{shift:.0f} m "
+                "off",))
         la, lo = self.frame.to_wgs84(est.x, est.y) if self.frame is not None else (math.nan, math.nan)
         heading = math.degrees(heading_from_yaw(float(est.yaw_rad))) % 360.0
         full = {s: float(latency_ms.get(s, 0.0)) for s in STAGES}

@@ -207,9 +207,16 @@ def test_without_imu_the_heading_comes_from_the_images(area, scenario, tmp_path,
     track = tmp_path / "noimu.jsonl"
     assert runtime_main(["replay", str(bag), "--map", str(package.path), "-o", str(track), "--quiet",
                          "--imu-topic", "none"]) == 0
-    res = evaluate_track(read_track(track), bag)
+    recs = read_track(track)
+    res = evaluate_track(recs, bag)
     assert res.estimate["all"].p95_m <= 10.0
     assert res.heading is not None and res.heading.median_deg <= 5.0
+    # integrity: in the turn at the end the unseen bank makes the estimates DEGRADED (GPS is fine), never OK and off
+    status = {r.t_ns: r.status for r in recs}
+    ok_err = [e for t, e in zip(res.series.t_ns, res.series.err_m) if status.get(int(t)) == "OK"]
+    assert max(ok_err) <= 10.0
+    turn = [r for r in recs if r.t_ns >= recs[0].t_ns + 30 * 10**9]
+    assert any(r.status == "DEGRADED" for r in turn) and all(r.status != "LOST" for r in turn)
 
 
 def test_height_is_corrected_from_the_images_without_gps(area, scenario):
