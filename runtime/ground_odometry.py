@@ -112,20 +112,20 @@ class GroundOdometry:
         valid = float(np.count_nonzero(mask)) / mask.size
         if valid < self.min_valid:
             return None
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        gray -= float(gray.mean())
         ref = self._ref
-        if ref is not None and (ref[1].shape != gray.shape or ref[2] != gsd or t_ns <= ref[0]
+        if ref is not None and (ref[1].shape != mask.shape or ref[2] != gsd or t_ns <= ref[0]
                                 or (t_ns - ref[0]) * 1e-9 > self.max_baseline_s):
             ref = self._ref = None
+        if ref is not None and (t_ns - ref[0]) * 1e-9 < self.baseline_s:
+            return None  # too soon: not even converted (most frames)
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        gray -= float(gray.mean())
         if ref is None:
             self._ref = (t_ns, gray, float(gsd), tag)
             return None
-        dt = (t_ns - ref[0]) * 1e-9
-        if dt < self.baseline_s:
-            return None
         if self._window is None or self._window.shape != gray.shape:
             self._window = cv2.createHanningWindow(gray.shape[::-1], cv2.CV_32F)
+        dt = (t_ns - ref[0]) * 1e-9
         (sx, sy), response = cv2.phaseCorrelate(ref[1], gray, self._window)
         self._ref = (t_ns, gray, float(gsd), tag)
         # The content moved by (sx, sy) pixels (x right = east, y down = south) from the reference to this view; the

@@ -234,12 +234,21 @@ class ParticleTracker:
         self._w = w
         n = w.size
         if 1.0 / float(w @ w) < self.config.resample_ess_fraction * n:
-            cum = np.cumsum(w)
-            cum[-1] = 1.0
-            u = (self._rng.random() + np.arange(n)) / n
-            idx = np.searchsorted(cum, u)
-            self._s = self._s[:, idx]
+            self._s = self._s[:, self._systematic()]
             self._w = np.full(n, 1.0 / n)
+
+    def _systematic(self) -> np.ndarray:
+        """int[n] particle indices drawn by systematic resampling of the current weights."""
+        n = self._w.size
+        cum = np.cumsum(self._w)
+        cum[-1] = 1.0
+        return np.searchsorted(cum, (self._rng.random() + np.arange(n)) / n)
+
+    def _velocity_spread(self) -> tuple[float, float, float]:
+        """(weighted mean east, north velocity, their std per axis: sqrt of the mean of the two variances), m/s."""
+        s, w = self._s, self._w
+        vx, vy = float(w @ s[2]), float(w @ s[3])
+        return vx, vy, math.sqrt(max(float(w @ ((s[2] - vx) ** 2 + (s[3] - vy) ** 2)) / 2.0, 0.0))
 
     def _mean_cov(self) -> tuple[float, float, np.ndarray]:
         w, s = self._w, self._s
@@ -464,9 +473,8 @@ class ParticleTracker:
         self._sync(t_ns, "update_velocity t_ns")
         if not self._init:
             return "uninitialised"
-        s, w = self._s, self._w
-        vx, vy = float(w @ s[2]), float(w @ s[3])
-        spread = math.sqrt(max(float(w @ ((s[2] - vx) ** 2 + (s[3] - vy) ** 2)) / 2.0, 0.0))
+        s = self._s
+        vx, vy, spread = self._velocity_spread()
         if spread > 3.0 * sig and math.hypot(vel[0] - vx, vel[1] - vy) < 3.0 * spread:
             z = self._rng.standard_normal((2, s.shape[1]))
             s[2] = vel[0] + sig * z[0]
@@ -611,10 +619,7 @@ class ParticleTracker:
         their velocities (and taking the candidate's yaw when it has one)."""
         c = self.config
         n = self._w.size
-        cum = np.cumsum(self._w)
-        cum[-1] = 1.0
-        idx = np.searchsorted(cum, (self._rng.random() + np.arange(n)) / n)
-        s = self._s[:, self._rng.permutation(idx)]
+        s = self._s[:, self._rng.permutation(self._systematic())]
         k = int(round(mass * n))
         sd = math.sqrt(float(fix.sigma_m[j]) ** 2 + c.visual_sigma_floor_m**2)
         z = self._rng.standard_normal((3, k))
@@ -643,8 +648,7 @@ class ParticleTracker:
             dt = (t - t_last) * 1e-9
             # where that place is now, moved as the belief moved (within what its velocity spread allows)
             expect = p_last + (np.array([mx, my]) - m_last)
-            w, v = self._w, self._s[2:4]
-            vstd = math.sqrt(max(float(w @ ((v[0] - w @ v[0]) ** 2 + (v[1] - w @ v[1]) ** 2)), 0.0))
+            vstd = math.sqrt(2.0) * self._velocity_spread()[2]  # of the speed vector (both axes)
             tol = 3.0 * math.hypot(sd, sd_last) + 2.0 + (1.0 + 3.0 * vstd) * dt
             if dt <= 2.0 and float(np.hypot(*(p - expect))) <= tol:
                 self._kidnap = (t_first, t, p, np.array([mx, my]), sd)
