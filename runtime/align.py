@@ -21,8 +21,8 @@ Rotating the view about the nadir point by ``d`` (counter-clockwise, ENU) gives 
 ``view.yaw_rad + d``.
 
 Quality numbers: ``score`` is the fine peak NCC; ``peak_ratio`` is the coarse peak over the highest other local
-maximum (any yaw) at least ``distinct_m`` away, so values near 1 mean an ambiguous (repetitive or textureless, e.g.
-water) match; ``sigma_m`` comes from the fine peak's curvature and height (see :func:`_peak_sigma_px`), at least the
+maximum, at least ``distinct_m`` away, of the NCC profiled over yaw (the best yaw at each shift), so values near 1
+mean an ambiguous (repetitive or textureless, e.g. water) match; ``sigma_m`` comes from the fine peak's curvature and height (see :func:`_peak_sigma_px`), at least the
 map gsd, at least the distance of a rival peak scaled by ``(1.2 - peak_ratio) / 0.2`` when ``peak_ratio < 1.2``,
 and is ``search_m`` when the coarse peak lies on the border of the search window (the true position may be
 outside it). On rendered frames with photometric noise the position errors were below ``sigma_m`` in ~90% of cases
@@ -350,23 +350,25 @@ class FineAligner:
         return maps, x0, y0
 
     def _peak_ratio(self, maps: np.ndarray, iy: int, ix: int, best: float, g: float) -> tuple[float, float]:
-        """(best / the highest local maximum (3x3, any yaw) at least ``distinct_m`` from (iy, ix), the distance of
-        that maximum in metres). Flanks of the best peak descend and are no local maxima, so a broad unique peak
-        keeps a high ratio."""
+        """(best / the highest rival, the rival's distance in metres). A rival is a local maximum (3x3) at least
+        ``distinct_m`` from (iy, ix) of the NCC profiled over yaw (the best yaw at each shift), i.e. another place.
+
+        Flanks of the best peak descend and are no local maxima, so a broad unique peak keeps a high ratio. Maxima
+        of single yaw slices are not rivals: along an edge (a shoreline, a road) each yaw's best match slides along
+        the edge, so every slice peaks somewhere on the same ridge, metres from the best, with almost its height;
+        that is one place seen at slightly wrong yaws, not a second place.
+        """
         import cv2
 
-        n = maps.shape[1]
+        prof = maps.max(axis=0)
+        n = prof.shape[0]
         jj, ii = np.meshgrid(np.arange(n), np.arange(n))
         dist = np.hypot((jj - ix) * g, (ii - iy) * g)
-        far = dist >= self.distinct_m
-        second, where = -1.0, 0.0
-        for m in maps:
-            peaks = (m >= cv2.dilate(m, np.ones((3, 3), np.uint8))) & far
-            if peaks.any():
-                k = int(np.argmax(np.where(peaks, m, -np.inf)))
-                if float(m.flat[k]) > second:
-                    second, where = float(m.flat[k]), float(dist.flat[k])
-        return max(best, _SCORE_FLOOR) / max(second, _SCORE_FLOOR), where
+        peaks = (prof >= cv2.dilate(prof, np.ones((3, 3), np.uint8))) & (dist >= self.distinct_m)
+        if not peaks.any():
+            return max(best, _SCORE_FLOOR) / _SCORE_FLOOR, 0.0
+        k = int(np.argmax(np.where(peaks, prof, -np.inf)))
+        return max(best, _SCORE_FLOOR) / max(float(prof.flat[k]), _SCORE_FLOOR), float(dist.flat[k])
 
     def align(self, view, candidates) -> list:
         """Refine each candidate.
