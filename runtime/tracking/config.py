@@ -36,6 +36,12 @@ class TrackerConfig:
             attitude error leaking gravity). 0.3: the particle velocities spread by ~1 m/s in 10 s without fixes,
             about what a 0.3 degree attitude error does; 1.0 spread them three times wider than the IMU's error, and
             a wrong visual fix 4 belief sigmas out then found particles whose velocity was 5 m/s off.
+        velocity_conflict_nis: a measured ground velocity (``update_velocity``) whose normalised innovation squared
+            (2 dof) against the particles' mean velocity and spread exceeds this conflicts with the belief.
+        velocity_conflict_count: that many conflicting measurements in a row that agree with each other (no
+            gap over 3 s) re-anchor the particle velocities on the last one: the belief's velocity is wrong, not
+            the measurements (a velocity picked up from two early fixes, with a spread too tight for the fixes that
+            follow to correct it).
     GPS:
         gps_bias_m: unmodelled GPS bias (m) added in quadrature to the fix sigma, in the gate and in the likelihood.
         gps_gate_chi2: a fix is inconsistent when its normalised innovation squared (2 dof) exceeds this.
@@ -92,6 +98,8 @@ class TrackerConfig:
     velocity_sigma_mps: float = 0.5
     imu_yaw_sigma_rad: float = 0.05
     imu_accel_sigma: float = 0.3
+    velocity_conflict_nis: float = 16.0
+    velocity_conflict_count: int = 2
     # gps
     gps_bias_m: float = 5.0
     gps_gate_chi2: float = 25.0
@@ -129,7 +137,7 @@ class TrackerConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("n_particles", "seed", "visual_confirm_frames"):
+            if f.name in ("n_particles", "seed", "visual_confirm_frames", "velocity_conflict_count"):
                 if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                     raise TrackingError(f"tracker config {f.name} must be an integer, got {v!r} ({type(v).__name__})")
                 v = int(v)

@@ -106,6 +106,9 @@ class ParticleTracker:
         #: precise visual fixes where the particles were sparse (particles drawn around them)
         self.injections = 0
         self._kidnap: tuple | None = None  # LOST: (first t, last t, place, belief mean, sigma) of agreeing fixes
+        self._vel_conflict: tuple | None = None  # (count, last t, last velocity, its sigma) of conflicting velocities
+        #: measured velocities that re-anchored the particle velocities (update_velocity "reanchored")
+        self.velocity_reanchors = 0
 
     @property
     def initialized(self) -> bool:
@@ -276,6 +279,7 @@ class ParticleTracker:
     def _init_velocity_yaw(self, z: np.ndarray, gps_vel=None) -> None:
         c, s = self.config, self._s
         n = s.shape[1]
+        self._vel_conflict = None
         if gps_vel is not None:
             vel, vsig = gps_vel, c.gps_velocity_sigma_mps
         elif self._vel_hint is not None:
@@ -463,7 +467,11 @@ class ParticleTracker:
         The likelihood is ``inlier_prob * N(v; velocity_xy, sigma^2) + (1 - inlier_prob) / (pi max_speed^2)`` (a
         wrong measurement cannot wipe the velocities out). When the particles' velocity spread is wider than 3
         sigma (just initialised, velocity unknown), reweighting would leave a handful of particles: their velocities
-        are redrawn from the measurement instead. Returns ``"weighted"``, ``"redrawn"`` or ``"uninitialised"``.
+        are redrawn from the measurement instead. When ``velocity_conflict_count`` measurements in a row conflict
+        with the belief (NIS over ``velocity_conflict_nis``) but agree with each other, the belief's velocity is
+        the wrong one (its spread too tight for the floor-weighted measurements ever to move it): the particle
+        velocities are re-anchored on the measurement, keeping their spread about it. Returns ``"weighted"``,
+        ``"redrawn"``, ``"reanchored"`` or ``"uninitialised"``.
         """
         vel = _vec2(velocity_xy, "update_velocity velocity_xy")
         sig = finite_float(sigma_mps, "update_velocity sigma_mps", positive=True)
@@ -473,18 +481,46 @@ class ParticleTracker:
         self._sync(t_ns, "update_velocity t_ns")
         if not self._init:
             return "uninitialised"
-        s = self._s
+        c, s = self.config, self._s
         vx, vy, spread = self._velocity_spread()
         if spread > 3.0 * sig and math.hypot(vel[0] - vx, vel[1] - vy) < 3.0 * spread:
             z = self._rng.standard_normal((2, s.shape[1]))
             s[2] = vel[0] + sig * z[0]
             s[3] = vel[1] + sig * z[1]
+            self._vel_conflict = None
             return "redrawn"
+        if self._velocity_conflicts(vel, sig, vx, vy, spread):
+            s[2] += vel[0] - vx  # the cloud moved onto the measurement, its shape (and its spread) kept
+            s[3] += vel[1] - vy
+            self._vel_conflict = None
+            self.velocity_reanchors += 1
+            self._note(f"ground velocity ({vel[0]:.1f}, {vel[1]:.1f}) m/s measured {c.velocity_conflict_count} "
+                       f"times against the belief's ({vx:.1f}, {vy:.1f}) m/s: velocities re-anchored")
+            return "reanchored"
         log_in = (-0.5 * ((s[2] - vel[0]) ** 2 + (s[3] - vel[1]) ** 2) / sig**2 - math.log(_TWO_PI * sig**2)
                   + math.log(p_in))
-        log_out = math.log(1.0 - p_in) - math.log(math.pi * self.config.max_speed_mps**2)
+        log_out = math.log(1.0 - p_in) - math.log(math.pi * c.max_speed_mps**2)
         self._reweight(np.logaddexp(log_in, log_out))
         return "weighted"
+
+    def _velocity_conflicts(self, vel: np.ndarray, sig: float, vx: float, vy: float, spread: float) -> bool:
+        """Track runs of measured velocities that conflict with the belief (mean ``vx, vy``, std ``spread`` per
+        axis) and agree with each other; True when the run reaches ``velocity_conflict_count``."""
+        c, t = self.config, self._t
+        nis = ((vel[0] - vx) ** 2 + (vel[1] - vy) ** 2) / (sig**2 + spread**2)
+        if nis <= c.velocity_conflict_nis:
+            self._vel_conflict = None
+            return False
+        run = self._vel_conflict
+        if run is not None:
+            n, t_last, v_last, sig_last = run
+            dt = (t - t_last) * 1e-9
+            agree = float(np.hypot(*(vel - v_last))) <= 3.0 * math.hypot(sig, sig_last) + c.accel_sigma * dt
+            if dt <= 3.0 and agree:
+                self._vel_conflict = (n + 1, t, vel, sig)
+                return n + 1 >= c.velocity_conflict_count
+        self._vel_conflict = (1, t, vel, sig)
+        return c.velocity_conflict_count <= 1
 
     def _fix_inlier_prob(self, fix: VisualFix) -> float:
         """The fix's inlier probability: calibrated (``inlier_prob``, else ``max(probs)``, within
