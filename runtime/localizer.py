@@ -47,6 +47,8 @@ __all__ = ["LocalizerConfig", "Localizer", "Output", "FrameCandidates", "ImuVelo
 
 #: latency stages of one frame, in order (milliseconds in :attr:`Output.latency_ms`)
 STAGES = ("decode", "rectify", "encode", "search", "align", "filter", "total")
+#: the height check uses a frame only when its three alignments (scales 1 -/+ step) land within this of each other, m
+_SCALE_AGREE_M = 2.0
 
 
 class LocalizerError(OnboardError):
@@ -68,6 +70,9 @@ class LocalizerConfig:
         align_min_peak_ratio: least ratio of a fine-aligned position's NCC peak to the best other peak at least the
             aligner's ``distinct_m`` away; below it another place matches about as well (water, a smooth field: the
             alignment would only echo the position it started from) and the position does not count.
+        align_max_sigma_m: largest positional sigma (the aligner's own, metres) of a fine-aligned position that
+            counts; a flatter peak is no sub-tile position (on simulated flights over zurich_a, zurich_b and the strip,
+            aligned positions above 3 m were more than 6 m off 29 % of the time, below 1.5 m never).
         retrieval_only_sigma_m: tile-level candidates (no fine-aligned position passed) are given to the filter only
             while its belief is wider than this (metres) or it has none; a tight belief would only be pulled off by
             them.
@@ -97,8 +102,10 @@ class LocalizerConfig:
         min_scope_m: the least search radius around the belief, metres.
         scale_after_s: the height counts as held (not fresh) once the last GPS altitude is this old, seconds; then
             (and with an assumed ``height_m``) the images correct it.
-        scale_every: every this many frames with a visual fix, a held height is checked against the images
-            (0: never).
+        scale_every: every this many frames, a held height is checked against the images around a belief tighter
+            than half the aligner's search window, when the views at the three scales align to one place (0: never).
+            Frames without a fix count too: a wrong height blurs the alignment peaks past ``align_max_sigma_m``, so
+            waiting for fixes would wait for the correction itself.
         scale_step, scale_gain: relative height step of the check (views at 1 -/+ step) and the fraction of the
             implied correction applied per check.
         min_fix_prob: with a calibrated likelihood, a frame whose fix holds the vehicle with a probability below this
@@ -115,6 +122,7 @@ class LocalizerConfig:
     align_top: int = 3
     align_min_score: float = 0.5
     align_min_peak_ratio: float = 1.1
+    align_max_sigma_m: float = 3.0
     retrieval_only_sigma_m: float = 12.0
     attitude_sigma_deg: float = 1.0
     unknown_tilt_sigma_deg: float = 6.0
@@ -170,6 +178,9 @@ class LocalizerConfig:
         if not (isinstance(self.align_min_peak_ratio, (int, float)) and self.align_min_peak_ratio >= 1.0):
             raise LocalizerError(
                 f"localizer align_min_peak_ratio must be a number >= 1, got {self.align_min_peak_ratio!r}")
+        if not (isinstance(self.align_max_sigma_m, (int, float)) and self.align_max_sigma_m > 0):
+            raise LocalizerError(
+                f"localizer align_max_sigma_m must be a number > 0 metres, got {self.align_max_sigma_m!r}")
         if not (isinstance(self.min_fix_prob, (int, float)) and 0.0 <= self.min_fix_prob < 1.0):
             raise LocalizerError(f"localizer min_fix_prob must be a probability in [0, 1), got {self.min_fix_prob!r}")
         if not isinstance(self.likelihood, str) or not self.likelihood:
@@ -500,12 +511,12 @@ class Localizer:
         if fix is not None:
             self.tracker.update_visual(fix)
             self.counts["frames_used"] += 1
-            if held and self.config.scale_every and self.counts["frames_used"] % self.config.scale_every == 0:
-                t_check = time.perf_counter()  # the height check is alignment work: counted there, not as filter
-                self._check_scale(image, views[keep[0]], attitude)
-                spent = time.perf_counter() - t_check
-                lat["align"] += spent * 1e3
-                t += spent
+        if held and self.config.scale_every and self.counts["frames"] % self.config.scale_every == 0:
+            t_check = time.perf_counter()  # the height check is alignment work: counted there, not as filter
+            self._check_scale(image, views[keep[0]], attitude)
+            spent = time.perf_counter() - t_check
+            lat["align"] += spent * 1e3
+            t += spent
         now = time.perf_counter()
         lat["filter"] = (now - t) * 1e3
         lat["total"] = (now - t_start) * 1e3
@@ -573,10 +584,15 @@ class Localizer:
         yaws = None if attitude is not None else [view.yaw_rad]
         lo_v, hi_v = (self._viewer.views(image, height_m=view.height_m * f, attitude=attitude, yaws=yaws)[0]
                       for f in (1.0 - step, 1.0 + step))
-        scores = [aligner.align(v, at)[0].score for v in (lo_v, view, hi_v)]
-        lo, mid, hi = scores
+        res = [aligner.align(v, at)[0] for v in (lo_v, view, hi_v)]
+        lo, mid, hi = (r.score for r in res)
         if mid < self.config.align_min_score or max(lo, hi) < self.config.align_min_score:
             return
+        if res[1].peak_ratio < self.config.align_min_peak_ratio or res[1].sigma_m >= aligner.search_m:
+            return  # no distinct place at the belief (water echoes, an edge of the search window)
+        spread = max(math.hypot(a.x - b.x, a.y - b.y) for a, b in ((res[0], res[1]), (res[1], res[2]), (res[0], res[2])))
+        if spread > _SCALE_AGREE_M:
+            return  # the three land in different places: no structure to measure the scale on (water, a field)
         den = lo - 2.0 * mid + hi
         off = 0.5 * (lo - hi) / den if den < -1e-9 else (1.0 if hi > lo else -1.0)
         off = max(-1.0, min(1.0, off))
@@ -626,7 +642,7 @@ class Localizer:
                 for r, seed in zip(aligner.align(v, todo), seeds):
                     sigma = math.hypot(max(r.sigma_m, self.gsd), att_sigma)
                     passed = (r.score >= cfg.align_min_score and r.sigma_m < aligner.search_m
-                              and r.peak_ratio >= cfg.align_min_peak_ratio)
+                              and r.sigma_m <= cfg.align_max_sigma_m and r.peak_ratio >= cfg.align_min_peak_ratio)
                     if passed and any(math.hypot(r.x - a[0], r.y - a[1]) < 1.0 for a in aligned):
                         continue  # several candidates converged on the same peak
                     if r.score > -1.0:  # -1: no map imagery under the window

@@ -191,6 +191,8 @@ def test_localizer_likelihood_setting(tmp_path):
         LocalizerConfig(min_fix_prob=1.0)
     with pytest.raises(LocalizerError, match="localizer align_min_peak_ratio must be a number >= 1, got 0.9"):
         LocalizerConfig(align_min_peak_ratio=0.9)
+    with pytest.raises(LocalizerError, match="localizer align_max_sigma_m must be a number > 0 metres, got 0"):
+        LocalizerConfig(align_max_sigma_m=0)
     with pytest.raises(LocalizerError, match="localizer imu_accel must be true or false"):
         LocalizerConfig(imu_accel="yes")
     with pytest.raises(LocalizerError, match="localizer gps_velocity must be 'no_imu', 'always' or 'never', got 'x'"):
