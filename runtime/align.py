@@ -22,10 +22,10 @@ Rotating the view about the nadir point by ``d`` (counter-clockwise, ENU) gives 
 
 Quality numbers: ``score`` is the fine peak NCC; ``peak_ratio`` is the coarse peak over the highest other local
 maximum, at least ``distinct_m`` away, of the NCC profiled over yaw (the best yaw at each shift), so values near 1
-mean an ambiguous (repetitive or textureless, e.g. water) match; ``sigma_m`` comes from the fine peak's curvature and height (see :func:`_peak_sigma_px`), at least the
-map gsd, at least the distance of a rival peak scaled by ``(1.2 - peak_ratio) / 0.2`` when ``peak_ratio < 1.2``,
-and is ``search_m`` when the coarse peak lies on the border of the search window (the true position may be
-outside it). On rendered frames with photometric noise the position errors were below ``sigma_m`` in ~90% of cases
+mean an ambiguous (repetitive or textureless, e.g. water) match; ``sigma_m`` comes from the fine peak's curvature
+and height (see :func:`_peak_sigma_px`), at least the map gsd, at least the distance of a rival peak scaled by
+``(1.2 - peak_ratio) / 0.2`` when ``peak_ratio < 1.2``, and is ``search_m`` when the coarse peak lies on the border
+of the search window (the true position may be outside it). On rendered frames with photometric noise the position errors were below ``sigma_m`` in ~90% of cases
 (it is conservative on texture; heuristic, not a calibrated covariance).
 
 What the image cannot tell: a roll/pitch error ``e`` of the attitude used for the view moves the result by about

@@ -590,7 +590,8 @@ class Localizer:
             return
         if res[1].peak_ratio < self.config.align_min_peak_ratio or res[1].sigma_m >= aligner.search_m:
             return  # no distinct place at the belief (water echoes, an edge of the search window)
-        spread = max(math.hypot(a.x - b.x, a.y - b.y) for a, b in ((res[0], res[1]), (res[1], res[2]), (res[0], res[2])))
+        pairs = ((res[0], res[1]), (res[1], res[2]), (res[0], res[2]))
+        spread = max(math.hypot(a.x - b.x, a.y - b.y) for a, b in pairs)
         if spread > _SCALE_AGREE_M:
             return  # the three land in different places: no structure to measure the scale on (water, a field)
         den = lo - 2.0 * mid + hi
