@@ -25,8 +25,9 @@ maximum, at least ``distinct_m`` away, of the NCC profiled over yaw (the best ya
 mean an ambiguous (repetitive or textureless, e.g. water) match; ``sigma_m`` comes from the fine peak's curvature
 and height (see :func:`_peak_sigma_px`), at least the map gsd, at least the distance of a rival peak scaled by
 ``(1.2 - peak_ratio) / 0.2`` when ``peak_ratio < 1.2``, and is ``search_m`` when the coarse peak lies on the border
-of the search window (the true position may be outside it). On rendered frames with photometric noise the position errors were below ``sigma_m`` in ~90% of cases
-(it is conservative on texture; heuristic, not a calibrated covariance).
+of the search window (the true position may be outside it). On rendered frames with photometric noise the position
+errors were below ``sigma_m`` in ~90% of cases (it is conservative on texture; heuristic, not a calibrated
+covariance).
 
 What the image cannot tell: a roll/pitch error ``e`` of the attitude used for the view moves the result by about
 ``height * tan(e)`` (1.4 m at 80 m per degree) and a height error scales the view about the nadir point; neither is
