@@ -72,7 +72,9 @@ class LocalizerConfig:
             alignment would only echo the position it started from) and the position does not count.
         align_max_sigma_m: largest positional sigma (the aligner's own, metres) of a fine-aligned position that
             counts; a flatter peak is no sub-tile position (on simulated flights over zurich_a, zurich_b and the strip,
-            aligned positions above 3 m were more than 6 m off 29 % of the time, below 1.5 m never).
+            aligned positions above 3 m were more than 6 m off 29 % of the time, below 1.5 m never). Without an IMU
+            it widens to ``hypot(align_max_sigma_m, height * tan(unknown_tilt_sigma_deg))``: the unseen bank of a
+            level-camera view blurs the peaks (zurich_a without IMU at 3 m: 13 frames reported OK > 10 m off).
         retrieval_only_sigma_m: tile-level candidates (no fine-aligned position passed) are given to the filter only
             while its belief is wider than this (metres) or it has none; a tight belief would only be pulled off by
             them.
@@ -617,6 +619,9 @@ class Localizer:
         stride = float(self.package.tile_grid.stride_m)
         log_scope = scope_log_ratio(scope, self.package.bounds, stride / 2.0)
         att_sigma = height_m * math.tan(math.radians(tilt_sigma_deg))
+        # without an IMU the level-camera views carry an unseen tilt that blurs the peaks: the gate widens by it
+        max_sigma = (cfg.align_max_sigma_m if tilt_sigma_deg <= cfg.attitude_sigma_deg
+                     else math.hypot(cfg.align_max_sigma_m, att_sigma))
         aligned: list[tuple] = []  # x, y, score, sigma, yaw, peak ratio, seed log scope ratio
         retrieved: list[tuple] = []  # x, y, score, sigma, yaw, view best, view spread, log scope ratio
         tried: list[tuple] = []  # every alignment: x, y, score, sigma, peak ratio, passed, seed log scope ratio
@@ -643,7 +648,7 @@ class Localizer:
                 for r, seed in zip(aligner.align(v, todo), seeds):
                     sigma = math.hypot(max(r.sigma_m, self.gsd), att_sigma)
                     passed = (r.score >= cfg.align_min_score and r.sigma_m < aligner.search_m
-                              and r.sigma_m <= cfg.align_max_sigma_m and r.peak_ratio >= cfg.align_min_peak_ratio)
+                              and r.sigma_m <= max_sigma and r.peak_ratio >= cfg.align_min_peak_ratio)
                     if passed and any(math.hypot(r.x - a[0], r.y - a[1]) < 1.0 for a in aligned):
                         continue  # several candidates converged on the same peak
                     if r.score > -1.0:  # -1: no map imagery under the window
