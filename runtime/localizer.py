@@ -30,8 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import replace
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -72,7 +71,7 @@ class LocalizerConfig:
             alignment would only echo the position it started from) and the position does not count.
         align_max_sigma_m: largest positional sigma (the aligner's own, metres) of a fine-aligned position that
             counts; a flatter peak is no sub-tile position (on simulated flights over zurich_a, zurich_b and the strip,
-            aligned positions above 3 m were more than 6 m off 29 % of the time, below 1.5 m never). Without an IMU
+            aligned positions above 3 m were more than 6 m off 28 % of the time, below 1.5 m never). Without an IMU
             it widens to ``hypot(align_max_sigma_m, height * tan(unknown_tilt_sigma_deg))``: the unseen bank of a
             level-camera view blurs the peaks (zurich_a without IMU at 3 m: 13 frames reported OK > 10 m off).
         retrieval_only_sigma_m: tile-level candidates (no fine-aligned position passed) are given to the filter only
@@ -504,10 +503,15 @@ class Localizer:
         scores, ids = self.package.search(emb, self.config.k, prior=scope)
         now = time.perf_counter()
         lat["search"], t = (now - t) * 1e3, now
-        tilt_sigma = self.config.attitude_sigma_deg if attitude is not None else self.config.unknown_tilt_sigma_deg
+        cfg = self.config
+        tilt_sigma = cfg.attitude_sigma_deg if attitude is not None else cfg.unknown_tilt_sigma_deg
+        # without an IMU the level-camera views carry an unseen tilt that blurs the peaks: the gate widens by it
+        max_sigma = cfg.align_max_sigma_m if attitude is not None else math.hypot(
+            cfg.align_max_sigma_m, height * math.tan(math.radians(tilt_sigma)))
         bank = 0.0 if attitude is not None else self._turn_bank_deg(frame.t_ns)
         self._unseen_shift_m = height * math.tan(math.radians(bank)) if bank > self.config.unseen_bank_deg else 0.0
-        fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope, height, tilt_sigma, emb)
+        fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope, height, tilt_sigma,
+                                  max_sigma, emb)
         now = time.perf_counter()
         lat["align"], t = (now - t) * 1e3, now
         if fix is not None:
@@ -603,14 +607,15 @@ class Localizer:
         self.height_scale = max(0.5, min(2.0, self.height_scale))
 
     def _visual_fix(self, t_ns: int, views, scores: np.ndarray, ids: np.ndarray, scope, height_m: float,
-                    tilt_sigma_deg: float, embeddings: np.ndarray):
+                    tilt_sigma_deg: float, max_sigma_m: float, embeddings: np.ndarray):
         """Candidates of every view -> one VisualFix.
 
         With map imagery, the best ``align_top`` retrieval candidates of each view are fine-aligned; the aligned
-        positions whose NCC reaches ``align_min_score`` (and whose peak is not on the search window's edge) form the
-        fix, scored by their NCC, with a sigma of the alignment's own plus what an attitude error of
-        ``tilt_sigma_deg`` moves the nadir point at this height. Without an aligned position that passes, the
-        retrieval candidates form the fix (tile centres, sigma half a stride, scored by embedding cosine).
+        positions whose NCC reaches ``align_min_score``, whose peak is not on the search window's edge, stands out by
+        ``align_min_peak_ratio`` and is no wider than ``max_sigma_m`` (metres) form the fix, scored by their NCC,
+        with a sigma of the alignment's own plus what an attitude error of ``tilt_sigma_deg`` moves the nadir point
+        at this height. Without an aligned position that passes, the retrieval candidates form the fix (tile
+        centres, sigma half a stride, scored by embedding cosine).
         """
         from .likelihood import scope_log_ratio
         from .tracking import VisualFix
@@ -619,9 +624,6 @@ class Localizer:
         stride = float(self.package.tile_grid.stride_m)
         log_scope = scope_log_ratio(scope, self.package.bounds, stride / 2.0)
         att_sigma = height_m * math.tan(math.radians(tilt_sigma_deg))
-        # without an IMU the level-camera views carry an unseen tilt that blurs the peaks: the gate widens by it
-        max_sigma = (cfg.align_max_sigma_m if tilt_sigma_deg <= cfg.attitude_sigma_deg
-                     else math.hypot(cfg.align_max_sigma_m, att_sigma))
         aligned: list[tuple] = []  # x, y, score, sigma, yaw, peak ratio, seed log scope ratio
         retrieved: list[tuple] = []  # x, y, score, sigma, yaw, view best, view spread, log scope ratio
         tried: list[tuple] = []  # every alignment: x, y, score, sigma, peak ratio, passed, seed log scope ratio
@@ -648,7 +650,7 @@ class Localizer:
                 for r, seed in zip(aligner.align(v, todo), seeds):
                     sigma = math.hypot(max(r.sigma_m, self.gsd), att_sigma)
                     passed = (r.score >= cfg.align_min_score and r.sigma_m < aligner.search_m
-                              and r.sigma_m <= max_sigma and r.peak_ratio >= cfg.align_min_peak_ratio)
+                              and r.sigma_m <= max_sigma_m and r.peak_ratio >= cfg.align_min_peak_ratio)
                     if passed and any(math.hypot(r.x - a[0], r.y - a[1]) < 1.0 for a in aligned):
                         continue  # several candidates converged on the same peak
                     if r.score > -1.0:  # -1: no map imagery under the window

@@ -534,6 +534,17 @@ class ParticleTracker:
             return c.visual_inlier_prob
         return min(max(p_in, c.visual_inlier_min), c.visual_inlier_max)
 
+    def _log_mixture_weights(self, fix: VisualFix) -> np.ndarray:
+        """float64[k] log weights of the fix's candidates in its mixture: ``probs / sum(probs)`` (uniform when all
+        are 0; -inf for a candidate of probability 0), else the softmax of the scores."""
+        if fix.probs is None:
+            return self._log_softmax(fix.scores)
+        tot = float(fix.probs.sum())
+        if not tot > 0:
+            return np.full(fix.k, -math.log(fix.k))
+        with np.errstate(divide="ignore"):
+            return np.log(fix.probs / tot)
+
     def _floor_log_density(self, fix: VisualFix) -> float:
         if fix.scope is not None:
             area = math.pi * fix.scope[2] ** 2
@@ -553,12 +564,7 @@ class ParticleTracker:
         """
         c, s = self.config, self._s
         n = s.shape[1]
-        if fix.probs is None:
-            log_pi = self._log_softmax(fix.scores)
-        else:
-            tot = float(fix.probs.sum())
-            with np.errstate(divide="ignore"):
-                log_pi = (np.log(fix.probs / tot) if tot > 0 else np.full(fix.k, -math.log(fix.k)))
+        log_pi = self._log_mixture_weights(fix)
         p_in = self._fix_inlier_prob(fix)
         log_floor = math.log(1.0 - p_in) + self._floor_log_density(fix)
         var = fix.sigma_m**2 + c.visual_sigma_floor_m**2  # [k]
@@ -622,11 +628,7 @@ class ParticleTracker:
         particles, the posterior still puts more than ``inject_min_mass`` on it: the particles do not sample where
         the fix says the vehicle is (a wide belief meeting a precise fix). None otherwise."""
         c, s = self.config, self._s
-        if fix.probs is not None:
-            with np.errstate(divide="ignore"):
-                log_pi = np.log(np.maximum(fix.probs, 0.0) / max(float(fix.probs.sum()), 1e-300))
-        else:
-            log_pi = self._log_softmax(fix.scores)
+        log_pi = self._log_mixture_weights(fix)
         j = int(np.argmax(log_pi))
         sd2 = float(fix.sigma_m[j]) ** 2 + c.visual_sigma_floor_m**2
         if sd2 > c.inject_max_sigma_m**2:
