@@ -3,7 +3,9 @@
 Modules: :mod:`.config` (``SimConfig``, frozen, unknown keys rejected), :mod:`.trajectory` (C2-smooth constant-speed
 paths: lawnmower, racetrack, waypoints, random), :mod:`.gnss` (noise, bias, outages, spoofing), :mod:`.photometric` (exposure,
 white balance, blur, sensor noise, JPEG), :mod:`.flight`
-(``simulate(config) -> SimSummary``), :mod:`.cli` (``register(subparsers)``).
+(``simulate(config) -> SimSummary``; vehicles and sensor faults), :mod:`.randomize` (``draw_flight``, ``DomainRanges``,
+``write_camera_file``: randomized flights), :mod:`.imagery` (``resample_ortho``: coarser satellite-like maps in another
+CRS), :mod:`.cli` (``register(subparsers)``).
 
 Bag layout (integer-ns stamps = record times, from ``start_time_ns``):
 

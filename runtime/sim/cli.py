@@ -1,8 +1,8 @@
 """``skyfix simulate``: a simulated flight over an orthophoto, written as a ROS1 bag.
 
 Settings come from the defaults of :class:`runtime.sim.config.SimConfig`, then ``--config sim.yaml``, then the flags
-given on the command line (a flag given wins; ``--gps-outage``/``--gps-spoof`` given on the command line replace the
-file's lists).
+given on the command line (a flag given wins; ``--gps-outage``/``--gps-spoof``/``--gps-drag`` given on the command line
+replace the file's lists).
 """
 
 from __future__ import annotations
@@ -36,7 +36,19 @@ _FLAG_FIELDS = {
     "seed": "seed",
     "ground_elevation": "ground_elevation_m",
     "jpeg_quality": "jpeg_quality",
+    "vehicle": "vehicle",
+    "imu_accel_bias": "imu_accel_bias_mps2",
+    "imu_accel_scale_error": "imu_accel_scale_error",
+    "imu_accel_sees_attitude": "imu_accel_sees_attitude",
+    "imu_frame": "imu_frame",
+    "imu_time_offset": "imu_time_offset_s",
+    "gps_drag": "gps_drags",
+    "gps_velocity": "gps_velocity",
+    "gps_noise_tau": "gps_noise_tau_s",
 }
+# runtime.sim.config.VEHICLES / IMU_FRAMES, spelled out for the same reason
+VEHICLE_CHOICES = ("multicopter", "fixed_wing", "ground")
+IMU_FRAME_CHOICES = ("enu_flu", "ned_frd")
 
 
 def register(subparsers) -> None:
@@ -75,11 +87,25 @@ def register(subparsers) -> None:
     g.add_argument("--ground-elevation", type=float, metavar="M",
                    help="ground altitude in the GPS datum, metres (default 0)")
     g.add_argument("--seed", type=int, help="random seed (default 1); same seed -> same bag")
+    g.add_argument("--vehicle", choices=VEHICLE_CHOICES,
+                   help="attitude model: multicopter (default; tilts into its acceleration), fixed_wing (coordinated "
+                   "turns, 3 deg nose up) or ground (level body)")
     s = p.add_argument_group("sensors")
     s.add_argument("--camera-rate", type=float, metavar="HZ", help="camera frame rate (default 5)")
     s.add_argument("--gps-rate", type=float, metavar="HZ", help="GPS fix rate (default 5)")
     s.add_argument("--imu-rate", type=float, metavar="HZ", help="IMU rate (default 50)")
     s.add_argument("--jpeg-quality", type=int, metavar="Q", help="JPEG quality 1-100 (default 85)")
+    f = p.add_argument_group("IMU faults")
+    f.add_argument("--imu-accel-bias", type=float, metavar="M/S2",
+                   help="constant accelerometer bias magnitude, random body direction by seed (default 0)")
+    f.add_argument("--imu-accel-scale-error", type=float, metavar="E",
+                   help="accelerometer scale error per axis, reported (1 +- E) f, signs by seed (default 0)")
+    f.add_argument("--imu-accel-no-attitude", dest="imu_accel_sees_attitude", action="store_false", default=None,
+                   help="soft mount: the specific force misses the attitude wobble (gravity leaks horizontally)")
+    f.add_argument("--imu-frame", choices=IMU_FRAME_CHOICES,
+                   help="enu_flu (default, REP-103) or ned_frd (PX4: orientation FRD->NED, FRD rates and force)")
+    f.add_argument("--imu-time-offset", type=float, metavar="S",
+                   help="IMU stamps = true sample time + S seconds, |S| <= 1 (default 0)")
     e = p.add_argument_group("GPS errors")
     e.add_argument("--gps-sigma", type=float, metavar="M", help="white noise per horizontal axis (default 5)")
     e.add_argument("--gps-bias", type=float, metavar="M", help="bias magnitude, random direction (default 3)")
@@ -89,6 +115,12 @@ def register(subparsers) -> None:
                    help="no GPS from START to END seconds (repeatable)")
     e.add_argument("--gps-spoof", action="append", metavar="START:END:METRES",
                    help="GPS offset by METRES from START to END seconds, covariance unchanged (repeatable)")
+    e.add_argument("--gps-drag", action="append", metavar="START:END:MPS",
+                   help="GPS pulled away at MPS m/s from START to END seconds, /gps/vel moved too (repeatable)")
+    e.add_argument("--no-gps-velocity", dest="gps_velocity", action="store_false", default=None,
+                   help="write no /gps/vel topic")
+    e.add_argument("--gps-noise-tau", type=float, metavar="S",
+                   help="correlation time of the horizontal GPS noise, seconds (default 0: white)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     p.set_defaults(handler=run)
 

@@ -2,7 +2,7 @@
 
 Units: seconds, metres, metres per second, hertz, degrees where the name says ``_deg``. Windows are seconds from
 the start of the flight: an outage ``(start, end)`` (written ``START:END``), a spoof ``(start, end, metres)``
-(written ``START:END:METRES``).
+(written ``START:END:METRES``), a drag ``(start, end, metres_per_second)`` (written ``START:END:MPS``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from .trajectory import TRAJECTORIES
 
 OUTAGE_FORM = "START:END (seconds from the start of the flight, e.g. 40:70)"
 SPOOF_FORM = "START:END:METRES (seconds from the start, offset in metres, e.g. 90:95:200)"
+DRAG_FORM = "START:END:MPS (seconds from the start, drag speed in m/s, e.g. 60:90:2)"
+VEHICLES = ("multicopter", "fixed_wing", "ground")
+IMU_FRAMES = ("enu_flu", "ned_frd")
+_WINDOW_KEYS = {"gps_outages": '["40:70"]', "gps_spoofs": '["90:95:200"]', "gps_drags": '["60:90:2"]'}
 
 
 def _num(text, spec: str, form: str) -> float:
@@ -63,6 +67,15 @@ def parse_spoof(spec) -> tuple[float, float, float]:
     return (a, b, m)
 
 
+def parse_drag(spec) -> tuple[float, float, float]:
+    """``"60:90:2"`` (or ``[60, 90, 2]``) -> (60.0, 90.0, 2.0): from START to END seconds the reported GPS position
+    is pulled away from the truth at MPS m/s. Raises SimulationError showing ``START:END:MPS``."""
+    a, b, mps = _parts(spec, 3, DRAG_FORM)
+    if mps < 0:
+        raise SimulationError(f"malformed window {spec!r}: MPS must be >= 0; expected {DRAG_FORM}")
+    return (a, b, mps)
+
+
 @dataclass(frozen=True)
 class SimConfig:
     """Everything a simulated flight depends on (same config and seed -> byte-identical message payloads).
@@ -75,6 +88,25 @@ class SimConfig:
     ``speed^2 / max_accel_mps2``: for narrow areas), ``random`` legs, or the user's ``waypoints``. Planned ones keep
     the camera footprint (any heading) on valid imagery; waypoints are checked frame by frame with the exact footprint,
     which may reach ``max_outside_m`` metres onto nodata (rendered as nodata; 0 = never).
+
+    Vehicle (``vehicle``, the nominal attitude; the wobble ``attitude_jitter_deg`` applies to all): ``multicopter``
+    (body z along the thrust: it tilts into its horizontal acceleration when ``bank_into_turns``), ``fixed_wing``
+    (coordinated turns: banked by ``atan(v * yaw_rate / g)`` into the turn about the velocity axis, 3 degrees nose up,
+    no tilt into along-track acceleration) or ``ground`` (level body: a camera on a mast or a level platform).
+
+    IMU faults: ``imu_accel_bias_mps2`` (constant accelerometer bias of that magnitude, m/s^2, body frame, random
+    direction by seed), ``imu_accel_scale_error`` (per-axis scale error: the accelerometer reports ``(1 + e_i) f_i``
+    with ``e_i = +-value``, signs by seed), ``imu_accel_sees_attitude`` (False: a soft mount whose accelerometer does
+    not see the wobble; the specific force is that of the attitude without it while the orientation reports the
+    attitude with it), ``imu_frame`` (``enu_flu``: orientation R_body(FLU)->world(ENU), rates and specific force in
+    FLU; ``ned_frd``: R_body(FRD)->world(NED), rates and specific force in FRD, PX4 style), ``imu_time_offset_s``
+    (seconds, |value| <= 1: IMU stamps = true sample time + offset). ``imu_rate_hz = camera_rate_hz`` gives an IMU
+    at frame rate only.
+
+    GPS: ``gps_drags`` (windows ``START:END:MPS``: the reported position drifts away from the truth at MPS m/s in a
+    random direction by seed, offset ``MPS (t - START)``, gone after END; /gps/vel moves by the drag velocity during
+    the window), ``gps_velocity`` (False: no /gps/vel topic), ``gps_noise_tau_s`` (0: white horizontal noise per fix;
+    > 0: first-order Gauss-Markov noise with that correlation time, seconds, and the same stationary sigma).
     """
 
     ortho: str = ""
@@ -106,15 +138,24 @@ class SimConfig:
     gps_vertical_sigma_m: float | None = None  # None: 1.5 x gps_sigma_m
     gps_outages: tuple[tuple[float, float], ...] = ()
     gps_spoofs: tuple[tuple[float, float, float], ...] = ()
+    gps_drags: tuple[tuple[float, float, float], ...] = ()  # (start s, end s, m/s): position pulled away
     gps_velocity_sigma_mps: float = 0.3  # white noise of the /gps/vel velocity, m/s per axis
+    gps_velocity: bool = True  # write /gps/vel
+    gps_noise_tau_s: float = 0.0  # correlation time of the horizontal noise, s (0 = white)
     # attitude and IMU
     attitude_jitter_deg: float = 1.0  # rms of the smooth roll/pitch wobble
     attitude_jitter_hz: float = 0.5  # its highest frequency
     bank_into_turns: bool = True  # tilt the body along the thrust (multirotor) in turns
+    vehicle: str = "multicopter"  # multicopter, fixed_wing or ground (see the class docstring)
     imu_gyro_sigma_rps: float = 0.002
     imu_accel_sigma_mps2: float = 0.05
     imu_attitude_sigma_deg: float = 0.3  # smooth roll/pitch error of the reported orientation
     imu_yaw_sigma_deg: float = 1.0  # smooth heading error of the reported orientation
+    imu_accel_bias_mps2: float = 0.0  # constant accelerometer bias magnitude, body frame, random direction
+    imu_accel_scale_error: float = 0.0  # per-axis accelerometer scale error, reported (1 +- value) * f
+    imu_accel_sees_attitude: bool = True  # False: the specific force misses the wobble (soft mount)
+    imu_frame: str = "enu_flu"  # enu_flu (REP-103) or ned_frd (PX4)
+    imu_time_offset_s: float = 0.0  # IMU stamps = true sample time + this, seconds, |value| <= 1
     # photometric
     brightness: float = PhotometricConfig.brightness
     brightness_drift: float = PhotometricConfig.brightness_drift
@@ -138,7 +179,8 @@ class SimConfig:
         for name in ("margin_m", "max_outside_m", "gps_sigma_m", "gps_bias_m", "gps_velocity_sigma_mps",
                      "attitude_jitter_deg", "imu_gyro_sigma_rps",
                      "imu_accel_sigma_mps2", "imu_attitude_sigma_deg", "imu_yaw_sigma_deg", "brightness",
-                     "brightness_drift", "color_shift", "blur_sigma_px", "noise_sigma", "lawnmower_overlap"):
+                     "brightness_drift", "color_shift", "blur_sigma_px", "noise_sigma", "lawnmower_overlap",
+                     "imu_accel_bias_mps2", "imu_accel_scale_error", "gps_noise_tau_s"):
             positive(name, allow_zero=True)
         if self.gps_vertical_sigma_m is not None:
             positive("gps_vertical_sigma_m", allow_zero=True)
@@ -161,8 +203,10 @@ class SimConfig:
             raise SimulationError("trajectory 'waypoints' needs a waypoints file (--waypoints FILE)")
         if self.gps_bias_mode not in BIAS_MODES:
             raise SimulationError(f"gps_bias_mode must be one of {', '.join(BIAS_MODES)}, got {self.gps_bias_mode!r}")
-        if not isinstance(self.bank_into_turns, bool):
-            raise SimulationError(f"bank_into_turns must be true or false, got {self.bank_into_turns!r}")
+        for name in ("bank_into_turns", "imu_accel_sees_attitude", "gps_velocity"):
+            if not isinstance(getattr(self, name), bool):
+                raise SimulationError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        self._check_faults()
         for name in ("ortho", "out", "camera", "mount", "waypoints"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, (str, os.PathLike)):
@@ -171,7 +215,8 @@ class SimConfig:
                 object.__setattr__(self, name, os.fspath(v))
         outages = tuple(parse_outage(w) for w in self.gps_outages)
         spoofs = tuple(parse_spoof(w) for w in self.gps_spoofs)
-        for w in outages + spoofs:
+        drags = tuple(parse_drag(w) for w in self.gps_drags)
+        for w in outages + spoofs + drags:
             if w[0] >= self.duration_s:
                 raise SimulationError(
                     f"window {w[0]:g}:{w[1]:g} starts after the flight ends ({self.duration_s:g} s); "
@@ -179,6 +224,25 @@ class SimConfig:
                 )
         object.__setattr__(self, "gps_outages", outages)
         object.__setattr__(self, "gps_spoofs", spoofs)
+        object.__setattr__(self, "gps_drags", drags)
+
+    def _check_faults(self) -> None:
+        """Validate the vehicle, the IMU frame, the scale error and the IMU time offset."""
+        if self.vehicle not in VEHICLES:
+            raise SimulationError(f"vehicle must be one of {', '.join(VEHICLES)}, got {self.vehicle!r}")
+        if self.imu_frame not in IMU_FRAMES:
+            raise SimulationError(
+                f"imu_frame must be one of {', '.join(IMU_FRAMES)} (enu_flu: REP-103 ENU world, FLU body; ned_frd: "
+                f"PX4 NED world, FRD body), got {self.imu_frame!r}"
+            )
+        if self.imu_accel_scale_error >= 1:
+            raise SimulationError(
+                f"imu_accel_scale_error must be < 1 (a fraction, e.g. 0.02 for 2%), got {self.imu_accel_scale_error}"
+            )
+        v = self.imu_time_offset_s
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or abs(v) > 1:
+            raise SimulationError(f"imu_time_offset_s must be a finite number of seconds in [-1, 1], got {v!r}")
+        object.__setattr__(self, "imu_time_offset_s", float(v))
 
     @property
     def vertical_sigma_m(self) -> float:
@@ -206,13 +270,12 @@ class SimConfig:
                 f"{source} has unknown key(s) {unknown}; valid keys: {', '.join(cls.keys())}"
             )
         values = dict(data)
-        for key in ("gps_outages", "gps_spoofs"):
+        for key, example in _WINDOW_KEYS.items():
             if key in values:
                 v = values[key]
                 if v is None:
                     values[key] = ()
                 elif isinstance(v, (str, int, float)) or not isinstance(v, (list, tuple)):
-                    example = '["40:70"]' if key == "gps_outages" else '["90:95:200"]'
                     raise SimulationError(f"{source}: {key} must be a list of windows like {example}, got {v!r}")
                 else:
                     for w in v:
@@ -247,8 +310,9 @@ class SimConfig:
         return cls.from_dict(data, base=base, source=f"simulation config {p}")
 
     def to_dict(self) -> dict:
-        """Plain mapping (YAML-friendly: windows as 'START:END[:METRES]' strings)."""
+        """Plain mapping (YAML-friendly: windows as 'START:END[:METRES|:MPS]' strings)."""
         d = dataclasses.asdict(self)
         d["gps_outages"] = [f"{a:g}:{b:g}" for a, b in self.gps_outages]
         d["gps_spoofs"] = [f"{a:g}:{b:g}:{m:g}" for a, b, m in self.gps_spoofs]
+        d["gps_drags"] = [f"{a:g}:{b:g}:{m:g}" for a, b, m in self.gps_drags]
         return d

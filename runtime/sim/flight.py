@@ -8,19 +8,27 @@ topic                           type                         rate               
 /camera/image_raw/compressed    sensor_msgs/CompressedImage  camera_rate_hz (5)      JPEG, RGB frame rendered at the
                                                                                       true pose (distortion, photometry)
 /camera/camera_info             sensor_msgs/CameraInfo       one per frame            the camera file's intrinsics
-/gps/fix                        sensor_msgs/NavSatFix        gps_rate_hz (5)          truth + noise + bias (+ spoof);
-                                                                                      absent in outages; ENU diagonal
-                                                                                      covariance (nominal sigma)
+/gps/fix                        sensor_msgs/NavSatFix        gps_rate_hz (5)          truth + noise + bias (+ spoof,
+                                                                                      + drag); absent in outages; ENU
+                                                                                      diagonal covariance (nominal
+                                                                                      sigma); noise white or
+                                                                                      Gauss-Markov (gps_noise_tau_s)
 /gps/vel                        geometry_msgs/               with every /gps/fix      true velocity (ENU m/s in
                                 TwistWithCovarianceStamped   (same stamp)             twist.linear) + white noise of
                                                                                       gps_velocity_sigma_mps (0.3);
                                                                                       covariance diagonal = its
                                                                                       square; absent in outages; a
                                                                                       spoof moves positions only
-                                                                                      (velocity stays true + noise)
+                                                                                      (velocity stays true + noise);
+                                                                                      a drag adds its velocity; no
+                                                                                      topic if gps_velocity is False
 /imu/data                       sensor_msgs/Imu              imu_rate_hz (50)         orientation = R_body2world (ENU,
                                                                                       FLU body), body rates, specific
-                                                                                      force incl. gravity
+                                                                                      force incl. gravity (+ bias,
+                                                                                      scale error); imu_frame ned_frd:
+                                                                                      R_FRD2NED, FRD rates and force
+                                                                                      (frame_id imu_frd); stamps +
+                                                                                      imu_time_offset_s
 /ground_truth/fix               sensor_msgs/NavSatFix        at every camera frame    true position (covariance 0)
 /ground_truth/pose              geometry_msgs/PoseStamped    at every camera frame    true pose in the local ENU frame
                                                                                       named by its frame_id
@@ -34,10 +42,29 @@ optical frame), ``gps``, ``imu`` (body FLU), ``ground_truth``.
 Motion: a C2-smooth constant-speed track (:mod:`runtime.sim.trajectory`) at constant height ``altitude_m`` above the
 ground (altitude = ground_elevation_m + altitude_m), kept inside the orthophoto's valid imagery with a margin of the
 camera footprint plus ``margin_m`` (planned for a level camera, then widened until every frame's footprint at its true,
-banked attitude sees only valid imagery). Attitude: yaw along the velocity; the body z axis along the
-thrust (multirotor banking into turns, ``bank_into_turns``) plus a smooth roll/pitch wobble of
-``attitude_jitter_deg`` rms. The IMU reports that attitude with smooth errors, body rates from its derivative and the
-specific force ``R_body2world^T (a + g e_z)``, with white noise.
+banked attitude sees only valid imagery). Attitude: yaw along the velocity; by ``vehicle``: ``multicopter`` the
+body z axis along the thrust (banking into turns, ``bank_into_turns``), ``fixed_wing`` a coordinated turn (roll
+``atan(v yaw_rate / g)`` into the turn about the velocity axis, :data:`FIXED_WING_PITCH_DEG` nose up), ``ground``
+level; all plus a smooth roll/pitch wobble of ``attitude_jitter_deg`` rms. The IMU reports that attitude with smooth
+errors, body rates from its derivative and the specific force ``R_body2world^T (a + g e_z)``, with white noise
+(rotated by the attitude without the wobble when ``imu_accel_sees_attitude`` is False), scale error
+``(1 + e_i)`` per axis and a constant bias (``rng(seed, STREAM_IMU_FAULT)``).
+
+Simulated sensor faults and their SimConfig fields
+--------------------------------------------------
+=========================  ==========================================================================================
+field                      effect
+=========================  ==========================================================================================
+vehicle                    multicopter (default) / fixed_wing / ground nominal attitude (see above)
+imu_accel_bias_mps2        constant accelerometer bias of that magnitude (m/s^2), body frame, random direction
+imu_accel_scale_error      accelerometer reports (1 + e_i) f_i, e_i = +-value per axis (signs by seed)
+imu_accel_sees_attitude    False: specific force of the attitude without the wobble (gravity leaks g sin(wobble))
+imu_frame                  enu_flu (default) or ned_frd: orientation R_FRD2NED, rates and specific force in FRD
+imu_time_offset_s          IMU stamps = true sample time + offset (seconds, |offset| <= 1)
+gps_drags                  START:END:MPS windows: position pulled away at MPS m/s (and /gps/vel moved), gone at END
+gps_velocity               False: no /gps/vel topic
+gps_noise_tau_s            > 0: horizontal GPS noise Gauss-Markov with that correlation time (s), same sigma
+=========================  ==========================================================================================
 """
 
 from __future__ import annotations
@@ -53,7 +80,7 @@ from ..errors import SimulationError
 from .config import SimConfig
 from ..truth_frame import TruthFrame
 from .gnss import GnssErrorModel, simulate_errors
-from .noise import STREAM_ATTITUDE, STREAM_IMU, STREAM_TRAJECTORY, SmoothNoise, rng
+from .noise import STREAM_ATTITUDE, STREAM_IMU, STREAM_IMU_FAULT, STREAM_TRAJECTORY, SmoothNoise, rng
 from .photometric import PhotometricModel
 from .trajectory import (
     GRAVITY,
@@ -82,6 +109,11 @@ TOPIC_IMU = "/imu/data"
 TOPIC_TRUTH_FIX = "/ground_truth/fix"
 TOPIC_TRUTH_POSE = "/ground_truth/pose"
 TOPICS = (TOPIC_IMAGE, TOPIC_CAMERA_INFO, TOPIC_GPS, TOPIC_IMU, TOPIC_TRUTH_FIX, TOPIC_TRUTH_POSE, TOPIC_GPS_VEL)
+
+FIXED_WING_PITCH_DEG = 3.0  # constant nose-up pitch of a fixed-wing vehicle, degrees
+# ENU <-> NED (swap x/y, flip z) and FLU <-> FRD (flip y/z): both symmetric and their own inverse
+_ENU_NED = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+_FLU_FRD = np.diag([1.0, -1.0, -1.0])
 
 # order of messages sharing a timestamp
 _PRIO = {"truth": 0, "imu": 1, "gps": 2, "info": 3, "image": 4}
@@ -121,6 +153,51 @@ def _quaternions(R: np.ndarray) -> np.ndarray:
     return np.array([matrix_to_quaternion(r) for r in R])
 
 
+def yaw_rate(kin) -> np.ndarray:
+    """float64[n] d(yaw)/dt, rad/s (counter-clockwise positive) of :class:`Kinematics` ``kin``."""
+    v, a = kin.velocity, kin.acceleration
+    return (v[:, 0] * a[:, 1] - v[:, 1] * a[:, 0]) / np.maximum(v[:, 0] ** 2 + v[:, 1] ** 2, 1e-12)
+
+
+def fixed_wing_roll(kin) -> np.ndarray:
+    """float64[n] roll (rad, REP-103: positive = right wing down) of a coordinated turn: ``-atan(v yaw_rate / g)``,
+    i.e. banked into the turn (a left turn, yaw_rate > 0, lowers the left wing)."""
+    speed = np.linalg.norm(kin.velocity[:, :2], axis=1)
+    return -np.arctan(speed * yaw_rate(kin) / GRAVITY)
+
+
+def _fixed_wing(kin) -> np.ndarray:
+    """float64[n, 3, 3] R_body2world of a coordinated turn: ``Rz(yaw) Rx(roll) Ry(-pitch)``, the roll about the
+    (horizontal) velocity axis, :data:`FIXED_WING_PITCH_DEG` nose up."""
+    n = len(kin.t_s)
+    zeros = np.zeros(n)
+    pitch = np.full(n, -math.radians(FIXED_WING_PITCH_DEG))  # REP-103: positive pitch = nose down
+    return _rotz_ry_rx(fixed_wing_roll(kin), zeros, kin.yaw) @ _rotz_ry_rx(zeros, pitch, zeros)
+
+
+def to_ned_frd(R_flu2enu: np.ndarray, omega_flu: np.ndarray, accel_flu: np.ndarray):
+    """Express an IMU's ENU/FLU output in NED/FRD (PX4): (R_frd2ned float64[n, 3, 3], omega_frd float64[n, 3] rad/s,
+    accel_frd float64[n, 3] m/s^2). Exact (signed permutations); :func:`from_ned_frd` inverts it."""
+    R = _ENU_NED @ np.asarray(R_flu2enu, dtype=float) @ _FLU_FRD
+    return R, np.asarray(omega_flu, dtype=float) @ _FLU_FRD, np.asarray(accel_flu, dtype=float) @ _FLU_FRD
+
+
+def from_ned_frd(R_frd2ned: np.ndarray, omega_frd: np.ndarray, accel_frd: np.ndarray):
+    """The inverse of :func:`to_ned_frd`: (R_flu2enu, omega_flu, accel_flu)."""
+    R = _ENU_NED @ np.asarray(R_frd2ned, dtype=float) @ _FLU_FRD
+    return R, np.asarray(omega_frd, dtype=float) @ _FLU_FRD, np.asarray(accel_frd, dtype=float) @ _FLU_FRD
+
+
+def accel_faults(seed: int, bias_mps2: float, scale_error: float) -> tuple[np.ndarray, np.ndarray]:
+    """(bias float64[3] m/s^2 body frame, magnitude ``bias_mps2`` in a random direction; scale errors float64[3],
+    ``+-scale_error`` per axis), drawn from ``rng(seed, STREAM_IMU_FAULT)``. The accelerometer reports
+    ``(1 + scale) * f + bias`` (+ noise)."""
+    g = rng(seed, STREAM_IMU_FAULT)
+    d = g.standard_normal(3)
+    signs = np.where(g.integers(0, 2, size=3) == 1, 1.0, -1.0)
+    return bias_mps2 * d / np.linalg.norm(d), scale_error * signs
+
+
 class FlightModel:
     """The true motion of one flight: trajectory + attitude model, evaluable at any time (seconds from start)."""
 
@@ -134,9 +211,24 @@ class FlightModel:
         )
 
     def attitude(self, t_s) -> np.ndarray:
-        """float64[n, 3, 3] true R_body2world at ``t_s`` float[n]."""
+        """float64[n, 3, 3] true R_body2world at ``t_s`` float[n]: the vehicle's nominal attitude times the wobble."""
         kin = self.trajectory.sample(t_s)
         n = len(kin.t_s)
+        j = self.jitter(kin.t_s)
+        R_jit = _rotz_ry_rx(j[:, 0], j[:, 1], np.zeros(n))
+        return self._nominal(kin) @ R_jit
+
+    def nominal_attitude(self, t_s) -> np.ndarray:
+        """float64[n, 3, 3] R_body2world at ``t_s`` float[n] without the wobble (``attitude_jitter_deg``)."""
+        return self._nominal(self.trajectory.sample(t_s))
+
+    def _nominal(self, kin) -> np.ndarray:
+        n = len(kin.t_s)
+        if self.config.vehicle == "fixed_wing":
+            return _fixed_wing(kin)
+        if self.config.vehicle == "ground":
+            zeros = np.zeros(n)
+            return _rotz_ry_rx(zeros, zeros, kin.yaw)
         if self.config.bank_into_turns:
             thrust = kin.acceleration + np.array([0.0, 0.0, GRAVITY])
         else:
@@ -146,10 +238,7 @@ class FlightModel:
         y = np.cross(z, xh)
         y /= np.linalg.norm(y, axis=1, keepdims=True)
         x = np.cross(y, z)
-        R_nom = np.stack([x, y, z], axis=2)  # columns are the body axes in world coordinates
-        j = self.jitter(kin.t_s)
-        R_jit = _rotz_ry_rx(j[:, 0], j[:, 1], np.zeros(n))
-        return R_nom @ R_jit
+        return np.stack([x, y, z], axis=2)  # columns are the body axes in world coordinates
 
     def body_rates(self, t_s, h: float = 1e-3) -> np.ndarray:
         """float64[n, 3] angular velocity in the body frame, rad/s (central difference of the attitude)."""
@@ -180,6 +269,8 @@ class SimSummary:
     invalid_pixel_fraction: float = 0.0
     gps_outage_fixes: int = 0
     gps_spoofed_fixes: int = 0
+    gps_dragged_fixes: int = 0
+    vehicle: str = "multicopter"
 
     def to_text(self) -> str:
         lines = [
@@ -188,7 +279,8 @@ class SimSummary:
             f"{self.max_accel_mps2:.2f} m/s^2, start {self.start_lat:.7f}, {self.start_lon:.7f}",
             f"  camera: {self.camera}, footprint radius {self.footprint_radius_m:.1f} m"
             + (f", {100 * self.invalid_pixel_fraction:.2f}% pixels outside imagery" if self.invalid_pixel_fraction else ""),
-            f"  GPS: {self.gps_outage_fixes} fixes dropped in outages, {self.gps_spoofed_fixes} spoofed",
+            f"  GPS: {self.gps_outage_fixes} fixes dropped in outages, {self.gps_spoofed_fixes} spoofed"
+            + (f", {self.gps_dragged_fixes} dragged" if self.gps_dragged_fixes else ""),
             f"  truth frame: {self.truth_frame_id}",
         ]
         lines += [f"  {topic:32s} {n:6d} msgs" for topic, n in self.counts.items()]
@@ -493,7 +585,8 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
     gmodel = GnssErrorModel(
         sigma_m=config.gps_sigma_m, bias_m=config.gps_bias_m, vertical_sigma_m=config.vertical_sigma_m,
         bias_mode=config.gps_bias_mode, bias_tau_s=config.gps_bias_tau_s, outages=config.gps_outages,
-        spoofs=config.gps_spoofs, velocity_sigma_mps=config.gps_velocity_sigma_mps,
+        spoofs=config.gps_spoofs, velocity_sigma_mps=config.gps_velocity_sigma_mps, drags=config.gps_drags,
+        noise_tau_s=config.gps_noise_tau_s,
     )
     gerr = simulate_errors(gmodel, s(t_gps), config.seed)
     kin_gps = traj.sample(s(t_gps))
@@ -502,7 +595,7 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
     lat_g, lon_g = np.asarray(lat_g, dtype=float), np.asarray(lon_g, dtype=float)
     alt_g = config.ground_elevation_m + kin_gps.position[:, 2] + gerr.error_enu[:, 2]
     gps_cov = gmodel.covariance_enu
-    vel_g = kin_gps.velocity + gerr.velocity_error_enu  # Doppler velocity: no bias, no spoof jump
+    vel_g = kin_gps.velocity + gerr.velocity_error_enu  # Doppler velocity: no bias, no spoof jump (a drag's velocity)
 
     # IMU
     ti = s(t_imu)
@@ -510,7 +603,11 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
     R_imu = model.attitude(ti)
     omega = model.body_rates(ti)
     f_world = kin_imu.acceleration + np.array([0.0, 0.0, GRAVITY])
-    f_body = np.einsum("nji,nj->ni", R_imu, f_world)
+    R_force = R_imu if config.imu_accel_sees_attitude else model.nominal_attitude(ti)  # soft mount: no wobble
+    f_body = np.einsum("nji,nj->ni", R_force, f_world)
+    if config.imu_accel_bias_mps2 > 0 or config.imu_accel_scale_error > 0:
+        bias, scale = accel_faults(config.seed, config.imu_accel_bias_mps2, config.imu_accel_scale_error)
+        f_body = f_body * (1.0 + scale) + bias
     ig = rng(config.seed, STREAM_IMU)
     att_err = SmoothNoise.make(ig, 1.0, 0.005, 0.05, channels=3)(ti) * np.radians(
         [config.imu_attitude_sigma_deg, config.imu_attitude_sigma_deg, config.imu_yaw_sigma_deg]
@@ -518,9 +615,14 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
     zeros = np.zeros(len(ti))
     # reported = Rz(heading error, about world up) @ true @ R(roll, pitch errors, about the body axes)
     R_rep = _rotz_ry_rx(zeros, zeros, att_err[:, 2]) @ R_imu @ _rotz_ry_rx(att_err[:, 0], att_err[:, 1], zeros)
-    q_imu = _quaternions(R_rep)
     gyro = omega + ig.standard_normal(omega.shape) * config.imu_gyro_sigma_rps
     accel = f_body + ig.standard_normal(f_body.shape) * config.imu_accel_sigma_mps2
+    imu_frame_id = "imu"
+    if config.imu_frame == "ned_frd":
+        R_rep, gyro, accel = to_ned_frd(R_rep, gyro, accel)
+        imu_frame_id = "imu_frd"
+    q_imu = _quaternions(R_rep)
+    t_imu_stamp = t_imu + int(round(config.imu_time_offset_s * 1e9))  # the IMU clock's stamps
     q_cov = np.diag(np.radians([config.imu_attitude_sigma_deg, config.imu_attitude_sigma_deg,
                                 config.imu_yaw_sigma_deg]) ** 2)
     w_cov = np.eye(3) * config.imu_gyro_sigma_rps**2
@@ -533,9 +635,10 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
 
     # ------------------------------------------------------------------ write, in time order
     events = [(int(t), _PRIO["truth"], i, "truth") for i, t in enumerate(t_cam)]
-    events += [(int(t), _PRIO["imu"], i, "imu") for i, t in enumerate(t_imu)]
+    events += [(int(t), _PRIO["imu"], i, "imu") for i, t in enumerate(t_imu_stamp)]
     events += [(int(t), _PRIO["gps"], i, "gps") for i, t in enumerate(t_gps) if gerr.available[i]]
-    events += [(int(t), _PRIO["gps"], i, "gps_vel") for i, t in enumerate(t_gps) if gerr.available[i]]  # after fix
+    if config.gps_velocity:  # after the fix
+        events += [(int(t), _PRIO["gps"], i, "gps_vel") for i, t in enumerate(t_gps) if gerr.available[i]]
     events += [(int(t), _PRIO["info"], i, "info") for i, t in enumerate(t_cam)]
     events += [(int(t), _PRIO["image"], i, "image") for i, t in enumerate(t_cam)]
     events.sort()
@@ -549,7 +652,7 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
                 bag.write_pose(TOPIC_TRUTH_POSE, t, truth_xyz[i], q_cam[i], frame_id=truth_frame.frame_id)
             elif kind == "imu":
                 bag.write_imu(TOPIC_IMU, t, q_imu[i], gyro[i], accel[i], orientation_cov=q_cov,
-                              angular_velocity_cov=w_cov, linear_acceleration_cov=a_cov, frame_id="imu")
+                              angular_velocity_cov=w_cov, linear_acceleration_cov=a_cov, frame_id=imu_frame_id)
             elif kind == "gps":
                 bag.write_navsatfix(TOPIC_GPS, t, lat_g[i], lon_g[i], alt_g[i], cov_enu=gps_cov, covariance_type=2,
                                     frame_id="gps")
@@ -586,4 +689,6 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
         invalid_pixel_fraction=invalid / max(1, n_frames * camera.width * camera.height),
         gps_outage_fixes=int(np.count_nonzero(~gerr.available)),
         gps_spoofed_fixes=int(np.count_nonzero(gerr.spoofed & gerr.available)),
+        gps_dragged_fixes=int(np.count_nonzero(gerr.dragged & gerr.available)),
+        vehicle=config.vehicle,
     )

@@ -20,6 +20,9 @@ STREAM_IMU = 4
 STREAM_PHOTOMETRIC = 5
 STREAM_PHOTO_FRAME = 6
 STREAM_SPOOF = 7
+STREAM_DRAG = 8  # GPS drag directions, one substream per window
+STREAM_IMU_FAULT = 9  # accelerometer bias direction and scale-error signs
+STREAM_RANDOMIZE = 10  # runtime.sim.randomize.draw_flight, one substream per attempt
 
 
 def rng(seed: int, stream: int, *index: int) -> np.random.Generator:
