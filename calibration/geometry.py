@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CameraFileError, GeometryError
+from .rotations import matrix_to_quaternion, quaternion_to_matrix, rotation_from_rpy, rpy_from_rotation
 
 __all__ = [
     "Attitude",
@@ -39,31 +40,8 @@ _ROTATION_TOL = 1e-3  # how far from orthonormal a given rotation may be before 
 
 
 # ---------------------------------------------------------------------------------------------------- rotations
-def rotation_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """``Rz(yaw) @ Ry(pitch) @ Rx(roll)`` as float64[3, 3] (angles in radians, REP-103 fixed-axis x-y-z)."""
-    cr, sr = math.cos(roll), math.sin(roll)
-    cp, sp = math.cos(pitch), math.sin(pitch)
-    cy, sy = math.cos(yaw), math.sin(yaw)
-    return np.array(
-        [
-            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-            [-sp, cp * sr, cp * cr],
-        ]
-    )
-
-
-def _rpy_from_rotation(R: np.ndarray) -> tuple[float, float, float]:
-    """Inverse of :func:`rotation_from_rpy`; pitch in [-pi/2, pi/2]. At gimbal lock (|pitch| = pi/2) roll is set to 0."""
-    sp = -float(R[2, 0])
-    pitch = math.asin(max(-1.0, min(1.0, sp)))
-    if math.hypot(R[2, 1], R[2, 2]) < 1e-9:  # gimbal lock: only yaw -/+ roll is defined
-        roll = 0.0
-        yaw = math.atan2(-R[0, 1], R[1, 1])
-    else:
-        roll = math.atan2(R[2, 1], R[2, 2])
-        yaw = math.atan2(R[1, 0], R[0, 0])
-    return roll, pitch, yaw
+# rotation_from_rpy (re-exported here), rpy_from_rotation and the quaternion <-> matrix conversions live in
+# calibration.rotations: one helper per concept.
 
 
 def _wrap_pi(angle: float) -> float:
@@ -147,25 +125,17 @@ class Attitude:
 
     @classmethod
     def from_quaternion(cls, x: float, y: float, z: float, w: float) -> "Attitude":
-        """Attitude from the body->world rotation as a quaternion ``(x, y, z, w)`` (any non-zero norm)."""
-        q = np.array([x, y, z, w], dtype=float)
-        n = float(np.linalg.norm(q))
-        if not np.all(np.isfinite(q)) or n < 1e-12:
-            raise GeometryError(f"quaternion (x, y, z, w) must be finite and non-zero, got {tuple(q.tolist())}")
-        x, y, z, w = q / n
-        R = np.array(
-            [
-                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-            ]
-        )
-        return cls(*_rpy_from_rotation(R))
+        """Attitude from the body->world rotation as a quaternion ``(x, y, z, w)`` (any non-zero norm).
+
+        Raises:
+            GeometryError: the quaternion is not finite or has norm zero.
+        """
+        return cls(*rpy_from_rotation(quaternion_to_matrix((x, y, z, w))))
 
     @classmethod
     def from_matrix(cls, R_body2world) -> "Attitude":
         """Attitude from a body->world rotation matrix (float[3, 3], orthonormal, det +1)."""
-        return cls(*_rpy_from_rotation(_as_rotation(R_body2world, "R_body2world", GeometryError)))
+        return cls(*rpy_from_rotation(_as_rotation(R_body2world, "R_body2world", GeometryError)))
 
     @property
     def R_body2world(self) -> np.ndarray:
@@ -174,16 +144,7 @@ class Attitude:
 
     def to_quaternion(self) -> tuple[float, float, float, float]:
         """The body->world rotation as a unit quaternion ``(x, y, z, w)`` with ``w >= 0``."""
-        cr, sr = math.cos(self.roll / 2), math.sin(self.roll / 2)
-        cp, sp = math.cos(self.pitch / 2), math.sin(self.pitch / 2)
-        cy, sy = math.cos(self.yaw / 2), math.sin(self.yaw / 2)
-        w = cr * cp * cy + sr * sp * sy
-        x = sr * cp * cy - cr * sp * sy
-        y = cr * sp * cy + sr * cp * sy
-        z = cr * cp * sy - sr * sp * cy
-        if w < 0:
-            x, y, z, w = -x, -y, -z, -w
-        return (x, y, z, w)
+        return matrix_to_quaternion(self.R_body2world)
 
     @property
     def heading(self) -> float:

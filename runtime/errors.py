@@ -21,3 +21,7 @@ class MissingExtraError(OnboardError):
 
 class BackendError(OnboardError):
     """An inference backend that cannot load a model or run it (bad inputs, incompatible engine, missing device)."""
+
+
+class ImuFrameError(OnboardError):
+    """An IMU frame convention that is unknown (valid: auto, enu_flu, ned_frd) or a resolver used with bad inputs."""

@@ -25,6 +25,7 @@ from typing import Union
 import numpy as np
 
 from calibration.camera import CameraModel
+from calibration.rotations import matrix_to_quaternion, quaternion_to_matrix
 
 from .errors import BagError
 
@@ -405,39 +406,8 @@ Event = Union[Frame, GpsFix, ImuSample, CameraInfoEvent, TruthPose]
 
 
 # ---------------------------------------------------------------------------------------------- quaternion helpers
-def quaternion_to_matrix(q) -> np.ndarray:
-    """(x, y, z, w) -> float64[3, 3] rotation matrix (normalises q)."""
-    x, y, z, w = np.asarray(q, dtype=float) / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def matrix_to_quaternion(R) -> tuple[float, float, float, float]:
-    """float[3, 3] rotation matrix -> (x, y, z, w) with w >= 0 (Shepperd's method)."""
-    R = np.asarray(R, dtype=float)
-    tr = R[0, 0] + R[1, 1] + R[2, 2]
-    if tr > 0:
-        s = 2.0 * math.sqrt(tr + 1.0)
-        w, x, y, z = 0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s
-    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
-        w, x, y, z = (R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s
-    elif R[1, 1] > R[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
-        w, x, y, z = (R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s
-    else:
-        s = 2.0 * math.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
-        w, x, y, z = (R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s
-    q = np.array([x, y, z, w])
-    q /= np.linalg.norm(q)
-    if q[3] < 0:
-        q = -q
-    return (float(q[0]), float(q[1]), float(q[2]), float(q[3]))
+# quaternion_to_matrix and matrix_to_quaternion are calibration.rotations' (imported above and re-exported here, so
+# ``from runtime.events import quaternion_to_matrix`` keeps working): one implementation for the whole code base.
 
 
 __all__ = [
