@@ -237,11 +237,21 @@ def run_scenario(scenario: str, ortho_path, package, encoder, out_dir, cfg: Scen
     return row
 
 
-def run_all(orthos, model, out_dir, cfg: ScenarioConfig, scenarios=SCENARIOS, *, progress=None) -> list[dict]:
-    """Build a map per orthophoto with ``model`` and run every scenario over it."""
+def build_area_map(ortho, encoder, map_dir):
+    """Build (replacing) the map of ``ortho`` (a path, or a loaded :class:`maps.ortho.Orthophoto`) with ``encoder``
+    into ``map_dir`` and load it; returns the :class:`maps.package.MapPackage`."""
     from maps.build import build_map
     from maps.geotiff import load_orthophoto
     from maps.package import MapPackage
+
+    if isinstance(ortho, (str, Path)):
+        ortho = load_orthophoto(ortho)
+    return MapPackage.load(build_map(ortho, encoder, encoder.contract, Path(map_dir), overwrite=True))
+
+
+def run_all(orthos, model, out_dir, cfg: ScenarioConfig, scenarios=SCENARIOS, *, progress=None) -> list[dict]:
+    """Build a map per orthophoto with ``model`` and run every scenario over it."""
+    from maps.geotiff import load_orthophoto
 
     from .encoder import load_encoder
 
@@ -254,8 +264,7 @@ def run_all(orthos, model, out_dir, cfg: ScenarioConfig, scenarios=SCENARIOS, *,
         flight = choose_flight(path, cfg, ortho)
         if progress:
             progress(f"{name}: flying a {flight.trajectory} at {flight.speed_mps:g} m/s, {flight.altitude_m:g} m")
-        map_dir = build_map(ortho, encoder, encoder.contract, area / "map", overwrite=True)
-        package = MapPackage.load(map_dir)
+        package = build_area_map(ortho, encoder, area / "map")
         for sc in scenarios:
             if progress:
                 progress(f"{name}: {sc}")

@@ -1,5 +1,5 @@
-"""``runtime``: the onboard commands (``replay``, ``run``, ``eval``, ``bench``, ``scenarios``, ``likelihood``,
-``inspect``)."""
+"""``runtime``: the onboard commands (``replay``, ``run``, ``eval``, ``bench``, ``scenarios``, ``matrix``,
+``likelihood``, ``inspect``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ GROUPS = (
     ("runtime.eval_cli", "register"),
     ("runtime.bench_loop", "register"),
     ("runtime.scenarios", "register"),
+    ("runtime.tools.matrix", "register"),
     ("runtime.bag_cli", "register"),
     ("runtime.likelihood_cli", "register"),
 )
