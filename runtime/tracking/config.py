@@ -43,11 +43,25 @@ class TrackerConfig:
             the measurements (a velocity picked up from two early fixes, with a spread too tight for the fixes that
             follow to correct it).
     GPS:
-        gps_bias_m: unmodelled GPS bias (m) added in quadrature to the fix sigma, in the gate and in the likelihood.
-        gps_gate_chi2: a fix is inconsistent when its normalised innovation squared (2 dof) exceeds this.
+        gps_bias_m: std per axis of the GPS bias (metres), a state of every particle: the slow part of a receiver's
+            error that its reported sigma leaves out (atmosphere, multipath). A first-order Gauss-Markov process
+            with time constant ``gps_bias_tau_s`` (seconds). Fixes constrain position plus bias; the camera
+            constrains the position, so with it the bias is seen and a drag spoof shows as a bias change the model
+            cannot explain.
+        gps_gate_chi2: a fix is inconsistent when its normalised innovation squared (2 dof) exceeds this (against the
+            belief, and against the GPS's own track in :class:`~runtime.tracking.gps_monitor.GpsMonitor`).
+        gps_monitor_accel_sigma: white acceleration of the vehicle model of the GPS's own track (m/s^2 per sqrt(Hz));
+            sets how far a fix may leave that track before it counts as a jump.
+        gps_trust_s: a GPS whose own track stays continuous while the belief keeps rejecting it for this long
+            (seconds), with no visual support of the belief meanwhile, overrules the belief (re-drawn at the GPS):
+            the belief is what moved (dead reckoning, a wrong visual lock).
+        gps_drag_window_s, gps_drag_chi2: while the camera supports the belief, the change of the GPS bias over this
+            window (seconds), or its size, tested against the bias model (chi-square, 2 dof): beyond it the GPS is
+            being dragged and is faulted.
         gps_max_jump_m: a fix farther than this from the belief mean (and farther than 3 belief sigmas) is
             inconsistent whatever the NIS.
-        gps_reaccept_s: after a rejection, fixes must stay consistent this long before they are used again.
+        gps_reaccept_s: a faulted GPS (its track jumped, or it was dragged) is used again once the mean of its
+            innovations over this long (seconds) is consistent with the belief.
         gps_outage_s: no fix for longer than this -> ``gps_state == "outage"`` (and a note).
         gps_velocity_sigma_mps: std of a velocity given to ``update_gps``.
     Visual likelihood:
@@ -65,7 +79,11 @@ class TrackerConfig:
             consecutive supporting fixes, so that a chance coincidence of one wrong candidate with the belief does not.
         visual_timeout_s: visual support older than this no longer counts as recent.
     Status:
-        ok_sigma_m: OK needs the belief sigma (sqrt of the largest eigenvalue of cov_xy) at most this.
+        ok_sigma_m: OK needs the belief sigma (sqrt of the largest eigenvalue of cov_xy) at most this: 4.08 m puts
+            the 95 % ellipse (2.45 sigma) inside the 10 m alert limit. OK also needs recent visual support from fixes this
+            precise themselves (best candidate's sigma, with ``visual_sigma_floor_m``): a GPS no camera checks may be
+            dragged unseen, and a fix too wide to tell a drag (a level camera without IMU: its unseen tilt) cannot
+            check it either.
         lost_sigma_m: belief sigma above this -> LOST.
         lost_no_support_s: without accepted GPS and without visual support for this long -> LOST.
         reinit_confirm_s: while LOST (belief sigma within ``lost_sigma_m``), unsupported visual fixes re-initialise
@@ -102,7 +120,12 @@ class TrackerConfig:
     velocity_conflict_count: int = 2
     # gps
     gps_bias_m: float = 5.0
+    gps_bias_tau_s: float = 300.0
     gps_gate_chi2: float = 25.0
+    gps_monitor_accel_sigma: float = 3.0
+    gps_trust_s: float = 1.0
+    gps_drag_window_s: float = 10.0
+    gps_drag_chi2: float = 13.8
     gps_max_jump_m: float = 100.0
     gps_reaccept_s: float = 2.0
     gps_outage_s: float = 2.0
@@ -118,7 +141,7 @@ class TrackerConfig:
     visual_confirm_frames: int = 3
     visual_timeout_s: float = 2.0
     # status
-    ok_sigma_m: float = 10.0
+    ok_sigma_m: float = 4.08
     lost_sigma_m: float = 100.0
     lost_no_support_s: float = 15.0
     reinit_interval_s: float = 1.0

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 
 import numpy as np
 
 from .config import TrackerConfig
 from .errors import TrackingError
 from .estimate import Status, TrackEstimate
+from .gps_monitor import GpsMonitor
 from .measurements import GpsDecision, VisualFix, finite_float, int_ns
 
 _TWO_PI = 2.0 * math.pi
@@ -32,6 +34,9 @@ _LOG_TWO_PI = math.log(_TWO_PI)
 _MAX_NOTES = 16
 _GEMM_BLOCK = 200_000  # m*n*k below OpenBLAS's threading threshold: threads cost more than they save here
 NOTE_HOLD_S = 1.0  # an event note (re-initialisation, re-acceptance) is reported by estimate() for this long
+_NSTATE = 7  # x, y, vx, vy, yaw, GPS bias east, GPS bias north
+_BX, _BY = 5, 6
+_CHI2_2_99 = 9.21  # chi-square, 2 dof, 99 %: the mean of a faulted GPS's innovations is consistent again
 
 
 def _wrap(a):
@@ -87,17 +92,28 @@ class ParticleTracker:
         """Forget everything (uninitialised, no time, generator re-seeded from the config)."""
         n = self.config.n_particles
         self._rng = np.random.default_rng(self.config.seed)
-        self._s = np.zeros((5, n))
+        self._s = np.zeros((_NSTATE, n))
         self._w = np.full(n, 1.0 / n)
         self._init = False
+        self._monitor = GpsMonitor(self.config.gps_monitor_accel_sigma, self.config.gps_gate_chi2,
+                                   self.config.gps_outage_s)
+        self._gps_fault = ""  # why the GPS is not trusted until it agrees with the belief again ("" = no fault)
+        self._rejected_since: int | None = None  # first fix of the current run of belief-gate rejections
+        self._probe: list[tuple[int, np.ndarray]] = []  # a faulted GPS's recent innovations (t_ns, d)
+        self._bias_hist: deque = deque()  # (t_ns, GPS bias mean, its covariance) while the camera supports
+        self._last_vis: tuple | None = None  # the last confident visual fix's (t_ns, best candidate, its sigma)
+        self._agree_since: int | None = None  # a faulted GPS: since when the camera has agreed with it
+        self._contra_t: int | None = None  # the last time a supporting visual fix contradicted a rejected GPS fix
+        #: GPS faults found (jumps of its own track, drags against the camera) and belief re-anchorings on the GPS
+        self.gps_faults = {"jump": 0, "drag": 0, "overruled": 0}
         self._t: int | None = None
         self._ever_gps = False
         self._last_gps_t: int | None = None  # last fix received
         self._last_gps_ok_t: int | None = None  # last fix used
         self._gps_rejected = False
-        self._consistent_since: int | None = None
         self._reject_reason = ""
         self._last_support_t: int | None = None
+        self._last_precise_t: int | None = None  # the last supporting fix precise enough to check the belief
         self._streak = 0  # consecutive visual fixes with support >= visual_support_min
         self._last_init_t: int | None = None
         self._yaw_hint: tuple[float, float] | None = None
@@ -122,7 +138,15 @@ class ParticleTracker:
 
     def particles(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the particle states ``float64[n, 5]`` (x, y, vx, vy, yaw) and weights ``float64[n]``."""
-        return self._s.T.copy(), self._w.copy()
+        return self._s[:5].T.copy(), self._w.copy()
+
+    def gps_bias(self) -> tuple[np.ndarray, np.ndarray]:
+        """The GPS bias the particles hold: mean float64[2] (east, north, metres) and covariance float64[2, 2] m^2
+        (the prior, ``gps_bias_m`` per axis, until the camera has seen where the vehicle is)."""
+        w, b = self._w, self._s[_BX:]
+        m = b @ w
+        d = b - m[:, None]
+        return m, (d * w) @ d.T
 
     def _note(self, text: str) -> None:
         self._notes.append((self._t if self._t is not None else 0, text))
@@ -190,9 +214,12 @@ class ParticleTracker:
             return
         c, s = self.config, self._s
         n = s.shape[1]
-        z = self._rng.standard_normal((5, n))
+        z = self._rng.standard_normal((_NSTATE, n))
         sq = math.sqrt(dt) if dt > 0 else 0.0
         v0 = None
+        if dt > 0:  # the GPS bias: Gauss-Markov, stationary std gps_bias_m per axis, time constant gps_bias_tau_s
+            a = math.exp(-dt / c.gps_bias_tau_s)
+            s[_BX:] = a * s[_BX:] + (c.gps_bias_m * math.sqrt(1.0 - a * a)) * z[_BX:]
         if vel is not None:
             s[2] = vel[0] + vsig * z[2]
             s[3] = vel[1] + vsig * z[3]
@@ -294,12 +321,17 @@ class ParticleTracker:
             s[4] = self._rng.uniform(-math.pi, math.pi, n)
 
     def _init_at(self, x: float, y: float, sigma: float, gps_vel=None) -> None:
-        n = self.config.n_particles
-        z = self._rng.standard_normal((5, n))
-        self._s = np.empty((5, n))
-        self._s[0] = x + sigma * z[0]
-        self._s[1] = y + sigma * z[1]
+        """Particles at a GPS fix ``x, y`` of white noise ``sigma`` (metres): the GPS bias drawn from its prior and
+        the positions at the fix minus it, so the belief is as wide as the GPS's whole error."""
+        c = self.config
+        n = c.n_particles
+        z = self._rng.standard_normal((_NSTATE, n))
+        self._s = np.empty((_NSTATE, n))
+        self._s[_BX:] = c.gps_bias_m * z[_BX:]
+        self._s[0] = x - self._s[_BX] + sigma * z[0]
+        self._s[1] = y - self._s[_BY] + sigma * z[1]
         self._init_velocity_yaw(z, gps_vel)
+        self._bias_hist.clear()
         self._w = np.full(n, 1.0 / n)
         self._init = True
         self._last_init_t = self._t
@@ -312,9 +344,11 @@ class ParticleTracker:
         cum = np.cumsum(p)
         cum[-1] = 1.0
         j = np.searchsorted(cum, self._rng.random(n))
-        z = self._rng.standard_normal((5, n))
+        z = self._rng.standard_normal((_NSTATE, n))
         sd = np.sqrt(fix.sigma_m[j] ** 2 + c.visual_sigma_floor_m**2)
-        self._s = np.empty((5, n))
+        self._s = np.empty((_NSTATE, n))
+        self._s[_BX:] = c.gps_bias_m * z[_BX:]
+        self._bias_hist.clear()
         self._s[0] = fix.positions[j, 0] + sd * z[0]
         self._s[1] = fix.positions[j, 1] + sd * z[1]
         self._init_velocity_yaw(z)
@@ -361,8 +395,9 @@ class ParticleTracker:
             return Status.LOST
         if gps_state == "rejected":
             return Status.GPS_REJECTED
-        if sigma <= c.ok_sigma_m and (gps_state == "ok" or (gps_state == "none" and visual)):
-            return Status.OK
+        checked = self._age(self._last_precise_t) <= c.visual_timeout_s
+        if sigma <= c.ok_sigma_m and checked and gps_state in ("ok", "none"):
+            return Status.OK  # two sources agree (camera and GPS), or the camera alone where there is no GPS
         return Status.DEGRADED
 
     def _is_lost(self) -> bool:
@@ -374,20 +409,32 @@ class ParticleTracker:
     # -- measurements ------------------------------------------------------------------------------------------------
     def update_gps(self, t_ns: int, x: float, y: float, sigma_m: float, *, velocity_xy=None,
                    velocity_sigma: float | None = None) -> GpsDecision:
-        """Gate and fuse one GPS fix.
+        """Check and fuse one GPS fix.
 
         Args:
             t_ns: fix time, integer ns. x, y: fix position, local metres. sigma_m: its reported horizontal std per
-                axis, metres (> 0). velocity_xy: optional (east, north) velocity, m/s: weights the particle
-                velocities (and centres them when the particles are drawn at the fix, with
-                ``config.gps_velocity_sigma_mps``). velocity_sigma: its reported std per axis, m/s (> 0; None:
-                ``config.gps_velocity_sigma_mps``).
+                axis, metres (> 0): the white part of its error; the slow part (the bias) is a state of the filter
+                (Gauss-Markov, ``gps_bias_m`` per axis, ``gps_bias_tau_s``). velocity_xy: optional (east, north)
+                velocity, m/s: weights the particle velocities (and centres them when the particles are drawn at the
+                fix). velocity_sigma: its reported std per axis, m/s (None: ``config.gps_velocity_sigma_mps``).
 
         Returns:
-            :class:`GpsDecision`. The first fix initialises an uninitialised tracker. A fix inconsistent with the
-            belief is rejected at once (status GPS_REJECTED); fixes are used again after staying consistent for
-            ``gps_reaccept_s``, or at once (re-initialising the particles at the fix) when the belief is LOST and
-            there is no recent visual support.
+            :class:`GpsDecision`. In order:
+
+            * the first fix initialises an uninitialised tracker (positions = fix minus a bias drawn from its prior);
+            * a fix that does not fit the GPS's own track (:class:`~runtime.tracking.gps_monitor.GpsMonitor`) is
+              rejected; when the next fix confirms it, the GPS jumped: it is *faulted* (status GPS_REJECTED);
+            * while the belief is LOST without recent visual support, a fix re-initialises the particles there;
+            * a faulted GPS is used again once the mean of its innovations over ``gps_reaccept_s`` is consistent
+              with the belief (chi-square 99 %), or when the belief is LOST;
+            * a fix inconsistent with the belief (NIS over ``gps_gate_chi2``, or farther than ``gps_max_jump_m``)
+              is rejected; but when the GPS track has stayed continuous through ``gps_trust_s`` of such rejections
+              and the camera has not supported the belief meanwhile, the belief is what moved: the particles are
+              re-drawn at the fix ("overruled");
+            * a used fix weights the particles (position through the bias, velocity); while the camera supports
+              the belief, the GPS bias it implies is watched: a change over ``gps_drag_window_s`` (or a size) that
+              the bias model cannot explain (chi-square ``gps_drag_chi2``) is a drag spoof: the GPS is faulted and
+              the bias set back to what it was before.
         """
         c = self.config
         xf, yf = finite_float(x, "update_gps x"), finite_float(y, "update_gps y")
@@ -399,65 +446,190 @@ class ParticleTracker:
         t = self._t
         prev = self._last_gps_t
         self._ever_gps = True
-        r = math.sqrt(sig**2 + c.gps_bias_m**2)
-        if not self._init:
-            self._init_at(xf, yf, r, vel)
-            self._last_gps_t = self._last_gps_ok_t = t
-            self._gps_rejected = False
-            self._note("initialised at the first GPS fix")
-            return GpsDecision(True, f"init: particles drawn around the fix with sigma {r:.1f} m", math.nan, math.nan)
-        lost_without_visual = self._is_lost() and not self._visual_recent()
         self._last_gps_t = t
-        mx, my, cov = self._mean_cov()
-        d = np.array([xf - mx, yf - my])
+        chk = self._monitor.update(t, xf, yf, sig, vel, vsig)
+        sig *= self._monitor.noise_scale  # a receiver that understates its noise
+        if not self._init:
+            self._init_at(xf, yf, sig, vel)
+            self._last_gps_ok_t = t
+            self._gps_rejected, self._gps_fault = False, ""
+            self._note("initialised at the first GPS fix")
+            return GpsDecision(True, f"init: particles drawn around the fix with sigma {math.hypot(sig, c.gps_bias_m):.1f}"
+                               " m (noise and bias)", math.nan, math.nan)
+        if chk.jump:
+            self.gps_faults["jump"] += 1
+            self._gps_fault = f"the GPS track jumped {chk.distance_m:.0f} m"
+            self._probe.clear()
+            self._note(f"gps fault: {self._gps_fault}")
+        z = np.array([xf, yf])
+        mz, cz = self._gps_prediction()
+        d = z - mz
         dist = float(math.hypot(d[0], d[1]))
-        sa, sb, sc = cov[0, 0] + r**2, cov[0, 1], cov[1, 1] + r**2  # S = cov + r^2 I, inverted in closed form
-        nis = float((sc * d[0] ** 2 - 2.0 * sb * d[0] * d[1] + sa * d[1] ** 2) / (sa * sc - sb * sb))
-        sig_b = self._sigma(cov)
-        if nis > c.gps_gate_chi2:
-            why = f"fix {dist:.1f} m from the belief, NIS {nis:.1f} > gps_gate_chi2 {c.gps_gate_chi2:g}"
-        elif dist > c.gps_max_jump_m and dist > 3.0 * sig_b:
-            why = f"fix {dist:.1f} m from the belief > gps_max_jump_m {c.gps_max_jump_m:g} m"
-        else:
-            why = ""
-        if lost_without_visual:
-            self._init_at(xf, yf, r, vel)
-            self._gps_rejected = False
-            self._consistent_since = None
+        nis = self._nis(d, cz, sig)
+        if self._is_lost() and not self._visual_recent() and not chk.suspect:
+            self._init_at(xf, yf, sig, vel)
+            self._clear_rejection()
             self._last_gps_ok_t = t
             self._note("belief lost without visual support: re-initialised at the GPS fix")
             return GpsDecision(True, "reinit: belief lost without visual support, particles drawn around the fix",
                                dist, nis)
-        if why:
-            self._gps_rejected = True
-            self._consistent_since = None
-            self._reject_reason = why
-            return GpsDecision(False, f"gate: {why}", dist, nis)
-        if self._gps_rejected:
-            if self._consistent_since is None or prev is None or (t - prev) * 1e-9 > c.gps_outage_s:
-                self._consistent_since = t
-            held = (t - self._consistent_since) * 1e-9
-            if held < c.gps_reaccept_s:
-                return GpsDecision(
-                    False,
-                    f"probation: consistent for {held:.1f} s of gps_reaccept_s {c.gps_reaccept_s:g} s (fix {dist:.1f} m "
-                    f"from the belief, NIS {nis:.1f})",
-                    dist,
-                    nis,
-                )
-            self._gps_rejected = False
-            self._consistent_since = None
-            self._note(f"gps re-accepted after {held:.1f} s consistent")
-            reason = f"reaccepted: consistent for {held:.1f} s (fix {dist:.1f} m from the belief, NIS {nis:.1f})"
+        if chk.suspect:
+            why = f"the fix is {chk.distance_m:.1f} m off the GPS's own track (NIS {chk.nis:.1f})"
+            return self._reject(t, "jump" if chk.jump else "outlier", why, dist, nis)
+        if self._gps_fault:
+            if self._camera_contradicts(z, sig) is False:  # the camera sees the vehicle where this GPS says
+                self._agree_since = t if self._agree_since is None else self._agree_since
+            else:
+                self._agree_since = None
+            agreed = self._agree_since is not None and (t - self._agree_since) * 1e-9 >= c.gps_reaccept_s
+            if agreed and nis > c.gps_gate_chi2:  # ... and the belief is elsewhere: the belief is what is wrong
+                fault = self._gps_fault
+                self._init_at(xf, yf, sig, vel if vel is not None else self._monitor.velocity)
+                self._clear_rejection()
+                self._last_gps_ok_t = t
+                self._note(f"gps re-accepted after {fault}: the camera agrees with it, not with the belief")
+                return GpsDecision(True, f"reaccepted: the camera has agreed with the GPS for {c.gps_reaccept_s:g} s "
+                                   f"(fix {dist:.1f} m from the belief): particles re-drawn at it", dist, nis)
+            if not agreed and not self._probation_passed(t, prev, d, cz, sig):
+                held = (t - self._probe[0][0]) * 1e-9 if self._probe else 0.0
+                return GpsDecision(False, f"probation: {self._gps_fault}; innovations followed for {held:.1f} s of "
+                                   f"gps_reaccept_s {c.gps_reaccept_s:g} s (fix {dist:.1f} m from the belief)",
+                                   dist, nis)
+            self._note(f"gps re-accepted: consistent with the belief again after {self._gps_fault}")
+            reason = f"reaccepted: its innovations agree with the belief again (fix {dist:.1f} m away)"
+            self._clear_rejection()
+        elif nis > c.gps_gate_chi2 or (dist > c.gps_max_jump_m and dist > 3.0 * self._sigma(cz)):
+            why = (f"fix {dist:.1f} m from the belief, NIS {nis:.1f} > gps_gate_chi2 {c.gps_gate_chi2:g}"
+                   if nis > c.gps_gate_chi2 else f"fix {dist:.1f} m from the belief > gps_max_jump_m "
+                   f"{c.gps_max_jump_m:g} m")
+            if self._rejected_since is None:
+                self._rejected_since = t
+            run = (t - self._rejected_since) * 1e-9
+            if self._camera_contradicts(z, sig):
+                self._contra_t = t
+            seen = self._contra_t is not None and self._contra_t >= self._rejected_since
+            if run >= c.gps_trust_s and chk.continuous_s >= run and not seen:
+                v = vel if vel is not None else self._monitor.velocity
+                self._init_at(xf, yf, sig, v)
+                self._clear_rejection()
+                self._last_gps_ok_t = t
+                self.gps_faults["overruled"] += 1
+                self._note(f"the belief disagreed with a continuous GPS for {run:.1f} s without visual support: "
+                           "re-drawn at the GPS")
+                return GpsDecision(True, f"overruled: {why}; the GPS stayed continuous for {run:.1f} s and the camera "
+                                   "did not support the belief", dist, nis)
+            return self._reject(t, "", why, dist, nis)
         else:
             reason = f"consistent: fix {dist:.1f} m from the belief, NIS {nis:.1f}"
+            if self._gps_rejected:
+                self._note("gps consistent with the belief again")
+            self._clear_rejection()
         s = self._s
-        log_l = -0.5 * ((s[0] - xf) ** 2 + (s[1] - yf) ** 2) / r**2
+        log_l = -0.5 * ((s[0] + s[_BX] - xf) ** 2 + (s[1] + s[_BY] - yf) ** 2) / sig**2
         if vel is not None:
             log_l -= 0.5 * ((s[2] - vel[0]) ** 2 + (s[3] - vel[1]) ** 2) / vsig**2
         self._reweight(log_l)
         self._last_gps_ok_t = t
+        drag = self._drag_check(t)
+        if drag:
+            self.gps_faults["drag"] += 1
+            self._gps_fault = drag
+            self._probe.clear()
+            self._gps_rejected, self._reject_reason = True, drag
+            self._note(f"gps fault: {drag}")
+            return GpsDecision(False, f"drag: {drag}", dist, nis)
         return GpsDecision(True, reason, dist, nis)
+
+    def _camera_contradicts(self, z: np.ndarray, sig: float) -> bool | None:
+        """Whether the last confident visual fix (inlier probability >= ``visual_support_min``, within
+        ``visual_timeout_s``, moved to now with the belief's velocity) puts the vehicle somewhere the GPS fix ``z``
+        (minus the bias the particles hold) cannot be: the fix's sigma, the GPS's white noise ``sig`` and its bias
+        uncertainty against ``gps_gate_chi2``. None without such a fix. A camera that agrees with the GPS as well as
+        with the belief (a wide fix) says nothing against the GPS."""
+        c, lv = self.config, self._last_vis
+        if lv is None or self._age(lv[0]) > c.visual_timeout_s:
+            return None
+        vx, vy, _ = self._velocity_spread()
+        b, cb = self.gps_bias()
+        dt = self._age(lv[0])
+        d = lv[1] + np.array([vx, vy]) * dt - (z - b)
+        var = lv[2] ** 2 + c.visual_sigma_floor_m**2 + sig**2 + 0.5 * float(np.trace(cb))
+        return float(d @ d) / var > c.gps_gate_chi2
+
+    def _gps_prediction(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean float64[2] and covariance float64[2, 2] of what the particles predict a GPS fix to be (position plus
+        GPS bias), without the fix's white noise."""
+        w, s = self._w, self._s
+        p = s[0:2] + s[_BX:]
+        m = p @ w
+        dp = p - m[:, None]
+        return m, (dp * w) @ dp.T
+
+    @staticmethod
+    def _nis(d: np.ndarray, cov: np.ndarray, sig: float) -> float:
+        """Normalised innovation squared of ``d`` against ``cov + sig^2 I`` (2x2, inverted in closed form)."""
+        sa, sb, sc = cov[0, 0] + sig**2, cov[0, 1], cov[1, 1] + sig**2
+        return float((sc * d[0] ** 2 - 2.0 * sb * d[0] * d[1] + sa * d[1] ** 2) / (sa * sc - sb * sb))
+
+    def _reject(self, t: int, fault: str, why: str, dist: float, nis: float) -> GpsDecision:
+        self._gps_rejected = True
+        self._reject_reason = why
+        if fault == "jump":
+            self._reject_reason = f"{self._gps_fault}: {why}"
+        return GpsDecision(False, f"jump: {self._reject_reason}" if fault == "jump" else f"gate: {why}", dist, nis)
+
+    def _clear_rejection(self) -> None:
+        self._agree_since = None
+        self._gps_rejected = False
+        self._gps_fault = ""
+        self._rejected_since = None
+        self._probe.clear()
+
+    def _probation_passed(self, t: int, prev: int | None, d: np.ndarray, cz: np.ndarray, sig: float) -> bool:
+        """A faulted GPS's innovations over the last ``gps_reaccept_s`` (no gap over ``gps_outage_s``): their mean is
+        consistent with the belief (chi-square 99 %, the fixes' white noise averaged over them)."""
+        c = self.config
+        if prev is None or (t - prev) * 1e-9 > c.gps_outage_s:
+            self._probe.clear()
+        self._probe.append((t, d))
+        while len(self._probe) > 1 and (t - self._probe[1][0]) * 1e-9 >= c.gps_reaccept_s:
+            self._probe.pop(0)
+        if (t - self._probe[0][0]) * 1e-9 < c.gps_reaccept_s:
+            return False
+        mean = np.mean([p[1] for p in self._probe], axis=0)
+        return self._nis(mean, cz, sig / math.sqrt(len(self._probe))) <= _CHI2_2_99
+
+    def _drag_check(self, t: int) -> str:
+        """While the camera supports the belief, the GPS bias is observable: a change over ``gps_drag_window_s``, or
+        a size, that the Gauss-Markov bias model cannot explain (chi-square ``gps_drag_chi2``, 2 dof) is a drag.
+        Returns why ("" when none); on a drag the bias is set back to what it was at the window's start."""
+        c = self.config
+        if not self._visual_recent():
+            self._bias_hist.clear()
+            return ""
+        b, cb = self.gps_bias()
+        h = self._bias_hist
+        h.append((t, b, cb))
+        while len(h) > 1 and (t - h[1][0]) * 1e-9 >= c.gps_drag_window_s:
+            h.popleft()
+        size = float(b @ np.linalg.solve(cb + np.eye(2) * c.gps_bias_m**2, b))
+        t0, b0, c0 = h[0]
+        span = (t - t0) * 1e-9
+        moved = 0.0
+        if span >= c.gps_drag_window_s:
+            a = math.exp(-span / c.gps_bias_tau_s)
+            v = np.eye(2) * (2.0 * c.gps_bias_m**2 * (1.0 - a)) + cb + c0
+            moved = float((b - b0) @ np.linalg.solve(v, b - b0))
+        if max(size, moved) <= c.gps_drag_chi2:
+            return ""
+        step = b - b0 if moved > c.gps_drag_chi2 else b
+        self._s[_BX] -= step[0]
+        self._s[_BY] -= step[1]
+        h.clear()
+        if moved > c.gps_drag_chi2:
+            return (f"the GPS moved {math.hypot(*(b - b0)):.1f} m against the camera in {span:.0f} s (more than its "
+                    f"bias model, {c.gps_bias_m:g} m over {c.gps_bias_tau_s:g} s, allows: a drag)")
+        return f"the GPS is {math.hypot(*b):.1f} m off what the camera sees (bias model {c.gps_bias_m:g} m)"
 
     def update_velocity(self, t_ns: int, velocity_xy, sigma_mps: float, *, inlier_prob: float = 0.95) -> str:
         """Weight the particle velocities by a measured ground velocity (east, north) m/s with std ``sigma_mps`` per
@@ -738,10 +910,16 @@ class ParticleTracker:
         self._reweight(log_l)
         if inject is not None:
             self._draw_at_fix(fix, *inject)
+        if self._fix_inlier_prob(fix) >= self.config.visual_support_min:
+            j = int(np.argmax(self._log_mixture_weights(fix)))
+            self._last_vis = (self._t, fix.positions[j].copy(), float(fix.sigma_m[j]))
         if support >= self.config.visual_support_min:
             self._streak += 1
             if self._streak >= self.config.visual_confirm_frames:
                 self._last_support_t = self._t
+                j = int(np.argmax(self._log_mixture_weights(fix)))
+                if math.hypot(float(fix.sigma_m[j]), self.config.visual_sigma_floor_m) <= self.config.ok_sigma_m:
+                    self._last_precise_t = self._t
         else:
             self._streak = 0
         return support
@@ -779,6 +957,9 @@ class ParticleTracker:
                 notes.append(f"lost: no accepted GPS and no visual support for {self._unsupported_s():.1f} s")
         elif not visual and gps_state != "ok":
             notes.append("dead reckoning: no accepted GPS and no recent visual support")
+        elif status is Status.DEGRADED and self._age(self._last_precise_t) > c.visual_timeout_s:
+            notes.append("not checked by a precise camera fix (OK needs one within ok_sigma_m, recent): a GPS no "
+                         "camera checks may be dragged unseen")
         n_eff = 1.0 / float(self._w @ self._w)
         cov.setflags(write=False)
         return TrackEstimate(t, mx, my, yaw, cov, ysig, status, gps_state, visual, n_eff, tuple(notes))
