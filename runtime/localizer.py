@@ -80,12 +80,19 @@ class LocalizerConfig:
         attitude_sigma_deg: roll/pitch error assumed for the IMU attitude (moves the nadir point by
             ``height * tan(error)``), degrees.
         unknown_tilt_sigma_deg: the same without an IMU (level camera assumed: banking in turns is not seen).
+            Without an IMU the tilt of a turn (``atan(speed * yaw rate / g)``: a multicopter tilts into its
+            acceleration, a fixed wing banks into its turns) is added to it: on simulated turns the level-camera
+            fixes were 10-16 m off while their sigma said 6 m, and the belief followed them.
         unseen_bank_deg: without an IMU, while the bank of a coordinated turn at the tracker's speed and yaw rate
             exceeds this (degrees), estimates are at best DEGRADED and their covariance grows by the nadir shift
             ``height * tan(bank)`` (the filter does not model it; on simulated turns it reached 18 m).
         yaw_hypotheses: views per frame when the heading is unknown (no IMU, tracker yaw uncertain).
         min_view_valid: least fraction of valid pixels in the encoder crop; fewer: the frame gives no visual fix.
         imu_max_age_s: an IMU attitude older than this (seconds) at the frame time is not used.
+        imu_frame: the IMU's convention: ``"enu_flu"`` (REP-103, ROS), ``"ned_frd"`` (PX4: orientation FRD->NED,
+            rates and force in FRD), or ``"auto"`` (default: told apart by gravity in the first samples with an
+            orientation, :class:`runtime.imu_frame.ImuFrameResolver`; the samples before the decision are skipped
+            and counted).
         gps_velocity: when a fix's ground velocity (NMEA RMC, a bag's Twist topic) weights the particle velocities:
             ``"always"`` (default), ``"no_imu"`` (only while no IMU yaw is fresh) or ``"never"``.
         imu_accel: integrate the IMU's acceleration (specific force rotated to the world by its orientation, minus
@@ -131,6 +138,7 @@ class LocalizerConfig:
     yaw_hypotheses: int = 8
     min_view_valid: float = 0.6
     imu_max_age_s: float = 0.5
+    imu_frame: str = "auto"
     imu_accel: bool = True
     imu_bias: bool = True
     ground_odometry: bool = True
@@ -170,6 +178,10 @@ class LocalizerConfig:
             raise LocalizerError(f"localizer min_view_valid must be in [0, 1], got {self.min_view_valid!r}")
         if self.height_m is not None and not (isinstance(self.height_m, (int, float)) and self.height_m > 0):
             raise LocalizerError(f"localizer height_m must be > 0 metres or None, got {self.height_m!r}")
+        from .imu_frame import IMU_FRAMES
+
+        if self.imu_frame not in IMU_FRAMES:
+            raise LocalizerError(f"localizer imu_frame must be one of {', '.join(IMU_FRAMES)}, got {self.imu_frame!r}")
         if self.gps_velocity not in ("no_imu", "always", "never"):
             raise LocalizerError(f"localizer gps_velocity must be 'no_imu', 'always' or 'never', got "
                                  f"{self.gps_velocity!r}")
@@ -295,9 +307,12 @@ class Localizer:
         self._aligner = None
         self._imagery_checked = False
         self._imu: ImuSample | None = None
+        from .imu_frame import ImuFrameResolver
+
+        self._imu_frame = ImuFrameResolver(self.config.imu_frame, min_samples=1)  # gravity tells at once
         self._dv = ImuVelocity(self.config.imu_max_age_s, estimate_bias=self.config.imu_bias)
         self._v_imu = np.zeros(2)  # the IMU velocity changes handed to the tracker, summed (m/s)
-        self._yaw_hist: deque[tuple[int, float]] = deque()  # (t_ns, tracker yaw) over the last second, no IMU
+        self._yaw_hist: deque[tuple] = deque()  # (t_ns, tracker yaw, velocity) over the last second, no IMU
         self._unseen_shift_m = 0.0  # no IMU: how far the unseen bank of a turn moves the nadir point, metres
         self._odometry = None
         if self.config.ground_odometry:
@@ -380,6 +395,13 @@ class Localizer:
 
     def on_imu(self, sample: ImuSample) -> None:
         self.counts["imu"] += 1
+        decided = self._imu_frame.frame != "auto"
+        sample = self._imu_frame.convert(sample)
+        if not decided and self._imu_frame.note:
+            self._note(self._imu_frame.note)
+        if sample is None:
+            self.counts["imu_frame_undecided"] = self._imu_frame.undecided_dropped
+            return
         if sample.orientation is None:
             return
         self._imu = sample
@@ -484,7 +506,10 @@ class Localizer:
         views = self._viewer.views(image, height_m=height, attitude=attitude, yaws=yaws)
         crops = [v.crop(self.size_px) for v in views]
         if self._odometry is not None:
-            self._ground_velocity(frame.t_ns, crops, dv is not None)
+            if attitude is None and self._unseen_shift_m > 0.0:
+                self._odometry.reset()  # a level-camera view in a turn moves with the unseen tilt, not the ground
+            else:
+                self._ground_velocity(frame.t_ns, crops, dv is not None)
         keep = [i for i, c in enumerate(crops) if c.valid_fraction >= self.config.min_view_valid]
         now = time.perf_counter()
         lat["rectify"], t = (now - t) * 1e3, now
@@ -504,11 +529,12 @@ class Localizer:
         now = time.perf_counter()
         lat["search"], t = (now - t) * 1e3, now
         cfg = self.config
-        tilt_sigma = cfg.attitude_sigma_deg if attitude is not None else cfg.unknown_tilt_sigma_deg
-        # without an IMU the level-camera views carry an unseen tilt that blurs the peaks: the gate widens by it
+        # without an IMU the level-camera views carry an unseen tilt (what the vehicle's acceleration implies, plus
+        # unknown_tilt_sigma_deg): it moves the nadir point and blurs the peaks, so the sigmas and the gate widen by it
+        bank = 0.0 if attitude is not None else self._unseen_tilt_deg(frame.t_ns)
+        tilt_sigma = cfg.attitude_sigma_deg if attitude is not None else min(cfg.unknown_tilt_sigma_deg + bank, 60.0)
         max_sigma = cfg.align_max_sigma_m if attitude is not None else math.hypot(
             cfg.align_max_sigma_m, height * math.tan(math.radians(tilt_sigma)))
-        bank = 0.0 if attitude is not None else self._turn_bank_deg(frame.t_ns)
         self._unseen_shift_m = height * math.tan(math.radians(bank)) if bank > self.config.unseen_bank_deg else 0.0
         fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope, height, tilt_sigma,
                                   max_sigma, emb)
@@ -528,24 +554,27 @@ class Localizer:
         lat["total"] = (now - t_start) * 1e3
         return self._output(frame.t_ns, lat, "frame", n)
 
-    def _turn_bank_deg(self, t_ns: int) -> float:
-        """The bank of a coordinated turn at the tracker's speed and yaw rate (over the last second), degrees; 0
-        while the tracker holds no heading. Without an IMU the level camera does not see it."""
+    def _unseen_tilt_deg(self, t_ns: int) -> float:
+        """The tilt a turn implies, ``atan(a / g)`` in degrees with ``a`` the centripetal acceleration (the
+        tracker's speed x its yaw rate over the last second); 0 while the tracker holds no heading. Without an IMU
+        the level camera does not see it (a multicopter tilts into its acceleration, a fixed wing banks into its
+        turns). The tracker's velocity differences are no measure of it: re-anchored or GPS-weighted velocities
+        jump and implied tilts of 40 degrees."""
         est = self.tracker.estimate() if self.tracker.initialized else None
         if est is None or not (math.isfinite(est.yaw_rad) and est.yaw_sigma_rad < 0.3):
             self._yaw_hist.clear()
             return 0.0
         st, w = self.tracker.particles()
-        speed = float(math.hypot(w @ st[:, 2], w @ st[:, 3]))
+        vel = (float(w @ st[:, 2]), float(w @ st[:, 3]))
         h = self._yaw_hist
-        h.append((int(t_ns), float(est.yaw_rad)))
+        h.append((int(t_ns), float(est.yaw_rad), vel))
         while len(h) > 2 and (t_ns - h[1][0]) * 1e-9 >= 1.0:
             h.popleft()
         dt = (t_ns - h[0][0]) * 1e-9
         if dt < 0.3:
             return 0.0
         rate = abs((h[-1][1] - h[0][1] + math.pi) % (2.0 * math.pi) - math.pi) / dt
-        return math.degrees(math.atan(speed * rate / 9.80665))
+        return math.degrees(math.atan(math.hypot(*vel) * rate / 9.80665))
 
     def _ground_velocity(self, t_ns: int, crops, imu: bool) -> None:
         """Ground odometry on this frame's view (one view only: with several heading hypotheses the reference is
