@@ -211,10 +211,9 @@ def test_without_imu_the_heading_comes_from_the_images(area, scenario, tmp_path,
     res = evaluate_track(recs, bag)
     assert res.estimate["all"].p95_m <= 10.0
     assert res.heading is not None and res.heading.median_deg <= 5.0
-    # integrity: in the turn at the end the unseen bank makes the estimates DEGRADED (GPS is fine), never OK and off
-    status = {r.t_ns: r.status for r in recs}
-    ok_err = [e for t, e in zip(res.series.t_ns, res.series.err_m) if status.get(int(t)) == "OK"]
-    assert max(ok_err) <= 10.0
+    # integrity: a level camera's fixes carry the unseen tilt (6 degrees at 60 m: 6.3 m, more in the turn at the end),
+    # too wide to check the GPS against the 10 m alert limit: never OK
+    assert not any(r.status == "OK" for r in recs)
     turn = [r for r in recs if r.t_ns >= recs[0].t_ns + 30 * 10**9]
     assert any(r.status == "DEGRADED" for r in turn) and all(r.status != "LOST" for r in turn)
 

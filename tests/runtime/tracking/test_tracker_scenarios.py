@@ -34,10 +34,14 @@ def test_gps_only_follows_the_gps(flight):
     after = f.window(10.0, 40.0)
     bias = np.asarray(f.gps_bias)
     to_gps_mean = np.array([np.hypot(*(s.est.position - s.truth - bias)) for s in after])
-    assert np.median(to_gps_mean) <= 3.0  # close to where the (biased) GPS says
+    assert np.median(to_gps_mean) <= 3.5  # close to where the (biased) GPS says
     assert np.median(_errors(after)) <= 5.0
-    assert all(s.est.status is Status.OK and not s.est.visual_used for s in after)
+    # no camera checks the GPS: never OK (a drag would go unseen), and the covariance holds the GPS's bias
+    assert all(s.est.status is Status.DEGRADED and not s.est.visual_used for s in after)
+    assert all(any(n.startswith("not checked by a precise camera fix") for n in s.est.notes) for s in after)
     assert all(s.gps.accepted for s in f.steps)
+    inside = [float(e @ np.linalg.solve(s.est.cov_xy, e)) <= 5.991 for s in after for e in [s.est.position - s.truth]]
+    assert np.mean(inside) >= 0.9
 
 
 def test_thirty_second_outage_tracks_on_visual(flight):
@@ -56,14 +60,18 @@ def test_spoof_is_rejected_at_once_and_gps_reaccepted_after(flight):
     f.run(ParticleTracker())
     spoofed = [s for s in f.steps if s.spoofed]
     assert spoofed[0].t_s == 20.0
-    assert all(not s.gps.accepted and s.gps.reason.startswith("gate:") for s in spoofed)
+    assert all(not s.gps.accepted and s.gps.reason.startswith(("gate:", "jump:", "probation:")) for s in spoofed)
+    # the jump is seen on the GPS's own track (no belief needed), and the next fix confirms it: a GPS fault
+    assert spoofed[0].gps.reason.startswith("gate: the fix is ") and "m off the GPS's own track" in spoofed[0].gps.reason
+    assert spoofed[1].gps.reason.startswith("jump: the GPS track jumped 19")
     assert spoofed[0].est.status is Status.GPS_REJECTED and spoofed[0].gps.distance_m > 150.0
     assert all(s.est.status is Status.GPS_REJECTED for s in spoofed)
     assert _errors(f.window(15.0, 40.0)).max() < 6.0
     after = f.window(25.0, 40.0)
     first = next(s for s in after if s.gps.accepted)
-    assert first.gps.reason.startswith("reaccepted:") and first.t_s <= 25.0 + 2.0 + 1e-9
-    assert all(s.est.status is Status.OK for s in f.window(27.0, 40.0))
+    # the return is a jump too (seen at 25.0, confirmed at 25.2): then gps_reaccept_s of agreement
+    assert first.gps.reason.startswith("reaccepted:") and first.t_s <= 25.0 + 0.4 + 2.0 + 1e-9
+    assert all(s.est.status is Status.OK for s in f.window(first.t_s, 40.0))
 
 
 def test_spoof_without_camera_is_rejected_too(flight):
@@ -71,7 +79,8 @@ def test_spoof_without_camera_is_rejected_too(flight):
     f.run(ParticleTracker())
     assert all(not s.gps.accepted for s in f.steps if s.spoofed)
     assert _errors(f.window(20.0, 25.0)).max() < 15.0  # dead reckoning on the estimated velocity
-    assert all(s.est.status is Status.OK for s in f.window(30.0, 35.0))
+    # re-accepted once its innovations agree with the belief for gps_reaccept_s; without a camera, never OK
+    assert all(s.gps.accepted and s.est.status is Status.DEGRADED for s in f.window(30.0, 35.0))
     assert np.median(_errors(f.window(30.0, 35.0))) <= 5.0
 
 
@@ -138,7 +147,7 @@ def test_tile_level_candidates_inside_the_scope():
         trk.update_visual(VisualFix(t_ns, pos, scores, np.full(len(pos), 6.4), scope=scope))
         e = trk.estimate()
         errors.append(np.hypot(e.x - truth[0], e.y - truth[1]))
-        if i >= 50:
-            assert e.status is Status.OK
+        if i >= 50:  # tile-level candidates (6.4 m) are too wide to check the GPS: never OK
+            assert e.status is Status.DEGRADED
     errors = np.array(errors[50:])
     assert np.median(errors) <= 3.0 and errors.max() <= 8.0
