@@ -53,11 +53,11 @@ class TrackerConfig:
         gps_monitor_accel_sigma: white acceleration of the vehicle model of the GPS's own track (m/s^2 per sqrt(Hz));
             sets how far a fix may leave that track before it counts as a jump.
         gps_trust_s: a GPS whose own track stays continuous while the belief keeps rejecting it for this long
-            (seconds), with no visual support of the belief meanwhile, overrules the belief (re-drawn at the GPS):
-            the belief is what moved (dead reckoning, a wrong visual lock).
-        gps_drag_window_s, gps_drag_chi2: while the camera supports the belief, the change of the GPS bias over this
-            window (seconds), or its size, tested against the bias model (chi-square, 2 dof): beyond it the GPS is
-            being dragged and is faulted.
+            (seconds), with no confident camera fix contradicting the GPS in the last ``gps_trust_s``, overrules the
+            belief (re-drawn at the GPS): the belief is what moved (dead reckoning, a wrong visual lock).
+        gps_drag_window_s, gps_drag_chi2: while the camera supports the belief, the change of the GPS bias over
+            any span up to this (seconds, kept once a second) is tested against the bias model (chi-square, 2 dof):
+            beyond it, moving away from the prior, the GPS is being dragged and is faulted.
         gps_max_jump_m: a fix farther than this from the belief mean (and farther than 3 belief sigmas) is
             inconsistent whatever the NIS.
         gps_reaccept_s: a faulted GPS (its track jumped, or it was dragged) is used again once the mean of its
@@ -124,7 +124,7 @@ class TrackerConfig:
     gps_gate_chi2: float = 25.0
     gps_monitor_accel_sigma: float = 3.0
     gps_trust_s: float = 1.0
-    gps_drag_window_s: float = 10.0
+    gps_drag_window_s: float = 60.0
     gps_drag_chi2: float = 13.8
     gps_max_jump_m: float = 100.0
     gps_reaccept_s: float = 2.0

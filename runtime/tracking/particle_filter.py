@@ -99,10 +99,9 @@ class ParticleTracker:
                                    self.config.gps_outage_s)
         self._gps_fault = ""  # why the GPS is not trusted until it agrees with the belief again ("" = no fault)
         self._rejected_since: int | None = None  # first fix of the current run of belief-gate rejections
-        self._probe: list[tuple[int, np.ndarray]] = []  # a faulted GPS's recent innovations (t_ns, d)
+        self._probe: list[tuple] = []  # a faulted GPS's recent (t_ns, innovation, camera residual or None)
         self._bias_hist: deque = deque()  # (t_ns, GPS bias mean, its covariance) while the camera supports
         self._last_vis: tuple | None = None  # the last confident visual fix's (t_ns, best candidate, its sigma)
-        self._agree_since: int | None = None  # a faulted GPS: since when the camera has agreed with it
         self._contra_t: int | None = None  # the last time a supporting visual fix contradicted a rejected GPS fix
         #: GPS faults found (jumps of its own track, drags against the camera) and belief re-anchorings on the GPS
         self.gps_faults = {"jump": 0, "drag": 0, "overruled": 0}
@@ -429,8 +428,8 @@ class ParticleTracker:
               with the belief (chi-square 99 %), or when the belief is LOST;
             * a fix inconsistent with the belief (NIS over ``gps_gate_chi2``, or farther than ``gps_max_jump_m``)
               is rejected; but when the GPS track has stayed continuous through ``gps_trust_s`` of such rejections
-              and the camera has not supported the belief meanwhile, the belief is what moved: the particles are
-              re-drawn at the fix ("overruled");
+              and no confident camera fix has contradicted the GPS in the last ``gps_trust_s``, the belief is what
+              moved: the particles are re-drawn at the fix ("overruled");
             * a used fix weights the particles (position through the bias, velocity); while the camera supports
               the belief, the GPS bias it implies is watched: a change over ``gps_drag_window_s`` (or a size) that
               the bias model cannot explain (chi-square ``gps_drag_chi2``) is a drag spoof: the GPS is faulted and
@@ -477,11 +476,7 @@ class ParticleTracker:
             why = f"the fix is {chk.distance_m:.1f} m off the GPS's own track (NIS {chk.nis:.1f})"
             return self._reject(t, "jump" if chk.jump else "outlier", why, dist, nis)
         if self._gps_fault:
-            if self._camera_contradicts(z, sig) is False:  # the camera sees the vehicle where this GPS says
-                self._agree_since = t if self._agree_since is None else self._agree_since
-            else:
-                self._agree_since = None
-            agreed = self._agree_since is not None and (t - self._agree_since) * 1e-9 >= c.gps_reaccept_s
+            belief_ok, agreed = self._probation(t, prev, d, cz, sig, self._camera_residual(z))
             if agreed and nis > c.gps_gate_chi2:  # ... and the belief is elsewhere: the belief is what is wrong
                 fault = self._gps_fault
                 self._init_at(xf, yf, sig, vel if vel is not None else self._monitor.velocity)
@@ -490,7 +485,7 @@ class ParticleTracker:
                 self._note(f"gps re-accepted after {fault}: the camera agrees with it, not with the belief")
                 return GpsDecision(True, f"reaccepted: the camera has agreed with the GPS for {c.gps_reaccept_s:g} s "
                                    f"(fix {dist:.1f} m from the belief): particles re-drawn at it", dist, nis)
-            if not agreed and not self._probation_passed(t, prev, d, cz, sig):
+            if not (belief_ok or agreed):
                 held = (t - self._probe[0][0]) * 1e-9 if self._probe else 0.0
                 return GpsDecision(False, f"probation: {self._gps_fault}; innovations followed for {held:.1f} s of "
                                    f"gps_reaccept_s {c.gps_reaccept_s:g} s (fix {dist:.1f} m from the belief)",
@@ -505,9 +500,10 @@ class ParticleTracker:
             if self._rejected_since is None:
                 self._rejected_since = t
             run = (t - self._rejected_since) * 1e-9
-            if self._camera_contradicts(z, sig):
-                self._contra_t = t
-            seen = self._contra_t is not None and self._contra_t >= self._rejected_since
+            cam = self._camera_residual(z)
+            if cam is not None and float(cam[0] @ cam[0]) / (cam[1] + sig**2) > c.gps_gate_chi2:
+                self._contra_t = t  # a confident camera fix puts the vehicle where this fix cannot be
+            seen = self._contra_t is not None and self._age(self._contra_t) < c.gps_trust_s
             if run >= c.gps_trust_s and chk.continuous_s >= run and not seen:
                 v = vel if vel is not None else self._monitor.velocity
                 self._init_at(xf, yf, sig, v)
@@ -540,12 +536,12 @@ class ParticleTracker:
             return GpsDecision(False, f"drag: {drag}", dist, nis)
         return GpsDecision(True, reason, dist, nis)
 
-    def _camera_contradicts(self, z: np.ndarray, sig: float) -> bool | None:
-        """Whether the last confident visual fix (inlier probability >= ``visual_support_min``, within
-        ``visual_timeout_s``, moved to now with the belief's velocity) puts the vehicle somewhere the GPS fix ``z``
-        (minus the bias the particles hold) cannot be: the fix's sigma, the GPS's white noise ``sig`` and its bias
-        uncertainty against ``gps_gate_chi2``. None without such a fix. A camera that agrees with the GPS as well as
-        with the belief (a wide fix) says nothing against the GPS."""
+    def _camera_residual(self, z: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """Where the last confident visual fix (inlier probability >= ``visual_support_min``, within
+        ``visual_timeout_s``, moved to now with the belief's velocity) puts the vehicle, minus where the GPS fix
+        ``z`` does (less the bias the particles hold): (float64[2] metres, its variance per axis without the fix's
+        white noise, m^2). None without such a fix. A wide fix (a level camera in a turn) agrees with a GPS and a
+        belief alike: it says nothing against either."""
         c, lv = self.config, self._last_vis
         if lv is None or self._age(lv[0]) > c.visual_timeout_s:
             return None
@@ -553,8 +549,7 @@ class ParticleTracker:
         b, cb = self.gps_bias()
         dt = self._age(lv[0])
         d = lv[1] + np.array([vx, vy]) * dt - (z - b)
-        var = lv[2] ** 2 + c.visual_sigma_floor_m**2 + sig**2 + 0.5 * float(np.trace(cb))
-        return float(d @ d) / var > c.gps_gate_chi2
+        return d, lv[2] ** 2 + c.visual_sigma_floor_m**2 + 0.5 * float(np.trace(cb))
 
     def _gps_prediction(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean float64[2] and covariance float64[2, 2] of what the particles predict a GPS fix to be (position plus
@@ -579,57 +574,70 @@ class ParticleTracker:
         return GpsDecision(False, f"jump: {self._reject_reason}" if fault == "jump" else f"gate: {why}", dist, nis)
 
     def _clear_rejection(self) -> None:
-        self._agree_since = None
         self._gps_rejected = False
         self._gps_fault = ""
         self._rejected_since = None
         self._probe.clear()
 
-    def _probation_passed(self, t: int, prev: int | None, d: np.ndarray, cz: np.ndarray, sig: float) -> bool:
-        """A faulted GPS's innovations over the last ``gps_reaccept_s`` (no gap over ``gps_outage_s``): their mean is
-        consistent with the belief (chi-square 99 %, the fixes' white noise averaged over them)."""
+    def _probation(self, t: int, prev: int | None, d: np.ndarray, cz: np.ndarray, sig: float,
+                   cam: tuple[np.ndarray, float] | None) -> tuple[bool, bool]:
+        """A faulted GPS's innovations over the last ``gps_reaccept_s`` (no gap over ``gps_outage_s``): (their mean is
+        consistent with the belief, their camera residuals' mean is consistent with the camera -- every fix of the
+        window had a confident camera fix), each chi-square 99 % with the fixes' white noise averaged over the
+        window. One fix cannot tell a drag of a few metres from the GPS's noise; the mean of a window can."""
         c = self.config
         if prev is None or (t - prev) * 1e-9 > c.gps_outage_s:
             self._probe.clear()
-        self._probe.append((t, d))
+        self._probe.append((t, d, cam))
         while len(self._probe) > 1 and (t - self._probe[1][0]) * 1e-9 >= c.gps_reaccept_s:
             self._probe.pop(0)
         if (t - self._probe[0][0]) * 1e-9 < c.gps_reaccept_s:
-            return False
+            return False, False
+        n = len(self._probe)
         mean = np.mean([p[1] for p in self._probe], axis=0)
-        return self._nis(mean, cz, sig / math.sqrt(len(self._probe))) <= _CHI2_2_99
+        belief_ok = self._nis(mean, cz, sig / math.sqrt(n)) <= _CHI2_2_99
+        cams = [p[2] for p in self._probe]
+        if any(r is None for r in cams):
+            return belief_ok, False
+        m = np.mean([r[0] for r in cams], axis=0)
+        var = max(r[1] for r in cams) + sig**2 / n
+        return belief_ok, float(m @ m) / var <= _CHI2_2_99
 
     def _drag_check(self, t: int) -> str:
-        """While the camera supports the belief, the GPS bias is observable: a change over ``gps_drag_window_s``, or
-        a size, that the Gauss-Markov bias model cannot explain (chi-square ``gps_drag_chi2``, 2 dof) is a drag.
-        Returns why ("" when none); on a drag the bias is set back to what it was at the window's start."""
+        """While the camera supports the belief, the GPS bias is observable. It is kept about once a second for
+        ``gps_drag_window_s``; a change since any of those times that the Gauss-Markov bias model cannot explain
+        (chi-square ``gps_drag_chi2``, 2 dof, against the model's change over that span plus both estimates'
+        uncertainty) is a drag -- when the bias moved away from its prior. When it moved back towards it, the old
+        bias was the fault and the GPS has returned (the spoofer stopped): nothing is faulted. Returns why ("" when
+        none); on a drag the bias is set back to what it was at the start of that span."""
         c = self.config
         if not self._visual_recent():
             self._bias_hist.clear()
             return ""
         b, cb = self.gps_bias()
         h = self._bias_hist
-        h.append((t, b, cb))
-        while len(h) > 1 and (t - h[1][0]) * 1e-9 >= c.gps_drag_window_s:
+        if not h or (t - h[-1][0]) * 1e-9 >= 1.0:
+            h.append((t, b, cb))
+        while (t - h[0][0]) * 1e-9 > c.gps_drag_window_s:
             h.popleft()
-        size = float(b @ np.linalg.solve(cb + np.eye(2) * c.gps_bias_m**2, b))
-        t0, b0, c0 = h[0]
-        span = (t - t0) * 1e-9
-        moved = 0.0
-        if span >= c.gps_drag_window_s:
-            a = math.exp(-span / c.gps_bias_tau_s)
-            v = np.eye(2) * (2.0 * c.gps_bias_m**2 * (1.0 - a)) + cb + c0
-            moved = float((b - b0) @ np.linalg.solve(v, b - b0))
-        if max(size, moved) <= c.gps_drag_chi2:
+        worst, b0, span = 0.0, None, 0.0
+        for t0, b_then, c_then in h:
+            dt = (t - t0) * 1e-9
+            if dt < 1.0:
+                break
+            v = np.eye(2) * (2.0 * c.gps_bias_m**2 * (1.0 - math.exp(-dt / c.gps_bias_tau_s))) + cb + c_then
+            chi2 = float((b - b_then) @ np.linalg.solve(v, b - b_then))
+            if chi2 > worst:
+                worst, b0, span = chi2, b_then, dt
+        if worst <= c.gps_drag_chi2:
             return ""
-        step = b - b0 if moved > c.gps_drag_chi2 else b
-        self._s[_BX] -= step[0]
-        self._s[_BY] -= step[1]
         h.clear()
-        if moved > c.gps_drag_chi2:
-            return (f"the GPS moved {math.hypot(*(b - b0)):.1f} m against the camera in {span:.0f} s (more than its "
-                    f"bias model, {c.gps_bias_m:g} m over {c.gps_bias_tau_s:g} s, allows: a drag)")
-        return f"the GPS is {math.hypot(*b):.1f} m off what the camera sees (bias model {c.gps_bias_m:g} m)"
+        if float(b @ b) <= float(b0 @ b0):
+            return ""  # back towards the prior: the GPS returned
+        self._s[_BX] -= b[0] - b0[0]
+        self._s[_BY] -= b[1] - b0[1]
+        return (f"the GPS moved {math.hypot(*(b - b0)):.1f} m against the camera in {span:.0f} s (more than its bias "
+                f"model, {c.gps_bias_m:g} m over {c.gps_bias_tau_s:g} s, allows: a drag)")
 
     def update_velocity(self, t_ns: int, velocity_xy, sigma_mps: float, *, inlier_prob: float = 0.95) -> str:
         """Weight the particle velocities by a measured ground velocity (east, north) m/s with std ``sigma_mps`` per

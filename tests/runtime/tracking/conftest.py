@@ -48,12 +48,15 @@ class Flight:
     outage: tuple[float, float] | None = None
     spoof: tuple[float, float] | None = None
     spoof_offset: tuple[float, float] = (160.0, -120.0)  # 200 m
+    drag: tuple[float, float, float] | None = None  # (start_s, end_s, m/s): the GPS pulled north, gone at the end
+    lock: tuple[float, float, float] | None = None  # (start_s, end_s, m/s): a wrong visual lock drifting north
     visual: bool = True
     visual_from_s: float = 0.0
     visual_sigma: float = 1.0
     n_distractors: int = 3
     outlier_frame_prob: float = 0.1
     blind: tuple[float, float] | None = None
+    blank: tuple[float, float] | None = None  # no visual fix at all (water, a field)
     wide: tuple[float, float] | None = None
     imu_yaw: bool = True
     seed: int = 0
@@ -67,6 +70,10 @@ class Flight:
         return window is not None and window[0] <= t < window[1]
 
     def visual_fix(self, rng, t_ns: int, truth: np.ndarray, t: float, scope) -> VisualFix:
+        if self.lock is not None and self._in(self.lock[:2], t):  # one confident candidate, drifting off
+            off = np.array([0.0, self.lock[2] * (t - self.lock[0])])
+            return VisualFix(t_ns, (truth + off)[None], [0.9], [self.visual_sigma], probs=[0.99], inlier_prob=0.99,
+                             scope=scope)
         blind = self._in(self.blind, t)
         wide = self._in(self.wide, t)
         n_far = self.n_distractors * (3 if wide else 1)
@@ -99,9 +106,12 @@ class Flight:
                 if self._in(self.spoof, t):
                     z = z + np.asarray(self.spoof_offset)
                     spoofed = True
+                if self.drag is not None and self._in(self.drag[:2], t):
+                    z = z + np.array([0.0, self.drag[2] * (t - self.drag[0])])
+                    spoofed = True
                 dec = tracker.update_gps(t_ns, float(z[0]), float(z[1]), self.gps_sigma)
             support = None
-            if self.visual and t >= self.visual_from_s:
+            if self.visual and t >= self.visual_from_s and not self._in(self.blank, t):
                 scope = tracker.search_scope()
                 support = tracker.update_visual(self.visual_fix(rng, t_ns, truth, t, scope))
             self.steps.append(Step(t, truth, tracker.estimate(), dec, support, spoofed))

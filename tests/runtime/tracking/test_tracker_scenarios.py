@@ -151,3 +151,47 @@ def test_tile_level_candidates_inside_the_scope():
             assert e.status is Status.DEGRADED
     errors = np.array(errors[50:])
     assert np.median(errors) <= 3.0 and errors.max() <= 8.0
+
+
+@pytest.mark.parametrize("mps", [0.5, 1.0])
+def test_a_drag_is_absorbed_by_the_bias_and_detected_while_the_camera_sees(flight, mps):
+    """The GPS is pulled north at 0.5-1 m/s for 40 s while precise visual fixes come in: the drag goes into the
+    GPS bias (the estimate stays with the camera), and once the bias has moved more than its model allows the GPS
+    is faulted; after the spoofer stops, the GPS is taken back."""
+    f = flight(duration_s=80.0, drag=(20.0, 60.0, mps))
+    trk = ParticleTracker()
+    f.run(trk)
+    dragged = f.window(20.0, 60.0)
+    assert _errors(dragged).max() <= 3.0  # the estimate never followed the drag
+    assert trk.gps_faults["drag"] >= 1
+    detected = next(s for s in dragged if s.gps is not None and s.gps.reason.startswith("drag:"))
+    assert mps * (detected.t_s - 20.0) <= 25.0  # seen while the offset is a few bias sigmas
+    assert all(s.est.status is Status.GPS_REJECTED for s in f.window(detected.t_s, 60.0))
+    assert all(s.est.status is not Status.OK or s.error <= 10.0 for s in f.steps)
+    after = f.window(64.0, 80.0)
+    assert all(s.gps.accepted and s.est.status is Status.OK for s in after) and _errors(after).max() <= 3.0
+
+
+def test_a_drag_without_camera_moves_the_estimate_but_never_says_ok(flight):
+    f = flight(duration_s=60.0, drag=(10.0, 60.0, 0.5), visual=False)
+    f.run(ParticleTracker())
+    late = f.window(45.0, 60.0)
+    assert np.median(_errors(late)) > 10.0  # nothing can tell a drag from a wandering bias
+    assert all(s.est.status is Status.DEGRADED for s in f.steps if s.t_s >= 1.0)
+
+
+def test_a_continuous_gps_overrules_a_belief_a_wrong_visual_lock_left_behind(flight):
+    """In a GPS outage a wrong visual lock drifts north at 4 m/s (confident, 1 m sigma) and takes the belief 40 m
+    off; the GPS comes back continuous on its own track while the camera is silent (water): it is rejected by the
+    belief while the last confident camera fix still speaks against it (visual_timeout_s), then takes the belief
+    back within gps_trust_s."""
+    f = flight(duration_s=30.0, outage=(5.0, 15.0), lock=(5.0, 15.0, 4.0), blank=(15.0, 30.0))
+    trk = ParticleTracker()
+    f.run(trk)
+    assert max(s.error for s in f.window(14.0, 15.0)) > 30.0  # the lock took the belief
+    back = [s for s in f.window(15.0, 30.0) if s.gps is not None]
+    assert not back[0].gps.accepted and back[0].gps.reason.startswith("gate:")
+    overruled = next(s for s in back if s.gps.reason.startswith("overruled:"))
+    assert overruled.t_s <= 15.0 + 2.0 + 1.0 + 1e-9 and trk.gps_faults["overruled"] == 1
+    assert _errors(f.window(overruled.t_s, 30.0)).max() <= 12.0
+    assert all(s.est.status is not Status.OK for s in f.window(15.0, 30.0))  # no camera: DEGRADED
