@@ -56,7 +56,7 @@ class GpsMonitor:
         jump_chi2: a fix whose normalised innovation squared (2 dof) exceeds this does not fit the track.
         gap_s: no fix for longer than this (seconds) restarts the track (its continuity is unknown across the gap).
         noise_window: fixes over which the receiver's stated sigma is checked against the innovations (the noise
-            scale follows the mean normalised innovation of consistent fixes, never below 1).
+            scale moves so that the consistent fixes' mean normalised innovation squared is 2; never below 1).
     """
 
     def __init__(self, accel_sigma: float = 3.0, jump_chi2: float = 25.0, gap_s: float = 2.0,
@@ -74,14 +74,14 @@ class GpsMonitor:
         self._t: int | None = None
         self._since: int | None = None
         self._pending: tuple | None = None  # a suspect fix: (t_ns, xy, sigma)
-        self._nis_mean = 2.0  # running mean NIS of consistent fixes (2 when the stated noise is right)
+        self._scale2 = 1.0  # squared factor on the stated sigma that makes the consistent fixes' mean NIS 2
         #: confirmed jumps of the track
         self.jumps = 0
 
     @property
     def noise_scale(self) -> float:
         """Factor on the receiver's stated sigma that the innovations show (>= 1)."""
-        return math.sqrt(max(self._nis_mean / 2.0, 1.0))
+        return math.sqrt(self._scale2)
 
     @property
     def velocity(self) -> np.ndarray | None:
@@ -149,7 +149,7 @@ class GpsMonitor:
             self._pending = (t, xy, sig)
             return GpsCheck(nis, True, False, (t - self._since) * 1e-9, dist)
         self._pending = None
-        self._nis_mean += self._alpha * (nis - self._nis_mean)
+        self._scale2 = max(1.0, self._scale2 * (1.0 + self._alpha * (nis / 2.0 - 1.0)))
         self._x, self._P = xp, Pp
         self._t = t
         self._step(t, xy, sig, vel, vsig, predicted=True)
