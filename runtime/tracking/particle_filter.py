@@ -1,12 +1,17 @@
 """Particle filter fusing visual retrieval candidates, a gated GPS and optional IMU yaw / velocity.
 
-State per particle: ``(x, y, vx, vy, yaw)`` in local metres, m/s and ENU radians (``float64[5, n]``); weights
+State per particle: ``(x, y, vx, vy, yaw, bias_x, bias_y)`` in local metres, m/s and ENU radians
+(``float64[7, n]``; the last two are the GPS's slow error); weights
 ``float64[n]`` summing to 1. Motion: constant velocity with white acceleration noise, a small position random walk and
 a yaw random walk (or the IMU yaw when :meth:`ParticleTracker.predict` is given one). Measurements:
 
-* GPS: Gaussian likelihood with sigma ``sqrt(sigma_m^2 + gps_bias_m^2)`` after a gate (NIS against the belief and an
-  absolute jump limit); after a rejection the GPS is used again only once it has stayed consistent for
-  ``gps_reaccept_s`` (or immediately, re-initialising, when the belief is LOST without visual support).
+* GPS: the fix measures position plus the GPS bias (two more state rows per particle, Gauss-Markov with
+  ``gps_bias_m`` and ``gps_bias_tau_s``), Gaussian with the fix's own sigma; checked against the GPS's own track
+  (:class:`~runtime.tracking.gps_monitor.GpsMonitor`: outliers, jumps), against the belief (NIS gate, absolute jump
+  limit), and, while the camera sees the vehicle, for a bias change the model cannot explain (a drag). A continuous
+  GPS that only the belief disagrees with wins after ``gps_trust_s`` unless the camera contradicts it; a faulted GPS
+  (jump, drag) is used again once a window of its innovations agrees with the belief or the camera (see
+  :meth:`ParticleTracker.update_gps`).
 * Visual: per particle, a mixture over the candidates of ``N(pos; candidate, sigma^2 + visual_sigma_floor_m^2)``
   (times a wrapped normal on yaw when candidate yaws are known) with weights ``softmax(score / visual_temperature)``,
   mixed with a uniform outlier floor over the searched area (probability ``1 - visual_inlier_prob``), so that a wrong
@@ -102,6 +107,8 @@ class ParticleTracker:
         self._probe: list[tuple] = []  # a faulted GPS's recent (t_ns, innovation, camera residual or None)
         self._bias_hist: deque = deque()  # (t_ns, GPS bias mean, its covariance) while the camera supports
         self._last_vis: tuple | None = None  # the last confident visual fix's (t_ns, best candidate, its sigma)
+        self._bias_seen: tuple | None = None  # (t_ns, GPS bias mean) when the camera last supported the belief
+        self._last_gps_vel_t: int | None = None  # the last GPS ground velocity used
         self._contra_t: int | None = None  # the last time a supporting visual fix contradicted a rejected GPS fix
         #: GPS faults found (jumps of its own track, drags against the camera) and belief re-anchorings on the GPS
         self.gps_faults = {"jump": 0, "drag": 0, "overruled": 0}
@@ -331,6 +338,7 @@ class ParticleTracker:
         self._s[1] = y - self._s[_BY] + sigma * z[1]
         self._init_velocity_yaw(z, gps_vel)
         self._bias_hist.clear()
+        self._bias_seen = None
         self._w = np.full(n, 1.0 / n)
         self._init = True
         self._last_init_t = self._t
@@ -348,6 +356,7 @@ class ParticleTracker:
         self._s = np.empty((_NSTATE, n))
         self._s[_BX:] = c.gps_bias_m * z[_BX:]
         self._bias_hist.clear()
+        self._bias_seen = None
         self._s[0] = fix.positions[j, 0] + sd * z[0]
         self._s[1] = fix.positions[j, 1] + sd * z[1]
         self._init_velocity_yaw(z)
@@ -523,9 +532,19 @@ class ParticleTracker:
         s = self._s
         log_l = -0.5 * ((s[0] + s[_BX] - xf) ** 2 + (s[1] + s[_BY] - yf) ** 2) / sig**2
         if vel is not None:
-            log_l -= 0.5 * ((s[2] - vel[0]) ** 2 + (s[3] - vel[1]) ** 2) / vsig**2
+            self._last_gps_vel_t = t
+            vx, vy, spread = self._velocity_spread()
+            if ((vel[0] - vx) ** 2 + (vel[1] - vy) ** 2) / (vsig**2 + spread**2) > c.velocity_conflict_nis:
+                # the cloud's velocities lie far out in this measurement's tail: weighting them would keep a handful
+                # of particles (a collapsed, overconfident belief); the velocities are drawn from it instead
+                z2 = self._rng.standard_normal((2, s.shape[1]))
+                s[2] = vel[0] + vsig * z2[0]
+                s[3] = vel[1] + vsig * z2[1]
+            else:
+                log_l -= 0.5 * ((s[2] - vel[0]) ** 2 + (s[3] - vel[1]) ** 2) / vsig**2
         self._reweight(log_l)
         self._last_gps_ok_t = t
+        self._hold_unseen_bias(t)
         drag = self._drag_check(t)
         if drag:
             self.gps_faults["drag"] += 1
@@ -550,6 +569,21 @@ class ParticleTracker:
         dt = self._age(lv[0])
         d = lv[1] + np.array([vx, vy]) * dt - (z - b)
         return d, lv[2] ** 2 + c.visual_sigma_floor_m**2 + 0.5 * float(np.trace(cb))
+
+    def _hold_unseen_bias(self, t: int) -> None:
+        """Without the camera the GPS bias is not observable: its mean is what the camera last saw, decayed by the
+        Gauss-Markov model (the prior's 0 when it never saw it). Resampling on GPS fixes alone lets the particles'
+        mean bias wander off that (a random walk of sampling noise, metres over a minute); it is put back, moving the
+        positions with it so that position plus bias -- what the GPS measured -- stays."""
+        c = self.config
+        if self._visual_recent():
+            self._bias_seen = (t, self.gps_bias()[0])
+            return
+        t_seen, b_seen = self._bias_seen if self._bias_seen is not None else (t, np.zeros(2))
+        want = b_seen * math.exp(-max(t - t_seen, 0) * 1e-9 / c.gps_bias_tau_s)
+        shift = self._s[_BX:] @ self._w - want
+        self._s[_BX:] -= shift[:, None]
+        self._s[0:2] += shift[:, None]
 
     def _gps_prediction(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean float64[2] and covariance float64[2, 2] of what the particles predict a GPS fix to be (position plus
@@ -688,7 +722,9 @@ class ParticleTracker:
         axis) and agree with each other; True when the run reaches ``velocity_conflict_count``."""
         c, t = self.config, self._t
         nis = ((vel[0] - vx) ** 2 + (vel[1] - vy) ** 2) / (sig**2 + spread**2)
-        if nis <= c.velocity_conflict_nis:
+        if nis <= c.velocity_conflict_nis or self._age(self._last_gps_vel_t) <= c.gps_outage_s:
+            # (a GPS measuring the ground velocity directly holds the belief's: then the images are what is wrong,
+            # e.g. static wave patterns on water)
             self._vel_conflict = None
             return False
         run = self._vel_conflict
