@@ -93,6 +93,8 @@ class LocalizerConfig:
             rates and force in FRD), or ``"auto"`` (default: told apart by gravity in the first samples with an
             orientation, :class:`runtime.imu_frame.ImuFrameResolver`; the samples before the decision are skipped
             and counted).
+        imu_time_offset_s: how far the IMU's clock runs ahead of the camera's (seconds, |offset| <= 1): IMU stamps
+            are moved back by it before use (0: the clocks agree).
         gps_velocity: when a fix's ground velocity (NMEA RMC, a bag's Twist topic) weights the particle velocities:
             ``"always"`` (default), ``"no_imu"`` (only while no IMU yaw is fresh) or ``"never"``.
         imu_accel: integrate the IMU's acceleration (specific force rotated to the world by its orientation, minus
@@ -139,6 +141,7 @@ class LocalizerConfig:
     min_view_valid: float = 0.6
     imu_max_age_s: float = 0.5
     imu_frame: str = "auto"
+    imu_time_offset_s: float = 0.0
     imu_accel: bool = True
     imu_bias: bool = True
     ground_odometry: bool = True
@@ -180,6 +183,9 @@ class LocalizerConfig:
             raise LocalizerError(f"localizer height_m must be > 0 metres or None, got {self.height_m!r}")
         from .imu_frame import IMU_FRAMES
 
+        v = self.imu_time_offset_s
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and abs(v) <= 1.0):
+            raise LocalizerError(f"localizer imu_time_offset_s must be a number of seconds within [-1, 1], got {v!r}")
         if self.imu_frame not in IMU_FRAMES:
             raise LocalizerError(f"localizer imu_frame must be one of {', '.join(IMU_FRAMES)}, got {self.imu_frame!r}")
         if self.gps_velocity not in ("no_imu", "always", "never"):
@@ -404,6 +410,8 @@ class Localizer:
             return
         if sample.orientation is None:
             return
+        if self.config.imu_time_offset_s:
+            sample = replace(sample, t_ns=sample.t_ns - int(round(self.config.imu_time_offset_s * 1e9)))
         self._imu = sample
         if self.config.imu_accel:
             self._dv.add(sample)

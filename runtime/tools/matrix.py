@@ -484,6 +484,38 @@ def format_families(families: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows: list[dict]) -> str:
+    """The rows (of one or several runs) as a Markdown table, then the ellipse coverage per family pooled over
+    them (R2b). Metres and seconds; "-" where a row has nothing to measure."""
+    from .integrity import family_coverage
+
+    out = ["| row | area | median / p95 (GPS) | outage p95 | spoof rejected after | drag at detection | OK > 10 m | "
+           "recovery | ellipse 95 % | broken rules |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("status") != "ok":
+            out.append(f"| {r['name']} | {r['area']} | {r.get('status')}: {r.get('reason', '')[:120]} |||||||| |")
+            continue
+        m = r["metrics"]
+        h, g = m["healthy"], m["gps_healthy"]
+        spoof = "never" if any(x["checked"] and x["rejected_after_s"] is None for x in m["spoofs"]) else \
+            _f(m["spoof_rejected_after_s"])
+        drag = "-" if not m["drags"] else ("not needed (never off while OK)" if all(
+            x["detected_after_s"] is None and x["passed"] for x in m["drags"]) else _inf(
+            "never" if any(x["detected_after_s"] is None for x in m["drags"]) else m["drag_at_detection_m"]))
+        rec = "never" if any(x["measured"] and x["recovery_s"] is None for x in m["recoveries"]) else \
+            _f(m["recovery_s"])
+        out.append(f"| {r['name']} | {r['area'].replace('swissimage_', '').replace('_0.5m', '')} | "
+                   f"{_f(h['median_m'])} / {_f(h['p95_m'])} ({_f(g['median_m'])} / {_f(g['p95_m'])}) | "
+                   f"{_f(m['outage']['p95_m'])} | {spoof} | {drag} | {m['ok_over_limit']} | {rec} | "
+                   f"{_f(m['coverage'], 2)} | {'; '.join(r['flags']) or 'none'} |")
+    fams = family_coverage((r["family"], r["metrics"]["coverage_inside"], r["metrics"]["coverage_n"])
+                           for r in rows if r.get("status") == "ok")
+    out += ["", "| family | 95 % ellipse coverage (R2b: 0.90-0.99) |", "|---|---|"]
+    out += [f"| {k} | {_f(v.share, 3)} ({v.inside} of {v.n}){'' if v.passed else ' **' + v.flag + '**'} |"
+            for k, v in fams.items()]
+    return "\n".join(out)
+
+
 # ============================================================================================== CLI
 def register(subparsers) -> None:
     p = subparsers.add_parser("matrix", help="scenario matrix: GPS faults, IMU faults, cameras/vehicles, satellite "
@@ -501,12 +533,25 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="matrix", metavar="DIR", help="output folder (default ./matrix)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write everything as JSON")
     p.add_argument("--list", action="store_true", help="list the rows (and what each needs) without running")
+    p.add_argument("--report", nargs="+", default=None, metavar="JSON",
+                   help="no run: merge the JSON files of earlier runs (--json) into one Markdown table, with the "
+                   "ellipse coverage per family pooled over them")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from runtime.errors import SimulationError
 
+    if args.report:
+        rows = []
+        for path in args.report:
+            try:
+                rows += json.loads(Path(path).read_text())["rows"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise SimulationError(f"cannot read matrix results {path}: {exc}; expected the JSON written by "
+                                      "`runtime matrix ... --json OUT`") from None
+        print(markdown(rows))
+        return 0
     if args.list:
         for sc in select(matrix(args.matrix, args.duration), args.rows):
             need = sc.missing()
@@ -529,5 +574,5 @@ def _run(args: argparse.Namespace) -> int:
 
 
 __all__ = ["AREA_FLIGHTS", "Area", "FAMILIES", "IMAGERY", "Imagery", "MATRICES", "MapCache", "Scenario",
-           "format_families", "format_row", "matrix", "plan_area", "register", "resolve", "run_matrix", "run_row",
+           "format_families", "format_row", "markdown", "matrix", "plan_area", "register", "resolve", "run_matrix", "run_row",
            "select"]

@@ -12,8 +12,11 @@ import numpy as np
 class Status(str, enum.Enum):
     """Health of the track.
 
-    * ``OK``: sigma <= ``ok_sigma_m`` and GPS accepted recently (or no GPS at all and recent visual support).
-    * ``DEGRADED``: usable but weaker: GPS outage (visual only or dead reckoning), or sigma above ``ok_sigma_m``.
+    * ``OK``: within the 10 m alert limit with 95 % confidence (sigma <= ``ok_sigma_m``, 4.08 m) *and* checked by a
+      recent precise camera fix (its own sigma within ``ok_sigma_m``), with the GPS accepted (or no GPS at all): two
+      independent sources agree. A GPS alone is never OK: nothing could tell a slow drag from its bias.
+    * ``DEGRADED``: usable but unchecked or weaker: GPS alone, GPS outage (visual only or dead reckoning), camera
+      fixes too wide to check the GPS (a level camera without IMU), or sigma above ``ok_sigma_m``.
     * ``GPS_REJECTED``: the GPS is rejected by the gate (spoof/jump), from the first rejected fix until it has been
       consistent again for ``gps_reaccept_s``.
     * ``LOST``: not initialised, sigma > ``lost_sigma_m``, or neither accepted GPS nor visual support for

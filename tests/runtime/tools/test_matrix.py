@@ -143,8 +143,8 @@ def test_cli_list_help_and_errors(capsys):
 
 
 def test_one_short_row_end_to_end_over_zurich_a(shared_data, tmp_path, capsys):
-    """``runtime matrix --rows gps.spoof_200m`` over zurich_a (held out): the row runs and is measured; whether
-    it breaks rules is not asserted here (the estimator is being fixed)."""
+    """``runtime matrix --rows gps.spoof_200m`` over zurich_a (held out): the row runs and is measured (the rules
+    are asserted on the short matrix in test_matrix_rules.py); ``--report`` turns its JSON into the README's table."""
     pytest.importorskip("rasterio")
     tif = shared_data("ortho/swissimage_zurich_a_0.5m.tif")
     t0 = time.perf_counter()
@@ -162,3 +162,11 @@ def test_one_short_row_end_to_end_over_zurich_a(shared_data, tmp_path, capsys):
     assert "gps.spoof_200m" in out and "ellipse coverage per family" in out
     assert set(res["families"]) == {"gps"}
     print(f"one short row end to end: {elapsed:.1f} s")
+    # the README's table: merged from the JSON of runs, families pooled
+    assert _cli(["matrix", "--report", str(tmp_path / "m.json"), str(tmp_path / "m.json")]) == 0
+    table = capsys.readouterr().out
+    assert table.count("| gps.spoof_200m | zurich_a |") == 2 and "| gps | " in table
+    assert f"({2 * m['coverage_inside']} of {2 * m['coverage_n']})" in table
+    (tmp_path / "bad.json").write_text("{}")
+    assert _cli(["matrix", "--report", str(tmp_path / "bad.json")]) == 2
+    assert "expected the JSON written by `runtime matrix ... --json OUT`" in capsys.readouterr().err
