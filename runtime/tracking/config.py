@@ -41,7 +41,7 @@ class TrackerConfig:
         velocity_conflict_count: that many conflicting measurements in a row that agree with each other (no
             gap over 3 s) re-anchor the particle velocities on the last one: the belief's velocity is wrong, not
             the measurements (a velocity picked up from two early fixes, with a spread too tight for the fixes that
-            follow to correct it).
+            follow to correct it). Not while a GPS fix is in use (within ``gps_outage_s``): it holds the velocity.
     GPS:
         gps_bias_m: std per axis of the GPS bias (metres), a state of every particle: the slow part of a receiver's
             error that its reported sigma leaves out (atmosphere, multipath). A first-order Gauss-Markov process

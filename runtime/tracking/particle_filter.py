@@ -108,7 +108,6 @@ class ParticleTracker:
         self._bias_hist: deque = deque()  # (t_ns, GPS bias mean, its covariance) while the camera supports
         self._last_vis: tuple | None = None  # the last confident visual fix's (t_ns, best candidate, its sigma)
         self._bias_seen: tuple | None = None  # (t_ns, GPS bias mean) when the camera last supported the belief
-        self._last_gps_vel_t: int | None = None  # the last GPS ground velocity used
         self._contra_t: int | None = None  # the last time a supporting visual fix contradicted a rejected GPS fix
         #: GPS faults found (jumps of its own track, drags against the camera) and belief re-anchorings on the GPS
         self.gps_faults = {"jump": 0, "drag": 0, "overruled": 0}
@@ -532,11 +531,12 @@ class ParticleTracker:
         s = self._s
         log_l = -0.5 * ((s[0] + s[_BX] - xf) ** 2 + (s[1] + s[_BY] - yf) ** 2) / sig**2
         if vel is not None:
-            self._last_gps_vel_t = t
             vx, vy, spread = self._velocity_spread()
-            if ((vel[0] - vx) ** 2 + (vel[1] - vy) ** 2) / (vsig**2 + spread**2) > c.velocity_conflict_nis:
-                # the cloud's velocities lie far out in this measurement's tail: weighting them would keep a handful
-                # of particles (a collapsed, overconfident belief); the velocities are drawn from it instead
+            far = ((vel[0] - vx) ** 2 + (vel[1] - vy) ** 2) / (vsig**2 + spread**2) > c.velocity_conflict_nis
+            if far or spread > 3.0 * vsig:
+                # the cloud's velocities are far wider than this measurement, or lie far out in its tail: weighting
+                # them would keep a handful of particles (a belief collapsed to 0.7 m while 13 m off after dead
+                # reckoning without IMU); the velocities are drawn from the measurement instead
                 z2 = self._rng.standard_normal((2, s.shape[1]))
                 s[2] = vel[0] + vsig * z2[0]
                 s[3] = vel[1] + vsig * z2[1]
@@ -722,9 +722,9 @@ class ParticleTracker:
         axis) and agree with each other; True when the run reaches ``velocity_conflict_count``."""
         c, t = self.config, self._t
         nis = ((vel[0] - vx) ** 2 + (vel[1] - vy) ** 2) / (sig**2 + spread**2)
-        if nis <= c.velocity_conflict_nis or self._age(self._last_gps_vel_t) <= c.gps_outage_s:
-            # (a GPS measuring the ground velocity directly holds the belief's: then the images are what is wrong,
-            # e.g. static wave patterns on water)
+        if nis <= c.velocity_conflict_nis or self._age(self._last_gps_ok_t) <= c.gps_outage_s:
+            # (a GPS in use holds the belief's velocity -- directly, or through its positions: then the images are
+            # what is wrong, e.g. static wave patterns on water measured 0.5 m/s for 6 m/s)
             self._vel_conflict = None
             return False
         run = self._vel_conflict

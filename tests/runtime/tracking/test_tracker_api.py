@@ -372,7 +372,8 @@ def test_ground_velocity_redraws_unknown_velocities_then_weights_known_ones():
 def test_ground_velocities_that_keep_contradicting_a_tight_belief_re_anchor_it():
     """A belief that picked up a wrong velocity (10 m/s off, spread 0.3 m/s: no particle near the truth) is not
     moved by floor-weighted measurements; two in a row that conflict with it and agree with each other re-anchor the
-    particle velocities on the measurement, spread kept. A lone conflicting one, or two that disagree, do not."""
+    particle velocities on the measurement, spread kept -- once no GPS fix is in use (a GPS holds the velocity:
+    then the images are what is wrong). A lone conflicting one, or two that disagree, do not."""
 
     def wrong_belief():
         trk = _tracker(seed=5, accel_sigma=0.1, gps_velocity_sigma_mps=0.3)
@@ -385,23 +386,28 @@ def test_ground_velocities_that_keep_contradicting_a_tight_belief_re_anchor_it()
         return w @ v, math.sqrt(float(w @ np.sum((v - w @ v) ** 2, axis=1)) / 2.0)
 
     trk = wrong_belief()
-    _, s0 = spread(trk)
     assert trk.update_velocity(NS, (-5.0, -3.0), 0.35) == "weighted"
+    assert trk.update_velocity(2 * NS, (-5.3, -2.8), 0.35) == "weighted"  # the GPS fix of t=0 is still in use
+    trk = wrong_belief()
+    trk.predict(2 * NS)  # the GPS is gone (gps_outage_s)
+    _, s0 = spread(trk)
+    assert trk.update_velocity(3 * NS, (-5.0, -3.0), 0.35) == "weighted"
     m1, _ = spread(trk)
     np.testing.assert_allclose(m1, [-15.0, 1.0], atol=0.3)  # one measurement: the floor explains it
-    assert trk.update_velocity(2 * NS, (-5.3, -2.8), 0.35) == "reanchored"
+    assert trk.update_velocity(4 * NS, (-5.3, -2.8), 0.35) == "reanchored"
     m2, s2 = spread(trk)
     np.testing.assert_allclose(m2, [-5.3, -2.8], atol=1e-6)
     assert s0 < 0.4 and s2 < 0.5 and trk.velocity_reanchors == 1  # moved, not redrawn wide
     assert any("re-anchored" in n for n in trk.estimate().notes)
-    assert trk.update_velocity(3 * NS, (-5.2, -2.9), 0.35) == "weighted"  # consistent now
+    assert trk.update_velocity(5 * NS, (-5.2, -2.9), 0.35) == "weighted"  # consistent now
 
     trk = wrong_belief()
-    assert trk.update_velocity(NS, (-5.0, -3.0), 0.35) == "weighted"
-    assert trk.update_velocity(2 * NS, (-15.0, 1.0), 0.35) == "weighted"  # agrees with the belief: run broken
+    trk.predict(2 * NS)
     assert trk.update_velocity(3 * NS, (-5.0, -3.0), 0.35) == "weighted"
-    assert trk.update_velocity(4 * NS, (5.0, 8.0), 0.35) == "weighted"  # conflicts, but not with the last one
-    assert trk.update_velocity(8 * NS, (5.0, 8.0), 0.35) == "weighted"  # agrees, but 4 s later: a new run
+    assert trk.update_velocity(4 * NS, (-15.0, 1.0), 0.35) == "weighted"  # agrees with the belief: run broken
+    assert trk.update_velocity(5 * NS, (-5.0, -3.0), 0.35) == "weighted"
+    assert trk.update_velocity(6 * NS, (5.0, 8.0), 0.35) == "weighted"  # conflicts, but not with the last one
+    assert trk.update_velocity(10 * NS, (5.0, 8.0), 0.35) == "weighted"  # agrees, but 4 s later: a new run
     m, _ = spread(trk)
     np.testing.assert_allclose(m, [-15.0, 1.0], atol=0.3)
     assert trk.velocity_reanchors == 0
