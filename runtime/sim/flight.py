@@ -76,6 +76,8 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.rotations import R_FRD2FLU, R_NED2ENU, matrix_to_quaternion, rotation_from_rpy
+
 from ..errors import SimulationError
 from .config import SimConfig
 from ..truth_frame import TruthFrame
@@ -112,30 +114,14 @@ TOPICS = (TOPIC_IMAGE, TOPIC_CAMERA_INFO, TOPIC_GPS, TOPIC_IMU, TOPIC_TRUTH_FIX,
 
 FIXED_WING_PITCH_DEG = 3.0  # constant nose-up pitch of a fixed-wing vehicle, degrees
 # ENU <-> NED (swap x/y, flip z) and FLU <-> FRD (flip y/z): both symmetric and their own inverse
-_ENU_NED = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
-_FLU_FRD = np.diag([1.0, -1.0, -1.0])
+_ENU_NED = R_NED2ENU
+_FLU_FRD = R_FRD2FLU
 
 # order of messages sharing a timestamp
 _PRIO = {"truth": 0, "imu": 1, "gps": 2, "info": 3, "image": 4}
 
 
 # ============================================================================================== attitude
-def _rotz_ry_rx(roll: np.ndarray, pitch: np.ndarray, yaw: np.ndarray) -> np.ndarray:
-    """float64[n, 3, 3] = Rz(yaw) Ry(pitch) Rx(roll) (REP-103), vectorised."""
-    cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
-    R = np.empty(roll.shape + (3, 3))
-    R[..., 0, 0] = cy * cp
-    R[..., 0, 1] = cy * sp * sr - sy * cr
-    R[..., 0, 2] = cy * sp * cr + sy * sr
-    R[..., 1, 0] = sy * cp
-    R[..., 1, 1] = sy * sp * sr + cy * cr
-    R[..., 1, 2] = sy * sp * cr - cy * sr
-    R[..., 2, 0] = -sp
-    R[..., 2, 1] = cp * sr
-    R[..., 2, 2] = cp * cr
-    return R
-
-
 def _log_so3(R: np.ndarray) -> np.ndarray:
     """float64[n, 3] rotation vectors of float[n, 3, 3] rotations (angles well below pi)."""
     cos = np.clip((np.trace(R, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
@@ -148,8 +134,6 @@ def _log_so3(R: np.ndarray) -> np.ndarray:
 
 def _quaternions(R: np.ndarray) -> np.ndarray:
     """float64[n, 4] (x, y, z, w), w >= 0, of float[n, 3, 3] rotations."""
-    from ..events import matrix_to_quaternion
-
     return np.array([matrix_to_quaternion(r) for r in R])
 
 
@@ -172,7 +156,7 @@ def _fixed_wing(kin) -> np.ndarray:
     n = len(kin.t_s)
     zeros = np.zeros(n)
     pitch = np.full(n, -math.radians(FIXED_WING_PITCH_DEG))  # REP-103: positive pitch = nose down
-    return _rotz_ry_rx(fixed_wing_roll(kin), zeros, kin.yaw) @ _rotz_ry_rx(zeros, pitch, zeros)
+    return rotation_from_rpy(fixed_wing_roll(kin), zeros, kin.yaw) @ rotation_from_rpy(zeros, pitch, zeros)
 
 
 def to_ned_frd(R_flu2enu: np.ndarray, omega_flu: np.ndarray, accel_flu: np.ndarray):
@@ -215,7 +199,7 @@ class FlightModel:
         kin = self.trajectory.sample(t_s)
         n = len(kin.t_s)
         j = self.jitter(kin.t_s)
-        R_jit = _rotz_ry_rx(j[:, 0], j[:, 1], np.zeros(n))
+        R_jit = rotation_from_rpy(j[:, 0], j[:, 1], np.zeros(n))
         return self._nominal(kin) @ R_jit
 
     def nominal_attitude(self, t_s) -> np.ndarray:
@@ -228,7 +212,7 @@ class FlightModel:
             return _fixed_wing(kin)
         if self.config.vehicle == "ground":
             zeros = np.zeros(n)
-            return _rotz_ry_rx(zeros, zeros, kin.yaw)
+            return rotation_from_rpy(zeros, zeros, kin.yaw)
         if self.config.bank_into_turns:
             thrust = kin.acceleration + np.array([0.0, 0.0, GRAVITY])
         else:
@@ -614,7 +598,7 @@ def simulate(config: SimConfig, *, progress=None) -> SimSummary:
     )
     zeros = np.zeros(len(ti))
     # reported = Rz(heading error, about world up) @ true @ R(roll, pitch errors, about the body axes)
-    R_rep = _rotz_ry_rx(zeros, zeros, att_err[:, 2]) @ R_imu @ _rotz_ry_rx(att_err[:, 0], att_err[:, 1], zeros)
+    R_rep = rotation_from_rpy(zeros, zeros, att_err[:, 2]) @ R_imu @ rotation_from_rpy(att_err[:, 0], att_err[:, 1], zeros)
     gyro = omega + ig.standard_normal(omega.shape) * config.imu_gyro_sigma_rps
     accel = f_body + ig.standard_normal(f_body.shape) * config.imu_accel_sigma_mps2
     imu_frame_id = "imu"
