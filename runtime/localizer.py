@@ -85,7 +85,9 @@ class LocalizerConfig:
             fixes were 10-16 m off while their sigma said 6 m, and the belief followed them.
         unseen_bank_deg: without an IMU, while the bank of a coordinated turn at the tracker's speed and yaw rate
             exceeds this (degrees), estimates are at best DEGRADED and their covariance grows by the nadir shift
-            ``height * tan(bank)`` (the filter does not model it; on simulated turns it reached 18 m).
+            ``height * tan(bank)`` (the filter does not model it; on simulated turns it reached 18 m). Without an IMU
+            the reported covariance also holds ``height * tan(unknown_tilt_sigma_deg)`` per axis: that tilt is the
+            same in consecutive fixes, so the filter's averaging of them cannot remove it.
         yaw_hypotheses: views per frame when the heading is unknown (no IMU, tracker yaw uncertain).
         min_view_valid: least fraction of valid pixels in the encoder crop; fewer: the frame gives no visual fix.
         imu_max_age_s: an IMU attitude older than this (seconds) at the frame time is not used.
@@ -320,6 +322,7 @@ class Localizer:
         self._v_imu = np.zeros(2)  # the IMU velocity changes handed to the tracker, summed (m/s)
         self._yaw_hist: deque[tuple] = deque()  # (t_ns, tracker yaw, velocity) over the last second, no IMU
         self._unseen_shift_m = 0.0  # no IMU: how far the unseen bank of a turn moves the nadir point, metres
+        self._level_tilt_m = 0.0  # no IMU: the nadir shift of the unseen tilt (unknown_tilt_sigma_deg), metres
         self._odometry = None
         if self.config.ground_odometry:
             from .ground_odometry import GroundOdometry
@@ -544,6 +547,8 @@ class Localizer:
         max_sigma = cfg.align_max_sigma_m if attitude is not None else math.hypot(
             cfg.align_max_sigma_m, height * math.tan(math.radians(tilt_sigma)))
         self._unseen_shift_m = height * math.tan(math.radians(bank)) if bank > self.config.unseen_bank_deg else 0.0
+        self._level_tilt_m = 0.0 if attitude is not None else height * math.tan(
+            math.radians(cfg.unknown_tilt_sigma_deg))
         fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope, height, tilt_sigma,
                                   max_sigma, emb)
         now = time.perf_counter()
@@ -737,6 +742,11 @@ class Localizer:
             est = replace(est, cov_xy=est.cov_xy + np.eye(2) * shift**2, status=status, notes=est.notes + (
                 f"no IMU: the bank of this turn is not seen (level camera assumed): positions may be ~{shift:.0f} m "
                 "off",))
+        if source == "frame" and self._level_tilt_m > 0.0 and est.status is not Status.LOST:
+            # no IMU: the unseen tilt (unknown_tilt_sigma_deg) is the vehicle's attitude, the same error in every
+            # fix for as long as it lasts, which averaging fixes cannot remove: a consider term of the report (the
+            # filter treats the fixes as independent; without it the 95 % ellipse held 44-95 % of the errors)
+            est = replace(est, cov_xy=est.cov_xy + np.eye(2) * self._level_tilt_m**2)
         la, lo = self.frame.to_wgs84(est.x, est.y) if self.frame is not None else (math.nan, math.nan)
         heading = math.degrees(heading_from_yaw(float(est.yaw_rad))) % 360.0
         full = {s: float(latency_ms.get(s, 0.0)) for s in STAGES}
