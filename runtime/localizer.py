@@ -320,7 +320,7 @@ class Localizer:
         self._imu_frame = ImuFrameResolver(self.config.imu_frame, min_samples=1)  # gravity tells at once
         self._dv = ImuVelocity(self.config.imu_max_age_s, estimate_bias=self.config.imu_bias)
         self._v_imu = np.zeros(2)  # the IMU velocity changes handed to the tracker, summed (m/s)
-        self._yaw_hist: deque[tuple] = deque()  # (t_ns, tracker yaw, velocity) over the last second, no IMU
+        self._yaw_hist: deque[tuple[int, float]] = deque()  # (t_ns, tracker yaw) over the last second, no IMU
         self._unseen_shift_m = 0.0  # no IMU: how far the unseen bank of a turn moves the nadir point, metres
         self._level_tilt_m = 0.0  # no IMU: the nadir shift of the unseen tilt (unknown_tilt_sigma_deg), metres
         self._odometry = None
@@ -577,17 +577,16 @@ class Localizer:
         if est is None or not (math.isfinite(est.yaw_rad) and est.yaw_sigma_rad < 0.3):
             self._yaw_hist.clear()
             return 0.0
-        st, w = self.tracker.particles()
-        vel = (float(w @ st[:, 2]), float(w @ st[:, 3]))
         h = self._yaw_hist
-        h.append((int(t_ns), float(est.yaw_rad), vel))
+        h.append((int(t_ns), float(est.yaw_rad)))
         while len(h) > 2 and (t_ns - h[1][0]) * 1e-9 >= 1.0:
             h.popleft()
         dt = (t_ns - h[0][0]) * 1e-9
         if dt < 0.3:
             return 0.0
         rate = abs((h[-1][1] - h[0][1] + math.pi) % (2.0 * math.pi) - math.pi) / dt
-        return math.degrees(math.atan(math.hypot(*vel) * rate / 9.80665))
+        st, w = self.tracker.particles()
+        return math.degrees(math.atan(math.hypot(w @ st[:, 2], w @ st[:, 3]) * rate / 9.80665))
 
     def _ground_velocity(self, t_ns: int, crops, imu: bool) -> None:
         """Ground odometry on this frame's view (one view only: with several heading hypotheses the reference is

@@ -482,7 +482,7 @@ class ParticleTracker:
                                dist, nis)
         if chk.suspect:
             why = f"the fix is {chk.distance_m:.1f} m off the GPS's own track (NIS {chk.nis:.1f})"
-            return self._reject(t, "jump" if chk.jump else "outlier", why, dist, nis)
+            return self._reject("jump" if chk.jump else "outlier", why, dist, nis)
         if self._gps_fault:
             belief_ok, agreed = self._probation(t, prev, d, cz, sig, self._camera_residual(z))
             if agreed and nis > c.gps_gate_chi2:  # ... and the belief is elsewhere: the belief is what is wrong
@@ -522,7 +522,7 @@ class ParticleTracker:
                            "re-drawn at the GPS")
                 return GpsDecision(True, f"overruled: {why}; the GPS stayed continuous for {run:.1f} s and the camera "
                                    "did not support the belief", dist, nis)
-            return self._reject(t, "", why, dist, nis)
+            return self._reject("", why, dist, nis)
         else:
             reason = f"consistent: fix {dist:.1f} m from the belief, NIS {nis:.1f}"
             if self._gps_rejected:
@@ -600,7 +600,7 @@ class ParticleTracker:
         sa, sb, sc = cov[0, 0] + sig**2, cov[0, 1], cov[1, 1] + sig**2
         return float((sc * d[0] ** 2 - 2.0 * sb * d[0] * d[1] + sa * d[1] ** 2) / (sa * sc - sb * sb))
 
-    def _reject(self, t: int, fault: str, why: str, dist: float, nis: float) -> GpsDecision:
+    def _reject(self, fault: str, why: str, dist: float, nis: float) -> GpsDecision:
         self._gps_rejected = True
         self._reject_reason = why
         if fault == "jump":
@@ -954,14 +954,13 @@ class ParticleTracker:
         self._reweight(log_l)
         if inject is not None:
             self._draw_at_fix(fix, *inject)
+        j = int(np.argmax(self._log_mixture_weights(fix)))  # the fix's best candidate
         if self._fix_inlier_prob(fix) >= self.config.visual_support_min:
-            j = int(np.argmax(self._log_mixture_weights(fix)))
             self._last_vis = (self._t, fix.positions[j].copy(), float(fix.sigma_m[j]))
         if support >= self.config.visual_support_min:
             self._streak += 1
             if self._streak >= self.config.visual_confirm_frames:
                 self._last_support_t = self._t
-                j = int(np.argmax(self._log_mixture_weights(fix)))
                 if math.hypot(float(fix.sigma_m[j]), self.config.visual_sigma_floor_m) <= self.config.ok_sigma_m:
                     self._last_precise_t = self._t
         else:
