@@ -58,6 +58,25 @@ class EncoderMismatchError(LocalizerError):
     """The model onboard is not the encoder the map was built with."""
 
 
+def turn_tilt(velocity_xy, yaw_rate_rps: float) -> tuple[float, np.ndarray]:
+    """The tilt of a coordinated turn and the direction it moves a body-fixed nadir camera's view.
+
+    Args:
+        velocity_xy: ground velocity (vx, vy), m/s, local ENU. yaw_rate_rps: rad/s, positive counter-clockwise
+            (a left turn).
+    Returns:
+        (bank, outward): ``atan(speed * |rate| / g)`` in degrees, and the unit vector ``float64[2]`` out of the turn
+        (right of the velocity in a left turn): the thrust or lift leans into the turn, so the camera looks out of
+        it and a level-assumed view's centre lies ``height * tan(bank)`` that way. (0, zeros) when not moving.
+    """
+    v = np.asarray(velocity_xy, dtype=np.float64)
+    speed = float(np.hypot(v[0], v[1]))
+    if speed < 1e-6 or yaw_rate_rps == 0.0:
+        return 0.0, np.zeros(2)
+    outward = -math.copysign(1.0, yaw_rate_rps) * np.array([-v[1], v[0]]) / speed
+    return math.degrees(math.atan(speed * abs(yaw_rate_rps) / 9.80665)), outward
+
+
 @dataclass(frozen=True)
 class LocalizerConfig:
     """How the loop runs (frozen; :meth:`from_dict` rejects unknown keys).
@@ -80,12 +99,18 @@ class LocalizerConfig:
         attitude_sigma_deg: roll/pitch error assumed for the IMU attitude (moves the nadir point by
             ``height * tan(error)``), degrees.
         unknown_tilt_sigma_deg: the same without an IMU (level camera assumed: banking in turns is not seen).
-            Without an IMU the tilt of a turn (``atan(speed * yaw rate / g)``: a multicopter tilts into its
-            acceleration, a fixed wing banks into its turns) is added to it: on simulated turns the level-camera
-            fixes were 10-16 m off while their sigma said 6 m, and the belief followed them.
+        turn_tilt: without an IMU, what the body does in a turn: ``"into_turn"`` (default; a multicopter tilts into
+            its acceleration, a fixed wing banks into its turns: by ``atan(speed * yaw rate / g)`` from the
+            tracker's speed and yaw rate, and a camera fixed to the body looks out of the turn by ``height *
+            tan(bank)``; every fix is moved back by it) or ``"level"`` (a ground vehicle: no tilt is predicted).
+            Before the fixes were moved back, level-camera fixes in turns were 10-16 m off and the belief followed
+            them (zurich_a, a 200 m spoof without IMU: 20 m off, 6 s to take the GPS back; outage p95 17.7 m).
+        bank_error: the share of that predicted bank which is not known (the tracker's yaw rate lags the turn's
+            by about its averaging second): ``unknown_tilt_sigma_deg + bank_error * bank`` is the tilt sigma of a
+            fix in a turn (gate, sigma) and what the turn adds to the reported covariance.
         unseen_bank_deg: without an IMU, while the bank of a coordinated turn at the tracker's speed and yaw rate
-            exceeds this (degrees), estimates are at best DEGRADED and their covariance grows by the nadir shift
-            ``height * tan(bank)`` (the filter does not model it; on simulated turns it reached 18 m). Without an IMU
+            exceeds this (degrees), estimates are at best DEGRADED and their covariance grows by the nadir shift of
+            the bank's unknown share, ``height * tan(bank_error * bank)`` (the filter does not model it). Without an IMU
             the reported covariance also holds ``height * tan(unknown_tilt_sigma_deg)`` per axis: that tilt is the
             same in consecutive fixes, so the filter's averaging of them cannot remove it.
         yaw_hypotheses: views per frame when the heading is unknown (no IMU, tracker yaw uncertain).
@@ -139,6 +164,8 @@ class LocalizerConfig:
     attitude_sigma_deg: float = 1.0
     unknown_tilt_sigma_deg: float = 6.0
     unseen_bank_deg: float = 3.0
+    turn_tilt: str = "into_turn"
+    bank_error: float = 0.5
     yaw_hypotheses: int = 8
     min_view_valid: float = 0.6
     imu_max_age_s: float = 0.5
@@ -190,6 +217,11 @@ class LocalizerConfig:
             raise LocalizerError(f"localizer imu_time_offset_s must be a number of seconds within [-1, 1], got {v!r}")
         if self.imu_frame not in IMU_FRAMES:
             raise LocalizerError(f"localizer imu_frame must be one of {', '.join(IMU_FRAMES)}, got {self.imu_frame!r}")
+        if self.turn_tilt not in ("into_turn", "level"):
+            raise LocalizerError(f"localizer turn_tilt must be 'into_turn' or 'level', got {self.turn_tilt!r}")
+        v = self.bank_error
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v <= 1.0):
+            raise LocalizerError(f"localizer bank_error must be a fraction in [0, 1], got {v!r}")
         if self.gps_velocity not in ("no_imu", "always", "never"):
             raise LocalizerError(f"localizer gps_velocity must be 'no_imu', 'always' or 'never', got "
                                  f"{self.gps_velocity!r}")
@@ -321,6 +353,7 @@ class Localizer:
         self._dv = ImuVelocity(self.config.imu_max_age_s, estimate_bias=self.config.imu_bias)
         self._v_imu = np.zeros(2)  # the IMU velocity changes handed to the tracker, summed (m/s)
         self._yaw_hist: deque[tuple[int, float]] = deque()  # (t_ns, tracker yaw) over the last second, no IMU
+        self._tilt_shift_xy = np.zeros(2)
         self._unseen_shift_m = 0.0  # no IMU: how far the unseen bank of a turn moves the nadir point, metres
         self._level_tilt_m = 0.0  # no IMU: the nadir shift of the unseen tilt (unknown_tilt_sigma_deg), metres
         self._odometry = None
@@ -542,11 +575,14 @@ class Localizer:
         cfg = self.config
         # without an IMU the level-camera views carry an unseen tilt (what the vehicle's acceleration implies, plus
         # unknown_tilt_sigma_deg): it moves the nadir point and blurs the peaks, so the sigmas and the gate widen by it
-        bank = 0.0 if attitude is not None else self._unseen_tilt_deg(frame.t_ns)
-        tilt_sigma = cfg.attitude_sigma_deg if attitude is not None else min(cfg.unknown_tilt_sigma_deg + bank, 60.0)
+        bank, outward = (0.0, np.zeros(2)) if attitude is not None else self._unseen_tilt(frame.t_ns)
+        tilt_sigma = cfg.attitude_sigma_deg if attitude is not None else min(
+            cfg.unknown_tilt_sigma_deg + cfg.bank_error * bank, 60.0)
+        self._tilt_shift_xy = height * math.tan(math.radians(bank)) * outward  # the view's nadir shift, metres
         max_sigma = cfg.align_max_sigma_m if attitude is not None else math.hypot(
             cfg.align_max_sigma_m, height * math.tan(math.radians(tilt_sigma)))
-        self._unseen_shift_m = height * math.tan(math.radians(bank)) if bank > self.config.unseen_bank_deg else 0.0
+        self._unseen_shift_m = (height * math.tan(math.radians(cfg.bank_error * bank))
+                                if bank > self.config.unseen_bank_deg else 0.0)
         self._level_tilt_m = 0.0 if attitude is not None else height * math.tan(
             math.radians(cfg.unknown_tilt_sigma_deg))
         fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope, height, tilt_sigma,
@@ -567,26 +603,29 @@ class Localizer:
         lat["total"] = (now - t_start) * 1e3
         return self._output(frame.t_ns, lat, "frame", n)
 
-    def _unseen_tilt_deg(self, t_ns: int) -> float:
-        """The tilt a turn implies, ``atan(a / g)`` in degrees with ``a`` the centripetal acceleration (the
-        tracker's speed x its yaw rate over the last second); 0 while the tracker holds no heading. Without an IMU
-        the level camera does not see it (a multicopter tilts into its acceleration, a fixed wing banks into its
+    def _unseen_tilt(self, t_ns: int) -> tuple[float, np.ndarray]:
+        """:func:`turn_tilt` at the tracker's mean velocity and its yaw rate over the last second; (0, zeros) while
+        the tracker holds no heading or ``turn_tilt`` is ``"level"``. Without an IMU the
+        level camera does not see this tilt (a multicopter tilts into its acceleration, a fixed wing banks into its
         turns). The tracker's velocity differences are no measure of it: re-anchored or GPS-weighted velocities
         jump and implied tilts of 40 degrees."""
+        none = (0.0, np.zeros(2))
+        if self.config.turn_tilt == "level":
+            return none
         est = self.tracker.estimate() if self.tracker.initialized else None
         if est is None or not (math.isfinite(est.yaw_rad) and est.yaw_sigma_rad < 0.3):
             self._yaw_hist.clear()
-            return 0.0
+            return none
         h = self._yaw_hist
         h.append((int(t_ns), float(est.yaw_rad)))
         while len(h) > 2 and (t_ns - h[1][0]) * 1e-9 >= 1.0:
             h.popleft()
         dt = (t_ns - h[0][0]) * 1e-9
         if dt < 0.3:
-            return 0.0
-        rate = abs((h[-1][1] - h[0][1] + math.pi) % (2.0 * math.pi) - math.pi) / dt
+            return none
+        rate = ((h[-1][1] - h[0][1] + math.pi) % (2.0 * math.pi) - math.pi) / dt  # rad/s, + counter-clockwise
         st, w = self.tracker.particles()
-        return math.degrees(math.atan(math.hypot(w @ st[:, 2], w @ st[:, 3]) * rate / 9.80665))
+        return turn_tilt((w @ st[:, 2], w @ st[:, 3]), rate)
 
     def _ground_velocity(self, t_ns: int, crops, imu: bool) -> None:
         """Ground odometry on this frame's view (one view only: with several heading hypotheses the reference is
@@ -675,7 +714,7 @@ class Localizer:
             belief = np.array([[est.x, est.y]])  # tracking: the predicted place is the best candidate of all
         for v, s_row, i_row in zip(views, scores, ids):
             ok = (i_row >= 0) & np.isfinite(s_row)
-            cand = self.package.positions[i_row[ok]].astype(np.float64)
+            cand = self.package.positions[i_row[ok]].astype(np.float64) - self._tilt_shift_xy
             s_row = s_row[ok].astype(np.float64)
             best = float(s_row.max()) if len(s_row) else math.nan
             spread = best - float(s_row.min()) if len(s_row) else math.nan
@@ -688,7 +727,8 @@ class Localizer:
                 todo = np.concatenate([belief, todo]) if top else belief
                 seeds = [0.0] + seeds  # ... or the belief (nothing searched)
             if len(todo):
-                for r, seed in zip(aligner.align(v, todo), seeds):
+                for r, seed in zip(aligner.align(v, todo + self._tilt_shift_xy), seeds):
+                    r = replace(r, x=r.x - self._tilt_shift_xy[0], y=r.y - self._tilt_shift_xy[1])
                     sigma = math.hypot(max(r.sigma_m, self.gsd), att_sigma)
                     passed = (r.score >= cfg.align_min_score and r.sigma_m < aligner.search_m
                               and r.sigma_m <= max_sigma_m and r.peak_ratio >= cfg.align_min_peak_ratio)

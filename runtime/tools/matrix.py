@@ -180,8 +180,8 @@ def matrix(kind: str = "full", duration_s: float | None = None) -> tuple[Scenari
     imagery = [Scenario(f"imagery.{k}", "imagery", outage, imagery=k) for k in IMAGERY if k != "ortho"]
     rows = tuple(gps + imu + camera + imagery)
     if kind == "short":
-        keep = ("gps.noisy", "gps.spoof_200m", "gps.drag_0.5", "gps.outage+imu.none", "imu.accel_bias",
-                "imagery.sat_1m_3857")
+        keep = ("gps.noisy", "gps.spoof_200m", "gps.drag_0.5", "gps.outage+imu.none", "gps.spoof_200m+imu.none",
+                "imu.accel_bias", "imagery.sat_1m_3857")
         rows = tuple(r for r in rows if r.name in keep)
     return rows
 

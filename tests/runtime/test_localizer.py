@@ -220,6 +220,44 @@ def test_without_imu_the_heading_comes_from_the_images(area, scenario, tmp_path,
     assert any(r.status == "DEGRADED" for r in turn) and all(r.status != "LOST" for r in turn)
 
 
+def test_without_imu_the_turn_tilt_is_taken_out_of_the_fixes(area, scenario):
+    """No IMU, a multicopter turning: its camera looks out of the turn by height * tan(bank), which the level views
+    do not see; with ``turn_tilt="into_turn"`` (default) each fix is moved back by the bank the tracker's speed and
+    yaw rate imply, and the turn's errors shrink against ``"level"`` (nothing predicted)."""
+    from runtime.evaluation import evaluate_track
+    from runtime.scenarios import replay
+
+    path, package, enc, root = area
+    scenario("noisy")
+    bag = root / "noisy" / "noisy.bag"
+    turn = {}
+    for tilt in ("into_turn", "level"):
+        recs, loop = replay(package, enc, bag, root / "noisy" / f"tilt_{tilt}.jsonl", imu=False,
+                            localizer={"turn_tilt": tilt})
+        late = [r for r in recs if r.t_ns >= recs[0].t_ns + 30 * 10**9]
+        turn[tilt] = evaluate_track(late, bag).estimate["all"]
+    assert turn["into_turn"].p95_m < turn["level"].p95_m
+    assert turn["into_turn"].median_m <= turn["level"].median_m + 0.5
+    with pytest.raises(LocalizerError, match="turn_tilt must be 'into_turn' or 'level', got 'banked'"):
+        LocalizerConfig(turn_tilt="banked")
+    with pytest.raises(LocalizerError, match=r"bank_error must be a fraction in \[0, 1\], got 1.5"):
+        LocalizerConfig(bank_error=1.5)
+
+
+def test_the_turn_tilt_points_out_of_the_turn():
+    """A vehicle flying east at 8 m/s turning left (counter-clockwise, 0.3 rad/s) leans north into the turn by
+    atan(2.4 / g), so its camera looks south (right of the velocity); turning right, north; flying north and turning
+    left, east."""
+    from runtime.localizer import turn_tilt
+
+    for v, rate, expect in (((8.0, 0.0), 0.3, (0.0, -1.0)), ((8.0, 0.0), -0.3, (0.0, 1.0)),
+                            ((0.0, 8.0), 0.3, (1.0, 0.0))):
+        bank, outward = turn_tilt(v, rate)
+        assert bank == pytest.approx(math.degrees(math.atan(8.0 * 0.3 / 9.80665)))
+        assert outward == pytest.approx(expect, abs=1e-12)
+    assert turn_tilt((0.0, 0.0), 0.3)[0] == 0.0 and turn_tilt((5.0, 0.0), 0.0)[0] == 0.0
+
+
 def test_height_is_corrected_from_the_images_without_gps(area, scenario):
     """No GPS altitude and a wrong assumed height (52 m, truly 60 m): the views are checked against the map at
     neighbouring scales and the height converges to the truth; without that the error grows."""
