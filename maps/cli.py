@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 NO_MODEL_LOADER = (
     "--model needs an encoder loader, which the `skyfix` command provides (the maps package itself runs no "
@@ -14,7 +15,7 @@ NO_MODEL_LOADER = (
 )
 
 
-def register(subparsers, *, load_encoder=None) -> None:
+def register(subparsers, *, load_encoder=None, photo_mosaic=None) -> None:
     """Add the ``maps`` command group to ``subparsers`` (from ``ArgumentParser.add_subparsers``).
 
     Args:
@@ -22,6 +23,9 @@ def register(subparsers, *, load_encoder=None) -> None:
             carries its contract as ``embed.contract`` (:func:`runtime.encoder.load_encoder`); the CLI wiring
             passes it, so that ``maps build --model`` works without the maps package importing any runtime.
             ``"default"`` names the shipped default model (the loader resolves it).
+        photo_mosaic: ``photo_mosaic(paths, *, gsd, camera, progress) -> (Orthophoto, report dict)`` that makes an
+            orthomosaic from geotagged photos (:func:`runtime.mapping.photo_map.mosaic_from_photos`), for
+            ``maps build --photos``.
     """
     maps = subparsers.add_parser(
         "maps", help="build, inspect, verify, search and benchmark map packages",
@@ -30,11 +34,24 @@ def register(subparsers, *, load_encoder=None) -> None:
     sub = maps.add_subparsers(dest="maps_command", metavar="SUBCOMMAND", required=True)
 
     b = sub.add_parser(
-        "build", help="build a map package from GeoTIFF orthophoto(s)",
+        "build", help="build a map package from GeoTIFF orthophoto(s) or a survey's geotagged photos",
         description="Reproject the orthophoto(s) into a local frame, cut tiles on a metric grid (defaults from the "
-                    "encoder's contract), embed them and write a map package (atomically).",
+                    "encoder's contract), embed them and write a map package (atomically). With --photos, the "
+                    "orthophoto is first made from a survey's own geotagged photos: each rectified to the ground "
+                    "with its GPS, height and attitude (flat ground assumed), registered to its overlapping "
+                    "neighbours (SIFT, RANSAC, a robust least-squares adjustment of one similarity per photo) and "
+                    "blended; the mosaic is written as a GeoTIFF (--mosaic-out) with a JSON report of the "
+                    "registration residuals next to it.",
     )
-    b.add_argument("ortho", nargs="+", metavar="ORTHO", help="GeoTIFF file(s) or folder(s), any CRS")
+    b.add_argument("ortho", nargs="*", metavar="ORTHO", help="GeoTIFF file(s) or folder(s), any CRS")
+    b.add_argument("--photos", nargs="+", metavar="PHOTOS", default=None,
+                   help="geotagged photo folder(s) or files (EXIF GPS; senseFly/DJI XMP attitude) to mosaic first")
+    b.add_argument("--mosaic-out", metavar="MOSAIC.tif", default=None,
+                   help="with --photos: where to write the orthomosaic GeoTIFF (default MAP.mosaic.tif next to MAP)")
+    b.add_argument("--mosaic-gsd", type=float, default=0.25, metavar="M",
+                   help="with --photos: orthomosaic resolution, m/px (default 0.25)")
+    b.add_argument("--camera", metavar="CAMERA.yaml", default=None,
+                   help="with --photos: camera intrinsics for photos whose EXIF does not give them")
     b.add_argument("-o", "--output", required=True, metavar="MAP", help="map package directory to write")
     b.add_argument("--model", metavar="MODEL", default=None,
                    help="encoder: an exported model file (.onnx, .engine, ...), 'default' (the shipped learned "
@@ -52,7 +69,7 @@ def register(subparsers, *, load_encoder=None) -> None:
                    "projection of the embeddings, candidates re-ranked exactly (default min(d, 64); d = no projection)")
     b.add_argument("--no-imagery", action="store_true", help="do not store the map imagery (imagery.png)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing map package")
-    b.set_defaults(handler=_build, load_encoder=load_encoder)
+    b.set_defaults(handler=_build, load_encoder=load_encoder, photo_mosaic=photo_mosaic)
 
     i = sub.add_parser("info", help="print a map package's manifest summary",
                        description="Tiles, bounds (WGS84 and local), encoder, tile grid and file sizes of a map.")
@@ -136,7 +153,14 @@ def _build(args: argparse.Namespace) -> int:
         raise MapError(f"this installation lacks part of SkyFix's maps package ({exc}); reinstall with `pip install -e .`") from exc
     from .build import build_map
 
-    ortho = load_orthophoto(args.ortho, gsd=args.gsd)
+    if args.photos and args.ortho:
+        raise MapError("give either orthophoto(s) or --photos, not both (a mosaic of the photos is the map imagery)")
+    if not args.photos and not args.ortho:
+        raise MapError("nothing to build from: give orthophoto GeoTIFF(s) or --photos PHOTO_FOLDER")
+    if args.photos:
+        ortho = _mosaic(args)
+    else:
+        ortho = load_orthophoto(args.ortho, gsd=args.gsd)
     _err(f"orthophoto: {ortho.width}x{ortho.height} px at {ortho.gsd:g} m/px, {ortho.mask.mean():.0%} valid")
     descriptor, contract = (ClassicalDescriptor(), classical_contract()) if encoder is None else (encoder, encoder.contract)
     _err(f"encoder: {contract.name} ({contract.encoder_id}), {contract.input_width} px at "
@@ -156,6 +180,35 @@ def _build(args: argparse.Namespace) -> int:
     )
     _print_summary(_summary(path))
     return 0
+
+
+def _mosaic(args: argparse.Namespace):
+    """The orthomosaic of ``args.photos`` (written to ``--mosaic-out`` with its report as JSON next to it)."""
+    import json
+
+    from .errors import MapError
+    from .geotiff import write_geotiff
+
+    if getattr(args, "photo_mosaic", None) is None:
+        raise MapError("maps build --photos needs the runtime package's photo mosaic (run it as `skyfix maps build`)")
+    out = Path(args.mosaic_out) if args.mosaic_out else Path(str(Path(args.output)).rstrip("/") + ".mosaic.tif")
+    if out.exists() and not args.overwrite:
+        raise MapError(f"{out} exists: pass --overwrite to replace it, or --mosaic-out elsewhere")
+
+    def progress(stage, done, total):
+        if done == total:
+            _err(f"  mosaic {stage}: {done}/{total}")
+
+    ortho, report = args.photo_mosaic(args.photos, gsd=args.mosaic_gsd, camera=args.camera, progress=progress)
+    write_geotiff(out, ortho)
+    rep_path = out.with_suffix(".json")
+    rep_path.write_text(json.dumps(report, indent=1))
+    r = report["residual_m"]
+    _err(f"mosaic: {report['photos']} photos, {report['pairs_used']} of {report['pairs_tried']} overlapping pairs "
+         f"registered; residual median {r['after_median']:.2f} m, p95 {r['after_p95']:.2f} m (placed by GPS alone: "
+         f"{r['before_median']:.1f} / {r['before_p95']:.1f} m) -> {out} ({ortho.width}x{ortho.height} px at "
+         f"{ortho.gsd:g} m/px), report {rep_path}")
+    return ortho
 
 
 def _summary(path) -> dict:

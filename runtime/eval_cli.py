@@ -24,7 +24,9 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("track", metavar="TRACK.jsonl", help="the track written by the onboard loop")
-    p.add_argument("--truth", required=True, metavar="BAG", help="the bag the track was computed from (with ground truth)")
+    p.add_argument("--truth", required=True, metavar="BAG",
+                   help="the bag the track was computed from (with ground truth), or the photo folder (its EXIF GPS "
+                        "is the reference: itself a few metres off)")
     p.add_argument("--map", metavar="MAP", help="map package folder (its imagery) or a GeoTIFF, drawn under --plot")
     p.add_argument("--plot", metavar="OUT.png", help="write a PNG: tracks over the map, error over time")
     p.add_argument("--json", metavar="OUT.json", help="write the statistics as JSON")

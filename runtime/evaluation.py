@@ -263,6 +263,24 @@ class EvalResult:
 
 
 # ============================================================================================== reading the bag
+def _photo_reference(folder) -> tuple[list[TruthPose], list[GpsFix]]:
+    """A photo survey's own GPS as the reference: one TruthPose per photo (its EXIF position, altitude and the
+    attitude of its XMP) and the same positions as the GPS. That GPS is itself a few metres off (a consumer
+    receiver, its fix time a fraction of a second from the exposure): errors measured against it include that."""
+    from .sources.photos import PhotoFolder
+
+    truth, gps = [], []
+    with PhotoFolder(folder) as photos:
+        for m in photos.photos:
+            att = None if m.attitude is None else tuple(float(q) for q in m.attitude.to_quaternion())
+            truth.append(TruthPose(int(m.t_ns), float(m.lat), float(m.lon), float(m.alt_m), attitude=att,
+                                   topic="photos", frame_id=str(m.path)))
+            gps.append(GpsFix(int(m.t_ns), float(m.lat), float(m.lon), float(m.alt_m), topic="photos"))
+    if not truth:
+        raise EvaluationError(f"{folder} holds no geotagged photo to use as the reference")
+    return truth, gps
+
+
 def read_truth_and_gps(bag_path, *, topics: dict | None = None) -> tuple[list[TruthPose], list[GpsFix]]:
     """Ground truth (``truth_fix`` and/or ``truth_pose``) and GPS fixes (``gps``) of a bag, in time order.
 
@@ -274,7 +292,10 @@ def read_truth_and_gps(bag_path, *, topics: dict | None = None) -> tuple[list[Tr
         BagError: the bag cannot be read.
     """
     from .bags import BagReader
+    from .sources.photos import is_photo_folder
 
+    if is_photo_folder(bag_path):
+        return _photo_reference(bag_path)
     with BagReader(bag_path, topics=topics or {}) as bag:
         sel = bag.selection
         roles = [r for r in ("gps", "truth_fix", "truth_pose") if sel.get(r)]

@@ -98,6 +98,11 @@ class LocalizerConfig:
             them.
         attitude_sigma_deg: roll/pitch error assumed for the IMU attitude (moves the nadir point by
             ``height * tan(error)``), degrees.
+        attitude_yaw_sigma_deg: how far the attitude's yaw may be off, degrees (0: trusted, one view per frame). A
+            source whose heading is poor (a senseFly survey's XMP heading scatters by ~17 degrees around the one its
+            images show) sets it: each frame is then viewed at the attitude's roll and pitch and at yaws
+            ``yaw_step_deg`` apart covering +/- 2 sigma, and the fix takes the yaw whose view matches.
+        yaw_step_deg: spacing of those yaw views, degrees (the aligner tolerates a few degrees).
         unknown_tilt_sigma_deg: the same without an IMU (level camera assumed: banking in turns is not seen).
         turn_tilt: without an IMU, what the body does in a turn: ``"into_turn"`` (default; a multicopter tilts into
             its acceleration, a fixed wing banks into its turns: by ``atan(speed * yaw rate / g)`` from the
@@ -162,6 +167,8 @@ class LocalizerConfig:
     align_max_sigma_m: float = 3.0
     retrieval_only_sigma_m: float = 12.0
     attitude_sigma_deg: float = 1.0
+    attitude_yaw_sigma_deg: float = 0.0
+    yaw_step_deg: float = 8.0
     unknown_tilt_sigma_deg: float = 6.0
     unseen_bank_deg: float = 3.0
     turn_tilt: str = "into_turn"
@@ -200,7 +207,7 @@ class LocalizerConfig:
         if not (isinstance(self.scale_gain, (int, float)) and 0.0 < self.scale_gain <= 1.0):
             raise LocalizerError(f"localizer scale_gain must be in (0, 1], got {self.scale_gain!r}")
         for key in ("imu_max_age_s", "default_gps_sigma_m", "min_scope_m", "retrieval_only_sigma_m", "scale_after_s",
-                    "attitude_sigma_deg", "unknown_tilt_sigma_deg", "unseen_bank_deg"):
+                    "attitude_sigma_deg", "unknown_tilt_sigma_deg", "unseen_bank_deg", "yaw_step_deg"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise LocalizerError(f"localizer {key} must be a number > 0, got {v!r}")
@@ -217,6 +224,9 @@ class LocalizerConfig:
             raise LocalizerError(f"localizer imu_time_offset_s must be a number of seconds within [-1, 1], got {v!r}")
         if self.imu_frame not in IMU_FRAMES:
             raise LocalizerError(f"localizer imu_frame must be one of {', '.join(IMU_FRAMES)}, got {self.imu_frame!r}")
+        v = self.attitude_yaw_sigma_deg
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v <= 90.0):
+            raise LocalizerError(f"localizer attitude_yaw_sigma_deg must be degrees in [0, 90], got {v!r}")
         if self.turn_tilt not in ("into_turn", "level"):
             raise LocalizerError(f"localizer turn_tilt must be 'into_turn' or 'level', got {self.turn_tilt!r}")
         v = self.bank_error
@@ -547,7 +557,7 @@ class Localizer:
             yaws = self.tracker.yaw_hypotheses(self.config.yaw_hypotheses)
             if yaws is None:
                 yaws = [float(self.tracker.estimate().yaw_rad)]
-        views = self._viewer.views(image, height_m=height, attitude=attitude, yaws=yaws)
+        views = self._views(image, height, attitude, yaws)
         crops = [v.crop(self.size_px) for v in views]
         if self._odometry is not None:
             if attitude is None and self._unseen_shift_m > 0.0:
@@ -602,6 +612,21 @@ class Localizer:
         lat["filter"] = (now - t) * 1e3
         lat["total"] = (now - t_start) * 1e3
         return self._output(frame.t_ns, lat, "frame", n)
+
+    def _views(self, image: np.ndarray, height: float, attitude, yaws):
+        """The frame's ground views: one at the attitude; with ``attitude_yaw_sigma_deg`` one per yaw offset
+        ``yaw_step_deg`` apart within +/- 2 sigma of its yaw (roll and pitch kept); without an attitude, one level
+        view per yaw hypothesis."""
+        cfg = self.config
+        if attitude is None or cfg.attitude_yaw_sigma_deg <= 0.0:
+            return self._viewer.views(image, height_m=height, attitude=attitude, yaws=yaws)
+        n = int(math.floor(2.0 * cfg.attitude_yaw_sigma_deg / cfg.yaw_step_deg))
+        offsets = [0.0] + [s * k * cfg.yaw_step_deg for k in range(1, n + 1) for s in (-1.0, 1.0)]
+        out = []
+        for o in offsets:
+            att = Attitude(attitude.roll, attitude.pitch, attitude.yaw + math.radians(o))
+            out += self._viewer.views(image, height_m=height, attitude=att)
+        return out
 
     def _unseen_tilt(self, t_ns: int) -> tuple[float, np.ndarray]:
         """:func:`turn_tilt` at the tracker's mean velocity and its yaw rate over the last second; (0, zeros) while

@@ -1,5 +1,10 @@
 """``runtime replay BAG --map MAP``: run the onboard loop over a recording and write the track.
 
+A recording is a ROS bag, or a folder of geotagged photos (a survey: EXIF GPS and time, senseFly/DJI XMP attitude;
+:mod:`runtime.sources.photos`). ``--gps-noise SIGMA[:BIAS]`` and ``--gps-cut START:END`` feed the loop a degraded
+copy of the recorded GPS (:mod:`runtime.sources.gps_faults`): with ``runtime eval --truth`` on the same recording,
+the recorded GPS is the reference the estimates are measured against.
+
 Events come from the bag in time order (topics found by message type, each overridable by flag); the loop
 (:class:`runtime.localizer.Localizer`) turns frames, GPS fixes and IMU samples into estimates, written one JSON line
 each (``-o track.jsonl``) with GeoJSON and GPX next to it. As fast as possible by default; ``--realtime`` paces the
@@ -42,7 +47,8 @@ def add_model_args(p: argparse.ArgumentParser, *, required_map: bool = True) -> 
 def register(subparsers) -> None:
     p = subparsers.add_parser("replay", help="run the onboard loop over a ROS bag and write the track",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bag", metavar="BAG", nargs="+", help="ROS1 .bag file(s) (several: a split recording)")
+    p.add_argument("bag", metavar="BAG", nargs="+",
+                   help="ROS1/ROS2 bag(s) (several: a split recording), or a folder of geotagged photos")
     add_model_args(p, required_map=False)
     p.add_argument("-o", "--output", default="track.jsonl", metavar="TRACK.jsonl",
                    help="track, one JSON line per estimate (default track.jsonl); .geojson and .gpx next to it")
@@ -55,6 +61,12 @@ def register(subparsers) -> None:
     for role, flag in _ROLE_FLAGS:
         p.add_argument(flag, dest=f"{role}_topic", metavar="TOPIC",
                        help=f"topic for the {role.replace('_', ' ')} role ('none' to ignore it)")
+    p.add_argument("--gps-noise", metavar="SIGMA[:BIAS]", default=None,
+                   help="add white noise SIGMA m per axis (and a constant BIAS m in a random direction) to every GPS "
+                        "fix before the loop sees it (evaluation against the recorded GPS)")
+    p.add_argument("--gps-cut", metavar="START:END", action="append", default=[],
+                   help="drop the GPS fixes from START to END seconds after the recording's start (repeatable)")
+    p.add_argument("--gps-seed", type=int, default=0, help="seed of --gps-noise (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(handler=run)
 
@@ -110,6 +122,21 @@ def load_loop(args: argparse.Namespace):
     return Localizer(package, encoder, **kwargs), package, encoder
 
 
+def _config_keys(args: argparse.Namespace) -> set:
+    """Localizer settings the user gave (``--config`` keys, ``--height``): those win over what a source implies."""
+    keys = set()
+    if args.config:
+        import yaml
+
+        try:
+            keys |= set((yaml.safe_load(Path(args.config).read_text()) or {}).keys())
+        except (OSError, yaml.YAMLError, AttributeError):
+            pass
+    if args.height is not None:
+        keys.add("height_m")
+    return keys
+
+
 def record_of(out):
     """:class:`runtime.outputs.EstimateRecord` of a :class:`runtime.localizer.Output`."""
     from .outputs import EstimateRecord
@@ -146,8 +173,51 @@ def run_events(loop, events, writer=None, *, gps_only: bool = False, on_event=No
     return records
 
 
-def run(args: argparse.Namespace) -> int:
+def open_recording(paths, *, topics=None, camera=None):
+    """A reader of ``paths``: a :class:`runtime.sources.photos.PhotoFolder` when they are one folder of photos (or
+    photo files), else a :class:`runtime.bags.BagReader`. Role overrides set to ``'none'`` (``--gps-topic none``,
+    ``--imu-topic none``) leave that role out of a photo folder too."""
     from .bags import BagReader
+    from .sources.photos import PhotoFolder, is_photo_folder
+
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if len(paths) == 1 and is_photo_folder(paths[0]) or paths and all(
+            Path(p).suffix.lower() in (".jpg", ".jpeg", ".tif", ".tiff") for p in paths):
+        if isinstance(camera, (str, Path)):
+            from calibration.camera_io import load_camera
+
+            camera = load_camera(camera)
+        folder = PhotoFolder(paths[0] if len(paths) == 1 else paths, camera=camera)
+        return _RoleFilter(folder, {r for r, v in (topics or {}).items() if v in ("none", "")})
+    return BagReader(paths, topics=topics)
+
+
+class _RoleFilter:
+    """A reader whose events leave out ``off`` roles (a photo folder with ``--gps-topic none``)."""
+
+    def __init__(self, reader, off: set):
+        self._r, self._off = reader, off
+
+    def __getattr__(self, name):
+        return getattr(self._r, name)
+
+    @property
+    def selection(self) -> dict:
+        return {k: (None if k in self._off else v) for k, v in self._r.selection.items()}
+
+    def events(self, *, roles=None, **kw):
+        roles = [r for r in (roles or ROLES) if r not in self._off]
+        return self._r.events(roles=roles, **kw)
+
+    def __enter__(self):
+        self._r.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._r.__exit__(*exc)
+
+
+def run(args: argparse.Namespace) -> int:
     from .errors import BagError
     from .events import Frame, GpsFix
     from .outputs import TrackWriter
@@ -157,7 +227,23 @@ def run(args: argparse.Namespace) -> int:
     loop, package, encoder = load_loop(args)
     out_path = Path(args.output)
     t0 = time.perf_counter()
-    with BagReader(args.bag, topics=overrides) as bag:
+    from .sources.gps_faults import GpsDegradation, degrade_gps
+
+    deg = GpsDegradation.parse(args.gps_noise, args.gps_cut, args.gps_seed)
+    with open_recording(args.bag, topics=overrides, camera=args.camera) as bag:
+        if deg.active:
+            _err(f"note: {deg.describe()}")
+        if not args.mount and getattr(bag, "mount", None) is not None:
+            loop.mount = bag.mount  # a photo folder knows how its maker's camera sits in the body
+        implied = getattr(bag, "loop_settings", None)
+        if implied is not None:
+            from dataclasses import replace as _replace
+
+            given = _config_keys(args)
+            extra = {k: v for k, v in implied().items() if k not in given}
+            if extra:
+                loop.config = _replace(loop.config, **extra)
+                _err(f"note: from the photos: {', '.join(f'{k}={v:g}' for k, v in extra.items())}")
         for note in bag.notes:
             _err(f"note: {note}")
         gps_only = bag.selection.get("camera") is None or package is None
@@ -176,7 +262,8 @@ def run(args: argparse.Namespace) -> int:
                 _err(f"replay {(ev.t_ns - bag.start_ns) / 1e9:6.1f}/{duration:.1f} s  estimates {n}")
 
         with TrackWriter(out_path, geojson=not args.no_geojson, gpx=not args.no_gpx, overwrite=args.overwrite) as w:
-            events = replay_events(bag.events(roles=ROLES), realtime=args.realtime, speed=args.speed)
+            events = replay_events(degrade_gps(bag.events(roles=ROLES), deg), realtime=args.realtime,
+                                   speed=args.speed)
             n_out = len(run_events(loop, events, w, gps_only=gps_only, on_event=progress))
     wall = time.perf_counter() - t0
     for note in loop.notes:

@@ -1,5 +1,5 @@
 """``runtime``: the onboard commands (``replay``, ``run``, ``eval``, ``bench``, ``scenarios``, ``matrix``,
-``likelihood``, ``inspect``)."""
+``likelihood``, ``inspect``, ``photo-eval``)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ GROUPS = (
     ("runtime.bench_loop", "register"),
     ("runtime.scenarios", "register"),
     ("runtime.tools.matrix", "register"),
+    ("runtime.tools.photo_protocol", "register"),
     ("runtime.bag_cli", "register"),
     ("runtime.likelihood_cli", "register"),
 )

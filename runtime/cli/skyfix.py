@@ -15,7 +15,8 @@ from runtime.cli.common import run_handler
 # maps a keyword of the register function to a "module:function" it needs from another package.
 GROUPS = (
     ("calibration.cli", "register"),
-    ("maps.cli", "register", {"load_encoder": "runtime.encoder:load_encoder"}),
+    ("maps.cli", "register", {"load_encoder": "runtime.encoder:load_encoder",
+                              "photo_mosaic": "runtime.mapping.photo_map:mosaic_from_photos"}),
     ("runtime.sim.cli", "register"),
     ("export.cli", "register"),
     ("export.train_cli", "register"),

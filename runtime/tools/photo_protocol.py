@@ -1,0 +1,267 @@
+"""``runtime photo-eval PHOTOS``: the real-frame protocol on a geotagged photo survey.
+
+A user flies an area once with GPS, makes the map from those photos, and later navigates it with a worse GPS or
+none. The protocol plays this out on one survey:
+
+1. **Flight lines.** The photos, in time order, are cut into flight lines where the GPS track turns by more than
+   ``turn_deg`` between consecutive photos or the photos are more than ``gap_s`` apart.
+2. **Map from every other line** (lines 0, 2, 4, ...): orthomosaic (:mod:`runtime.mapping.mosaic`), written as a
+   GeoTIFF, and a map package built from it.
+3. **The other lines are localized** (one replay of their photos in time order, the time between them included),
+   with the photos' own GPS as the reference, in three cases: (a) the GPS fed with added noise (sigma, bias); (b)
+   the same with the GPS cut for ``cut_s`` seconds in the middle of the held-out photos; (c) no GPS at all.
+4. **Measured** per case: the share of frames with an estimate that is not LOST, median / p95 / max distance to the
+   photos' GPS (itself a few metres off: a consumer receiver, a fix time that is not the exposure's), the same
+   over the frames that show structure, estimates OK while more than 10 m off, and for (c) how many frames after
+   the first frame with structure the first estimate within 10 m came. Each frame's *structure* is the share of
+   its ground view (at the map's resolution) whose smoothed gradient exceeds ``edge_level`` (grey levels per
+   pixel): roads, buildings and field edges make it high, uniform fields low; frames at or above
+   ``structure_min`` count as showing structure. Frames more than 10 m off are listed with their structure,
+   roll/pitch and the reason the loop gave.
+
+Printed: a table (and ``--json``); the mosaic's registration report is written next to the map.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CASES = ("noisy", "cut", "no_gps")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Settings of the protocol (see the module docstring)."""
+
+    turn_deg: float = 60.0
+    gap_s: float = 20.0
+    gps_sigma_m: float = 5.0
+    gps_bias_m: float = 3.0
+    cut_s: float = 60.0
+    mosaic_gsd: float = 0.25
+    edge_level: float = 8.0
+    structure_min: float = 0.03
+    seed: int = 0
+
+
+def flight_lines(metas, turn_deg: float = 60.0, gap_s: float = 20.0) -> list[list[int]]:
+    """Indices of ``metas`` (time order) grouped into flight lines: a new line where the bearing from one photo to
+    the next turns by more than ``turn_deg`` from the previous bearing, or the photos are more than ``gap_s``
+    apart."""
+    from maps.geodesy import LocalFrame
+
+    if not metas:
+        return []
+    frame = LocalFrame(float(np.mean([m.lat for m in metas])), float(np.mean([m.lon for m in metas])))
+    x, y = frame.to_local(np.array([m.lat for m in metas]), np.array([m.lon for m in metas]))
+    lines, cur, prev_b = [], [0], None
+    for k in range(1, len(metas)):
+        b = math.atan2(y[k] - y[k - 1], x[k] - x[k - 1])
+        dt = (metas[k].t_ns - metas[k - 1].t_ns) * 1e-9
+        turn = prev_b is not None and abs((b - prev_b + math.pi) % (2 * math.pi) - math.pi) > math.radians(turn_deg)
+        if turn or dt > gap_s:
+            lines.append(cur)
+            cur, prev_b = [k], None
+            continue
+        cur.append(k)
+        prev_b = b
+    lines.append(cur)
+    return lines
+
+
+def structure_of(meta, gsd: float, edge_level: float) -> float:
+    """Share of the photo's ground view (rectified at ``gsd``) whose gradient magnitude after a 1-pixel Gaussian
+    exceeds ``edge_level`` grey levels per pixel."""
+    import cv2
+
+    from calibration.geometry import Attitude
+    from calibration.view import rectify
+
+    bgr = cv2.imdecode(np.frombuffer(Path(meta.path).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    att = meta.attitude or Attitude(0.0, 0.0, 0.0)
+    view = rectify(bgr[:, :, ::-1], meta.camera, att, float(meta.height_m or 60.0), gsd, mount=meta.mount)
+    g = cv2.GaussianBlur(cv2.cvtColor(view.image, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)
+    mag = np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3) / 8.0, cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3) / 8.0)
+    m = cv2.erode(view.mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    return float((mag[m] > edge_level).mean()) if m.any() else 0.0
+
+
+def _errors(records, metas, frame):
+    """Per held-out photo: (record or None, distance to its GPS in metres (nan without estimate))."""
+    by_t = {r.t_ns: r for r in records}
+    out = []
+    for m in metas:
+        r = by_t.get(int(m.t_ns))
+        if r is None or r.lat is None or not math.isfinite(r.lat):
+            out.append((r, math.nan))
+            continue
+        ex, ey = frame.to_local(r.lat, r.lon)
+        tx, ty = frame.to_local(m.lat, m.lon)
+        out.append((r, float(math.hypot(ex - tx, ey - ty))))
+    return out
+
+
+def _stats(d: np.ndarray) -> dict:
+    d = d[np.isfinite(d)]
+    if not len(d):
+        return {"n": 0, "median_m": None, "p95_m": None, "max_m": None, "within_10m": None}
+    return {"n": int(len(d)), "median_m": float(np.median(d)), "p95_m": float(np.percentile(d, 95)),
+            "max_m": float(d.max()), "within_10m": float((d <= 10.0).mean())}
+
+
+def run_protocol(photos_dir, out_dir, *, model: str = "default", config: ProtocolConfig | None = None,
+                 progress=None) -> dict:
+    """Run the protocol (module docstring) on ``photos_dir``; files go to ``out_dir``. Returns the results dict."""
+    from maps.build import build_map
+    from maps.geodesy import LocalFrame
+    from maps.geotiff import write_geotiff
+    from maps.package import MapPackage
+
+    from ..encoder import load_encoder
+    from ..localizer import Localizer, LocalizerConfig
+    from ..replay_cli import ROLES, run_events
+    from ..mapping.mosaic import MosaicConfig, build_mosaic
+    from ..mapping.photo_map import mosaic_photos
+    from ..sources.gps_faults import GpsDegradation, degrade_gps
+    from ..sources.photos import PhotoFolder, read_photo_folder
+
+    cfg = config or ProtocolConfig()
+    say = progress or (lambda *a: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    survey = read_photo_folder(photos_dir)
+    metas = list(survey.photos)
+    lines = flight_lines(metas, cfg.turn_deg, cfg.gap_s)
+    map_idx = [k for i, line in enumerate(lines) if i % 2 == 0 for k in line]
+    test_idx = [k for i, line in enumerate(lines) if i % 2 == 1 for k in line]
+    say(f"{len(metas)} photos in {len(lines)} flight lines: {len(map_idx)} make the map, {len(test_idx)} are "
+        "localized")
+    ortho, report = build_mosaic(mosaic_photos([metas[k] for k in map_idx]), MosaicConfig(gsd=cfg.mosaic_gsd))
+    mosaic_path = write_geotiff(out / "mosaic.tif", ortho)
+    (out / "mosaic.json").write_text(json.dumps(report.to_dict(), indent=1))
+    rep = report.to_dict()["residual_m"]
+    say(f"mosaic {ortho.width}x{ortho.height} px: residual median {rep['after_median']:.2f} m, p95 "
+        f"{rep['after_p95']:.2f} m (by GPS alone {rep['before_median']:.1f} / {rep['before_p95']:.1f} m)")
+    encoder = load_encoder(model)
+    from maps.geotiff import load_orthophoto
+
+    pkg_dir = build_map(load_orthophoto(mosaic_path), encoder, encoder.contract, out / "map", overwrite=True)
+    package = MapPackage.load(pkg_dir)
+    test = [metas[k] for k in test_idx]
+    gsd = float(package.contract.ground_resolution_m)
+    structure = np.array([structure_of(m, gsd, cfg.edge_level) for m in test])
+    structured = structure >= cfg.structure_min
+    frame = LocalFrame(float(np.mean([m.lat for m in test])), float(np.mean([m.lon for m in test])))
+    t_first = test[0].t_ns
+    mid = (test[len(test) // 2].t_ns - t_first) * 1e-9
+    cases = {
+        "noisy": GpsDegradation(cfg.gps_sigma_m, cfg.gps_bias_m, (), cfg.seed),
+        "cut": GpsDegradation(cfg.gps_sigma_m, cfg.gps_bias_m, ((mid - cfg.cut_s / 2, mid + cfg.cut_s / 2),), cfg.seed),
+        "no_gps": None,
+    }
+    results = {"photos": len(metas), "lines": len(lines), "map_photos": len(map_idx), "test_photos": len(test),
+               "structured": int(structured.sum()), "mosaic": report.to_dict()["residual_m"],
+               "mosaic_pairs": {"tried": report.tried, "used": len(report.pairs), "dropped": report.dropped},
+               "config": cfg.__dict__, "cases": {}}
+    paths = [m.path for m in test]
+    for name, deg in cases.items():
+        with PhotoFolder(paths) as src:
+            loop = Localizer(package, encoder, mount=src.mount, config=LocalizerConfig.from_dict(src.loop_settings()))
+            roles = [r for r in ROLES if not (deg is None and r == "gps")]
+            events = src.events(roles=roles)
+            if deg is not None:
+                events = degrade_gps(events, deg)
+            records = run_events(loop, events)
+        errs = _errors(records, test, frame)
+        d = np.array([e for _, e in errs])
+        status = [None if r is None else r.status for r, _ in errs]
+        localized = np.array([s not in (None, "LOST") for s in status])
+        ok_far = int(sum(1 for s, e in zip(status, d) if s == "OK" and e > 10.0))
+        case = {"localized": float(localized.mean()), "all": _stats(np.where(localized, d, np.nan)),
+                "structured": _stats(np.where(localized & structured, d, np.nan)),
+                "structured_within_10m": float(np.mean([(loc and e <= 10.0) for loc, e, s in
+                                                        zip(localized, d, structured) if s]) if structured.any()
+                                               else math.nan),
+                "ok_over_10m": ok_far, "status": {s: status.count(s) for s in set(status) if s is not None}}
+        if deg is not None and deg.cuts_s:
+            a, b = deg.cuts_s[0]
+            inside = np.array([a <= (m.t_ns - t_first) * 1e-9 < b for m in test])
+            case["during_cut"] = _stats(np.where(localized & inside, d, np.nan))
+            case["during_cut_structured_within_10m"] = float(np.mean(
+                [(loc and e <= 10.0) for loc, e, s, i in zip(localized, d, structured, inside) if s and i])) \
+                if (structured & inside).any() else math.nan
+        if name == "no_gps":
+            first_s = next((k for k in range(len(test)) if structured[k]), None)
+            first_ok = next((k for k in range(len(test)) if localized[k] and d[k] <= 10.0), None)
+            case["frames_to_fix_after_first_structure"] = (None if first_s is None or first_ok is None
+                                                           else int(first_ok - first_s))
+        if deg is not None:
+            noisy = _noisy_gps_errors(test, deg, frame)
+            case["gps_fed"] = _stats(noisy)
+        case["far"] = [{"photo": Path(m.path).name, "error_m": (None if not math.isfinite(e) else round(e, 1)),
+                        "status": s, "structure": round(float(st), 3),
+                        "roll_deg": (None if m.attitude is None else round(math.degrees(m.attitude.roll), 1)),
+                        "pitch_deg": (None if m.attitude is None else round(math.degrees(m.attitude.pitch), 1))}
+                       for m, e, s, st in zip(test, d, status, structure) if not (e <= 10.0)]
+        results["cases"][name] = case
+        say(f"{name}: localized {case['localized']:.0%}, median {case['all']['median_m']}, OK>10 {ok_far}")
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    return results
+
+
+def _noisy_gps_errors(test, deg, frame) -> np.ndarray:
+    """The distance of the degraded GPS fed to the loop from the photos' GPS (what GPS alone would give)."""
+    from ..events import GpsFix
+    from ..sources.gps_faults import degrade_gps
+
+    fixes = [GpsFix(int(m.t_ns), float(m.lat), float(m.lon), float(m.alt_m), cov_enu=5.0) for m in test]
+    out = []
+    kept = {f.t_ns: f for f in degrade_gps(fixes, deg)}
+    for m in test:
+        f = kept.get(int(m.t_ns))
+        if f is None:
+            out.append(math.nan)
+            continue
+        ex, ey = frame.to_local(f.lat, f.lon)
+        tx, ty = frame.to_local(m.lat, m.lon)
+        out.append(math.hypot(ex - tx, ey - ty))
+    return np.array(out)
+
+
+def format_table(res: dict) -> str:
+    f = lambda v: "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.1f}"
+    rows = ["| case | localized | median / p95 / max m (all) | median / p95 m (structure) | structure within 10 m "
+            "| OK > 10 m | GPS fed median / p95 |", "|---|---|---|---|---|---|---|"]
+    for name, c in res["cases"].items():
+        a, s, g = c["all"], c["structured"], c.get("gps_fed", {})
+        rows.append(f"| {name} | {c['localized']:.0%} | {f(a['median_m'])} / {f(a['p95_m'])} / {f(a['max_m'])} | "
+                    f"{f(s['median_m'])} / {f(s['p95_m'])} | {c['structured_within_10m']:.0%} | {c['ok_over_10m']} | "
+                    f"{f(g.get('median_m'))} / {f(g.get('p95_m'))} |")
+    return "\n".join(rows)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("photo-eval", help="real-frame protocol on a geotagged photo survey: map from every "
+                              "other flight line, the rest localized with noisy / cut / no GPS (table + JSON)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("photos", metavar="PHOTOS", help="folder of geotagged photos of one survey")
+    p.add_argument("--out", default="photo_eval", metavar="DIR", help="output folder (default ./photo_eval)")
+    p.add_argument("--model", default="default", help="encoder (default: the shipped default model)")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the results here")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    res = run_protocol(args.photos, args.out, model=args.model,
+                       progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_table(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1, default=float))
+    return 0

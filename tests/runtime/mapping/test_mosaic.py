@@ -1,0 +1,115 @@
+"""runtime.mapping: an orthomosaic from real survey photos (Seneca, senseFly swinglet CAM), its GeoTIFF, the map
+built from it (``skyfix maps build --photos``), and a photo folder replayed and evaluated against its own GPS
+(``runtime replay PHOTOS``, ``runtime eval --truth PHOTOS``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+SENECA = "real/seneca/images"
+# two flight lines of the survey: IMG_0446-0455 fly north-east, IMG_0456-0459 come back south-west beside them
+MAP_PHOTOS = [f"IMG_{k:04d}.jpg" for k in range(446, 460)]
+
+
+@pytest.fixture(scope="module")
+def photo_dir(shared_data, tmp_path_factory):
+    """A folder of links to the 14 real photos (the shared data is read in place, never copied)."""
+    src = shared_data(SENECA)
+    d = tmp_path_factory.mktemp("photos")
+    for name in MAP_PHOTOS:
+        os.symlink(src / name, d / name)
+    return d
+
+
+@pytest.fixture(scope="module")
+def mosaic(photo_dir):
+    from runtime.mapping.photo_map import mosaic_from_photos
+
+    return mosaic_from_photos([photo_dir], gsd=0.25)
+
+
+def test_the_photos_register_to_each_other(mosaic):
+    """Placed by their GPS and attitude alone, overlapping photos disagree by metres (the GPS, the noisy senseFly
+    heading); after the adjustment the matched ground points of every used pair agree to within a metre (median
+    0.5 m at 0.15 m/px), and each photo's correction stays inside what its GPS and heading allow."""
+    ortho, rep = mosaic
+    r = rep["residual_m"]
+    assert rep["photos"] == len(MAP_PHOTOS) and rep["pairs_used"] >= 8
+    assert r["after_median"] <= 1.0 and r["after_p95"] <= 2.0
+    assert r["before_median"] >= 3.0 * r["after_median"]
+    for c in rep["corrections"]:
+        assert math.hypot(c["dx_m"], c["dy_m"]) < 25.0 and abs(c["rotation_deg"]) < 45.0
+        assert 0.8 < c["scale"] < 1.2
+    assert rep["skipped"] == []
+    assert ortho.mask.mean() > 0.4 and ortho.gsd == 0.25
+
+
+def test_the_mosaic_is_where_the_photos_are_and_round_trips_as_geotiff(mosaic, photo_dir, tmp_path):
+    from maps.geotiff import load_orthophoto, write_geotiff
+    from runtime.sources.photos import read_photo_folder
+
+    ortho, _ = mosaic
+    path = write_geotiff(tmp_path / "m.tif", ortho)
+    back = load_orthophoto(path)
+    assert back.image.shape == ortho.image.shape and np.array_equal(back.mask, ortho.mask)
+    x0, y0, x1, y1 = back.bounds
+    for m in read_photo_folder(photo_dir).photos:
+        x, y = back.frame.to_local(m.lat, m.lon)
+        assert x0 < x < x1 and y0 < y < y1  # every photo's nadir is inside the mosaic
+        u, v = back.to_pixel(x, y)
+        assert back.mask[int(v), int(u)]
+
+
+def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared_data, tmp_path, capsys):
+    """The user's path: photos -> map (classical descriptor: fast) -> a photo folder replayed (here 3 photos of the
+    line that came back, also in the map) -> evaluated against the photos' own GPS."""
+    from runtime.cli.onboard import main as runtime_main
+    from runtime.cli.skyfix import main as skyfix_main
+    from runtime.outputs import read_track
+
+    out = tmp_path / "map"
+    assert skyfix_main(["maps", "build", "--photos", str(photo_dir), "-o", str(out), "--model", "classical",
+                        "--mosaic-gsd", "0.4"]) == 0
+    err = capsys.readouterr().err
+    assert "mosaic: 14 photos" in err and "registered; residual median" in err
+    report = json.loads((tmp_path / "map.mosaic.json").read_text())
+    assert report["pairs_used"] >= 8 and (tmp_path / "map.mosaic.tif").exists()
+    fly = tmp_path / "fly"
+    fly.mkdir()
+    for name in MAP_PHOTOS[-3:]:
+        os.symlink(shared_data(SENECA) / name, fly / name)
+    track = tmp_path / "track.jsonl"
+    assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(track), "--quiet",
+                         "--gps-noise", "5:3"]) == 0
+    err = capsys.readouterr().err
+    assert "GPS degraded: noise sigma 5 m + bias 3 m" in err and "attitude_yaw_sigma_deg=17" in err
+    recs = read_track(track)
+    assert len(recs) >= 3 and all(r.lat is not None for r in recs)
+    assert runtime_main(["eval", str(track), "--truth", str(fly)]) == 0
+    table = capsys.readouterr().out
+    assert "all" in table
+    assert skyfix_main(["maps", "build", "x.tif", "--photos", str(photo_dir), "-o", str(tmp_path / "m2")]) != 0
+    assert "give either orthophoto(s) or --photos, not both" in capsys.readouterr().err
+    assert skyfix_main(["maps", "build", "-o", str(tmp_path / "m3")]) != 0
+    assert "nothing to build from: give orthophoto GeoTIFF(s) or --photos PHOTO_FOLDER" in capsys.readouterr().err
+
+
+def test_mosaic_settings_and_too_few_photos_are_typed_errors(photo_dir):
+    from runtime.mapping.mosaic import MosaicConfig, MosaicError, build_mosaic
+    from runtime.mapping.photo_map import mosaic_photos
+    from runtime.sources.photos import read_photo_folder
+
+    with pytest.raises(MosaicError, match="mosaic gsd must be a number > 0, got 0"):
+        MosaicConfig(gsd=0)
+    with pytest.raises(MosaicError, match=r"mosaic min_overlap must be a fraction in \(0, 1\), got 1.5"):
+        MosaicConfig(min_overlap=1.5)
+    with pytest.raises(MosaicError, match="mosaic min_inliers must be an integer >= 3, got 2"):
+        MosaicConfig(min_inliers=2)
+    one = mosaic_photos(read_photo_folder(photo_dir).photos[:1])
+    with pytest.raises(MosaicError, match="a mosaic needs at least 2 overlapping photos, got 1"):
+        build_mosaic(one)

@@ -1,0 +1,44 @@
+"""runtime.tools.photo_protocol: flight lines of a real survey and the structure measure of its frames."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def test_the_seneca_survey_splits_into_flight_lines_flown_both_ways(shared_data):
+    from maps.geodesy import LocalFrame
+    from runtime.sources.photos import read_photo_folder
+    from runtime.tools.photo_protocol import flight_lines
+
+    metas = list(read_photo_folder(shared_data("real/seneca/images")).photos)
+    lines = flight_lines(metas)
+    assert sum(len(line) for line in lines) == len(metas) == 167
+    assert [k for line in lines for k in line] == list(range(167))  # time order kept, nothing lost
+    frame = LocalFrame(metas[0].lat, metas[0].lon)
+    long_lines = [line for line in lines if len(line) >= 5]
+    assert len(long_lines) >= 8
+    bearings = []
+    for line in long_lines:
+        x, y = frame.to_local(np.array([metas[k].lat for k in line]), np.array([metas[k].lon for k in line]))
+        steps = np.arctan2(np.diff(y), np.diff(x))
+        mean = math.atan2(np.sin(steps).mean(), np.cos(steps).mean())
+        assert np.all(np.abs((steps - mean + math.pi) % (2 * math.pi) - math.pi) < math.radians(60))  # straight
+        bearings.append(mean)
+    compass = np.degrees(np.pi / 2 - np.array(bearings)) % 360.0
+    ne = (np.abs(compass - 55.0) < 25.0).sum()
+    sw = (np.abs(compass - 240.0) < 25.0).sum()
+    assert ne >= 4 and sw >= 4 and ne + sw >= len(long_lines) - 3  # the survey flies its lines back and forth
+
+
+def test_structure_is_higher_where_a_road_is(shared_data):
+    """IMG_0451 looks at a road crossing and a house; IMG_0460 at a ploughed field only."""
+    from runtime.sources.photos import read_photo
+    from runtime.tools.photo_protocol import ProtocolConfig, structure_of
+
+    cfg = ProtocolConfig()
+    d = shared_data("real/seneca/images")
+    road = structure_of(read_photo(d / "IMG_0451.jpg"), 0.4, cfg.edge_level)
+    field = structure_of(read_photo(d / "IMG_0460.jpg"), 0.4, cfg.edge_level)
+    assert road >= cfg.structure_min > field
