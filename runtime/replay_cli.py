@@ -243,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
             extra = {k: v for k, v in implied().items() if k not in given}
             if extra:
                 loop.config = _replace(loop.config, **extra)
-                _err(f"note: from the photos: {', '.join(f'{k}={v:g}' for k, v in extra.items())}")
+                shown = ", ".join(f"{k}={v}" if isinstance(v, bool) else f"{k}={v:g}" for k, v in extra.items())
+                _err(f"note: from the photos: {shown}")
         for note in bag.notes:
             _err(f"note: {note}")
         gps_only = bag.selection.get("camera") is None or package is None

@@ -55,6 +55,7 @@ class MosaicPhoto:
         camera: intrinsics. attitude: body attitude at exposure (None: level, heading ``yaw_rad``).
         mount: camera -> body. height_m: above the ground, metres (> 0). lat, lon: WGS84 degrees of the camera.
         yaw_rad: ENU yaw used when ``attitude`` is None (e.g. from the GPS track).
+        t_s: capture time, seconds (any origin): orders the photos into flight lines for the camera-to-GPS offset.
     """
 
     name: str
@@ -66,6 +67,7 @@ class MosaicPhoto:
     lon: float
     mount: Mount = NADIR_MOUNT
     yaw_rad: float = 0.0
+    t_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ class MosaicConfig:
         ransac_m: RANSAC inlier threshold, metres.
         gps_sigma_m, yaw_sigma_deg, scale_sigma: priors of the per-photo correction (see the module docstring).
         huber_m: Huber threshold of the robust adjustment, metres. max_points: inlier points per pair used.
+        offset_sigma_m: prior sigma of the survey's camera-to-GPS offset (forward, right; see :func:`_adjust`).
+        survey_scale_sigma: prior sigma of the survey's scale (see :func:`_adjust`).
     """
 
     gsd: float = 0.25
@@ -92,9 +96,12 @@ class MosaicConfig:
     scale_sigma: float = 0.05
     huber_m: float = 0.5
     max_points: int = 40
+    offset_sigma_m: float = 20.0
+    survey_scale_sigma: float = 0.2
 
     def __post_init__(self) -> None:
-        for key in ("gsd", "match_gsd", "ransac_m", "gps_sigma_m", "yaw_sigma_deg", "scale_sigma", "huber_m"):
+        for key in ("gsd", "match_gsd", "ransac_m", "gps_sigma_m", "yaw_sigma_deg", "scale_sigma", "huber_m",
+                    "offset_sigma_m", "survey_scale_sigma"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise MosaicError(f"mosaic {key} must be a number > 0, got {v!r}")
@@ -137,6 +144,8 @@ class MosaicReport:
     residual_p95_m: float
     before_median_m: float
     before_p95_m: float
+    offset_m: tuple[float, float] = (0.0, 0.0)
+    scale: float = 1.0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict:
@@ -145,6 +154,8 @@ class MosaicReport:
             "pairs_dropped": self.dropped, "unconnected": list(self.unconnected),
             "residual_m": {"before_median": self.before_median_m, "before_p95": self.before_p95_m,
                            "after_median": self.residual_median_m, "after_p95": self.residual_p95_m},
+            "camera_offset_m": {"forward": float(self.offset_m[0]), "right": float(self.offset_m[1])},
+            "survey_scale": float(self.scale),
             "corrections": [{"photo": n, "dx_m": float(c[0]), "dy_m": float(c[1]), "rotation_deg": float(c[2]),
                              "scale": float(1.0 + c[3])} for n, c in zip(self.names, self.corrections)],
             "pairs": [{"a": self.names[p.i], "b": self.names[p.j], "inliers": p.inliers, "before_m": p.before_m,
@@ -247,18 +258,54 @@ def _design(p: np.ndarray, c: np.ndarray) -> np.ndarray:
     return J
 
 
-def _adjust(n: int, nadirs: np.ndarray, matches: list, cfg: MosaicConfig):
+def _adjust(n: int, nadirs: np.ndarray, matches: list, cfg: MosaicConfig, forward: np.ndarray | None = None):
     """Robust least squares of the per-photo corrections (normal equations, 4 unknowns per photo). A pair's points
     share its registration, so a pair counts as 4 independent points of sigma ``huber_m`` however many inliers it
     has; pairs whose median residual exceeds ``huber_m`` are down-weighted by ``huber_m / residual`` (Huber), over
-    up to 10 reweightings. Returns (x float64[n, 4], per-pair median residuals after, per-pair weights)."""
+    up to 10 reweightings.
+
+    With ``forward`` (float64[n, 2] unit flight directions, NaN where unknown) two more unknowns are solved: the
+    offset ``g`` (forward, right metres) of every camera's nadir from its GPS fix in the flight's own frame, the
+    same for every photo (a GPS fix stamped ``g_fwd / speed`` seconds from the exposure, a camera tilted in its
+    mount); the GPS prior then holds ``t_i - B_i g`` (``B_i`` = [forward, right]) instead of ``t_i``, so lines flown
+    in opposite directions tell ``g`` apart from the GPS noise. Prior sigma of ``g``: ``offset_sigma_m``.
+    The scale works alike: each photo's scale correction is the survey's ``S`` (one height or focal-length error
+    for the whole survey: a barometric height above the take-off point, a nominal focal length) plus its own
+    (prior ``scale_sigma`` on ``s_i - S``, ``survey_scale_sigma`` on ``S``).
+    Returns (x float64[n, 4], g float64[2] (zeros without ``forward``), S, per-pair median residuals after,
+    weights).
+    """
     prior = np.array([cfg.gps_sigma_m, cfg.gps_sigma_m, math.radians(cfg.yaw_sigma_deg), cfg.scale_sigma])
     jac = [(_design(a, nadirs[i]), _design(b, nadirs[j])) for i, j, a, b in matches]
+    use_g = forward is not None and np.isfinite(forward).all(axis=1).any()
+    m = 4 * n + 3  # + offset (forward, right) + the survey's scale
+    B = np.zeros((n, 2, 2))
+    if use_g:
+        f = np.nan_to_num(forward)
+        B[:, :, 0] = f
+        B[:, :, 1] = np.stack([f[:, 1], -f[:, 0]], axis=1)  # right of the flight direction
     x = np.zeros((n, 4))
+    g = np.zeros(2)
     w_pair = np.ones(len(matches))
     for _ in range(10):
-        N = np.diag(np.tile(1.0 / prior**2, n))
-        rhs = np.zeros(4 * n)
+        N = np.zeros((m, m))
+        N[:4 * n, :4 * n] = np.diag(np.tile(1.0 / prior**2, n))
+        N[4 * n:4 * n + 2, 4 * n:4 * n + 2] = np.eye(2) / cfg.offset_sigma_m**2
+        # the scale: every photo's s_i is the survey's S plus its own (prior scale_sigma on s_i - S)
+        N[4 * n + 2, 4 * n + 2] = 1.0 / cfg.survey_scale_sigma**2
+        for i in range(n):
+            k = 4 * i + 3
+            N[k, 4 * n + 2] -= 1.0 / cfg.scale_sigma**2
+            N[4 * n + 2, k] -= 1.0 / cfg.scale_sigma**2
+            N[4 * n + 2, 4 * n + 2] += 1.0 / cfg.scale_sigma**2
+        if use_g:
+            for i in range(n):
+                si = slice(4 * i, 4 * i + 2)
+                sg = slice(4 * n, 4 * n + 2)
+                N[si, sg] -= B[i] / cfg.gps_sigma_m**2
+                N[sg, si] -= B[i].T / cfg.gps_sigma_m**2
+                N[sg, sg] += B[i].T @ B[i] / cfg.gps_sigma_m**2
+        rhs = np.zeros(m)
         for (i, j, a, b), (Ja, Jb), wk in zip(matches, jac, w_pair):
             omega = wk * 4.0 / (len(a) * cfg.huber_m**2)
             r = (a - b).reshape(-1)  # corrected a - corrected b = r + Ja xa - Jb xb, wanted 0
@@ -270,14 +317,45 @@ def _adjust(n: int, nadirs: np.ndarray, matches: list, cfg: MosaicConfig):
             N[sj, si] -= omega * Jb2.T @ Ja2
             rhs[si] -= omega * Ja2.T @ r
             rhs[sj] += omega * Jb2.T @ r
-        x_new = np.linalg.solve(N, rhs).reshape(n, 4)
+        sol = np.linalg.solve(N, rhs)
+        x_new, g, S = sol[:4 * n].reshape(n, 4), sol[4 * n:4 * n + 2], float(sol[4 * n + 2])
         res = _pair_residuals(x_new, nadirs, matches)
         w_new = np.minimum(1.0, cfg.huber_m / np.maximum(res, 1e-9))
         done = np.abs(x_new - x).max() < 1e-4 and np.abs(w_new - w_pair).max() < 1e-3
         x, w_pair = x_new, w_new
         if done:
             break
-    return x, _pair_residuals(x, nadirs, matches), w_pair
+    return x, g, S, _pair_residuals(x, nadirs, matches), w_pair
+
+
+def _flight_directions(nadirs: np.ndarray, t_s: list) -> np.ndarray | None:
+    """Unit flight direction of each photo from its neighbours in time (central difference; one-sided at a line's
+    end: a neighbour more than 3 median steps away or 20 s apart is another line); NaN where unknown. None when the
+    photos carry no times."""
+    if any(t is None for t in t_s):
+        return None
+    t = np.asarray(t_s, dtype=float)
+    order = np.argsort(t)
+    n = len(t)
+    out = np.full((n, 2), np.nan)
+    steps = np.linalg.norm(np.diff(nadirs[order], axis=0), axis=1)
+    med = float(np.median(steps)) if len(steps) else 0.0
+    for pos, k in enumerate(order):
+        near = []
+        for q in (pos - 1, pos + 1):
+            if 0 <= q < n:
+                j = order[q]
+                d = np.linalg.norm(nadirs[j] - nadirs[k])
+                if 0.5 < d <= 3.0 * med and abs(t[j] - t[k]) <= 20.0:
+                    near.append(j)
+        if not near:
+            continue
+        a = min(near, key=lambda j: t[j])
+        b = max(near, key=lambda j: t[j])
+        v = nadirs[b] - nadirs[a] if a != b else (nadirs[b] - nadirs[k] if t[b] > t[k] else nadirs[k] - nadirs[b])
+        if np.linalg.norm(v) > 0:
+            out[k] = v / np.linalg.norm(v)
+    return out
 
 
 def _apply(x: np.ndarray, p: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -343,7 +421,8 @@ def build_mosaic(photos: Sequence[MosaicPhoto], config: MosaicConfig | None = No
                           f"with fewer than {cfg.min_inliers} consistent features): a mosaic needs overlapping "
                           "photos of textured ground")
     before = _pair_residuals(np.zeros((n, 4)), nadirs, matches)
-    x, after, w = _adjust(n, nadirs, matches, cfg)
+    forward = _flight_directions(nadirs, [p.t_s for p in photos])
+    x, g, S, after, w = _adjust(n, nadirs, matches, cfg, forward)
     seen = {i for i, j, *_ in matches} | {j for i, j, *_ in matches}
     unconnected = tuple(photos[k].name for k in range(n) if k not in seen)
     if unconnected:
@@ -355,7 +434,7 @@ def build_mosaic(photos: Sequence[MosaicPhoto], config: MosaicConfig | None = No
     corrections[:, 2] = np.degrees(x[:, 2])
     report = MosaicReport(tuple(p.name for p in photos), corrections, pairs, tried, dropped, unconnected,
                           float(np.median(good)), float(np.percentile(good, 95)), float(np.median(before)),
-                          float(np.percentile(before, 95)), tuple(notes))
+                          float(np.percentile(before, 95)), (float(g[0]), float(g[1])), 1.0 + S, tuple(notes))
 
     # blend: each corrected ground image warped into the mosaic grid, feathered by distance to its edge squared
     corners = []

@@ -34,7 +34,7 @@ def mosaic_photos(metas) -> list[MosaicPhoto]:
                               "senseFly Height): the photo's ground scale is unknown")
         yaw = 0.0 if m.attitude is None else float(m.attitude.yaw)
         out.append(MosaicPhoto(Path(m.path).name, _decoder(Path(m.path)), m.camera, m.attitude, float(m.height_m),
-                               float(m.lat), float(m.lon), m.mount, yaw))
+                               float(m.lat), float(m.lon), m.mount, yaw, m.t_ns * 1e-9))
     return out
 
 

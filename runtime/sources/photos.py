@@ -758,7 +758,9 @@ class PhotoFolder:
     ``runtime/replay_cli.py`` uses.
 
     Args:
-        folder_or_paths: a folder (its photos, not recursive) or a list of photo paths.
+        folder_or_paths: a folder (its photos, not recursive) or a list of photo paths (ignored with ``survey``).
+        survey: photos already read (:func:`read_photo_folder`), e.g. with their positions corrected by a
+            calibrated camera-to-GPS offset; None: read ``folder_or_paths``.
         camera: calibrated intrinsics (win over the EXIF; scaled to each photo's size).
         gps_sigma_m: horizontal 1-sigma (metres) given to each :class:`~runtime.events.GpsFix`; the covariance is
             ``diag(s^2, s^2, (2 s)^2)``.
@@ -778,7 +780,7 @@ class PhotoFolder:
     """
 
     def __init__(self, folder_or_paths, *, camera: CameraModel | None = None, gps_sigma_m: float = 5.0,
-                 gps: str = "exif", altitude: str | None = None) -> None:
+                 gps: str = "exif", altitude: str | None = None, survey: PhotoSurvey | None = None) -> None:
         if gps != "exif":
             raise PhotoError(f"gps must be 'exif' (the EXIF GPS block of each photo), got {gps!r}")
         s = _num(gps_sigma_m)
@@ -786,7 +788,8 @@ class PhotoFolder:
             raise PhotoError(f"gps_sigma_m must be a finite number of metres > 0, got {gps_sigma_m!r}")
         if altitude is not None and altitude not in _ALTITUDES:
             raise PhotoError(f"altitude must be 'relative', 'gps' or None (automatic), got {altitude!r}")
-        self.survey = read_photo_folder(folder_or_paths, camera=camera)
+        # survey: photos already read (and, e.g., their positions corrected by a calibrated camera offset)
+        self.survey = survey if survey is not None else read_photo_folder(folder_or_paths, camera=camera)
         self.gps_sigma_m = float(s)
         self.gps = gps
         photos = self.survey.photos
@@ -829,12 +832,16 @@ class PhotoFolder:
         }
 
     def loop_settings(self) -> dict:
-        """Localizer settings these photos imply (:class:`runtime.localizer.LocalizerConfig` keys):
-        ``attitude_yaw_sigma_deg`` 17 for senseFly photos (their Heading scatters by about that around the heading
+        """Localizer settings these photos imply (:class:`runtime.localizer.LocalizerConfig` keys): ``imu_accel``
+        False when they carry an attitude (no acceleration is measured), ``attitude_yaw_sigma_deg`` 17 for senseFly photos (their Heading scatters by about that around the heading
         their images show, measured on the Seneca flight), ``height_m`` the median height above ground of the
         photos (what the loop assumes until a GPS altitude comes: with the GPS cut or absent, the autopilot's
         barometric height)."""
         out: dict = {}
+        if self.selection.get("imu"):
+            # the IMU samples carry the photos' attitude only: their (static) specific force is no measurement, and
+            # integrating it would hold the velocity through the turns between flight lines
+            out["imu_accel"] = False
         if any(m.maker == "sensefly" for m in self.photos):
             out["attitude_yaw_sigma_deg"] = SENSEFLY_HEADING_SIGMA_DEG
         heights = [m.height_m for m in self.photos if m.height_m is not None]

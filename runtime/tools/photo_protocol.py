@@ -5,8 +5,10 @@ none. The protocol plays this out on one survey:
 
 1. **Flight lines.** The photos, in time order, are cut into flight lines where the GPS track turns by more than
    ``turn_deg`` between consecutive photos or the photos are more than ``gap_s`` apart.
-2. **Map from every other line** (lines 0, 2, 4, ...): orthomosaic (:mod:`runtime.mapping.mosaic`), written as a
-   GeoTIFF, and a map package built from it.
+2. **Map from every other line** (lines 0, 2, 4, ...; or ``--split halves``: the first half of the lines):
+   orthomosaic (:mod:`runtime.mapping.mosaic`), written as a GeoTIFF, and a map package built from it. The mosaic's
+   survey calibration (the camera's offset from its GPS fix, the ground scale of the heights) is applied to the
+   localized photos, as it would be to a later flight of the same aircraft (``--no-offset``: not).
 3. **The other lines are localized** (one replay of their photos in time order, the time between them included),
    with the photos' own GPS as the reference, in three cases: (a) the GPS fed with added noise (sigma, bias); (b)
    the same with the GPS cut for ``cut_s`` seconds in the middle of the held-out photos; (c) no GPS at all.
@@ -49,6 +51,54 @@ class ProtocolConfig:
     edge_level: float = 8.0
     structure_min: float = 0.03
     seed: int = 0
+    split: str = "lines"
+    calibrate_offset: bool = True
+
+
+def split_survey(lines: list[list[int]], how: str) -> tuple[list[int], list[int]]:
+    """(map photo indices, localized photo indices): ``"lines"``: every other flight line (0, 2, ... make the map);
+    ``"halves"``: the flight lines of the first half of the flight make the map, the rest are localized (a survey
+    that covers its area twice: the map holds both directions of flight, as a map made on another day would)."""
+    if how == "lines":
+        return ([k for i, line in enumerate(lines) if i % 2 == 0 for k in line],
+                [k for i, line in enumerate(lines) if i % 2 == 1 for k in line])
+    if how == "halves":
+        total = sum(len(line) for line in lines)
+        first, n = [], 0
+        for i, line in enumerate(lines):
+            if n >= total / 2:
+                break
+            first.append(i)
+            n += len(line)
+        return ([k for i in first for k in lines[i]], [k for i, line in enumerate(lines) if i not in first for k in line])
+    raise ValueError(f"split must be 'lines' or 'halves', got {how!r}")
+
+
+def shift_to_camera(metas, offset_m, lines: list[list[int]]) -> list:
+    """``metas`` (time order, indices as in ``lines``) with each position moved by the survey's camera-to-GPS
+    offset (forward, right metres along the photo's flight line, from its line's first to last GPS position):
+    where the camera's nadir was, by the mosaic's estimate (:func:`runtime.mapping.mosaic._adjust`)."""
+    from dataclasses import replace
+
+    from maps.geodesy import LocalFrame
+
+    out = list(metas)
+    if not metas or not any(offset_m):
+        return out
+    frame = LocalFrame(float(np.mean([m.lat for m in metas])), float(np.mean([m.lon for m in metas])))
+    for line in lines:
+        if len(line) < 2:
+            continue
+        x, y = frame.to_local(np.array([metas[k].lat for k in line]), np.array([metas[k].lon for k in line]))
+        f = np.array([x[-1] - x[0], y[-1] - y[0]])
+        if np.linalg.norm(f) < 1.0:
+            continue
+        f /= np.linalg.norm(f)
+        d = offset_m[0] * f + offset_m[1] * np.array([f[1], -f[0]])
+        for k, xi, yi in zip(line, x, y):
+            lat, lon = frame.to_wgs84(xi + d[0], yi + d[1])
+            out[k] = replace(metas[k], lat=float(lat), lon=float(lon))
+    return out
 
 
 def flight_lines(metas, turn_deg: float = 60.0, gap_s: float = 20.0) -> list[list[int]]:
@@ -139,8 +189,7 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
     survey = read_photo_folder(photos_dir)
     metas = list(survey.photos)
     lines = flight_lines(metas, cfg.turn_deg, cfg.gap_s)
-    map_idx = [k for i, line in enumerate(lines) if i % 2 == 0 for k in line]
-    test_idx = [k for i, line in enumerate(lines) if i % 2 == 1 for k in line]
+    map_idx, test_idx = split_survey(lines, cfg.split)
     say(f"{len(metas)} photos in {len(lines)} flight lines: {len(map_idx)} make the map, {len(test_idx)} are "
         "localized")
     ortho, report = build_mosaic(mosaic_photos([metas[k] for k in map_idx]), MosaicConfig(gsd=cfg.mosaic_gsd))
@@ -152,6 +201,16 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
     encoder = load_encoder(model)
     from maps.geotiff import load_orthophoto
 
+    offset = report.offset_m if cfg.calibrate_offset else (0.0, 0.0)
+    scale = report.scale if cfg.calibrate_offset else 1.0
+    if cfg.calibrate_offset:
+        from dataclasses import replace as _replace
+
+        metas = shift_to_camera(metas, offset, lines)
+        metas = [_replace(m, height_m=None if m.height_m is None else m.height_m * scale) for m in metas]
+        say(f"survey calibration from the mosaic: camera {offset[0]:.1f} m forward, {offset[1]:.1f} m right of its "
+            f"GPS fix, ground scale x{scale:.3f} (heights scaled by it): applied to the localized photos (their "
+            "reference GPS, the GPS fed and their heights)")
     pkg_dir = build_map(load_orthophoto(mosaic_path), encoder, encoder.contract, out / "map", overwrite=True)
     package = MapPackage.load(pkg_dir)
     test = [metas[k] for k in test_idx]
@@ -166,13 +225,16 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
         "cut": GpsDegradation(cfg.gps_sigma_m, cfg.gps_bias_m, ((mid - cfg.cut_s / 2, mid + cfg.cut_s / 2),), cfg.seed),
         "no_gps": None,
     }
-    results = {"photos": len(metas), "lines": len(lines), "map_photos": len(map_idx), "test_photos": len(test),
+    results = {"photos": len(metas), "lines": len(lines), "split": cfg.split,
+               "camera_offset_m": {"forward": offset[0], "right": offset[1]}, "survey_scale": scale, "map_photos": len(map_idx), "test_photos": len(test),
                "structured": int(structured.sum()), "mosaic": report.to_dict()["residual_m"],
                "mosaic_pairs": {"tried": report.tried, "used": len(report.pairs), "dropped": report.dropped},
                "config": cfg.__dict__, "cases": {}}
-    paths = [m.path for m in test]
+    from ..sources.photos import PhotoSurvey
+
+    test_survey = PhotoSurvey(tuple(test), (), ())
     for name, deg in cases.items():
-        with PhotoFolder(paths) as src:
+        with PhotoFolder(None, survey=test_survey) as src:
             loop = Localizer(package, encoder, mount=src.mount, config=LocalizerConfig.from_dict(src.loop_settings()))
             roles = [r for r in ROLES if not (deg is None and r == "gps")]
             events = src.events(roles=roles)
@@ -255,11 +317,17 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="photo_eval", metavar="DIR", help="output folder (default ./photo_eval)")
     p.add_argument("--model", default="default", help="encoder (default: the shipped default model)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the results here")
+    p.add_argument("--split", choices=("lines", "halves"), default="lines",
+                   help="lines: every other flight line makes the map (default); halves: the first half of the "
+                        "flight's lines make the map (a survey that covers its area twice)")
+    p.add_argument("--no-offset", action="store_true",
+                   help="do not move the localized photos' GPS by the camera-to-GPS offset the mosaic estimates")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    res = run_protocol(args.photos, args.out, model=args.model,
+    cfg = ProtocolConfig(split=args.split, calibrate_offset=not args.no_offset)
+    res = run_protocol(args.photos, args.out, model=args.model, config=cfg,
                        progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(res))
     if args.json:
