@@ -119,6 +119,7 @@ class ParticleTracker:
         self._reject_reason = ""
         self._last_support_t: int | None = None
         self._last_precise_t: int | None = None  # the last supporting fix precise enough to check the belief
+        self._last_precise_fix: tuple | None = None  # (t_ns, position, sigma) of the last precise supporting fix
         self._streak = 0  # consecutive visual fixes with support >= visual_support_min
         self._last_init_t: int | None = None
         self._yaw_hint: tuple[float, float] | None = None
@@ -570,6 +571,19 @@ class ParticleTracker:
         d = lv[1] + np.array([vx, vy]) * dt - (z - b)
         return d, lv[2] ** 2 + c.visual_sigma_floor_m**2 + 0.5 * float(np.trace(cb))
 
+    def _confirms(self, p: np.ndarray, sigma: float) -> bool:
+        """Whether a precise camera position ``p`` (its sigma, metres) is confirmed by the previous precise fix:
+        at most ``ok_confirm_s`` before, and where the belief's velocity moves it, at ``ok_check_chi2``."""
+        c = self.config
+        prev = self._last_precise_fix
+        if prev is None or self._age(prev[0]) > c.ok_confirm_s:
+            return False
+        vx, vy, vs = self._velocity_spread()
+        dt = self._age(prev[0])
+        d = p - (prev[1] + np.array([vx, vy]) * dt)
+        var = sigma**2 + prev[2] ** 2 + 2.0 * c.visual_sigma_floor_m**2 + (vs * dt) ** 2
+        return float(d @ d) / var <= c.ok_check_chi2
+
     def _hold_unseen_bias(self, t: int) -> None:
         """Without the camera the GPS bias is not observable: its mean is what the camera last saw, decayed by the
         Gauss-Markov model (the prior's 0 when it never saw it). Resampling on GPS fixes alone lets the particles'
@@ -961,8 +975,11 @@ class ParticleTracker:
             self._streak += 1
             if self._streak >= self.config.visual_confirm_frames:
                 self._last_support_t = self._t
-                if math.hypot(float(fix.sigma_m[j]), self.config.visual_sigma_floor_m) <= self.config.ok_sigma_m:
-                    self._last_precise_t = self._t
+                p, sg = fix.positions[j], float(fix.sigma_m[j])
+                if math.hypot(sg, self.config.visual_sigma_floor_m) <= self.config.ok_sigma_m:
+                    if self._confirms(p, sg):
+                        self._last_precise_t = self._t
+                    self._last_precise_fix = (self._t, p.copy(), sg)
         else:
             self._streak = 0
         return support
