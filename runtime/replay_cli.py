@@ -67,6 +67,9 @@ def register(subparsers) -> None:
     p.add_argument("--gps-cut", metavar="START:END", action="append", default=[],
                    help="drop the GPS fixes from START to END seconds after the recording's start (repeatable)")
     p.add_argument("--gps-seed", type=int, default=0, help="seed of --gps-noise (default 0)")
+    p.add_argument("--survey-calibration", metavar="MOSAIC.json", default=None,
+                   help="a photo folder of the aircraft whose survey made the map: apply the camera-to-GPS offset and "
+                        "the ground scale that `skyfix maps build --photos` measured (its JSON report)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(handler=run)
 
@@ -173,10 +176,12 @@ def run_events(loop, events, writer=None, *, gps_only: bool = False, on_event=No
     return records
 
 
-def open_recording(paths, *, topics=None, camera=None):
+def open_recording(paths, *, topics=None, camera=None, survey_calibration=None):
     """A reader of ``paths``: a :class:`runtime.sources.photos.PhotoFolder` when they are one folder of photos (or
     photo files), else a :class:`runtime.bags.BagReader`. Role overrides set to ``'none'`` (``--gps-topic none``,
-    ``--imu-topic none``) leave that role out of a photo folder too."""
+    ``--imu-topic none``) leave that role out of a photo folder too. ``survey_calibration``: the JSON report of
+    ``skyfix maps build --photos`` (its ``camera_offset_m`` and ``survey_scale``), applied to a photo folder of the
+    same aircraft: each photo's GPS moved to where its camera was, its height scaled."""
     from .bags import BagReader
     from .sources.photos import PhotoFolder, is_photo_folder
 
@@ -187,9 +192,42 @@ def open_recording(paths, *, topics=None, camera=None):
             from calibration.camera_io import load_camera
 
             camera = load_camera(camera)
-        folder = PhotoFolder(paths[0] if len(paths) == 1 else paths, camera=camera)
+        src = paths[0] if len(paths) == 1 else paths
+        survey = None if survey_calibration is None else _calibrated_survey(src, camera, survey_calibration)
+        folder = PhotoFolder(src, camera=camera, survey=survey)
         return _RoleFilter(folder, {r for r, v in (topics or {}).items() if v in ("none", "")})
+    if survey_calibration is not None:
+        from .sources import SourceError
+
+        raise SourceError("--survey-calibration applies to photo folders only (the recording is a bag)")
     return BagReader(paths, topics=topics)
+
+
+def _calibrated_survey(src, camera, report_path):
+    """The photos of ``src`` with a survey calibration (``skyfix maps build --photos``'s JSON report) applied."""
+    import json
+    from dataclasses import replace
+
+    from .sources import SourceError
+    from .sources.photos import PhotoSurvey, read_photo_folder
+    from .tools.photo_protocol import flight_lines, shift_to_camera
+
+    try:
+        rep = json.loads(Path(report_path).read_text())
+        off = (float(rep["camera_offset_m"]["forward"]), float(rep["camera_offset_m"]["right"]))
+        scale = float(rep["survey_scale"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SourceError(f"--survey-calibration {report_path}: expected the JSON report of `skyfix maps build "
+                          f"--photos` (camera_offset_m.forward/right, survey_scale), got an error: {exc}") from exc
+    if not 0.2 < scale < 5.0:
+        raise SourceError(f"--survey-calibration {report_path}: survey_scale {scale} is not a plausible ground scale")
+    survey = read_photo_folder(src, camera=camera)
+    metas = list(survey.photos)
+    metas = shift_to_camera(metas, off, flight_lines(metas))
+    metas = [replace(m, height_m=None if m.height_m is None else m.height_m * scale) for m in metas]
+    note = (f"survey calibration {report_path}: camera {off[0]:.1f} m forward, {off[1]:.1f} m right of its GPS fix, "
+            f"heights x{scale:.3f}")
+    return PhotoSurvey(tuple(metas), survey.skipped, survey.notes + (note,))
 
 
 class _RoleFilter:
@@ -230,7 +268,8 @@ def run(args: argparse.Namespace) -> int:
     from .sources.gps_faults import GpsDegradation, degrade_gps
 
     deg = GpsDegradation.parse(args.gps_noise, args.gps_cut, args.gps_seed)
-    with open_recording(args.bag, topics=overrides, camera=args.camera) as bag:
+    with open_recording(args.bag, topics=overrides, camera=args.camera,
+                        survey_calibration=args.survey_calibration) as bag:
         if deg.active:
             _err(f"note: {deg.describe()}")
         if not args.mount and getattr(bag, "mount", None) is not None:

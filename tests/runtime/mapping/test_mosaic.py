@@ -101,6 +101,15 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
     assert runtime_main(["eval", str(track), "--truth", str(fly)]) == 0
     table = capsys.readouterr().out
     assert "all" in table
+    cal = tmp_path / "map.mosaic.json"
+    assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t2.jsonl"), "--quiet",
+                         "--survey-calibration", str(cal)]) == 0
+    assert f"note: survey calibration {cal}: camera" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t3.jsonl"), "--quiet",
+                         "--survey-calibration", str(bad)]) != 0
+    assert "expected the JSON report of `skyfix maps build --photos`" in capsys.readouterr().err
     assert skyfix_main(["maps", "build", "x.tif", "--photos", str(photo_dir), "-o", str(tmp_path / "m2")]) != 0
     assert "give either orthophoto(s) or --photos, not both" in capsys.readouterr().err
     assert skyfix_main(["maps", "build", "-o", str(tmp_path / "m3")]) != 0
