@@ -363,8 +363,7 @@ class Localizer:
         self._dv = ImuVelocity(self.config.imu_max_age_s, estimate_bias=self.config.imu_bias)
         self._v_imu = np.zeros(2)  # the IMU velocity changes handed to the tracker, summed (m/s)
         self._yaw_hist: deque[tuple[int, float]] = deque()  # (t_ns, tracker yaw) over the last second, no IMU
-        self._tilt_shift_xy = np.zeros(2)
-        self._unseen_shift_m = 0.0  # no IMU: how far the unseen bank of a turn moves the nadir point, metres
+        self._unseen_shift_m = 0.0  # no IMU: the nadir shift of the turn bank's unknown share (bank_error), metres
         self._level_tilt_m = 0.0  # no IMU: the nadir shift of the unseen tilt (unknown_tilt_sigma_deg), metres
         self._odometry = None
         if self.config.ground_odometry:
@@ -588,7 +587,7 @@ class Localizer:
         bank, outward = (0.0, np.zeros(2)) if attitude is not None else self._unseen_tilt(frame.t_ns)
         tilt_sigma = cfg.attitude_sigma_deg if attitude is not None else min(
             cfg.unknown_tilt_sigma_deg + cfg.bank_error * bank, 60.0)
-        self._tilt_shift_xy = height * math.tan(math.radians(bank)) * outward  # the view's nadir shift, metres
+        tilt_shift = height * math.tan(math.radians(bank)) * outward  # the views' nadir shift in a turn, metres
         max_sigma = cfg.align_max_sigma_m if attitude is not None else math.hypot(
             cfg.align_max_sigma_m, height * math.tan(math.radians(tilt_sigma)))
         self._unseen_shift_m = (height * math.tan(math.radians(cfg.bank_error * bank))
@@ -596,7 +595,7 @@ class Localizer:
         self._level_tilt_m = 0.0 if attitude is not None else height * math.tan(
             math.radians(cfg.unknown_tilt_sigma_deg))
         fix, n = self._visual_fix(frame.t_ns, [views[i] for i in keep], scores, ids, scope, height, tilt_sigma,
-                                  max_sigma, emb)
+                                  max_sigma, emb, tilt_shift)
         now = time.perf_counter()
         lat["align"], t = (now - t) * 1e3, now
         if fix is not None:
@@ -712,7 +711,7 @@ class Localizer:
         self.height_scale = max(0.5, min(2.0, self.height_scale))
 
     def _visual_fix(self, t_ns: int, views, scores: np.ndarray, ids: np.ndarray, scope, height_m: float,
-                    tilt_sigma_deg: float, max_sigma_m: float, embeddings: np.ndarray):
+                    tilt_sigma_deg: float, max_sigma_m: float, embeddings: np.ndarray, tilt_shift: np.ndarray):
         """Candidates of every view -> one VisualFix.
 
         With map imagery, the best ``align_top`` retrieval candidates of each view are fine-aligned; the aligned
@@ -720,7 +719,8 @@ class Localizer:
         ``align_min_peak_ratio`` and is no wider than ``max_sigma_m`` (metres) form the fix, scored by their NCC,
         with a sigma of the alignment's own plus what an attitude error of ``tilt_sigma_deg`` moves the nadir point
         at this height. Without an aligned position that passes, the retrieval candidates form the fix (tile
-        centres, sigma half a stride, scored by embedding cosine).
+        centres, sigma half a stride, scored by embedding cosine). ``tilt_shift`` (metres, float64[2]): where a
+        turn's predicted tilt moves the views' centre; every position is moved back by it.
         """
         from .likelihood import scope_log_ratio
         from .tracking import VisualFix
@@ -739,7 +739,7 @@ class Localizer:
             belief = np.array([[est.x, est.y]])  # tracking: the predicted place is the best candidate of all
         for v, s_row, i_row in zip(views, scores, ids):
             ok = (i_row >= 0) & np.isfinite(s_row)
-            cand = self.package.positions[i_row[ok]].astype(np.float64) - self._tilt_shift_xy
+            cand = self.package.positions[i_row[ok]].astype(np.float64) - tilt_shift
             s_row = s_row[ok].astype(np.float64)
             best = float(s_row.max()) if len(s_row) else math.nan
             spread = best - float(s_row.min()) if len(s_row) else math.nan
@@ -752,8 +752,8 @@ class Localizer:
                 todo = np.concatenate([belief, todo]) if top else belief
                 seeds = [0.0] + seeds  # ... or the belief (nothing searched)
             if len(todo):
-                for r, seed in zip(aligner.align(v, todo + self._tilt_shift_xy), seeds):
-                    r = replace(r, x=r.x - self._tilt_shift_xy[0], y=r.y - self._tilt_shift_xy[1])
+                for r, seed in zip(aligner.align(v, todo + tilt_shift), seeds):
+                    r = replace(r, x=r.x - tilt_shift[0], y=r.y - tilt_shift[1])
                     sigma = math.hypot(max(r.sigma_m, self.gsd), att_sigma)
                     passed = (r.score >= cfg.align_min_score and r.sigma_m < aligner.search_m
                               and r.sigma_m <= max_sigma_m and r.peak_ratio >= cfg.align_min_peak_ratio)

@@ -166,14 +166,13 @@ class MosaicReport:
 
 @dataclass
 class _Ground:
-    """A photo rectified at the match resolution: ground image, mask, and the local (x, y) of pixel (0, 0)'s
-    top-left corner; nadir (x, y)."""
+    """A photo rectified at the match resolution: ground image, mask, the local (x, y) of pixel (0, 0)'s top-left
+    corner, and its footprint."""
 
     image: np.ndarray
     mask: np.ndarray
     x_min: float
     y_max: float
-    nadir: np.ndarray
     footprint: np.ndarray  # float64[k, 2] local metres
 
 
@@ -191,7 +190,7 @@ def _rectify(p: MosaicPhoto, nadir: np.ndarray, gsd: float) -> _Ground:
         raise MosaicError(f"{p.name}: the image is {image.shape[1]}x{image.shape[0]} px but its camera model is "
                           f"{p.camera.width}x{p.camera.height}")
     view = rectify(image, p.camera, att, p.height_m, gsd, mount=p.mount)
-    return _Ground(view.image, view.mask, float(nadir[0] + view.x_min), float(nadir[1] + view.y_max), nadir,
+    return _Ground(view.image, view.mask, float(nadir[0] + view.x_min), float(nadir[1] + view.y_max),
                    poly + nadir)
 
 

@@ -171,7 +171,7 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
     """Run the protocol (module docstring) on ``photos_dir``; files go to ``out_dir``. Returns the results dict."""
     from maps.build import build_map
     from maps.geodesy import LocalFrame
-    from maps.geotiff import write_geotiff
+    from maps.geotiff import load_orthophoto, write_geotiff
     from maps.package import MapPackage
 
     from ..encoder import load_encoder
@@ -180,7 +180,7 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
     from ..mapping.mosaic import MosaicConfig, build_mosaic
     from ..mapping.photo_map import mosaic_photos
     from ..sources.gps_faults import GpsDegradation, degrade_gps
-    from ..sources.photos import PhotoFolder, read_photo_folder
+    from ..sources.photos import PhotoFolder, PhotoSurvey, read_photo_folder
 
     cfg = config or ProtocolConfig()
     say = progress or (lambda *a: None)
@@ -193,14 +193,12 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
     say(f"{len(metas)} photos in {len(lines)} flight lines: {len(map_idx)} make the map, {len(test_idx)} are "
         "localized")
     ortho, report = build_mosaic(mosaic_photos([metas[k] for k in map_idx]), MosaicConfig(gsd=cfg.mosaic_gsd))
-    mosaic_path = write_geotiff(out / "mosaic.tif", ortho)
+    mosaic_path = write_geotiff(out / "mosaic.tif", ortho)  # the map is built from the file a user would get
     (out / "mosaic.json").write_text(json.dumps(report.to_dict(), indent=1))
     rep = report.to_dict()["residual_m"]
     say(f"mosaic {ortho.width}x{ortho.height} px: residual median {rep['after_median']:.2f} m, p95 "
         f"{rep['after_p95']:.2f} m (by GPS alone {rep['before_median']:.1f} / {rep['before_p95']:.1f} m)")
     encoder = load_encoder(model)
-    from maps.geotiff import load_orthophoto
-
     offset = report.offset_m if cfg.calibrate_offset else (0.0, 0.0)
     scale = report.scale if cfg.calibrate_offset else 1.0
     if cfg.calibrate_offset:
@@ -230,8 +228,6 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
                "structured": int(structured.sum()), "mosaic": report.to_dict()["residual_m"],
                "mosaic_pairs": {"tried": report.tried, "used": len(report.pairs), "dropped": report.dropped},
                "config": cfg.__dict__, "cases": {}}
-    from ..sources.photos import PhotoSurvey
-
     test_survey = PhotoSurvey(tuple(test), (), ())
     for name, deg in cases.items():
         with PhotoFolder(None, survey=test_survey) as src:
@@ -281,7 +277,7 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
 def _noisy_gps_errors(test, deg, frame) -> np.ndarray:
     """The distance of the degraded GPS fed to the loop from the photos' GPS (what GPS alone would give)."""
     from ..events import GpsFix
-    from ..sources.gps_faults import degrade_gps
+    from ..sources.gps_faults import degrade_gps  # noqa: F811 (run_protocol's import is local to it)
 
     fixes = [GpsFix(int(m.t_ns), float(m.lat), float(m.lon), float(m.alt_m), cov_enu=5.0) for m in test]
     out = []
