@@ -14,6 +14,7 @@ events by their timestamps. A recording without camera frames is tracked on GPS 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -180,8 +181,9 @@ def open_recording(paths, *, topics=None, camera=None, survey_calibration=None):
     """A reader of ``paths``: a :class:`runtime.sources.photos.PhotoFolder` when they are one folder of photos (or
     photo files), else a :class:`runtime.bags.BagReader`. Role overrides set to ``'none'`` (``--gps-topic none``,
     ``--imu-topic none``) leave that role out of a photo folder too. ``survey_calibration``: the JSON report of
-    ``skyfix maps build --photos`` (its ``camera_offset_m`` and ``survey_scale``), applied to a photo folder of the
-    same aircraft: each photo's GPS moved to where its camera was, its height scaled."""
+    ``skyfix maps build --photos`` (its ``camera_offset_m``, ``survey_scale`` and ``attitude_sigma_deg``), applied to
+    a photo folder of the same aircraft: each photo's GPS moved to where its camera was, its height scaled, the
+    error of its recorded attitude stated."""
     from .bags import BagReader
     from .sources.photos import PhotoFolder, is_photo_folder
 
@@ -221,13 +223,24 @@ def _calibrated_survey(src, camera, report_path):
                           f"--photos` (camera_offset_m.forward/right, survey_scale), got an error: {exc}") from exc
     if not 0.2 < scale < 5.0:
         raise SourceError(f"--survey-calibration {report_path}: survey_scale {scale} is not a plausible ground scale")
+    att_sigma = rep.get("attitude_sigma_deg")  # absent from reports written before it was measured
+    if att_sigma is not None:
+        try:
+            att_sigma = float(att_sigma)
+        except (TypeError, ValueError):
+            att_sigma = math.nan
+        if not 0.0 <= att_sigma < 45.0:
+            raise SourceError(f"--survey-calibration {report_path}: attitude_sigma_deg {rep['attitude_sigma_deg']!r} "
+                              "is not an attitude error in degrees (0 <= sigma < 45); rebuild the map with `skyfix "
+                              "maps build --photos`")
     survey = read_photo_folder(src, camera=camera)
     metas = list(survey.photos)
     metas = shift_to_camera(metas, off, flight_lines(metas))
     metas = [replace(m, height_m=None if m.height_m is None else m.height_m * scale) for m in metas]
     note = (f"survey calibration {report_path}: camera {off[0]:.1f} m forward, {off[1]:.1f} m right of its GPS fix, "
-            f"heights x{scale:.3f}")
-    return PhotoSurvey(tuple(metas), survey.skipped, survey.notes + (note,))
+            f"heights x{scale:.3f}" + ("" if att_sigma is None else f", recorded attitude off by {att_sigma:.1f} deg "
+                                       "(1 sigma)"))
+    return PhotoSurvey(tuple(metas), survey.skipped, survey.notes + (note,), att_sigma)
 
 
 class _RoleFilter:

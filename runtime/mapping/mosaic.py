@@ -17,7 +17,10 @@ Stages (flat ground is the stated assumption throughout):
    with priors that keep each correction near what its sources promise: ``gps_sigma_m`` per axis for the shift,
    ``yaw_sigma_deg`` for the rotation, ``scale_sigma`` for the scale (height error / height). The solve is
    iteratively reweighted (Huber, ``huber_m``) so that a bad pair cannot pull the block; the residuals of every
-   pair after it are the registration report.
+   pair after it are the registration report. Besides the survey's calibration (one camera-to-GPS offset, one
+   ground scale) the report gives the photos' **placement noise** (:func:`placement_sigma`): how far, photo by
+   photo, the images put the nadir from where the GPS and that offset put it, and the attitude error that would
+   cause it at the survey's height (``attitude_sigma_deg``): what a later flight's recorded attitude is worth.
 4. **Blend.** Each photo's corrected ground image is warped into the mosaic grid at ``gsd``; overlapping photos are
    feathered by the distance from their footprint's edge squared (the centre of a photo, least tilted and
    vignetted, wins; seams fade over a few metres).
@@ -147,6 +150,17 @@ class MosaicReport:
     offset_m: tuple[float, float] = (0.0, 0.0)
     scale: float = 1.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    placement_sigma_m: float = math.nan
+    height_m: float = math.nan
+
+    @property
+    def attitude_sigma_deg(self) -> float:
+        """The photos' placement noise as the attitude error that would cause it at the survey's height (degrees;
+        NaN when unmeasured): ``atan(placement_sigma_m / height_m)``. A later flight of the same aircraft carries
+        it in every frame's recorded attitude (:class:`runtime.localizer.LocalizerConfig` ``attitude_sigma_deg``)."""
+        if not (math.isfinite(self.placement_sigma_m) and math.isfinite(self.height_m) and self.height_m > 0.0):
+            return math.nan
+        return math.degrees(math.atan2(self.placement_sigma_m, self.height_m))
 
     def to_dict(self) -> dict:
         return {
@@ -156,12 +170,37 @@ class MosaicReport:
                            "after_median": self.residual_median_m, "after_p95": self.residual_p95_m},
             "camera_offset_m": {"forward": float(self.offset_m[0]), "right": float(self.offset_m[1])},
             "survey_scale": float(self.scale),
+            "placement_sigma_m": _finite_or_none(self.placement_sigma_m),
+            "survey_height_m": _finite_or_none(self.height_m),
+            "attitude_sigma_deg": _finite_or_none(self.attitude_sigma_deg),
             "corrections": [{"photo": n, "dx_m": float(c[0]), "dy_m": float(c[1]), "rotation_deg": float(c[2]),
                              "scale": float(1.0 + c[3])} for n, c in zip(self.names, self.corrections)],
             "pairs": [{"a": self.names[p.i], "b": self.names[p.j], "inliers": p.inliers, "before_m": p.before_m,
                        "after_m": p.after_m, "weight": p.weight} for p in self.pairs],
             "notes": list(self.notes),
         }
+
+
+def _finite_or_none(v: float):
+    return float(v) if math.isfinite(v) else None
+
+
+def placement_sigma(x: np.ndarray, forward: np.ndarray | None, offset: np.ndarray, connected: np.ndarray) -> float:
+    """Robust per-axis sigma (metres) of where the images put each connected photo's nadir point against where its
+    GPS fix and the survey's common camera offset put it: the corrections ``x[:, :2]`` (float64[n, 2]) minus
+    ``B_i @ offset`` (see :func:`_adjust`), pooled over east and north, ``1.4826 * median |d|``; NaN with fewer
+    than 3 connected photos. What it measures is the photos' own metadata noise (a recorded attitude or trigger
+    time that is not the exposure's), white from one photo to the next on a real survey: the limit of how well
+    the images of a later flight can agree with its GPS."""
+    d = x[:, :2].copy()
+    if forward is not None:
+        f = np.nan_to_num(forward)
+        right = np.stack([f[:, 1], -f[:, 0]], axis=1)
+        d -= f * offset[0] + right * offset[1]
+    d = d[np.asarray(connected, bool)]
+    if len(d) < 3:
+        return math.nan
+    return float(1.4826 * np.median(np.abs(d)))
 
 
 @dataclass
@@ -431,9 +470,12 @@ def build_mosaic(photos: Sequence[MosaicPhoto], config: MosaicConfig | None = No
                   for (i, j, a, _b), b0, a0, wk in zip(matches, before, after, w))
     corrections = x.copy()
     corrections[:, 2] = np.degrees(x[:, 2])
+    connected = np.array([k in seen for k in range(n)])
+    heights = [p.height_m * (1.0 + S) for p in photos]
     report = MosaicReport(tuple(p.name for p in photos), corrections, pairs, tried, dropped, unconnected,
                           float(np.median(good)), float(np.percentile(good, 95)), float(np.median(before)),
-                          float(np.percentile(before, 95)), (float(g[0]), float(g[1])), 1.0 + S, tuple(notes))
+                          float(np.percentile(before, 95)), (float(g[0]), float(g[1])), 1.0 + S, tuple(notes),
+                          placement_sigma(x, forward, g, connected), float(np.median(heights)))
 
     # blend: each corrected ground image warped into the mosaic grid, feathered by distance to its edge squared
     corners = []

@@ -279,11 +279,14 @@ class PhotoSurvey:
         photos: :class:`PhotoMeta` sorted by ``t_ns``, then file name.
         skipped: ``(path, reason)`` of every file that could not be used.
         notes: one line per skipped file and per survey-level assumption (heading from the GPS track).
+        attitude_sigma_deg: how far the photos' recorded roll and pitch are off (degrees), when a survey
+            calibration measured it (:attr:`runtime.mapping.mosaic.MosaicReport.attitude_sigma_deg`); None: unknown.
     """
 
     photos: tuple[PhotoMeta, ...]
     skipped: tuple[tuple[Path, str], ...] = ()
     notes: tuple[str, ...] = ()
+    attitude_sigma_deg: float | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- EXIF helpers
@@ -834,7 +837,9 @@ class PhotoFolder:
     def loop_settings(self) -> dict:
         """Localizer settings these photos imply (:class:`runtime.localizer.LocalizerConfig` keys): ``imu_accel``
         False when they carry an attitude (no acceleration is measured), ``attitude_yaw_sigma_deg`` 17 for senseFly photos (their Heading scatters by about that around the heading
-        their images show, measured on the Seneca flight), ``height_m`` the median height above ground of the
+        their images show, measured on the Seneca flight), ``attitude_sigma_deg`` when a survey calibration measured
+        how far the photos' recorded attitude is off (:attr:`PhotoSurvey.attitude_sigma_deg`: each visual fix then
+        carries the nadir shift that error makes), ``height_m`` the median height above ground of the
         photos (what the loop assumes until a GPS altitude comes: with the GPS cut or absent, the autopilot's
         barometric height)."""
         out: dict = {}
@@ -844,6 +849,8 @@ class PhotoFolder:
             out["imu_accel"] = False
         if any(m.maker == "sensefly" for m in self.photos):
             out["attitude_yaw_sigma_deg"] = SENSEFLY_HEADING_SIGMA_DEG
+        if self.survey.attitude_sigma_deg is not None:
+            out["attitude_sigma_deg"] = float(self.survey.attitude_sigma_deg)
         heights = [m.height_m for m in self.photos if m.height_m is not None]
         if heights:
             out["height_m"] = float(np.median(heights))

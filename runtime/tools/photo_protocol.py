@@ -7,8 +7,9 @@ none. The protocol plays this out on one survey:
    ``turn_deg`` between consecutive photos or the photos are more than ``gap_s`` apart.
 2. **Map from every other line** (lines 0, 2, 4, ...; or ``--split halves``: the first half of the lines):
    orthomosaic (:mod:`runtime.mapping.mosaic`), written as a GeoTIFF, and a map package built from it. The mosaic's
-   survey calibration (the camera's offset from its GPS fix, the ground scale of the heights) is applied to the
-   localized photos, as it would be to a later flight of the same aircraft (``--no-offset``: not).
+   survey calibration (the camera's offset from its GPS fix, the ground scale of the heights, the error of the
+   recorded attitude) is applied to the localized photos, as it would be to a later flight of the same aircraft
+   (``--no-offset``: not).
 3. **The other lines are localized** (one replay of their photos in time order, the time between them included),
    with the photos' own GPS as the reference, in three cases: (a) the GPS fed with added noise (sigma, bias); (b)
    the same with the GPS cut for ``cut_s`` seconds in the middle of the held-out photos; (c) no GPS at all.
@@ -208,7 +209,9 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
         metas = [_replace(m, height_m=None if m.height_m is None else m.height_m * scale) for m in metas]
         say(f"survey calibration from the mosaic: camera {offset[0]:.1f} m forward, {offset[1]:.1f} m right of its "
             f"GPS fix, ground scale x{scale:.3f} (heights scaled by it): applied to the localized photos (their "
-            "reference GPS, the GPS fed and their heights)")
+            "reference GPS, the GPS fed and their heights); the photos' own placement noise (images against GPS) "
+            f"{report.placement_sigma_m:.1f} m per axis, {report.attitude_sigma_deg:.1f} deg of attitude at "
+            f"{report.height_m:.0f} m")
     pkg_dir = build_map(load_orthophoto(mosaic_path), encoder, encoder.contract, out / "map", overwrite=True)
     package = MapPackage.load(pkg_dir)
     test = [metas[k] for k in test_idx]
@@ -228,7 +231,10 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
                "structured": int(structured.sum()), "mosaic": report.to_dict()["residual_m"],
                "mosaic_pairs": {"tried": report.tried, "used": len(report.pairs), "dropped": report.dropped},
                "config": cfg.__dict__, "cases": {}}
-    test_survey = PhotoSurvey(tuple(test), (), ())
+    att_sigma = report.attitude_sigma_deg if cfg.calibrate_offset else math.nan
+    results["attitude_sigma_deg"] = att_sigma if math.isfinite(att_sigma) else None
+    results["placement_sigma_m"] = report.placement_sigma_m if math.isfinite(report.placement_sigma_m) else None
+    test_survey = PhotoSurvey(tuple(test), (), (), att_sigma if math.isfinite(att_sigma) else None)
     for name, deg in cases.items():
         with PhotoFolder(None, survey=test_survey) as src:
             loop = Localizer(package, encoder, mount=src.mount, config=LocalizerConfig.from_dict(src.loop_settings()))

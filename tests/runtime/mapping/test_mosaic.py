@@ -54,6 +54,41 @@ def test_the_photos_register_to_each_other(mosaic):
         assert abs(c["scale"] - S) < 0.2  # per-photo height noise (barometric) on top
     assert rep["skipped"] == []
     assert ortho.mask.mean() > 0.4 and ortho.gsd == 0.25
+    # the photos' own metadata noise: where the images put each nadir against its GPS (+ the common offset),
+    # white from one photo to the next (over the whole survey: 5-6 m per axis, ~5 deg of attitude at ~57 m)
+    assert 1.0 < rep["placement_sigma_m"] < 12.0
+    assert 40.0 < rep["survey_height_m"] < 70.0  # the XMP heights (63-77 m) times the survey scale
+    assert rep["attitude_sigma_deg"] == pytest.approx(
+        math.degrees(math.atan2(rep["placement_sigma_m"], rep["survey_height_m"])))
+
+
+def test_placement_sigma_is_the_per_photo_noise_around_the_common_offset():
+    """Synthetic corrections: a common camera offset (2 m forward, -3 m right along each photo's flight direction)
+    plus white noise of 4 m per axis; the robust sigma recovers the noise, not the offset, and leaves out photos
+    that matched no neighbour (their correction is the GPS prior's zero)."""
+    from runtime.mapping.mosaic import MosaicReport, placement_sigma
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    heading = rng.uniform(-math.pi, math.pi, n)
+    fwd = np.stack([np.cos(heading), np.sin(heading)], axis=1)
+    right = np.stack([fwd[:, 1], -fwd[:, 0]], axis=1)
+    x = np.zeros((n, 4))
+    x[:, :2] = 2.0 * fwd - 3.0 * right + rng.normal(0.0, 4.0, (n, 2))
+    connected = np.ones(n, bool)
+    connected[:500] = False
+    x[:500, :2] = 0.0
+    assert placement_sigma(x, fwd, np.array([2.0, -3.0]), connected) == pytest.approx(4.0, rel=0.05)
+    # without the offset taken out the spread is wider (the offset turns with each line's direction)
+    assert placement_sigma(x, fwd, np.zeros(2), connected) > 4.5
+    assert math.isnan(placement_sigma(x[:2], fwd[:2], np.zeros(2), np.ones(2, bool)))
+    rep = MosaicReport(("a",), np.zeros((1, 4)), (), 0, 0, (), 0.5, 1.0, 5.0, 9.0, placement_sigma_m=5.0,
+                       height_m=57.0)
+    assert rep.attitude_sigma_deg == pytest.approx(math.degrees(math.atan(5.0 / 57.0)))
+    assert rep.to_dict()["attitude_sigma_deg"] == pytest.approx(5.01, abs=0.01)
+    assert math.isnan(MosaicReport(("a",), np.zeros((1, 4)), (), 0, 0, (), 0.5, 1.0, 5.0, 9.0).attitude_sigma_deg)
+    assert MosaicReport(("a",), np.zeros((1, 4)), (), 0, 0, (), 0.5, 1.0, 5.0, 9.0).to_dict()[
+        "attitude_sigma_deg"] is None
 
 
 def test_the_mosaic_is_where_the_photos_are_and_round_trips_as_geotiff(mosaic, photo_dir, tmp_path):
@@ -104,7 +139,17 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
     cal = tmp_path / "map.mosaic.json"
     assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t2.jsonl"), "--quiet",
                          "--survey-calibration", str(cal)]) == 0
-    assert f"note: survey calibration {cal}: camera" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"note: survey calibration {cal}: camera" in err
+    # the survey's measured attitude error reaches the loop (each fix carries the nadir shift it makes)
+    assert f"recorded attitude off by {report['attitude_sigma_deg']:.1f} deg (1 sigma)" in err
+    assert f"attitude_sigma_deg={report['attitude_sigma_deg']:g}" in err
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**report, "attitude_sigma_deg": "lots"}))
+    assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t4.jsonl"), "--quiet",
+                         "--survey-calibration", str(wrong)]) != 0
+    assert "attitude_sigma_deg 'lots' is not an attitude error in degrees (0 <= sigma < 45)" in \
+        capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t3.jsonl"), "--quiet",
