@@ -2,6 +2,7 @@
 
     skyfix calibrate IMAGES... --board 9x6 --square 0.025 [--model pinhole|fisheye]
                      [--charuco 5x7 --marker 0.03 --dict DICT_5X5_100] -o camera.yaml [--format opencv|ros]
+                     [--overwrite]
 
 Only the standard library is imported here; OpenCV and numpy load when the command runs, so ``--help`` is instant.
 """
@@ -98,6 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="opencv: cv2.FileStorage YAML (default); ros: camera_info YAML (camera_calibration_parsers)",
     )
     out.add_argument("--name", default="camera", help="camera_name written into the file (default: camera)")
+    out.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.set_defaults(handler=run_calibrate)
 
 
@@ -107,6 +109,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from .chessboard import CharucoBoardSpec, calibrate
     from .errors import CalibrationError
 
+    output = Path(args.output)
+    check_output(output, args.overwrite)
     images = expand_images(args.images)
     charuco = None
     if args.charuco is not None:
@@ -130,7 +134,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         detector=args.detector,
     )
     print(result.report())
-    output = Path(args.output)
+    check_output(output, args.overwrite)  # again: it may have appeared while calibrating
     if output.parent != Path("."):
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -139,6 +143,22 @@ def run_calibrate(args: argparse.Namespace) -> int:
     save_camera(result.camera, output, fmt=args.fmt, name=args.name)
     print(f"wrote {output} ({args.fmt} format)")
     return 0
+
+
+def check_output(output: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing file unless ``--overwrite`` (and never a folder).
+
+    Raises:
+        CalibrationError: the output is a folder, or exists without ``--overwrite``.
+    """
+    from .errors import CalibrationError
+
+    if output.is_dir():
+        raise CalibrationError(f"-o {output}: is a folder; give the camera file to write, e.g. -o {output}/camera.yaml")
+    if output.exists() and not overwrite:
+        raise CalibrationError(
+            f"-o {output}: the file exists; pass --overwrite to replace it, or choose another -o path"
+        )
 
 
 def expand_images(items: list[str]) -> list[str]:

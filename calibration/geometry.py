@@ -219,8 +219,9 @@ def R_cam2world(attitude: Attitude, mount: Mount = NADIR_MOUNT) -> np.ndarray:
 _MOUNT_KEYS = ("R_cam2body", "rpy_cam2body_deg", "t_cam2body")
 
 
-def load_mount(path) -> Mount:
-    """Read a mount YAML file.
+def load_mount(path, imu_frame: str = "flu") -> Mount:
+    """Read a mount YAML file, or the ``T_cam_imu`` of a Kalibr camera-IMU camchain (``cam0``; the IMU frame taken
+    as the body, ``imu_frame`` ``"flu"`` or ``"frd"``: see :func:`calibration.camera_io.mount_from_kalibr`).
 
     Keys (all optional; absent ones keep the :data:`NADIR_MOUNT` values):
 
@@ -244,6 +245,10 @@ def load_mount(path) -> Mount:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise CameraFileError(f"mount file {p} is not valid YAML: {exc}") from exc
+    from .camera_io import kalibr_cameras, mount_from_kalibr
+
+    if kalibr_cameras(data):
+        return mount_from_kalibr(data, str(p), imu_frame=imu_frame)
     if not isinstance(data, dict):
         raise CameraFileError(
             f"mount file {p} must be a YAML mapping with keys {list(_MOUNT_KEYS)}, got {type(data).__name__}"

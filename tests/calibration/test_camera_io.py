@@ -277,7 +277,7 @@ def test_error_binary_file(tmp_path):
 @pytest.mark.parametrize(
     "text, got",
     [
-        ("camera_matrix: [1, 0, 0, 0, 1, 0, 0, 0, 1]\n", "mapping with keys"),
+        ("focal_length: 500\nsensor: [640, 480]\n", "mapping with keys"),
         ("- 1\n- 2\n", "a YAML list"),
         ("{{{ not yaml", "not YAML"),
         ("", "a YAML NoneType"),
@@ -299,7 +299,7 @@ def test_error_broken_opencv_file():
 @pytest.mark.parametrize("key", ["image_width", "image_height", "camera_matrix", "distortion_coefficients"])
 def test_error_opencv_missing_key(key):
     text = _opencv_text(**{f"{key}:": "something_else:"})
-    with pytest.raises(CameraFileError, match=f"missing key '{key}'.*found keys: .*something_else"):
+    with pytest.raises(CameraFileError, match=f"missing .*{key}.*found keys: .*something_else"):
         camera_from_text(text, source="cam.yaml")
 
 

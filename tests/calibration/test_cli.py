@@ -145,3 +145,22 @@ def test_building_the_parser_imports_no_opencv():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_existing_output_is_refused_before_calibrating_unless_overwrite(skyfix_main, left_images, tmp_path, capsys):
+    import time
+
+    from calibration.camera_io import load_camera
+
+    out_file = tmp_path / "camera.yaml"
+    out_file.write_text("keep me\n")
+    t0 = time.perf_counter()
+    assert skyfix_main(["calibrate", *left_images, "-o", str(out_file)]) == 2
+    assert time.perf_counter() - t0 < 2.0  # refused before any board detection
+    err = capsys.readouterr().err
+    assert err.startswith("error: -o ") and "exists; pass --overwrite" in err
+    assert out_file.read_text() == "keep me\n"
+    assert skyfix_main(["calibrate", *left_images, "-o", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert skyfix_main(["calibrate", *left_images, "-o", str(out_file), "--overwrite"]) == 0
+    assert load_camera(out_file).size == (640, 480)
