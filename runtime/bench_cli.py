@@ -1,4 +1,5 @@
-"""``skyfix bench``: inference benchmarks. ``skyfix bench encoder MODEL...``: latency and throughput of encoders.
+"""``skyfix bench``: inference benchmarks. ``skyfix bench encoder MODEL...``: latency and throughput of encoders;
+``skyfix bench nmea-fuzz``: the NMEA parser against a million random and mutated inputs (escaped exceptions).
 
 The handler imports numpy and the backends only when it runs, so ``--help`` works without onnxruntime, torch or
 tensorrt installed.
@@ -43,10 +44,42 @@ def register(subparsers) -> None:
     e.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     e.add_argument("--json", metavar="PATH", help="also write the results as JSON here ('-' for stdout)")
     e.set_defaults(handler=_encoder)
+    f = sub.add_parser(
+        "nmea-fuzz", help="fuzz the NMEA parser (random and mutated sentences); reports escaped exceptions",
+        description="Feed the NMEA parser N random and mutated inputs (valid sentences, hostile field values such as "
+                    "HDOP 1e308 with a valid checksum, flipped bytes, 10k-character lines, binary, unicode) and "
+                    "report escaped exceptions (must be 0), counted skips by reason and throughput (table + JSON). "
+                    "Exit status 1 when anything escaped, e.g. `skyfix bench nmea-fuzz --inputs 1000000`.",
+    )
+    f.add_argument("--inputs", type=int, default=1_000_000, metavar="N", help="number of inputs (default 1000000)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the generator (default 0)")
+    f.add_argument("--json", metavar="PATH", help="also write the report as JSON here ('-' for stdout)")
+    f.set_defaults(handler=_nmea_fuzz)
 
 
 def _err(*parts) -> None:
     print(*parts, file=sys.stderr, flush=True)
+
+
+def _nmea_fuzz(args: argparse.Namespace) -> int:
+    import json
+
+    from .errors import OnboardError
+    from .tools.nmea_fuzz import format_report, run_fuzz
+
+    if args.inputs < 1 or args.inputs > 100_000_000:
+        raise OnboardError(f"--inputs must be 1 to 100000000, got {args.inputs}")
+    result = run_fuzz(args.inputs, seed=args.seed, parser_every=5_000, log=_err if args.inputs >= 200_000 else None)
+    print(format_report(result))
+    if args.json:
+        text = json.dumps(result, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+            _err(f"results written to {args.json}")
+    return 1 if result["escaped_exceptions"] or result["internal_errors"] or result["bad_fixes"] else 0
 
 
 def _encoder(args: argparse.Namespace) -> int:

@@ -67,6 +67,14 @@ KNOT_MPS = 1852.0 / 3600.0  # one knot in metres per second
 NS_PER_S = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_S
 MAX_LINE_BYTES = 1024  # longer runs without a line end are binary data (NMEA allows 82 characters)
+MAX_SENTENCE_CHARS = 256  # a longer sentence (from the '$') is malformed ("too long"); NMEA allows 82
+MAX_NUMBER_CHARS = 24  # a longer numeric field is malformed
+# plausibility bounds of what a receiver sends (a value outside is a corrupt field: the sentence is skipped)
+MAX_HDOP = 100.0  # receivers send at most 99.99 (often 99.99 = "unknown")
+ALT_MSL_RANGE_M = (-1_000.0, 100_000.0)
+GEOID_SEP_RANGE_M = (-200.0, 200.0)  # the geoid is within about -107..+86 m of the ellipsoid
+MAX_SPEED_KNOTS = 2_000.0  # ~1000 m/s; civilian receivers stop at 1000 knots (COCOM)
+MAX_SATELLITES = 255
 
 POSITION_TYPES = ("GGA", "GNS")
 HANDLED_TYPES = ("GGA", "GNS", "RMC")
@@ -89,6 +97,9 @@ _GNS_MODE_RANK = {"R": STATUS_GBAS_FIX, "F": STATUS_GBAS_FIX, "D": STATUS_SBAS_F
 _LINE_SPLIT = re.compile(rb"[\r\n]+")
 _PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
 _ADDRESS = re.compile(r"[A-Z0-9]{2,}[,*]")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)\Z")
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}\Z")
+_UNSIGNED = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)\Z")
 
 
 class NmeaError(OnboardError):
@@ -96,7 +107,13 @@ class NmeaError(OnboardError):
 
 
 class _Malformed(Exception):
-    """Internal: a sentence whose checksum is right but whose fields cannot be read."""
+    """Internal: a sentence whose checksum is right but whose fields cannot be read.
+
+    ``reason`` is the short key counted in :attr:`NmeaCounters.malformed_reasons` (``"hdop"``, ``"time"``, ...)."""
+
+    def __init__(self, reason: str, value: str | None = None) -> None:
+        super().__init__(reason if value is None else f"{reason} {value[:40]!r}")
+        self.reason = reason
 
 
 # ============================================================================================== checksum
@@ -129,6 +146,11 @@ class NmeaCounters:
         ignored: well-formed sentences of other types; ``ignored_types`` counts them by type (``GSV``, ``PGRME``).
         fixes: GpsFix produced. no_fix: GGA/GNS without a usable fix. duplicates: second position sentence of an
             epoch. host_time_fixes: fixes stamped with the host receive time (no date known or time_source host).
+        malformed_reasons: ``malformed`` by reason (``"no checksum"``, ``"non-printable"``, ``"too long"``,
+            ``"hdop"``, ``"hdop out of range"``, ``"time"``, ``"coordinate"``, ``"internal error"``, ...).
+        internal_errors: exceptions of the parser's own code caught by its safety net (a bug, never expected: the
+            line is counted as malformed with reason ``"internal error"`` and skipped). ``last_skip``: why the
+            latest line was skipped (``"malformed hdop '1e308'"``), for notes and status lines.
     """
 
     lines: int = 0
@@ -142,81 +164,106 @@ class NmeaCounters:
     no_fix: int = 0
     duplicates: int = 0
     host_time_fixes: int = 0
+    internal_errors: int = 0
     ignored_types: Counter = field(default_factory=Counter)
+    malformed_reasons: Counter = field(default_factory=Counter)
+    last_skip: str = ""
 
     def as_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "ignored_types"}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("ignored_types", "malformed_reasons")}
         d["ignored_types"] = dict(self.ignored_types)
+        d["malformed_reasons"] = dict(self.malformed_reasons)
         return d
+
+    def skips(self) -> dict:
+        """Every line skipped, by reason: ``garbage``, ``bad checksum``, ``malformed: <reason>``, ``ignored: <type>``,
+        ``no fix``, ``duplicate``."""
+        out = {}
+        if self.garbage:
+            out["garbage"] = self.garbage
+        if self.bad_checksum:
+            out["bad checksum"] = self.bad_checksum
+        for k, v in sorted(self.malformed_reasons.items()):
+            out[f"malformed: {k}"] = v
+        for k, v in sorted(self.ignored_types.items()):
+            out[f"ignored: {k}"] = v
+        if self.no_fix:
+            out["no fix"] = self.no_fix
+        if self.duplicates:
+            out["duplicate"] = self.duplicates
+        return out
 
 
 # ============================================================================================== field helpers
 def _time_of_day_ns(text: str) -> int:
     """``hhmmss[.sss]`` -> nanoseconds since midnight (exact decimal arithmetic)."""
     if len(text) < 6 or not text[:6].isdigit():
-        raise _Malformed(f"time {text!r}")
+        raise _Malformed("time", text)
     hh, mm, ss = int(text[0:2]), int(text[2:4]), int(text[4:6])
     frac_ns = 0
     if len(text) > 6:
-        if text[6] != "." or not (text[7:].isdigit() or text[7:] == ""):
-            raise _Malformed(f"time {text!r}")
+        if text[6] != "." or not (text[7:].isdigit() or text[7:] == "") or len(text) > 20:
+            raise _Malformed("time", text)
         digits = (text[7:] + "000000000")[:9]
         frac_ns = int(digits)
     if hh > 23 or mm > 59 or ss > 60:
-        raise _Malformed(f"time {text!r}")
+        raise _Malformed("time", text)
     return ((hh * 60 + mm) * 60 + ss) * NS_PER_S + frac_ns
 
 
 def _date_days(text: str) -> int:
     """``ddmmyy`` -> days since 1970-01-01 (yy < 80 -> 20yy, else 19yy)."""
     if len(text) != 6 or not text.isdigit():
-        raise _Malformed(f"date {text!r}")
+        raise _Malformed("date", text)
     dd, mo, yy = int(text[0:2]), int(text[2:4]), int(text[4:6])
     year = 2000 + yy if yy < 80 else 1900 + yy
     try:
         return (_dt.date(year, mo, dd) - _dt.date(1970, 1, 1)).days
     except ValueError as exc:
-        raise _Malformed(f"date {text!r}") from exc
+        raise _Malformed("date", text) from exc
 
 
 def _coord(value: str, hemi: str, is_lat: bool) -> float:
     """``ddmm.mmmm`` / ``dddmm.mmmm`` + hemisphere -> signed degrees."""
     if hemi not in (("N", "S") if is_lat else ("E", "W")):
-        raise _Malformed(f"hemisphere {hemi!r}")
-    try:
-        raw = float(value)
-    except ValueError as exc:
-        raise _Malformed(f"coordinate {value!r}") from exc
-    if not math.isfinite(raw) or raw < 0:
-        raise _Malformed(f"coordinate {value!r}")
+        raise _Malformed("hemisphere", hemi)
+    if len(value) > MAX_NUMBER_CHARS or not _UNSIGNED.match(value):
+        raise _Malformed("coordinate", value)
+    raw = float(value)
+    if not math.isfinite(raw):
+        raise _Malformed("coordinate", value)
     deg = math.floor(raw / 100.0)
     minutes = raw - 100.0 * deg
     if minutes >= 60.0:
-        raise _Malformed(f"coordinate {value!r}")
+        raise _Malformed("coordinate", value)
     out = deg + minutes / 60.0
     if out > (90.0 if is_lat else 180.0):
-        raise _Malformed(f"coordinate {value!r}")
+        raise _Malformed("coordinate", value)
     return -out if hemi in ("S", "W") else out
 
 
-def _float(value: str, what: str, default: float | None = None) -> float | None:
+def _float(value: str, what: str, default: float | None = None, lo: float = -math.inf,
+           hi: float = math.inf) -> float | None:
+    """A decimal field (NMEA writes plain decimals: no exponent, no ``inf``/``nan``, no ``_``) within [lo, hi]."""
     if value == "":
         return default
-    try:
-        out = float(value)
-    except ValueError as exc:
-        raise _Malformed(f"{what} {value!r}") from exc
-    if not math.isfinite(out):
-        raise _Malformed(f"{what} {value!r}")
+    if len(value) > MAX_NUMBER_CHARS or not _DECIMAL.match(value):
+        raise _Malformed(what, value)
+    out = float(value)
+    if not lo <= out <= hi:  # also false for a non-finite value
+        raise _Malformed(f"{what} out of range", value)
     return out
 
 
-def _int(value: str, what: str, default: int | None = None) -> int | None:
+def _int(value: str, what: str, default: int | None = None, hi: int = 10**6) -> int | None:
     if value == "":
         return default
-    if not value.isdigit():
-        raise _Malformed(f"{what} {value!r}")
-    return int(value)
+    if len(value) > MAX_NUMBER_CHARS or not value.isascii() or not value.isdigit():
+        raise _Malformed(what, value)
+    out = int(value)
+    if out > hi:
+        raise _Malformed(f"{what} out of range", value)
+    return out
 
 
 def split_sentence(line: str) -> tuple[str, list[str]] | None:
@@ -307,7 +354,23 @@ class NmeaParser:
 
     # ------------------------------------------------------------------ input
     def feed(self, data: bytes, recv_ns: int | None = None) -> list[GpsFix]:
-        """Add a chunk of bytes (any split); parse each complete line. Returns the fixes completed."""
+        """Add a chunk of bytes (any split); parse each complete line. Returns the fixes completed.
+
+        Never raises on what the bytes hold (see :meth:`parse_line`); a ``str`` is taken as its UTF-8 bytes."""
+        try:
+            return self._feed(data, recv_ns)
+        except Exception as exc:  # noqa: BLE001 - the safety net: a parser bug must not end the stream
+            self._internal_error(exc)
+            self._buf.clear()
+            return []
+
+    def _internal_error(self, exc: BaseException) -> None:
+        self.counters.internal_errors += 1
+        self.counters.last_skip = f"internal error {type(exc).__name__}: {str(exc)[:120]}"
+
+    def _feed(self, data, recv_ns: int | None) -> list[GpsFix]:
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogatepass")
         self._buf += data
         out: list[GpsFix] = []
         cut = max(self._buf.rfind(b"\n"), self._buf.rfind(b"\r"))
@@ -347,7 +410,30 @@ class NmeaParser:
         return out
 
     def parse_line(self, line: bytes | str, recv_ns: int | None = None) -> list[GpsFix]:
-        """Parse one line (with or without CR/LF). Returns 0, 1 or 2 fixes (a held-back one may come out too)."""
+        """Parse one line (with or without CR/LF). Returns 0, 1 or 2 fixes (a held-back one may come out too).
+
+        Never raises on what the line holds: every line ends in a counter (:class:`NmeaCounters`, with the reason
+        in ``malformed_reasons`` and :attr:`NmeaCounters.last_skip`). An exception of the parser's own code is
+        caught too (``internal_errors``; the sentence counted as malformed, reason ``"internal error"``)."""
+        c = self.counters
+        sentences = c.sentences
+        try:
+            return self._parse_line(line, recv_ns)
+        except Exception as exc:  # noqa: BLE001 - the safety net: a parser bug must not end the stream
+            self._internal_error(exc)
+            if c.sentences > sentences and c.sentences > c.parsed + c.bad_checksum + c.malformed + c.ignored:
+                self._malformed("internal error")  # keep sentences == parsed + bad_checksum + malformed + ignored
+            return []
+
+    def _malformed(self, reason: str, detail: str = "") -> list[GpsFix]:
+        c = self.counters
+        c.malformed += 1
+        c.malformed_reasons[reason] += 1
+        if reason != "internal error":
+            c.last_skip = f"malformed {detail or reason}"
+        return []
+
+    def _parse_line(self, line: bytes | str, recv_ns: int | None) -> list[GpsFix]:
         c = self.counters
         if isinstance(line, (bytes, bytearray, memoryview)):
             text = bytes(line).decode("latin-1")
@@ -360,27 +446,28 @@ class NmeaParser:
         start = text.rfind("$")
         if start < 0 or not _ADDRESS.match(text, start + 1):  # no '$', or binary data that holds a '$' byte
             c.garbage += 1
+            c.last_skip = "garbage (no NMEA sentence)"
             return []
         c.sentences += 1
         s = text[start + 1:]
+        if len(s) > MAX_SENTENCE_CHARS:
+            return self._malformed("too long", f"too long ({len(s)} characters)")
+        if not _PRINTABLE.match(s):
+            return self._malformed("non-printable")
         star = s.rfind("*")
-        if star < 0 or len(s) - star != 3 or not _PRINTABLE.match(s):
-            c.malformed += 1
-            return []
+        if star < 0 or len(s) - star != 3:
+            return self._malformed("no checksum")
         body, cks = s[:star], s[star + 1:]
-        try:
-            expected = int(cks, 16)
-        except ValueError:
-            c.malformed += 1
-            return []
-        if expected != nmea_checksum(body):
+        if not _HEX2.match(cks):
+            return self._malformed("checksum unreadable", f"checksum {cks!r}")
+        if int(cks, 16) != nmea_checksum(body):
             c.bad_checksum += 1
+            c.last_skip = "bad checksum"
             return []
         parts = body.split(",")
         address, fields = parts[0], parts[1:]
         if len(address) < 3 or not address.isalnum():
-            c.malformed += 1
-            return []
+            return self._malformed("address", f"address {address[:20]!r}")
         kind = address[-3:] if not address.startswith("P") else address
         if kind not in HANDLED_TYPES or len(address) != 5:
             c.ignored += 1
@@ -393,9 +480,8 @@ class NmeaParser:
                 out = self._rmc(fields)
             else:
                 out = self._position(kind, address[:2], fields, recv_ns)
-        except _Malformed:
-            c.malformed += 1
-            return []
+        except _Malformed as exc:
+            return self._malformed(exc.reason, f"{kind} {exc}")
         c.parsed += 1
         return out
 
@@ -408,8 +494,8 @@ class NmeaParser:
             raise _Malformed("RMC status")
         days = _date_days(f[8]) if f[8] else None
         valid = f[1] == "A"
-        speed = _float(f[6], "speed")
-        course = _float(f[7], "course")
+        speed = _float(f[6], "speed", lo=0.0, hi=MAX_SPEED_KNOTS)
+        course = _float(f[7], "course", lo=-360.0, hi=360.0)
         if valid and f[2] and f[3]:  # validate the position fields too (a garbled RMC must not give its date)
             _coord(f[2], f[3], True)
             _coord(f[4], f[5], False)
@@ -443,8 +529,8 @@ class NmeaParser:
                 raise _Malformed("GGA fields")
             quality = _int(f[5], "quality", 0)
             status = GGA_QUALITY_STATUS.get(quality)
-            n_sats = _int(f[6], "satellites")
-            hdop = _float(f[7], "hdop")
+            n_sats = _int(f[6], "satellites", hi=MAX_SATELLITES)
+            hdop = _float(f[7], "hdop", lo=0.0, hi=MAX_HDOP)
             msl = f[8]
             sep = f[10] if len(f) > 10 else ""
         else:  # GNS: time, lat, N, lon, E, mode, sats, hdop, alt, sep, age, station[, nav status]
@@ -455,8 +541,8 @@ class NmeaParser:
                 raise _Malformed("GNS mode")
             ranks = [_GNS_MODE_RANK[m] for m in mode if m in _GNS_MODE_RANK]
             status = max(ranks) if ranks else None
-            n_sats = _int(f[6], "satellites")
-            hdop = _float(f[7], "hdop")
+            n_sats = _int(f[6], "satellites", hi=MAX_SATELLITES)
+            hdop = _float(f[7], "hdop", lo=0.0, hi=MAX_HDOP)
             msl = f[8]
             sep = f[9] if len(f) > 9 else ""
         tod = _time_of_day_ns(f[0]) if f[0] else None
@@ -465,8 +551,8 @@ class NmeaParser:
             return []
         lat = _coord(f[1], f[2], True)
         lon = _coord(f[3], f[4], False)
-        alt_msl = _float(msl, "altitude", math.nan)
-        alt = alt_msl + _float(sep, "geoid separation", 0.0)
+        alt_msl = _float(msl, "altitude", math.nan, *ALT_MSL_RANGE_M)
+        alt = alt_msl + _float(sep, "geoid separation", 0.0, *GEOID_SEP_RANGE_M)
         if hdop is not None and hdop <= 0:
             hdop = None
         if tod is None:

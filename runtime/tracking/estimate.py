@@ -45,6 +45,10 @@ class TrackEstimate:
         visual_used: a visual fix gave support within ``visual_timeout_s``.
         n_eff: effective sample size of the particle weights.
         notes: human-readable reasons (outage length, rejection, re-initialisations since the last estimate).
+        velocity_xy: (east, north) ground velocity, m/s: the particles' weighted mean velocity; None before
+            initialisation.
+        velocity_sigma_mps: its std per axis, m/s (sqrt of the mean of the two variances); None before
+            initialisation.
     """
 
     t_ns: int
@@ -58,6 +62,8 @@ class TrackEstimate:
     visual_used: bool
     n_eff: float
     notes: tuple[str, ...] = ()
+    velocity_xy: tuple[float, float] | None = None
+    velocity_sigma_mps: float | None = None
 
     @property
     def sigma_m(self) -> float:

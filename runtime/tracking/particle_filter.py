@@ -1022,7 +1022,8 @@ class ParticleTracker:
                          "camera checks may be dragged unseen")
         n_eff = 1.0 / float(self._w @ self._w)
         cov.setflags(write=False)
-        return TrackEstimate(t, mx, my, yaw, cov, ysig, status, gps_state, visual, n_eff, tuple(notes))
+        vx, vy, vsig = self._velocity_spread()
+        return TrackEstimate(t, mx, my, yaw, cov, ysig, status, gps_state, visual, n_eff, tuple(notes), (vx, vy), vsig)
 
     def search_scope(self, min_radius_m: float = 60.0) -> tuple[float, float, float] | None:
         """(x, y, radius_m) for ``MapPackage.search(prior=...)`` covering the belief, or None = search the whole map.

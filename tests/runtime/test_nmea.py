@@ -458,3 +458,110 @@ def test_output_errors():
     for fn, pattern in cases:
         with pytest.raises(NmeaError, match=pattern):
             fn()
+
+
+# ============================================================================================== never raise (issue 12)
+HOSTILE_GGA = [
+    # (field index in the GGA body, value, reason counted)
+    (7, "1e308", "hdop"),  # the reported bug: valid checksum, HDOP 1e308 -> infinite covariance -> raised
+    (7, "100000", "hdop out of range"),
+    (7, "NaN", "hdop"),
+    (7, "inf", "hdop"),
+    (7, "-1", "hdop out of range"),
+    (7, "1_0", "hdop"),
+    (7, " 1.0", "hdop"),
+    (8, "9" * 40, "altitude"),
+    (8, "9" * 400, "too long"),
+    (8, "1e5", "altitude"),
+    (8, "123456789", "altitude out of range"),
+    (10, "-999", "geoid separation out of range"),
+    (6, "99999999", "satellites out of range"),
+    (6, "-3", "satellites"),
+    (1, "4807.038e0", "coordinate"),
+    (1, "inf", "coordinate"),
+    (0, "1200", "time"),
+    (0, "120000." + "1" * 30, "time"),
+]
+GGA_BODY = "GPGGA,120000.00,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"
+
+
+@pytest.mark.parametrize("index,value,reason", HOSTILE_GGA)
+def test_a_hostile_field_with_a_valid_checksum_is_a_counted_skip(index, value, reason):
+    parts = GGA_BODY.split(",")
+    parts[index + 1] = value
+    line = _s(",".join(parts))
+    p = _parser(time_source="host")
+    assert p.parse_line(line) == [] and p.feed(line.encode()) == [] and p.flush() == []
+    c = p.counters
+    assert (c.malformed, c.parsed, c.internal_errors) == (2, 0, 0)
+    assert dict(c.malformed_reasons) == {reason: 2}
+    expected = "too long" if reason == "too long" else "GGA " + reason.split(" out of")[0]
+    assert c.last_skip.startswith("malformed " + expected)
+    assert c.skips() == {f"malformed: {reason}": 2}
+    # the same sentence with a sane value still gives its fix
+    assert len(_parser(time_source="host").parse_line(_s(GGA_BODY))) == 1
+
+
+def test_hostile_rmc_speed_and_course_and_other_skips_have_reasons():
+    p = _parser(time_source="host")
+    rmc = "GPRMC,120000.00,A,4807.038,N,01131.000,E,{},{},230394,,,A"
+    for speed, course in (("1e308", "0"), ("5000", "10"), ("1", "nan"), ("1", "720")):
+        assert p.parse_line(_s(rmc.format(speed, course))) == []
+    assert dict(p.counters.malformed_reasons) == {"speed": 1, "speed out of range": 1, "course": 1,
+                                                  "course out of range": 1}
+    p = _parser(time_source="host")
+    lines = ["$GPGGA," + "9," * 5000 + "*00", "$GPGGA,1\u00e9*00", "$GPGGA,1*G0", "$GPGGA,1", "\xff\xfe$x",
+             "$GP-GA,1*00"]
+    for line in lines:
+        assert p.parse_line(line) == []
+    assert p.feed("$GPGGA,\u4e2d*00\r\n") == []  # a str is taken as its UTF-8 bytes
+    assert p.parse_line(b"$GPGGA," + bytes(range(128, 256)) + b"*00") == []
+    c = p.counters
+    assert c.internal_errors == 0
+    assert dict(c.malformed_reasons) == {"too long": 1, "non-printable": 3, "checksum unreadable": 1,
+                                         "no checksum": 1}
+    assert c.garbage == 2  # '\xff\xfe$x' and '$GP-GA' (no address after the '$')
+    assert c.sentences == c.parsed + c.bad_checksum + c.malformed + c.ignored
+
+
+def test_a_bug_inside_the_parser_is_caught_counted_and_the_stream_goes_on():
+    p = _parser(time_source="host")
+
+    def broken(*args):
+        raise ZeroDivisionError("a bug")
+
+    p._position = broken  # stands for any bug in the sentence code
+    assert p.parse_line(_s(GGA_BODY)) == [] and p.feed((_s(GGA_BODY)).encode()) == []
+    c = p.counters
+    assert c.internal_errors == 2 and c.malformed_reasons == {"internal error": 2}
+    assert c.last_skip == "internal error ZeroDivisionError: a bug"
+    assert c.sentences == c.parsed + c.bad_checksum + c.malformed + c.ignored
+    del p._position
+    assert len(p.parse_line(_s(GGA_BODY.replace("120000.00", "120001.00")))) == 1
+
+
+def test_small_fuzz_lets_nothing_escape():
+    """The CI share of ``skyfix bench nmea-fuzz`` (1M inputs there): 20k random and mutated inputs."""
+    from runtime.tools.nmea_fuzz import format_report, run_fuzz
+
+    r = run_fuzz(20_000, seed=12)
+    assert r["escaped_exceptions"] == 0, r["escaped_examples"]
+    assert r["internal_errors"] == 0, r["internal_examples"]
+    assert r["bad_fixes"] == 0
+    assert r["fixes"] > 1000 and r["parsed"] > 5000  # the valid share is still taken
+    assert r["skips_by_reason"]["malformed: hdop"] > 50  # the hostile HDOPs reached the field parser
+    assert set(r["inputs_by_kind"]) == {"valid", "field", "mutate", "long", "binary", "unicode"}
+    assert "escaped exceptions" in format_report(r)
+
+
+def test_bench_nmea_fuzz_command_prints_a_table_and_json(tmp_path, capsys):
+    import json
+
+    from runtime.cli.skyfix import main
+
+    out = tmp_path / "fuzz.json"
+    assert main(["bench", "nmea-fuzz", "--inputs", "3000", "--seed", "4", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"escaped exceptions\s+0\n", text) and "counted skips by reason" in text
+    report = json.loads(out.read_text())
+    assert report["inputs"] == 3000 and report["escaped_exceptions"] == 0 and report["inputs_per_s_parser"] > 0
