@@ -1,7 +1,9 @@
-"""sensor_msgs/Image encodings (mono, rgb/bgr(a), bayer) and JPEG/PNG for CompressedImage, both ways."""
+"""sensor_msgs/Image encodings (mono, rgb/bgr(a), bayer) and JPEG/PNG for CompressedImage, both ways; a structural
+check of JPEG/PNG bytes (:func:`compressed_image_problem`) that finds an unusable CompressedImage without decoding it."""
 
 from __future__ import annotations
 
+import zlib
 
 import numpy as np
 
@@ -130,3 +132,92 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+
+
+# ============================================================================================== compressed checks
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (DHT, JPG, DAC are not)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def compressed_image_problem(data: bytes) -> str:
+    """Why ``data`` (a CompressedImage payload) cannot be a whole JPEG or PNG image, or ``""`` when it can.
+
+    Structural, without decoding: a JPEG needs its marker segments to chain from the start-of-image marker to the first
+    scan, a frame header (SOF) of non-zero size before it, and an end-of-image marker after it (a transfer cut short
+    has none; OpenCV would hand out the missing part grey). A PNG needs its signature, an IHDR of non-zero size first,
+    every chunk whole with a matching CRC, and the IEND chunk. Linear in the size, far cheaper than a decode.
+    """
+    data = bytes(data)
+    n = len(data)
+    if n == 0:
+        return "empty (0 bytes)"
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_problem(data)
+    if data[:8] == _PNG_SIGNATURE:
+        return _png_problem(data)
+    return f"neither JPEG nor PNG ({n} bytes starting with {data[:8]!r}); only those are supported"
+
+
+def _jpeg_problem(data: bytes) -> str:
+    n = len(data)
+    i, size = 2, None
+    while True:
+        if i >= n:
+            return f"JPEG cut short in its headers ({n} bytes, no image data)"
+        if data[i] != 0xFF:
+            return f"corrupt JPEG: no marker at byte {i} of {n} (the headers are damaged)"
+        while i < n and data[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= n:
+            return f"JPEG cut short in its headers ({n} bytes)"
+        marker = data[i]
+        i += 1
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # standalone markers
+            continue
+        if marker == 0xD9:
+            return "JPEG ends (EOI) before any image data"
+        if i + 2 > n:
+            return f"JPEG cut short in its headers ({n} bytes)"
+        length = (data[i] << 8) | data[i + 1]
+        if length < 2 or i + length > n:
+            return f"JPEG cut short or corrupt: a {length}-byte segment at byte {i} of {n}"
+        if marker in _JPEG_SOF:
+            if length < 8:
+                return "corrupt JPEG: frame header too short"
+            h, w = (data[i + 3] << 8) | data[i + 4], (data[i + 5] << 8) | data[i + 6]
+            if h == 0 or w == 0:
+                return f"corrupt JPEG: frame header gives a {w}x{h} image"
+            size = (w, h)
+        if marker == 0xDA:  # start of scan: entropy-coded data follows
+            if size is None:
+                return "corrupt JPEG: image data before any frame header (SOF)"
+            break
+        i += length
+    if data.find(b"\xff\xd9", i) < 0:
+        return f"JPEG cut short: {size[0]}x{size[1]} image of {n} bytes without its end-of-image marker"
+    return ""
+
+
+def _png_problem(data: bytes) -> str:
+    n = len(data)
+    i, first = 8, True
+    while True:
+        if i + 12 > n:
+            return f"PNG cut short ({n} bytes, no IEND chunk)"
+        length = int.from_bytes(data[i:i + 4], "big")
+        ctype = data[i + 4:i + 8]
+        end = i + 12 + length
+        if length > 0x7FFFFFFF or end > n:
+            return f"PNG cut short: chunk {ctype!r} of {length} bytes at byte {i} of {n}"
+        if zlib.crc32(data[i + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            return f"corrupt PNG: CRC mismatch in chunk {ctype!r} at byte {i}"
+        if first:
+            if ctype != b"IHDR" or length < 8:
+                return f"corrupt PNG: first chunk is {ctype!r}, expected IHDR"
+            w, h = int.from_bytes(data[i + 8:i + 12], "big"), int.from_bytes(data[i + 12:i + 16], "big")
+            if w == 0 or h == 0:
+                return f"corrupt PNG: header gives a {w}x{h} image"
+            first = False
+        if ctype == b"IEND":
+            return ""
+        i = end
