@@ -222,6 +222,59 @@ def measure_fresh_load(path: Path, repeats: int) -> dict:
                    "runs": rs} for name, rs in runs.items()}
 
 
+_VERIFY_LOAD = (
+    "import json, sys, time\n"
+    "from maps.package import MapPackage\n"
+    "t0 = time.perf_counter()\n"
+    "pkg = MapPackage.load(sys.argv[1], hnsw='eager', verify=sys.argv[2])\n"
+    "print(json.dumps({'load_s': time.perf_counter() - t0, **pkg.timings}))\n"
+)
+
+
+def evict_page_cache(path: Path) -> bool:
+    """Ask the OS to drop the map's file pages from its cache (``posix_fadvise(DONTNEED)``, these files only).
+    False where that is not available."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    for f in Path(path).iterdir():
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+    return True
+
+
+def measure_verify_cost(path: Path, repeats: int) -> dict:
+    """What the load-time check costs: eager loads in fresh processes with ``verify="sizes"`` and ``"sha256"``
+    (interleaved), with the map's pages in the OS cache (warm) and evicted first (cold: read from the disk, where
+    ``posix_fadvise`` can evict). Returns ``{cache: {mode: {"load_s": median, "verify_s": median}}}``, seconds."""
+    import subprocess
+    import sys
+
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    caches = ("warm", "cold") if hasattr(os, "posix_fadvise") else ("warm",)
+    runs: dict = {c: {m: [] for m in ("sizes", "sha256")} for c in caches}
+    for _ in range(max(1, repeats)):
+        for cache in caches:
+            for mode in ("sizes", "sha256"):
+                if cache == "cold":
+                    evict_page_cache(path)
+                else:
+                    MapPackage.load(path, hnsw="off", verify="sha256")  # reads every byte: all pages cached
+                out = subprocess.run([sys.executable, "-c", _VERIFY_LOAD, str(path), mode], env=env,
+                                     capture_output=True, text=True, check=False)
+                if out.returncode != 0:
+                    raise MapError(f"fresh-process load of {path} failed: {out.stderr.strip()[-500:]}")
+                runs[cache][mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {c: {m: {"load_s": float(np.median([r["load_s"] for r in rs])),
+                    "verify_s": float(np.median([r["verify"] for r in rs])), "runs": len(rs)}
+                for m, rs in by_mode.items()} for c, by_mode in runs.items()}
+
+
 def measure_scoped(pkg: MapPackage, targets, repeats: int, rng, k: int = 10) -> list[dict]:
     """Prior-scoped exact search latency for circles holding about ``targets`` tiles (cold and warm cache)."""
     stride = pkg.tile_grid.stride_m
@@ -303,6 +356,8 @@ def run_bench(tiles: int = 1_000_000, dim: int = 256, *, cache_dir=None, rebuild
     log("measuring load time")
     load = measure_load(path, load_repeats)
     load["fresh_process"] = measure_fresh_load(path, load_repeats)
+    log("measuring the load-time SHA-256 check")
+    load["verify"] = measure_verify_cost(path, load_repeats)
     pkg = MapPackage.load(path, hnsw="eager")
     rng = np.random.default_rng(seed + 1)
     targets = [t for t in SCOPE_TARGETS if t <= 0.5 * tiles] or [max(10, tiles // 50), max(20, tiles // 5)]
@@ -341,8 +396,9 @@ def format_table(result: dict) -> str:
     med, first = e["median"], e["first"]
     lines.append("")
     lines.append("load (s)          first    median")
-    for key in ("manifest", "embeddings", "positions", "grid", "hnsw", "total"):
-        lines.append(f"  {key:<14} {first[key]:8.4f}  {med[key]:8.4f}")
+    for key in ("manifest", "verify", "embeddings", "positions", "grid", "hnsw", "total"):
+        if key in first:
+            lines.append(f"  {key:<14} {first[key]:8.4f}  {med[key]:8.4f}")
     fresh = result["load"].get("fresh_process", {})
     if fresh:
         base = fresh.get("default", {}).get("load_s")
@@ -351,6 +407,13 @@ def format_table(result: dict) -> str:
             ratio = f"  ({r['load_s'] / base:.2f}x default)" if base and name != "default" else ""
             how = f"GLIBC_TUNABLES={HUGEPAGE_TUNABLE}" if name == "hugepages" else "default allocator"
             lines.append(f"    {how:<36} {r['load_s']:.3f} s (HNSW {r['hnsw_s']:.3f} s){ratio}")
+    ver = result["load"].get("verify", {})
+    if ver:
+        lines.append("  load-time check (fresh process, eager, median): sizes only vs SHA-256 of every file")
+        for cache, r in ver.items():
+            a, b = r["sizes"]["load_s"], r["sha256"]["load_s"]
+            lines.append(f"    {cache + ' cache:':<12} sizes {a:.3f} s, sha256 {b:.3f} s (hashing {r['sha256']['verify_s']:.3f} s; "
+                         f"+{b - a:.3f} s, {b / a:.2f}x)")
     for mode in ("lazy", "background"):
         r = result["load"][mode]
         lines.append(f"  hnsw={mode + ':':<11} load returns {r['return_s']:.4f} s, first scoped query done at "

@@ -284,8 +284,14 @@ class TrackWriter:
         fsync: also ``os.fsync`` after every line (survives a power loss, costs a disk sync per estimate).
 
     Use as a context manager (or call :meth:`open` / :meth:`close`). Records must come in non-decreasing ``t_ns``.
-    The GeoJSON and GPX files are written at close, also when the block ends with an exception, so a crashed run
-    leaves all three files with what was estimated until then.
+
+    What a run leaves behind:
+
+    * it ends normally: all three files, also with no estimate at all (an empty track is this run's answer);
+    * it ends with an exception after its first estimate: the JSONL holds every estimate written until then (each
+      line is flushed as it comes) and the GeoJSON and GPX are written from them at close;
+    * it ends with an exception before its first estimate: no file is created (the JSONL is only created by the
+      first record), and with ``overwrite`` the files of an earlier run are left as they were.
     """
 
     def __init__(self, path, *, geojson=False, gpx=False, overwrite: bool = False, fsync: bool = False) -> None:
@@ -296,6 +302,7 @@ class TrackWriter:
         self.fsync = fsync
         self.count = 0
         self._file = None
+        self._open = False
         self._records: list[EstimateRecord] = []
         self._last_t: int | None = None
 
@@ -306,23 +313,34 @@ class TrackWriter:
             return None
         return Path(value)
 
+    def _outputs(self) -> list[Path]:
+        return [p for p in (self.path, self.geojson_path, self.gpx_path) if p is not None]
+
     def open(self) -> "TrackWriter":
-        for p in (self.path, self.geojson_path, self.gpx_path):
-            if p is None:
-                continue
+        """Check the outputs can be written (folder exists and is writable, no file replaced without ``overwrite``).
+
+        Nothing is created yet: the JSONL file appears with the first record (see the class docstring)."""
+        for p in self._outputs():
             if not p.parent.is_dir():
                 raise OutputError(f"cannot write {p}: folder {p.parent} does not exist; create it first")
+            if p.is_dir():
+                raise OutputError(f"cannot write {p}: it is a folder; choose a file path")
             if p.exists() and not self.overwrite:
-                raise OutputError(f"{p} exists already; remove it, choose another output path or pass overwrite=True")
+                raise OutputError(f"{p} exists already; remove it, choose another output path or pass --overwrite")
+            if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+                raise OutputError(f"cannot write {p}: permission denied")
+        self._open = True
+        return self
+
+    def _create(self) -> None:
         try:
             self._file = open(self.path, "w", encoding="utf-8", newline="\n")
         except OSError as exc:
             raise OutputError(f"cannot write track {self.path}: {exc}") from exc
-        return self
 
     def write(self, record: EstimateRecord) -> None:
-        """Append one record as a line and flush it to the operating system."""
-        if self._file is None:
+        """Append one record as a line and flush it to the operating system (the first one creates the file)."""
+        if not self._open:
             raise OutputError("the track writer is not open; use it as a context manager: with TrackWriter(p) as w: ...")
         if not isinstance(record, EstimateRecord):
             raise OutputError(f"TrackWriter.write takes an EstimateRecord, got {type(record).__name__}")
@@ -331,6 +349,8 @@ class TrackWriter:
                 f"estimate records must come in time order: t_ns {record.t_ns} after {self._last_t} "
                 f"({(self._last_t - record.t_ns) / 1e6:.3f} ms earlier)"
             )
+        if self._file is None:
+            self._create()
         self._file.write(record.to_json() + "\n")
         self._file.flush()
         if self.fsync:
@@ -340,11 +360,20 @@ class TrackWriter:
         if self.geojson_path is not None or self.gpx_path is not None:
             self._records.append(record)
 
-    def close(self) -> None:
-        """Close the JSONL file and write the GeoJSON / GPX files asked for."""
-        if self._file is None:
+    def close(self, *, failed: bool = False) -> None:
+        """Close the JSONL file and write the GeoJSON / GPX files asked for.
+
+        ``failed``: the run ended with an error (``__exit__`` passes it): with no record written, no file is created.
+        """
+        if not self._open:
             return
+        self._open = False
         f, self._file = self._file, None
+        if f is None:
+            if failed:
+                return
+            self._create()  # a run that ended normally without an estimate: an empty track
+            f, self._file = self._file, None
         f.close()
         if self.geojson_path is not None:
             write_geojson(self._records, self.geojson_path)
@@ -354,8 +383,8 @@ class TrackWriter:
     def __enter__(self) -> "TrackWriter":
         return self.open()
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(failed=exc_type is not None)
 
 
 # ============================================================================================== GeoJSON / GPX

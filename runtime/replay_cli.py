@@ -299,9 +299,16 @@ def run(args: argparse.Namespace) -> int:
                 _err(f"note: from the photos: {shown}")
         for note in bag.notes:
             _err(f"note: {note}")
+        if bag.selection.get("camera") is None and bag.selection.get("gps") is None:
+            found = ", ".join(f"{name} ({getattr(t, 'msgtype', '?')})" for name, t in
+                              sorted((getattr(bag, "topics", None) or {}).items())) or "none"
+            raise BagError(f"the recording has neither camera frames nor GPS fixes to localize with (topics: {found}); "
+                           "see `runtime inspect BAG`, or name them with --camera-topic / --gps-topic")
         gps_only = bag.selection.get("camera") is None or package is None
         if bag.selection.get("camera") is None:
-            _err("notice: the recording has no camera topic: tracking on GPS alone (no visual fixes)")
+            why = ("--camera-topic none" if overrides.get("camera") in ("none", "")
+                   else "the recording has no camera topic")
+            _err(f"notice: {why}: tracking on GPS alone (no visual fixes)")
         elif package is None:
             raise BagError(f"the recording has camera frames ({bag.selection['camera']}): pass --map MAP (a map "
                            "built with `skyfix maps build`) to localize with them")
@@ -315,7 +322,10 @@ def run(args: argparse.Namespace) -> int:
                 _err(f"replay {(ev.t_ns - bag.start_ns) / 1e9:6.1f}/{duration:.1f} s  estimates {n}")
 
         with TrackWriter(out_path, geojson=not args.no_geojson, gpx=not args.no_gpx, overwrite=args.overwrite) as w:
-            events = replay_events(degrade_gps(bag.events(roles=ROLES), deg), realtime=args.realtime,
+            # GPS alone (no camera topic, or no map): the camera roles are not read at all, so a CameraInfo left
+            # in the recording cannot set up a ground view that has no map to give it a scale
+            roles = tuple(r for r in ROLES if r not in ("camera", "camera_info")) if gps_only else ROLES
+            events = replay_events(degrade_gps(bag.events(roles=roles), deg), realtime=args.realtime,
                                    speed=args.speed)
             n_out = len(run_events(loop, events, w, gps_only=gps_only, on_event=progress))
     wall = time.perf_counter() - t0

@@ -111,7 +111,7 @@ def test_arrays_load_without_pickle_and_embeddings_are_memory_mapped(built):
     g = pkg.manifest.spatial_grid
     assert pkg.cell_offsets.shape == (g.n_cells + 1,) and pkg.cell_offsets[-1] == pkg.n_tiles
     assert pkg.contract == CONTRACT and pkg.frame == FRAME and pkg.ground_elevation_m == 412.5
-    assert set(pkg.timings) == {"manifest", "embeddings", "positions", "grid", "hnsw", "total"}
+    assert set(pkg.timings) == {"manifest", "verify", "embeddings", "positions", "grid", "hnsw", "total"}
 
 
 def test_imagery_round_trip(built):
