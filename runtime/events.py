@@ -80,7 +80,10 @@ def decode_image_bytes(data: bytes) -> np.ndarray:
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size == 0:
         raise BagError("compressed image is empty (0 bytes)")
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error:  # some corrupt streams raise instead of returning None
+        bgr = None
     if bgr is None:
         head = bytes(data[:8])
         raise BagError(

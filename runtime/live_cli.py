@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         raise OnboardError("runtime run needs the camera's intrinsics: pass --camera CAMERA.yaml (from `skyfix "
                            "calibrate`, OpenCV or ROS camera_info YAML)")
     loop, package, encoder = load_loop(args)
+    from .sources.sanitize import EventSanitizer, skip_report
+
+    checks = EventSanitizer(max_behind_s=loop.tracker.config.max_backstep_s)
     source = int(args.source) if str(args.source).isdigit() else args.source
     camera = LatestFrameCamera(source, every_frame=args.every_frame, realtime=False if args.every_frame else None)
     gps = SerialGps(args.gps, args.baud, queue_size=256, time_source=args.gps_time) if args.gps else None
@@ -69,12 +72,14 @@ def run(args: argparse.Namespace) -> int:
             while args.duration is None or time.monotonic() - t0 < args.duration:
                 if gps is not None:
                     for fix in gps.drain():
-                        loop.process(fix)
+                        fix = checks.check(fix)  # the input checks: a bad fix is counted and noted, not fatal
+                        if fix is not None:
+                            loop.process(fix)
                 try:
                     frame = camera.read(timeout=0.5)
                 except EndOfStream:
                     break
-                if frame is None:
+                if frame is None or checks.check(frame) is None:
                     continue
                 out = loop.process(frame)
                 if out is None:
@@ -101,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
             nmea.close()
     for note in loop.notes:
         _err(f"note: {note}")
+    for line in skip_report(checks, loop.counts):
+        _err(f"note: {line}")
     print(f"{n} estimates -> {args.output}; camera {camera.stats}"
           + (f"; GPS {gps.counters}" if gps is not None else ""))
     return 0

@@ -36,16 +36,19 @@ import numpy as np
 
 from calibration.camera import CameraModel
 from calibration.geometry import NADIR_MOUNT, Attitude, Mount
+from maps.errors import PriorOutsideMapError
 
-from .errors import OnboardError
+from .errors import BagError, OnboardError
 from .events import CameraInfoEvent, Frame, GpsFix, ImuSample, STATUS_NO_FIX
 from .imu_velocity import ImuVelocity
 
-__all__ = ["LocalizerConfig", "Localizer", "Output", "FrameCandidates", "ImuVelocity", "LocalizerError",
+__all__ = ["LocalizerConfig", "LOCALIZER_RANGES", "Localizer", "Output", "FrameCandidates", "ImuVelocity", "LocalizerError",
            "EncoderMismatchError", "STAGES"]
 
 #: latency stages of one frame, in order (milliseconds in :attr:`Output.latency_ms`)
 STAGES = ("decode", "rectify", "encode", "search", "align", "filter", "total")
+#: notes per kind of skipped input (undecodable frames, camera size mismatch, off the map); the counts stay exact
+_NOTES_PER_REASON = 5
 #: the height check uses a frame only when its three alignments (scales 1 -/+ step) land within this of each other, m
 _SCALE_AGREE_M = 2.0
 
@@ -77,9 +80,28 @@ def turn_tilt(velocity_xy, yaw_rate_rps: float) -> tuple[float, np.ndarray]:
     return math.degrees(math.atan(speed * abs(yaw_rate_rps) / 9.80665)), outward
 
 
+#: the range of every numeric :class:`LocalizerConfig` setting, (least, most, unit), both included (where the least
+#: is excluded, e.g. "> 0", the field's own check says so). The tops keep one frame's work and memory bounded: ``k``
+#: candidates per view (the search's score arrays), ``align_top`` alignments per view, ``yaw_hypotheses`` views per
+#: frame, and ``attitude_yaw_sigma_deg`` / ``yaw_step_deg`` at most 361 views per frame.
+LOCALIZER_RANGES = {
+    "k": (1, 1000, "candidates"), "align_top": (0, 100, "candidates"), "align_min_score": (-1.0, 1.0, "(NCC)"),
+    "align_min_peak_ratio": (1.0, 100.0, "(ratio)"), "align_max_sigma_m": (0.0, 1000.0, "m"),
+    "retrieval_only_sigma_m": (0.0, 1e5, "m"), "attitude_sigma_deg": (0.0, 90.0, "degrees"),
+    "attitude_yaw_sigma_deg": (0.0, 90.0, "degrees"), "yaw_step_deg": (1.0, 180.0, "degrees"),
+    "unknown_tilt_sigma_deg": (0.0, 60.0, "degrees"), "unseen_bank_deg": (0.0, 90.0, "degrees"),
+    "bank_error": (0.0, 1.0, "(fraction)"), "yaw_hypotheses": (1, 64, "views"), "min_view_valid": (0.0, 1.0, "(fraction)"),
+    "imu_max_age_s": (0.0, 60.0, "s"), "imu_time_offset_s": (-1.0, 1.0, "s"), "default_gps_sigma_m": (0.0, 1e4, "m"),
+    "height_m": (0.0, 1e4, "m (or null)"), "min_scope_m": (0.0, 1e6, "m"), "scale_after_s": (0.0, 3600.0, "s"),
+    "scale_every": (0, 1000, "frames"), "scale_step": (0.0, 0.5, "(relative)"), "scale_gain": (0.0, 1.0, "(fraction)"),
+    "min_fix_prob": (0.0, 1.0, "(probability)"),
+}
+
+
 @dataclass(frozen=True)
 class LocalizerConfig:
-    """How the loop runs (frozen; :meth:`from_dict` rejects unknown keys).
+    """How the loop runs (frozen; :meth:`from_dict` rejects unknown keys; every number has a range,
+    :data:`LOCALIZER_RANGES`, and a value out of it is refused naming the key, the value and the range).
 
     Attributes:
         k: retrieval candidates per view.
@@ -251,6 +273,12 @@ class LocalizerConfig:
                                  f"{self.likelihood!r}")
         if not isinstance(self.tracker, dict):
             raise LocalizerError(f"localizer tracker must be a mapping of TrackerConfig fields, got {self.tracker!r}")
+        for key, (lo, hi, unit) in LOCALIZER_RANGES.items():
+            v = getattr(self, key)
+            if v is None and key == "height_m":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and lo <= v <= hi):
+                raise LocalizerError(f"localizer {key} = {v!r} is out of range: allowed {lo:g} to {hi:g} {unit}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "LocalizerConfig":
@@ -371,6 +399,8 @@ class Localizer:
 
             self._odometry = GroundOdometry()
         self.notes: list[str] = []
+        self._noted: dict[str, int] = {}  # notes per skip reason (_skip_note)
+        self._outside = False  # the belief is off the map (frames not used)
         self.likelihood = self._load_likelihood(self.config.likelihood)
         lik_id = "" if self.likelihood is None else self.likelihood.encoder_id
         #: the retrieval scores are calibrated for this map's encoder (else they use the uncalibrated softmax)
@@ -429,6 +459,50 @@ class Localizer:
     def _note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)
+
+    def _skip_note(self, reason: str, text: str) -> None:
+        """A note about one skipped input, at most ``_NOTES_PER_REASON`` per reason (the counts stay exact)."""
+        n = self._noted.get(reason, 0)
+        if n < _NOTES_PER_REASON:
+            self._note(text)
+        elif n == _NOTES_PER_REASON:
+            self._note(f"further '{reason.replace('_', ' ')}' notes are left out (see the counts)")
+        self._noted[reason] = n + 1
+
+    @staticmethod
+    def _where(frame: Frame) -> str:
+        return f"camera {frame.topic or '(live)'} at t_ns {frame.t_ns}"
+
+    def _fit_camera(self, frame: Frame, image: np.ndarray) -> bool:
+        """Frames of another size than the camera model: scale the model when the aspect ratio agrees (within a
+        pixel) and the factor is in [1/8, 8] (a stream at a lower resolution than the calibration), said once; else
+        count the frame (``frames_camera_mismatch``), say what differs and how to fix it, and skip it."""
+        cam = self._camera
+        h, w = image.shape[:2]
+        f = w / cam.width
+        scaled = cam.scaled(f)
+        if 0.125 <= f <= 8.0 and abs(scaled.height - h) <= 1:
+            self._note(f"the camera model is {cam.width}x{cam.height} px, the frames {w}x{h}: intrinsics scaled by "
+                       f"{f:.4g}")
+            self._set_camera(scaled)
+            return True
+        self.counts["frames_camera_mismatch"] = self.counts.get("frames_camera_mismatch", 0) + 1
+        why = "another aspect ratio" if abs(scaled.height - h) > 1 else f"a size {f:.3g} times the model's"
+        self._skip_note("camera_mismatch", f"{self._where(frame)}: the camera file/CameraInfo is {cam.width}x"
+                        f"{cam.height} px but the frames are {w}x{h} ({why}): frames skipped; pass the camera file "
+                        "calibrated for this camera at this resolution (--camera CAMERA.yaml)")
+        return False
+
+    def _off_map(self) -> float | None:
+        """How far (metres) the search circle of the belief lies beyond the map's tiles when it does not touch them
+        at all (what ``MapPackage.search`` refuses with PriorOutsideMapError), else None."""
+        scope = self.tracker.search_scope(self.config.min_scope_m)
+        if scope is None:
+            return None
+        x, y, r = scope
+        x0, y0, x1, y1 = (float(v) for v in self.package.bounds)
+        d = math.hypot(max(x0 - x, 0.0, x - x1), max(y0 - y, 0.0, y - y1))
+        return d - r if d > r else None
 
     # ------------------------------------------------------------------------------------------------ events
     def process(self, event) -> Output | None:
@@ -532,10 +606,14 @@ class Localizer:
             self.counts["frames_no_camera"] += 1
             self._note("frames arrive without camera intrinsics (no CameraInfo, no --camera file): skipped")
             return None
-        image = frame.image
-        if image.shape[:2] != (self._camera.height, self._camera.width):
-            cam = self._camera.scaled(image.shape[1] / self._camera.width)
-            self._set_camera(cam)
+        try:
+            image = frame.image
+        except BagError as exc:  # a zero-length or corrupt JPEG/PNG: this frame is lost, not the run
+            self.counts["frames_undecodable"] = self.counts.get("frames_undecodable", 0) + 1
+            self._skip_note("undecodable", f"{self._where(frame)}: {exc}; frame skipped")
+            return None
+        if image.shape[:2] != (self._camera.height, self._camera.width) and not self._fit_camera(frame, image):
+            return None
         now = time.perf_counter()
         lat["decode"], t = (now - t) * 1e3, now
         held = (not self.height.ready) or self.height.age_s(frame.t_ns) > self.config.scale_after_s
@@ -551,6 +629,21 @@ class Localizer:
         attitude = self._imu_attitude(frame.t_ns)
         dv = self._take_dv(frame.t_ns)
         self.tracker.predict(frame.t_ns, yaw=None if attitude is None else float(attitude.yaw), delta_v=dv)
+        off = self._off_map()
+        if off is not None:
+            # the belief is away from the map (a first GPS fix outside it): no search, the estimate goes on from
+            # GPS (and IMU) alone until the belief is over the map again
+            self.counts["frames_outside_map"] = self.counts.get("frames_outside_map", 0) + 1
+            if not self._outside:
+                self._outside = True
+                self._skip_note("outside_map", f"{self._where(frame)}: outside the map: tracking on GPS alone (the "
+                                f"belief is {off:.0f} m beyond the map's edge) until the vehicle is over the map")
+            lat.update(rectify=0.0, encode=0.0, search=0.0, align=0.0, filter=0.0)
+            lat["total"] = (time.perf_counter() - t_start) * 1e3
+            return self._output(frame.t_ns, lat, "frame", 0)
+        if self._outside:
+            self._outside = False
+            self._skip_note("outside_map", f"{self._where(frame)}: over the map again: frames are used")
         yaws = None
         if attitude is None:
             yaws = self.tracker.yaw_hypotheses(self.config.yaw_hypotheses)
@@ -578,7 +671,13 @@ class Localizer:
         now = time.perf_counter()
         lat["encode"], t = (now - t) * 1e3, now
         scope = self.tracker.search_scope(self.config.min_scope_m)
-        scores, ids = self.package.search(emb, self.config.k, prior=scope)
+        try:
+            scores, ids = self.package.search(emb, self.config.k, prior=scope)
+        except PriorOutsideMapError:  # the belief moved off the map since the check above (ground odometry)
+            self.counts["frames_outside_map"] = self.counts.get("frames_outside_map", 0) + 1
+            lat.update(search=0.0, align=0.0, filter=0.0)
+            lat["total"] = (time.perf_counter() - t_start) * 1e3
+            return self._output(frame.t_ns, lat, "frame", 0)
         now = time.perf_counter()
         lat["search"], t = (now - t) * 1e3, now
         cfg = self.config

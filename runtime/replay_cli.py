@@ -151,7 +151,16 @@ def record_of(out):
         t_ns=int(est.t_ns), lat=out.lat, lon=out.lon, heading_deg=out.heading_deg, sigma_m=float(est.sigma_m),
         cov_en=((float(cov[0, 0]), float(cov[0, 1])), (float(cov[1, 0]), float(cov[1, 1]))),
         status=est.status.value, latency_ms=out.latency_ms, gps=est.gps_state, x_m=float(est.x), y_m=float(est.y),
+        **_velocity_fields(est),
     )
+
+
+def _velocity_fields(est) -> dict:
+    """ve_mps / vn_mps / v_sigma_mps of a tracker estimate (none before initialisation)."""
+    v = getattr(est, "velocity_xy", None)
+    if v is None:
+        return {}
+    return {"ve_mps": float(v[0]), "vn_mps": float(v[1]), "v_sigma_mps": est.velocity_sigma_mps}
 
 
 ROLES = ("camera", "camera_info", "gps", "imu")
@@ -273,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
     from .events import Frame, GpsFix
     from .outputs import TrackWriter
     from .sources.replay import replay_events
+    from .sources.sanitize import EventSanitizer, skip_report
 
     overrides = {role: getattr(args, f"{role}_topic") for role, _ in _ROLE_FLAGS if getattr(args, f"{role}_topic")}
     loop, package, encoder = load_loop(args)
@@ -325,12 +335,17 @@ def run(args: argparse.Namespace) -> int:
             # GPS alone (no camera topic, or no map): the camera roles are not read at all, so a CameraInfo left
             # in the recording cannot set up a ground view that has no map to give it a scale
             roles = tuple(r for r in ROLES if r not in ("camera", "camera_info")) if gps_only else ROLES
-            events = replay_events(degrade_gps(bag.events(roles=roles), deg), realtime=args.realtime,
+            # the input checks (runtime.sources.sanitize): duplicates, clocks going back, NaN values are counted,
+            # noted and skipped here instead of ending the run
+            checks = EventSanitizer(max_behind_s=loop.tracker.config.max_backstep_s)
+            events = replay_events(degrade_gps(checks.filter(bag.events(roles=roles)), deg), realtime=args.realtime,
                                    speed=args.speed)
             n_out = len(run_events(loop, events, w, gps_only=gps_only, on_event=progress))
     wall = time.perf_counter() - t0
     for note in loop.notes:
         _err(f"note: {note}")
+    for line in skip_report(checks, loop.counts):
+        _err(f"note: {line}")
     c = loop.counts
     print(f"{n_out} estimates -> {out_path} in {wall:.1f} s ({c['frames']} frames, {c['frames_used']} with a visual "
           f"fix; {c['gps']} GPS fixes, {c['gps_rejected']} rejected; "

@@ -17,9 +17,34 @@ from maps.config import strict_from_dict
 from .errors import TrackingError
 
 
+#: the largest value of every numeric setting (the least is in ``__post_init__``: > 0, integers >= 1, n_particles >= 10,
+#: seed >= 0). Generous (tens to thousands of times the defaults), they refuse what would exhaust the computer:
+#: n_particles <= 100,000 keeps the tracker's arrays and temporaries under 50 MB (18 MB measured with tracemalloc over
+#: predict, GPS and visual updates) and a step within tens of milliseconds.
+MAXIMA = {
+    "n_particles": 100_000, "seed": 2**32 - 1, "velocity_conflict_count": 1000, "visual_confirm_frames": 1000,
+    "accel_sigma": 100.0, "position_sigma": 100.0, "yaw_rate_sigma": 10.0, "max_speed_mps": 1000.0,
+    "init_speed_sigma_mps": 1000.0, "velocity_sigma_mps": 100.0, "imu_yaw_sigma_rad": 2.0 * math.pi,
+    "imu_accel_sigma": 100.0, "velocity_conflict_nis": 1e6,
+    "gps_bias_m": 1000.0, "gps_bias_tau_s": 1e6, "gps_gate_chi2": 1e6, "gps_monitor_accel_sigma": 100.0,
+    "gps_trust_s": 3600.0, "gps_drag_window_s": 3600.0, "gps_drag_chi2": 1e6, "gps_max_jump_m": 1e6,
+    "gps_reaccept_s": 3600.0, "gps_outage_s": 3600.0, "gps_velocity_sigma_mps": 100.0,
+    "visual_temperature": 100.0, "visual_inlier_prob": 1.0, "visual_inlier_min": 1.0, "visual_inlier_max": 1.0,
+    "visual_sigma_floor_m": 1000.0, "visual_floor_area_m2": 1e12, "visual_support_min": 1.0,
+    "visual_timeout_s": 3600.0,
+    "ok_sigma_m": 1000.0, "ok_confirm_s": 3600.0, "ok_check_chi2": 1e6, "lost_sigma_m": 1e6,
+    "lost_no_support_s": 86400.0, "reinit_interval_s": 3600.0, "reinit_confirm_s": 3600.0,
+    "scope_margin_m": 1e5, "wide_search_radius_m": 1e7, "yaw_known_sigma_rad": 2.0 * math.pi,
+    "resample_ess_fraction": 1.0, "inject_max_sigma_m": 1000.0, "inject_gap_sigmas": 100.0, "inject_min_mass": 1.0,
+    "max_backstep_s": 3600.0,
+}
+
+
 @dataclass(frozen=True)
 class TrackerConfig:
-    """Every tuning value of :class:`~runtime.tracking.ParticleTracker`.
+    """Every tuning value of :class:`~runtime.tracking.ParticleTracker`. Every number has a range: at least the
+    least stated below (most: > 0), at most :data:`MAXIMA`; out of it, :class:`TrackingError` names the key, the value
+    and the range.
 
     Particles and randomness:
         n_particles: particles (int >= 10). seed: seed of the tracker's ``np.random.Generator`` (int >= 0).
@@ -182,6 +207,11 @@ class TrackerConfig:
             if not (math.isfinite(float(v)) and float(v) > 0):
                 raise TrackingError(f"tracker config {f.name} must be a finite number > 0, got {v!r}")
             object.__setattr__(self, f.name, float(v))
+        for f in fields(self):
+            v, top = getattr(self, f.name), MAXIMA[f.name]
+            if v > top:
+                low = {"n_particles": "10", "seed": "0"}.get(f.name, "1" if isinstance(v, int) else "0 (excluded)")
+                raise TrackingError(f"tracker config {f.name} = {v!r} is out of range: allowed {low} to {top:g}")
         for name, top_ok in (("visual_inlier_prob", False), ("visual_inlier_min", False), ("visual_inlier_max", False),
                              ("visual_support_min", True), ("resample_ess_fraction", True),
                              ("inject_min_mass", False)):
