@@ -13,7 +13,20 @@ _ROLE_FLAGS = (
     ("truth_fix", "--truth-fix-topic"),
     ("truth_pose", "--truth-pose-topic"),
     ("gps_velocity", "--gps-velocity-topic"),
+    ("imu_attitude", "--imu-attitude-topic"),
 )
+
+TYPESTORE_HELP = (
+    "message definitions for the types a bag does not store: auto (default: ROS 1 bags ros1_noetic; ROS 2 bags their "
+    "stored definitions, else the distribution the bag names, else ros2_humble), ros1_noetic, ros2_foxy, "
+    "ros2_galactic, ros2_humble, ros2_iron, ros2_jazzy, ros2_kilted; px4_msgs SensorGps/VehicleAttitude/SensorCombined "
+    "are always known"
+)
+
+
+def add_typestore_arg(p: argparse.ArgumentParser) -> None:
+    """``--typestore NAME`` (see :data:`runtime.bags.msgtypes.TYPESTORES`)."""
+    p.add_argument("--typestore", default="auto", metavar="NAME", help=TYPESTORE_HELP)
 
 
 def register(subparsers) -> None:
@@ -22,26 +35,28 @@ def register(subparsers) -> None:
         "inspect",
         help="list a bag's topics and the ones the runtime would use",
         description=(
-            "List the topics of a ROS bag (types, counts, rates, duration) and which ones the runtime would use for "
-            "camera, camera_info, GPS, IMU and ground truth (found by message type; override by name), and what "
-            "is missing."
+            "List the topics of a ROS bag (ROS 1 .bag, or a ROS 2 bag folder: sqlite3 or mcap) -- types, counts, rates, "
+            "duration -- and which ones the runtime would use for camera, camera_info, GPS, IMU and ground truth "
+            "(found by message type: sensor_msgs, and px4_msgs SensorGps/SensorCombined/VehicleAttitude; override "
+            "by name), and what is missing."
         ),
     )
-    p.add_argument("bag", metavar="BAG", nargs="+", help="ROS1 .bag file(s) (several: split recording)")
+    p.add_argument("bag", metavar="BAG", nargs="+",
+                   help="ROS 1 .bag file(s) (several: split recording) or a ROS 2 bag folder (sqlite3 or mcap)")
     for role, flag in _ROLE_FLAGS:
         p.add_argument(flag, dest=f"{role}_topic", metavar="TOPIC",
                        help=f"topic for the {role.replace('_', ' ')} role ('none' to ignore it)")
+    add_typestore_arg(p)
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     p.set_defaults(handler=run)
 
 
-def describe(paths, overrides: dict | None = None) -> dict:
-    """A JSON-friendly description of a bag: topics, selection per role, notes, first GPS fix, camera size."""
-    import os
-
+def describe(paths, overrides: dict | None = None, typestore: str = "auto") -> dict:
+    """A JSON-friendly description of a bag: topics, selection per role, notes, first GPS fix, camera size, the
+    message definitions used."""
     from .bags import BagReader
 
-    with BagReader(paths, topics=overrides or {}) as bag:
+    with BagReader(paths, topics=overrides or {}, typestore=typestore) as bag:
         topics = [
             {
                 "topic": t.name,
@@ -55,7 +70,9 @@ def describe(paths, overrides: dict | None = None) -> dict:
         ]
         info = {
             "paths": [str(p) for p in bag.paths],
-            "bytes": sum(os.path.getsize(p) for p in bag.paths if os.path.isfile(p)),
+            "format": "ROS 2" if bag.is_ros2 else "ROS 1",
+            "typestore": bag.typestore_used,
+            "bytes": sum(_size(p) for p in bag.paths),
             "duration_s": round(bag.duration_s, 3),
             "start_ns": bag.start_ns if topics else None,
             "messages": sum(t["count"] for t in topics),
@@ -79,10 +96,22 @@ def describe(paths, overrides: dict | None = None) -> dict:
                                      "sigma_h_m": ev.sigma_h}
                 break
         cam = bag.first_camera()
+        info["notes"] += bag.reading_notes()  # the first fix / camera read: messages skipped or noted on the way
         if cam is not None:
             info["camera"] = {"width": cam.width, "height": cam.height, "model": cam.model,
                               "hfov_deg": round(cam.hfov_deg, 2)}
     return info
+
+
+def _size(path) -> int:
+    """Bytes of a bag file, or of every file in a ROS 2 bag folder."""
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.iterdir() if f.is_file())
+    return os.path.getsize(p) if p.is_file() else 0
 
 
 def format_text(info: dict) -> str:
@@ -95,8 +124,9 @@ def format_text(info: dict) -> str:
         dt = datetime.datetime.fromtimestamp(info["start_ns"] / 1e9, tz=datetime.timezone.utc)
         start = f", starts {dt.isoformat(timespec='seconds').replace('+00:00', 'Z')}"
     lines.append(
-        f"{', '.join(info['paths'])}: {info['bytes'] / 1e6:.1f} MB, {info['duration_s']:.1f} s, "
-        f"{info['messages']} messages{start}"
+        f"{', '.join(info['paths'])}: {info.get('format', 'ROS')} bag, {info['bytes'] / 1e6:.1f} MB, "
+        f"{info['duration_s']:.1f} s, {info['messages']} messages{start}"
+        + (f"; message definitions: {info['typestore']}" if info.get("typestore") else "")
     )
     width = max([len(t["topic"]) for t in info["topics"]] + [5])
     tw = max([len(t["type"]) for t in info["topics"]] + [30])  # the columns stay aligned for long type names
@@ -127,7 +157,7 @@ def format_text(info: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     overrides = {role: getattr(args, f"{role}_topic") for role, _ in _ROLE_FLAGS if getattr(args, f"{role}_topic")}
-    info = describe(args.bag, overrides)
+    info = describe(args.bag, overrides, typestore=getattr(args, "typestore", "auto"))
     if args.json:
         import json
 

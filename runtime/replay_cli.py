@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .bag_cli import _ROLE_FLAGS
+from .bag_cli import _ROLE_FLAGS, add_typestore_arg
 
 
 def add_model_args(p: argparse.ArgumentParser, *, required_map: bool = True) -> None:
@@ -62,6 +62,7 @@ def register(subparsers) -> None:
     for role, flag in _ROLE_FLAGS:
         p.add_argument(flag, dest=f"{role}_topic", metavar="TOPIC",
                        help=f"topic for the {role.replace('_', ' ')} role ('none' to ignore it)")
+    add_typestore_arg(p)
     p.add_argument("--gps-noise", metavar="SIGMA[:BIAS]", default=None,
                    help="add white noise SIGMA m per axis (and a constant BIAS m in a random direction) to every GPS "
                         "fix before the loop sees it (evaluation against the recorded GPS)")
@@ -186,7 +187,7 @@ def run_events(loop, events, writer=None, *, gps_only: bool = False, on_event=No
     return records
 
 
-def open_recording(paths, *, topics=None, camera=None, survey_calibration=None):
+def open_recording(paths, *, topics=None, camera=None, survey_calibration=None, typestore="auto"):
     """A reader of ``paths``: a :class:`runtime.sources.photos.PhotoFolder` when they are one folder of photos (or
     photo files), else a :class:`runtime.bags.BagReader`. Role overrides set to ``'none'`` (``--gps-topic none``,
     ``--imu-topic none``) leave that role out of a photo folder too. ``survey_calibration``: the JSON report of
@@ -211,7 +212,7 @@ def open_recording(paths, *, topics=None, camera=None, survey_calibration=None):
         from .sources import SourceError
 
         raise SourceError("--survey-calibration applies to photo folders only (the recording is a bag)")
-    return BagReader(paths, topics=topics)
+    return BagReader(paths, topics=topics, typestore=typestore)
 
 
 def _calibrated_survey(src, camera, report_path):
@@ -292,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
 
     deg = GpsDegradation.parse(args.gps_noise, args.gps_cut, args.gps_seed)
     with open_recording(args.bag, topics=overrides, camera=args.camera,
-                        survey_calibration=args.survey_calibration) as bag:
+                        survey_calibration=args.survey_calibration, typestore=args.typestore) as bag:
         if deg.active:
             _err(f"note: {deg.describe()}")
         if not args.mount and getattr(bag, "mount", None) is not None:
@@ -343,6 +344,8 @@ def run(args: argparse.Namespace) -> int:
             n_out = len(run_events(loop, events, w, gps_only=gps_only, on_event=progress))
     wall = time.perf_counter() - t0
     for note in loop.notes:
+        _err(f"note: {note}")
+    for note in getattr(bag, "reading_notes", list)():  # the bag's messages skipped (topic, time, reason)
         _err(f"note: {note}")
     for line in skip_report(checks, loop.counts):
         _err(f"note: {line}")
