@@ -143,14 +143,16 @@ def estimate_from_record(rec, *, alt_amsl_m=None, height_agl_m=None, vert_sigma_
                          velocity_up=None, velocity_sigma_mps=None, attitude_rpy_ned=None) -> MavEstimate:
     """A :class:`MavEstimate` of a :class:`runtime.outputs.EstimateRecord` plus what the record does not carry.
 
-    A record that carries its own ground velocity (``speed_mps`` and ``course_deg`` attributes, when the loop
-    reports them) gives ``velocity_en`` unless one is passed.
+    A record that carries the filter's ground velocity (``ve_mps``/``vn_mps``, ``v_sigma_mps``) gives
+    ``velocity_en``/``velocity_sigma_mps`` unless they are passed; otherwise :class:`MavlinkSink` differences the
+    track (:class:`VelocityFromTrack`).
     """
     if velocity_en is None:
-        speed, course = getattr(rec, "speed_mps", None), getattr(rec, "course_deg", None)
-        if speed is not None and course is not None and math.isfinite(speed) and math.isfinite(course):
-            c = math.radians(course)
-            velocity_en = (speed * math.sin(c), speed * math.cos(c))
+        ve, vn = getattr(rec, "ve_mps", None), getattr(rec, "vn_mps", None)
+        if ve is not None and vn is not None:
+            velocity_en = (ve, vn)
+            if velocity_sigma_mps is None:
+                velocity_sigma_mps = getattr(rec, "v_sigma_mps", None)
     return MavEstimate(
         t_ns=int(rec.t_ns), status=str(rec.status), lat=float(rec.lat), lon=float(rec.lon),
         cov_en=None if rec.cov_en is None else np.asarray(rec.cov_en, dtype=float), sigma_m=float(rec.sigma_m),

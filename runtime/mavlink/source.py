@@ -13,7 +13,8 @@ Conversions
   body FRD rad/s. The specific force is the latest HIGHRES_IMU ``xacc``/``yacc``/``zacc`` (FRD, m/s^2) when one came
   within ``accel_max_age_s``; otherwise gravity alone, ``R_frd2ned.T @ (0, 0, -g)`` (an unaccelerated vehicle),
   counted in ``gravity_only``. The NED/FRD sample is converted once, by :func:`runtime.imu_frame.ned_frd_to_enu_flu`.
-* GPS_RAW_INT: ``lat``/``lon`` degE7, ``alt`` mm above MSL; horizontal sigma from ``h_acc`` (mm, MAVLink 2) when set,
+* GPS_RAW_INT: ``lat``/``lon`` degE7; altitude ``alt_ellipsoid`` (mm, WGS84, NavSatFix's datum) when set, else
+  ``alt`` (mm above MSL, noted once); horizontal sigma from ``h_acc`` (mm, MAVLink 2) when set,
   else ``eph`` (HDOP x 100) x ``uere_m``; vertical from ``v_acc``, else ``epv`` x ``uere_m``, else
   ``vertical_factor`` x horizontal; velocity from ``vel`` (cm/s) and ``cog`` (cdeg) unless UINT16_MAX, its sigma from
   ``vel_acc`` (mm/s). ``fix_type`` < 2 is no fix: counted (``no_fix``), no event. 4 (DGPS) -> SBAS status, 5/6 (RTK)
@@ -91,6 +92,8 @@ class MavlinkDecoder:
         self.notes: deque[str] = deque(maxlen=_MAX_NOTES)
         self._accel: tuple[int, tuple[float, float, float]] | None = None  # host ns, FRD specific force
         self.latest_attitude_rpy_ned: tuple[float, float, float] | None = None
+        self.geoid_sep_m: float | None = None  # WGS84 ellipsoid height - MSL altitude, from GPS_RAW_INT
+        self._msl_noted = False
 
     def _bad(self, mtype: str, now_ns: int, reason: str) -> list:
         self.counters["bad"] += 1
@@ -160,6 +163,14 @@ class MavlinkDecoder:
             self.counters["no_fix"] += 1
             return []
         lat, lon, alt = msg.lat * 1e-7, msg.lon * 1e-7, msg.alt * 1e-3
+        alt_ell = getattr(msg, "alt_ellipsoid", 0) or 0
+        if alt_ell:  # MAVLink 2: the WGS84 height, NavSatFix's datum; their difference is the geoid separation
+            self.geoid_sep_m = (alt_ell - msg.alt) * 1e-3
+            alt = alt_ell * 1e-3
+        elif not self._msl_noted:
+            self._msl_noted = True
+            self.notes.append(f"{self.prefix}/GPS_RAW_INT has no alt_ellipsoid: fix altitudes are above mean sea "
+                              "level, not the WGS84 ellipsoid")
         if not (abs(lat) <= 90 and abs(lon) <= 180):
             return self._bad("GPS_RAW_INT", now_ns, f"lat {lat:.7f} / lon {lon:.7f} outside [-90, 90] / [-180, 180]")
         if msg.lat == 0 and msg.lon == 0:

@@ -64,7 +64,7 @@ def test_source_yields_imu_and_gps_and_skips_bad_ones(link_and_peer):
         peer.mav.attitude_send(1250, math.nan, PITCH, YAW, 0.0, 0.0, 0.0)  # malformed: NaN roll
         _gps_raw(peer, lat=950_000_000)  # malformed: lat 95 deg
         _gps_raw(peer, fix_type=1)  # no fix: counted, no event
-        _gps_raw(peer)
+        _gps_raw(peer, alt_ellipsoid=536_300)
         _gps_raw(peer, h_acc=0, v_acc=0, vel=65535, cog=65535)  # accuracy from HDOP; velocity unknown
         peer.mav.sys_status_send(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)  # another message: ignored
         events = _wait_events(src, 3)
@@ -94,7 +94,10 @@ def test_source_yields_imu_and_gps_and_skips_bad_ones(link_and_peer):
     assert s.topic == "mavlink/ATTITUDE"
 
     f = fixes[0]
-    assert (f.lat, f.lon, f.alt) == pytest.approx((47.3977419, 8.5455938, 488.5))
+    assert (f.lat, f.lon, f.alt) == pytest.approx((47.3977419, 8.5455938, 536.3))  # WGS84 height
+    assert fixes[1].alt == pytest.approx(488.5)  # no alt_ellipsoid: MSL, noted
+    assert src.decoder.geoid_sep_m == pytest.approx(47.8)
+    assert any("no alt_ellipsoid" in n for n in notes)
     assert np.allclose(f.cov_enu, np.diag([1.5**2, 1.5**2, 2.5**2]))
     assert f.covariance_type == COVARIANCE_TYPE_DIAGONAL_KNOWN and f.status == 0
     assert f.velocity_xy == pytest.approx((5.0, 0.0), abs=1e-9)  # 5 m/s on course 90: east
