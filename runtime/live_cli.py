@@ -5,7 +5,10 @@ keeps only the newest frame (:class:`runtime.sources.camera.LatestFrameCamera`: 
 frames are dropped and counted, never queued). The GPS is NMEA 0183 on a serial port, read in its own thread
 (:class:`runtime.sources.serial_gps.SerialGps`; reconnects after an unplug), so frames never block it. Estimates go
 to a JSONL track and, with ``--nmea-out PORT``, as GGA + RMC sentences over a serial port (how an autopilot takes a
-GPS). Both clocks are the host's (``--gps-time host``, the default) so frames and fixes line up without a UTC-synced
+GPS): fix quality 1 / 6 (estimated) / 0 and RMC mode A / E / N for OK / dead reckoning / LOST, HDOP = sigma / 5 m,
+speed and course from the filter, altitude = height above ground + the map's ground elevation
+(:func:`runtime.nmea.nmea_fix_kind`). A ``--gps`` port that cannot be opened is said at start and in the status lines,
+and retried. Both clocks are the host's (``--gps-time host``, the default) so frames and fixes line up without a UTC-synced
 host clock. Stops on Ctrl-C, at the end of a video file, or after ``--duration`` seconds.
 """
 
@@ -44,6 +47,32 @@ def _err(*parts) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
+def _check_gps_port(gps, wait_s: float = 2.0) -> None:
+    """Say at start when the --gps port cannot be opened (the reader keeps retrying: a late plug is picked up)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and not gps.connected and gps.open_failures == 0:
+        time.sleep(0.02)
+    if not gps.connected:
+        _err(f"warning: {gps.warning or f'GPS port {gps.port!r} is not open yet'}; running on without GPS fixes "
+             "until it opens")
+
+
+def _altitude_m(loop, package) -> float | None:
+    """Altitude above the ellipsoid for NMEA out: the height above ground the loop uses (GPS-held, else --height,
+    times the image-based scale correction) + the map's ground elevation; None when no height is known."""
+    h = loop.height.height_m if loop.height.ready else loop.config.height_m
+    if h is None:
+        return None
+    return float(h) * loop.height_scale + (package.ground_elevation_m if package is not None else 0.0)
+
+
+def _gps_sats(gps, rec) -> int:
+    """Satellites for NMEA out: the receiver's count while its fix is in use (gps state ok), else 0."""
+    if gps is None or rec.gps != "ok":
+        return 0
+    return gps.parser.n_sats or 0
+
+
 def run(args: argparse.Namespace) -> int:
     from .outputs import TrackWriter
     from .replay_cli import load_loop, record_of
@@ -63,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     source = int(args.source) if str(args.source).isdigit() else args.source
     camera = LatestFrameCamera(source, every_frame=args.every_frame, realtime=False if args.every_frame else None)
     gps = SerialGps(args.gps, args.baud, queue_size=256, time_source=args.gps_time) if args.gps else None
+    if gps is not None:
+        _check_gps_port(gps)
     nmea = NmeaSerialWriter(args.nmea_out, args.nmea_baud) if args.nmea_out else None
     n = 0
     t0 = time.monotonic()
@@ -88,14 +119,14 @@ def run(args: argparse.Namespace) -> int:
                 w.write(rec)
                 n += 1
                 if nmea is not None:
-                    h = package.ground_elevation_m + (loop.height.height_m if loop.height.ready else 0.0)
-                    nmea.write(rec.t_ns, rec.lat, rec.lon, h, course_deg=rec.heading_deg or 0.0,
-                               sigma_h_m=rec.sigma_m, valid=rec.status != "LOST")
+                    nmea.write_estimate(rec, alt_m=_altitude_m(loop, package), n_sats=_gps_sats(gps, rec),
+                                        geoid_sep_m=None if gps is None else gps.parser.geoid_sep_m)
                 now = time.monotonic()
                 if now - last_status > 2.0:
                     last_status = now
                     _err(f"{n} estimates, status {rec.status}, sigma {rec.sigma_m:.1f} m, "
-                         f"{out.latency_ms['total']:.0f} ms/frame, camera {camera.stats}")
+                         f"{out.latency_ms['total']:.0f} ms/frame, camera {camera.stats}"
+                         + ("" if gps is None else ("; WARNING: " if gps.warning else "; ") + gps.status_line()))
     except KeyboardInterrupt:
         _err("stopped (Ctrl-C)")
     finally:
@@ -106,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
             nmea.close()
     for note in loop.notes:
         _err(f"note: {note}")
+    if gps is not None and gps.warning:
+        _err(f"warning: {gps.warning}")
     for line in skip_report(checks, loop.counts):
         _err(f"note: {line}")
     print(f"{n} estimates -> {args.output}; camera {camera.stats}"

@@ -338,6 +338,7 @@ class NmeaParser:
         self.course_deg: float | None = None  # true course, clockwise from north, from the latest valid RMC
         self.n_sats: int | None = None  # from the latest position sentence
         self.hdop: float | None = None
+        self.geoid_sep_m: float | None = None  # geoid separation of the latest position sentence that gave one
         self.latest: GpsFix | None = None
         # UTC fix time - host receive time of the latest UTC-stamped fix: about minus the receiver's output latency
         # when the host clock is on UTC; seconds or years off when it is not (then use time_source="host")
@@ -552,12 +553,15 @@ class NmeaParser:
         lat = _coord(f[1], f[2], True)
         lon = _coord(f[3], f[4], False)
         alt_msl = _float(msl, "altitude", math.nan, *ALT_MSL_RANGE_M)
-        alt = alt_msl + _float(sep, "geoid separation", 0.0, *GEOID_SEP_RANGE_M)
+        sep_m = _float(sep, "geoid separation", None, *GEOID_SEP_RANGE_M)
+        alt = alt_msl + (sep_m or 0.0)
         if hdop is not None and hdop <= 0:
             hdop = None
         if tod is None:
             raise _Malformed("position without a time")
         self.n_sats, self.hdop = n_sats, hdop
+        if sep_m is not None:
+            self.geoid_sep_m = sep_m
         pos = _Position(tod, lat, lon, alt, status, n_sats, hdop, recv_ns, talker)
         out: list[GpsFix] = []
         if self._last_epoch_tod == tod:
@@ -668,63 +672,209 @@ def _check_talker(talker: str) -> str:
     return talker
 
 
-def format_gga(t_ns: int, lat: float, lon: float, alt_m: float, quality: int = 1, n_sats: int = 12,
-               hdop: float = 1.0, *, geoid_sep_m: float = 0.0, talker: str = "GP", minute_decimals: int = 5) -> str:
+def format_gga(t_ns: int, lat: float | None, lon: float | None, alt_m: float | None, quality: int = 1,
+               n_sats: int = 12, hdop: float | None = 1.0, *, geoid_sep_m: float | None = 0.0, talker: str = "GP",
+               minute_decimals: int = 5) -> str:
     """A GGA sentence (with ``$``, checksum and CRLF).
 
     Args:
         t_ns: UTC time, integer ns since 1970 (the time of day is written, to the centisecond).
-        lat, lon: WGS84 degrees. alt_m: height above the ellipsoid (m), as :attr:`GpsFix.alt`; the sentence
-            carries ``alt_m - geoid_sep_m`` (mean sea level) and ``geoid_sep_m``, so that parsing gives alt_m back.
-        quality: GGA fix quality 0..9 (1 GPS, 2 DGPS, 4 RTK fixed, 5 RTK float). n_sats: 0..99. hdop: >= 0.
+        lat, lon: WGS84 degrees; both None leave the position fields empty (no position: quality 0).
+        alt_m: height above the ellipsoid (m), as :attr:`GpsFix.alt`; the sentence carries ``alt_m - geoid_sep_m``
+            (mean sea level) and ``geoid_sep_m``, so that parsing gives alt_m back. None: altitude fields empty.
+        quality: GGA fix quality 0..9 (1 GPS, 2 DGPS, 4 RTK fixed, 5 RTK float, 6 estimated). n_sats: 0..99.
+        hdop: >= 0, or None (empty field).
+        geoid_sep_m: geoid separation (m); None: unknown, the field is left empty and the altitude field carries
+            ``alt_m`` itself (which is then not mean sea level: readers take it as such).
     Raises:
         NmeaError: a value out of range.
     """
     hhmmss, _ = _utc_parts(t_ns)
     decimals = _check_decimals(minute_decimals)
-    la, ns = _ddmm(lat, True, decimals)
-    lo, ew = _ddmm(lon, False, decimals)
+    la, ns, lo, ew = _position_fields(lat, lon, decimals)
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality <= 9:
         raise NmeaError(f"quality must be a GGA fix quality 0..9 (1 GPS, 2 DGPS, 4 RTK fixed), got {quality!r}")
     if isinstance(n_sats, bool) or not isinstance(n_sats, (int, np.integer)) or not 0 <= n_sats <= 99:
         raise NmeaError(f"n_sats must be an integer 0..99, got {n_sats!r}")
-    if not (isinstance(hdop, (int, float, np.floating, np.integer)) and math.isfinite(hdop) and 0 <= hdop < 100):
+    if hdop is not None and not (isinstance(hdop, (int, float, np.floating, np.integer)) and math.isfinite(hdop)
+                                 and 0 <= hdop < 100):
         raise NmeaError(f"hdop must be a finite number in [0, 100), got {hdop!r}")
     for name, v in (("alt_m", alt_m), ("geoid_sep_m", geoid_sep_m)):
-        if not (isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(v)):
-            raise NmeaError(f"{name} must be a finite number of metres, got {v!r}")
-    msl = float(alt_m) - float(geoid_sep_m)
+        if v is not None and not (isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(v)):
+            raise NmeaError(f"{name} must be a finite number of metres (or None: field left empty), got {v!r}")
+    sep = "" if geoid_sep_m is None else f"{float(geoid_sep_m):.3f}"
+    msl = "" if alt_m is None else f"{float(alt_m) - float(geoid_sep_m or 0.0):.3f}"
+    hd = "" if hdop is None else f"{float(hdop):.2f}"
     body = (f"{_check_talker(talker)}GGA,{hhmmss},{la},{ns},{lo},{ew},{int(quality)},{int(n_sats):02d},"
-            f"{float(hdop):.2f},{msl:.3f},M,{float(geoid_sep_m):.3f},M,,")
+            f"{hd},{msl},M,{sep},M,,")
     return with_checksum(body)
 
 
-def format_rmc(t_ns: int, lat: float, lon: float, speed_mps: float = 0.0, course_deg: float = 0.0,
-               valid: bool = True, *, talker: str = "GP", minute_decimals: int = 5) -> str:
-    """An RMC sentence (NMEA 2.3, with the mode indicator ``A``/``N``; ``$``, checksum, CRLF).
+def _position_fields(lat, lon, decimals: int) -> tuple[str, str, str, str]:
+    if lat is None and lon is None:
+        return "", "", "", ""
+    la, ns = _ddmm(lat, True, decimals)
+    lo, ew = _ddmm(lon, False, decimals)
+    return la, ns, lo, ew
+
+
+def format_rmc(t_ns: int, lat: float | None, lon: float | None, speed_mps: float | None = 0.0,
+               course_deg: float | None = 0.0, valid: bool = True, *, mode: str | None = None, talker: str = "GP",
+               minute_decimals: int = 5) -> str:
+    """An RMC sentence (NMEA 2.3, with the mode indicator; ``$``, checksum, CRLF).
 
     Args:
         t_ns: UTC time, integer ns since 1970 (date and time of day are written).
-        lat, lon: WGS84 degrees. speed_mps: ground speed m/s (written in knots). course_deg: true course,
-            clockwise from north (wrapped into [0, 360)). valid: status A (valid) or V (void).
+        lat, lon: WGS84 degrees (both None: position fields empty). speed_mps: ground speed m/s (written in
+            knots; None: empty). course_deg: true course, clockwise from north (wrapped into [0, 360); None: empty).
+            valid: status A (valid) or V (void).
+        mode: NMEA 2.3 mode indicator: ``A`` autonomous, ``D`` differential, ``E`` estimated (dead reckoning),
+            ``N`` not valid (default: ``A`` when valid, else ``N``).
     Raises:
         NmeaError: a value out of range.
     """
     hhmmss, ddmmyy = _utc_parts(t_ns)
     decimals = _check_decimals(minute_decimals)
-    la, ns = _ddmm(lat, True, decimals)
-    lo, ew = _ddmm(lon, False, decimals)
-    if not (isinstance(speed_mps, (int, float, np.floating, np.integer)) and math.isfinite(speed_mps)
-            and speed_mps >= 0):
-        raise NmeaError(f"speed_mps must be a finite ground speed >= 0 in m/s, got {speed_mps!r}")
-    if not (isinstance(course_deg, (int, float, np.floating, np.integer)) and math.isfinite(course_deg)):
-        raise NmeaError(f"course_deg must be finite degrees clockwise from north, got {course_deg!r}")
-    course = float(course_deg) % 360.0
-    if round(course, 2) >= 360.0:
-        course = 0.0
+    la, ns, lo, ew = _position_fields(lat, lon, decimals)
+    if speed_mps is not None and not (isinstance(speed_mps, (int, float, np.floating, np.integer))
+                                      and math.isfinite(speed_mps) and speed_mps >= 0):
+        raise NmeaError(f"speed_mps must be a finite ground speed >= 0 in m/s (or None), got {speed_mps!r}")
+    if course_deg is not None and not (isinstance(course_deg, (int, float, np.floating, np.integer))
+                                       and math.isfinite(course_deg)):
+        raise NmeaError(f"course_deg must be finite degrees clockwise from north (or None), got {course_deg!r}")
+    if mode is None:
+        mode = "A" if valid else "N"
+    if mode not in RMC_MODES:
+        raise NmeaError(f"mode must be one of {', '.join(RMC_MODES)} (NMEA 2.3 mode indicator), got {mode!r}")
+    crs = ""
+    if course_deg is not None:
+        course = float(course_deg) % 360.0
+        if round(course, 2) >= 360.0:
+            course = 0.0
+        crs = f"{course:.2f}"
+    spd = "" if speed_mps is None else f"{float(speed_mps) / KNOT_MPS:.3f}"
     body = (f"{_check_talker(talker)}RMC,{hhmmss},{'A' if valid else 'V'},{la},{ns},{lo},{ew},"
-            f"{float(speed_mps) / KNOT_MPS:.3f},{course:.2f},{ddmmyy},,,{'A' if valid else 'N'}")
+            f"{spd},{crs},{ddmmyy},,,{mode}")
     return with_checksum(body)
+
+
+# ============================================================================================== estimates out
+#: NMEA 2.3 RMC mode indicators SkyFix writes: A autonomous, D differential, E estimated (dead reckoning), N invalid.
+RMC_MODES = ("A", "D", "E", "N")
+#: HDOP = horizontal sigma / this (m): the inverse of the parser's ``uere_m`` default, so SkyFix reading its own
+#: sentences gets the sigma back.
+DEFAULT_UERE_M = 5.0
+MAX_HDOP_OUT = 99.99  # the largest HDOP the GGA field holds (x.xx): "no usable precision"
+MIN_HDOP_OUT = 0.01  # the smallest non-zero HDOP written (an HDOP of 0 reads as "unknown")
+
+
+@dataclass(frozen=True)
+class NmeaFixKind:
+    """How an estimate is declared in NMEA: GGA fix quality, RMC status (valid A / void V) and RMC mode."""
+
+    quality: int
+    valid: bool
+    mode: str
+    position: bool  # the position fields are written (False: left empty)
+
+
+#: status (and what the filter did with GPS) -> GGA quality / RMC status + mode. See :func:`nmea_fix_kind`.
+FIX_KIND_GPS = NmeaFixKind(1, True, "A", True)
+FIX_KIND_ESTIMATED = NmeaFixKind(6, True, "E", True)
+FIX_KIND_INVALID = NmeaFixKind(0, False, "N", False)
+
+
+def nmea_fix_kind(status: str, gps_state: str = "", has_position: bool = True) -> NmeaFixKind:
+    """The honest NMEA declaration of one SkyFix estimate.
+
+    ===============================================  =============  =========================  ===================
+    estimate                                          GGA quality    RMC status / mode          position fields
+    ===============================================  =============  =========================  ===================
+    ``OK`` (two sources agree within the alert        1 (GPS fix)    A / A (autonomous)         written
+    limit)
+    ``DEGRADED`` with ``gps == "ok"`` (a GPS fix in   1 (GPS fix)    A / A                      written
+    use, not checked by the camera), ``GPS_ONLY``
+    ``DEGRADED`` otherwise (GPS outage or none:       6 (estimated,  A / E (estimated)          written
+    camera alone or dead reckoning), ``GPS_REJECTED``  dead reckon.)
+    (the GPS is being rejected), any other status
+    ``LOST``, or no position                          0 (invalid)    V / N (not valid)          empty
+    ===============================================  =============  =========================  ===================
+
+    Quality 1 is not a claim of a GNSS-only solution: it says "a valid fix as good as its HDOP", which is what an
+    autopilot's NMEA driver acts on; 2 (DGPS) and 4/5 (RTK) would overstate it. Quality 6 is the standard code for a
+    position not fixed by satellites now: ArduPilot's NMEA driver takes 6 (like 0) as NO_FIX, so an autopilot stops
+    using SkyFix's position while it is dead reckoning or on the camera alone (use MAVLink GPS_INPUT with its
+    accuracy fields to hand that position over on purpose).
+    """
+    if status == "LOST" or not has_position:
+        return FIX_KIND_INVALID
+    if status == "OK" or status == "GPS_ONLY" or (status == "DEGRADED" and gps_state == "ok"):
+        return FIX_KIND_GPS
+    return FIX_KIND_ESTIMATED
+
+
+def hdop_of_sigma(sigma_m: float | None, uere_m: float = DEFAULT_UERE_M) -> float | None:
+    """HDOP written for a horizontal 1-sigma: ``sigma_m / uere_m``, clipped to [0.01, 99.99]; None when unknown
+    (None or NaN); an infinite sigma gives 99.99.
+
+    ``sigma_m`` is the estimate's largest horizontal 1-sigma (``EstimateRecord.sigma_m``: square root of the largest
+    eigenvalue of the east/north covariance): an elongated ellipse is declared by its worst axis. The inverse is the
+    parser's ``sigma_h = HDOP * uere_m`` per axis (same ``uere_m``, 5 m by default), so SkyFix reading its own output
+    gets an isotropic covariance that covers the ellipse. A receiver's textbook HDOP is ``sqrt(var_e + var_n) /
+    UERE``: for a round error that is sqrt(2) times ours with the same UERE, i.e. ours is the textbook HDOP with a
+    UERE of 5 * sqrt(2) = 7.1 m.
+    """
+    if sigma_m is None or (isinstance(sigma_m, float) and math.isnan(sigma_m)):
+        return None
+    if not (isinstance(uere_m, (int, float)) and math.isfinite(uere_m) and uere_m > 0):
+        raise NmeaError(f"uere_m must be a positive number of metres, got {uere_m!r}")
+    h = float(sigma_m) / float(uere_m)
+    if not h < MAX_HDOP_OUT:
+        return MAX_HDOP_OUT
+    return round(max(h, MIN_HDOP_OUT), 2)
+
+
+def speed_course(ve_mps: float | None, vn_mps: float | None) -> tuple[float | None, float | None]:
+    """(ground speed m/s, true course degrees clockwise from north in [0, 360)) of an east/north velocity; (None,
+    None) when unknown; the course is None when the speed rounds to 0 in the RMC field (0.001 knot)."""
+    if ve_mps is None or vn_mps is None or not (math.isfinite(ve_mps) and math.isfinite(vn_mps)):
+        return None, None
+    speed = math.hypot(ve_mps, vn_mps)
+    if speed / KNOT_MPS < 0.0005:
+        return 0.0, None
+    return speed, math.degrees(math.atan2(ve_mps, vn_mps)) % 360.0
+
+
+def estimate_sentences(t_ns: int, lat: float, lon: float, *, status: str, gps_state: str = "",
+                       sigma_m: float | None = None, alt_m: float | None = None, geoid_sep_m: float | None = None,
+                       ve_mps: float | None = None, vn_mps: float | None = None, n_sats: int = 0,
+                       uere_m: float = DEFAULT_UERE_M, talker: str = "GP", minute_decimals: int = 5) -> str:
+    """GGA + RMC for one SkyFix estimate, declared as :func:`nmea_fix_kind` says.
+
+    Args:
+        t_ns: estimate time, integer ns since 1970 (UTC). lat, lon: WGS84 degrees (NaN: no position).
+        status, gps_state: the estimate's status and what the filter did with GPS (``EstimateRecord.status`` /
+            ``.gps``). sigma_m: its largest horizontal 1-sigma (-> HDOP, :func:`hdop_of_sigma`).
+        alt_m: altitude above the ellipsoid (height above ground + the map's ground elevation), or None (empty).
+        geoid_sep_m: geoid separation when known (e.g. from the GPS receiver's own GGA), else None: the field is
+            left empty and the altitude field carries ``alt_m``.
+        ve_mps, vn_mps: the filter's east/north velocity (-> RMC speed in knots and true course; None: empty).
+        n_sats: satellites used (the GPS receiver's count when its fix is in use; 0 otherwise: SkyFix does not
+            invent satellites).
+    """
+    has_pos = lat is not None and lon is not None and math.isfinite(lat) and math.isfinite(lon)
+    kind = nmea_fix_kind(status, gps_state, has_pos)
+    if not kind.position:
+        return (format_gga(t_ns, None, None, None, 0, n_sats, None, geoid_sep_m=None, talker=talker,
+                           minute_decimals=minute_decimals)
+                + format_rmc(t_ns, None, None, None, None, False, mode="N", talker=talker,
+                             minute_decimals=minute_decimals))
+    speed, course = speed_course(ve_mps, vn_mps)
+    hdop = hdop_of_sigma(sigma_m, uere_m)
+    return (format_gga(t_ns, lat, lon, alt_m, kind.quality, n_sats, hdop, geoid_sep_m=geoid_sep_m, talker=talker,
+                       minute_decimals=minute_decimals)
+            + format_rmc(t_ns, lat, lon, speed, course, kind.valid, mode=kind.mode, talker=talker,
+                         minute_decimals=minute_decimals))
 
 
 def utc_ns(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, ns: int = 0) -> int:
@@ -733,15 +883,25 @@ def utc_ns(year: int, month: int, day: int, hour: int = 0, minute: int = 0, seco
 
 
 __all__ = [
+    "DEFAULT_UERE_M",
+    "FIX_KIND_ESTIMATED",
+    "FIX_KIND_GPS",
+    "FIX_KIND_INVALID",
     "GGA_QUALITY_STATUS",
     "KNOT_MPS",
     "NmeaCounters",
     "NmeaError",
+    "NmeaFixKind",
     "NmeaParser",
+    "RMC_MODES",
+    "estimate_sentences",
     "format_gga",
     "format_rmc",
+    "hdop_of_sigma",
+    "nmea_fix_kind",
     "nmea_checksum",
     "parse_nmea_bytes",
+    "speed_course",
     "split_sentence",
     "utc_ns",
     "with_checksum",

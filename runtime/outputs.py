@@ -15,6 +15,9 @@ Files
         latency_ms   object  stage -> milliseconds (decode, rectify, encode, search, align, filter, total)
         gps          str     "" | ok | rejected | outage | none: what the filter did with GPS at this estimate
         x_m, y_m     float?  the position in the run's local frame (metres, x east, y north), or null
+        ve_mps, vn_mps float? the filter's ground velocity, m/s east and north, or null (optional: older tracks lack
+                             them; ``speed_mps`` / ``course_deg`` of the record are derived from them)
+        v_sigma_mps  float?  its 1-sigma per axis, m/s, or null (optional)
 
 ``track.geojson`` (RFC 7946, ``[lon, lat]`` order; estimates without a position are left out, as from the GPX)
     A FeatureCollection: one LineString feature (``properties.kind = "track"``) through every estimate, then one
@@ -56,7 +59,7 @@ GPS_STATES = ("", "ok", "rejected", "outage", "none")
 LATENCY_STAGES = ("decode", "rectify", "encode", "search", "align", "filter", "total")
 
 _REQUIRED = ("t_ns", "lat", "lon", "heading_deg", "sigma_m", "cov_en", "status", "latency_ms")
-_OPTIONAL = ("gps", "x_m", "y_m")
+_OPTIONAL = ("gps", "x_m", "y_m", "ve_mps", "vn_mps", "v_sigma_mps")
 
 
 # ============================================================================================== value checks
@@ -124,6 +127,8 @@ class EstimateRecord:
         latency_ms: stage -> milliseconds spent (finite, >= 0); stages as in :data:`LATENCY_STAGES`.
         gps: one of :data:`GPS_STATES`: how GPS was used at this estimate ("" = not stated).
         x_m, y_m: the position in the run's local frame (metres, x east, y north): both or neither (None/NaN).
+        ve_mps, vn_mps: the filter's ground velocity east / north, m/s: both or neither (None/NaN = unknown).
+        v_sigma_mps: its 1-sigma per axis, m/s (>= 0), or None.
 
     Raises:
         OutputError: a value of the wrong type or out of range (the message names the field).
@@ -140,6 +145,9 @@ class EstimateRecord:
     gps: str = ""
     x_m: float | None = None
     y_m: float | None = None
+    ve_mps: float | None = None
+    vn_mps: float | None = None
+    v_sigma_mps: float | None = None
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -184,6 +192,28 @@ class EstimateRecord:
             raise OutputError(f"x_m and y_m go together (both numbers or both None), got x_m={x!r}, y_m={y!r}")
         s(self, "x_m", x)
         s(self, "y_m", y)
+        ve, vn = _unknown_or_finite(self.ve_mps, "ve_mps"), _unknown_or_finite(self.vn_mps, "vn_mps")
+        if (ve is None) != (vn is None):
+            raise OutputError(f"ve_mps and vn_mps go together (both numbers or both None), got ve_mps={ve!r}, "
+                              f"vn_mps={vn!r}")
+        s(self, "ve_mps", ve)
+        s(self, "vn_mps", vn)
+        vs = _unknown_or_finite(self.v_sigma_mps, "v_sigma_mps")
+        if vs is not None and vs < 0:
+            raise OutputError(f"v_sigma_mps must be >= 0 m/s or None, got {vs}")
+        s(self, "v_sigma_mps", vs)
+
+    @property
+    def speed_mps(self) -> float | None:
+        """Ground speed from (ve_mps, vn_mps), m/s; None when unknown."""
+        return None if self.ve_mps is None else math.hypot(self.ve_mps, self.vn_mps)
+
+    @property
+    def course_deg(self) -> float | None:
+        """Course over ground, degrees clockwise from true north in [0, 360); None when unknown or not moving."""
+        if self.ve_mps is None or (self.ve_mps == 0.0 and self.vn_mps == 0.0):
+            return None
+        return math.degrees(math.atan2(self.ve_mps, self.vn_mps)) % 360.0
 
     @property
     def has_position(self) -> bool:
@@ -205,6 +235,9 @@ class EstimateRecord:
             "gps": self.gps,
             "x_m": self.x_m,
             "y_m": self.y_m,
+            "ve_mps": self.ve_mps,
+            "vn_mps": self.vn_mps,
+            "v_sigma_mps": self.v_sigma_mps,
         }
 
     def to_json(self) -> str:

@@ -5,7 +5,10 @@
 :attr:`SerialGps.latest`, to a bounded queue (oldest dropped and counted when full) and/or to a callback run in the
 reader thread. When the port fails (USB unplugged: the path vanishes, reads raise ``SerialException``) it closes it,
 flushes the parser and retries every ``reconnect_s`` (counted), so a re-plugged receiver (same path, e.g. a
-``/dev/serial/by-id/...`` link) is picked up again.
+``/dev/serial/by-id/...`` link) is picked up again. A port absent at start is retried the same way, and said:
+:attr:`SerialGps.warning` / :meth:`SerialGps.status_line` name the port and why it cannot be opened. Any other
+exception in the thread (a parser or consumer bug) is reported (``thread_errors``, :attr:`SerialGps.last_thread_error`)
+and the reader restarts on a freshly opened port after ``reconnect_s``: the thread never dies silently.
 
 :class:`NmeaSerialWriter` writes one GGA and one RMC per estimate (see :func:`runtime.nmea.format_gga`), the way an
 autopilot's NMEA GPS driver takes them; write errors are counted and the port reopened at most every ``reconnect_s``.
@@ -20,7 +23,7 @@ import time
 from typing import Callable
 
 from ..events import GpsFix
-from ..nmea import NmeaError, NmeaParser, format_gga, format_rmc
+from ..nmea import NmeaError, NmeaParser, estimate_sentences, format_gga, format_rmc
 from . import SourceError
 
 _HINT = ("check that the receiver is plugged in, the path (ls /dev/serial/by-id/ /dev/ttyUSB* /dev/ttyACM*), "
@@ -67,7 +70,8 @@ class SerialGps:
 
     The port need not exist at start: the thread keeps trying (``open_failures``). :attr:`last_error` says why the
     last attempt or read failed; :attr:`last_disconnect` keeps why the port was last lost (it is set before
-    ``disconnects`` counts up, and later failed reopen attempts do not overwrite it).
+    ``disconnects`` counts up, and later failed reopen attempts do not overwrite it). An unexpected exception in the
+    thread is counted in ``thread_errors`` (:attr:`last_thread_error` says what) and the reader restarts.
     """
 
     def __init__(self, port: str, baud: int = 9600, *, on_fix: Callable[[GpsFix], None] | None = None,
@@ -106,6 +110,10 @@ class SerialGps:
         self.dropped = 0
         self.callback_errors = 0
         self.bytes_read = 0
+        self.thread_errors = 0
+        self.last_thread_error: str = ""
+        self.fixes = 0
+        self.last_fix_rx_ns: int | None = None  # host time (clock_ns) when the latest fix came out of the parser
         if start:
             self.start()
 
@@ -178,16 +186,53 @@ class SerialGps:
     @property
     def counters(self) -> dict:
         """Snapshot: the parser's counters (:class:`~runtime.nmea.NmeaCounters`) plus connects, disconnects,
-        open_failures, dropped (queue overflow), callback_errors and bytes_read."""
+        open_failures, dropped (queue overflow), callback_errors, thread_errors (reader restarts) and bytes_read."""
         d = self.parser.counters.as_dict()
         d.update(connects=self.connects, disconnects=self.disconnects, open_failures=self.open_failures,
-                 dropped=self.dropped, callback_errors=self.callback_errors, bytes_read=self.bytes_read)
+                 dropped=self.dropped, callback_errors=self.callback_errors, thread_errors=self.thread_errors,
+                 bytes_read=self.bytes_read)
         return d
+
+    @property
+    def warning(self) -> str:
+        """What is wrong now, in one line ("" when nothing is): the port cannot be opened (absent, busy, no
+        permission), it was lost, or the reader thread failed and restarted."""
+        if not self.connected and self.open_failures:
+            return (f"GPS port {self.port!r} is not open ({self.open_failures} attempts): {self.last_error}; "
+                    f"retrying every {self.reconnect_s:g} s; {_HINT}")
+        if not self.connected and self.disconnects:
+            return f"GPS port {self.port!r} lost: {self.last_disconnect}"
+        if self.thread_errors:
+            return f"GPS reader restarted {self.thread_errors} time(s); last: {self.last_thread_error}"
+        return ""
+
+    def status_line(self, now_ns: int | None = None) -> str:
+        """A short state for a periodic status line: ``GPS /dev/ttyUSB0 open, 120 fixes, last 0.2 s ago`` or
+        ``GPS /dev/ttyUSB7 NOT OPEN (5 attempts: ...)``; skips and reader restarts are named when there are any."""
+        if not self.connected:
+            why = self.last_error or "not opened yet"
+            text = f"GPS {self.port} NOT OPEN ({self.open_failures} attempts: {why})"
+        else:
+            text = f"GPS {self.port} open, {self.fixes} fixes"
+            if self.last_fix_rx_ns is not None:
+                now = self.clock_ns() if now_ns is None else now_ns
+                text += f", last {(now - self.last_fix_rx_ns) / 1e9:.1f} s ago"
+            elif self.bytes_read == 0:
+                text += ", no data yet"
+        c = self.parser.counters
+        skipped = c.garbage + c.bad_checksum + c.malformed
+        if skipped:
+            text += f", {skipped} lines skipped (last: {c.last_skip})"
+        if self.thread_errors:
+            text += f", reader restarted {self.thread_errors}x (last: {self.last_thread_error})"
+        return text
 
     # ------------------------------------------------------------------ reader thread
     def _deliver(self, fixes: list[GpsFix]) -> None:
         for fix in fixes:
             self.latest = fix
+            self.fixes += 1
+            self.last_fix_rx_ns = self.clock_ns()
             if self._queue is not None:
                 with self._lock:
                     while True:
@@ -220,6 +265,26 @@ class SerialGps:
         self._deliver(self.parser.flush(self.clock_ns()))
 
     def _run(self) -> None:
+        """The thread: the reader loop, restarted (after ``reconnect_s``, on a reopened port) when anything raises."""
+        while not self._stop.is_set():
+            try:
+                self._read_loop()
+                return
+            except Exception as exc:  # noqa: BLE001 - report and restart: the GPS thread must never die silently
+                self.thread_errors += 1
+                self.last_thread_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                self.last_error = (f"GPS reader thread failed ({self.last_thread_error}); restarting in "
+                                   f"{self.reconnect_s:g} s")
+                ser, self._serial = self._serial, None
+                self._connected.clear()
+                if ser is not None:
+                    try:
+                        ser.close()
+                    except Exception:  # noqa: BLE001 - the device may be gone
+                        pass
+                self._stop.wait(self.reconnect_s)
+
+    def _read_loop(self) -> None:
         import serial
 
         try:
@@ -261,6 +326,10 @@ class SerialGps:
 class NmeaSerialWriter:
     """Write GGA + RMC sentences to a serial port, one pair per estimate (an autopilot's "NMEA GPS" input).
 
+    :meth:`write_estimate` writes a SkyFix estimate as :func:`runtime.nmea.estimate_sentences` declares it (fix
+    quality and RMC status/mode from the status, HDOP from the sigma, speed and course from the filter's velocity,
+    the satellites of the GPS in use or 0); :meth:`write` / :meth:`write_fix` write given values.
+
     Args:
         port, baud: the serial device and rate the autopilot expects (ArduPilot: SERIALn_PROTOCOL=5, GPS_TYPE=5).
         talker: talker id of the sentences (default ``"GP"``).
@@ -295,18 +364,20 @@ class NmeaSerialWriter:
         self._serial = _open_serial(port, baud, timeout=0, write_timeout=self.write_timeout_s)
         self.opens = 1
 
-    def sentences(self, t_ns: int, lat: float, lon: float, alt_m: float, *, speed_mps: float = 0.0,
-                  course_deg: float = 0.0, sigma_h_m: float | None = None, hdop: float | None = None,
-                  n_sats: int = 12, quality: int = 1, valid: bool = True, geoid_sep_m: float = 0.0) -> bytes:
+    def sentences(self, t_ns: int, lat: float, lon: float, alt_m: float | None, *, speed_mps: float | None = None,
+                  course_deg: float | None = None, sigma_h_m: float | None = None, hdop: float | None = None,
+                  n_sats: int = 0, quality: int = 1, valid: bool = True, geoid_sep_m: float | None = 0.0) -> bytes:
         """The GGA + RMC bytes for one estimate (see :meth:`write`).
 
         Raises:
             SourceError: a value out of range (the message names it).
         """
-        if hdop is None:
-            hdop = 1.0 if sigma_h_m is None else float(sigma_h_m) / self.uere_m
+        if hdop is None and sigma_h_m is not None:
+            hdop = float(sigma_h_m) / self.uere_m
         if isinstance(hdop, (int, float)) and math.isfinite(hdop):
             hdop = min(max(float(hdop), 0.0), 99.99)  # a huge sigma still gives a valid sentence
+        elif isinstance(hdop, float) and math.isinf(hdop):
+            hdop = 99.99  # an infinite sigma: no usable precision
         try:
             gga = format_gga(t_ns, lat, lon, alt_m, quality if valid else 0, n_sats, hdop, geoid_sep_m=geoid_sep_m,
                              talker=self.talker, minute_decimals=self.minute_decimals)
@@ -321,14 +392,44 @@ class NmeaSerialWriter:
 
         Args:
             t_ns: UTC time, integer ns since 1970. lat, lon: WGS84 degrees. alt_m: ellipsoidal height (m).
-            speed_mps, course_deg (clockwise from north), sigma_h_m (-> HDOP) or hdop, n_sats, quality (GGA),
-            valid (False writes quality 0 and RMC status V), geoid_sep_m: see :func:`runtime.nmea.format_gga`.
+            speed_mps, course_deg (clockwise from north; None: empty fields), sigma_h_m (-> HDOP) or hdop (None:
+            empty), n_sats (default 0: unknown), quality (GGA), valid (False writes quality 0 and RMC status V),
+            geoid_sep_m: see :func:`runtime.nmea.format_gga`.
         Returns:
             True when written; False when the port failed (counted in ``write_errors``, reopened later).
         Raises:
             SourceError: a value out of range.
         """
-        data = self.sentences(t_ns, lat, lon, alt_m, **kwargs)
+        return self._write_bytes(self.sentences(t_ns, lat, lon, alt_m, **kwargs))
+
+    def estimate_bytes(self, rec, *, alt_m: float | None = None, geoid_sep_m: float | None = None,
+                       n_sats: int = 0) -> bytes:
+        """GGA + RMC bytes of an :class:`~runtime.outputs.EstimateRecord` (see :meth:`write_estimate`)."""
+        try:
+            text = estimate_sentences(
+                rec.t_ns, rec.lat, rec.lon, status=rec.status, gps_state=rec.gps, sigma_m=rec.sigma_m, alt_m=alt_m,
+                geoid_sep_m=geoid_sep_m, ve_mps=getattr(rec, "ve_mps", None), vn_mps=getattr(rec, "vn_mps", None),
+                n_sats=min(max(int(n_sats), 0), 99), uere_m=self.uere_m, talker=self.talker,
+                minute_decimals=self.minute_decimals)
+        except NmeaError as exc:
+            raise SourceError(f"cannot write an NMEA estimate: {exc}") from exc
+        return text.encode("ascii")
+
+    def write_estimate(self, rec, *, alt_m: float | None = None, geoid_sep_m: float | None = None,
+                       n_sats: int = 0) -> bool:
+        """Write one SkyFix estimate as GGA + RMC, declared honestly (:func:`runtime.nmea.nmea_fix_kind`).
+
+        Args:
+            rec: the :class:`~runtime.outputs.EstimateRecord` (its status, gps state, sigma and velocity are used).
+            alt_m: altitude above the ellipsoid: height above ground + the map's ground elevation (None: unknown,
+                empty field). geoid_sep_m: the GPS receiver's geoid separation when known (else the field is empty
+                and the altitude field carries alt_m). n_sats: satellites of the GPS fix in use (0 when none).
+        Returns:
+            True when written; False when the port failed (counted, reopened later).
+        """
+        return self._write_bytes(self.estimate_bytes(rec, alt_m=alt_m, geoid_sep_m=geoid_sep_m, n_sats=n_sats))
+
+    def _write_bytes(self, data: bytes) -> bool:
         import serial
 
         if self._serial is None:
@@ -359,7 +460,8 @@ class NmeaSerialWriter:
         self.sentences_written += 2
         return True
 
-    def write_fix(self, fix: GpsFix, *, speed_mps: float = 0.0, course_deg: float = 0.0, n_sats: int = 12) -> bool:
+    def write_fix(self, fix: GpsFix, *, speed_mps: float | None = None, course_deg: float | None = None,
+                  n_sats: int = 0) -> bool:
         """Write a :class:`~runtime.events.GpsFix` (HDOP from its horizontal sigma; quality from its status)."""
         quality = {0: 1, 1: 2, 2: 4}.get(fix.status, 0)
         return self.write(fix.t_ns, fix.lat, fix.lon, fix.alt, speed_mps=speed_mps, course_deg=course_deg,

@@ -45,13 +45,30 @@ def _rec(i: int = 0, **kw) -> EstimateRecord:
 
 
 # ============================================================================================== record
+def test_record_velocity_round_trips_and_old_tracks_without_it_still_read():
+    r = _rec(2, ve_mps=3.0, vn_mps=-4.0, v_sigma_mps=0.5)
+    assert r.speed_mps == pytest.approx(5.0) and r.course_deg == pytest.approx(143.13010235415598)
+    back = EstimateRecord.from_dict(json.loads(r.to_json()))
+    assert (back.ve_mps, back.vn_mps, back.v_sigma_mps) == (3.0, -4.0, 0.5)
+    old = json.loads(_rec(2).to_json())
+    for k in ("ve_mps", "vn_mps", "v_sigma_mps"):
+        del old[k]
+    rec = EstimateRecord.from_dict(old)  # a track written before the velocity was recorded
+    assert rec.ve_mps is None and rec.speed_mps is None and rec.course_deg is None
+    assert _rec(1, ve_mps=0.0, vn_mps=0.0).course_deg is None
+    with pytest.raises(OutputError, match=r"ve_mps and vn_mps go together"):
+        _rec(1, ve_mps=1.0)
+    with pytest.raises(OutputError, match=r"v_sigma_mps must be >= 0 m/s or None, got -1.0"):
+        _rec(1, ve_mps=1.0, vn_mps=1.0, v_sigma_mps=-1.0)
+
+
 def test_record_json_round_trip_is_exact_and_one_line():
     r = _rec(4)
     line = r.to_json()
     assert "\n" not in line
     d = json.loads(line)
     assert list(d) == ["t_ns", "lat", "lon", "heading_deg", "sigma_m", "cov_en", "status", "latency_ms", "gps",
-                       "x_m", "y_m"]
+                       "x_m", "y_m", "ve_mps", "vn_mps", "v_sigma_mps"]
     assert d["cov_en"] == [[2.0, 0.25], [0.25, 2.5]] and d["t_ns"] == T0 + 800_000_000
     back = EstimateRecord.from_dict(d)
     assert back == r
