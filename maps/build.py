@@ -15,7 +15,7 @@ import numpy as np
 from .contract import EncoderContract
 from .errors import EncoderMismatchError, MapError
 from .ortho import Orthophoto
-from .package import check_hnsw_dim, write_package
+from .package import check_destination, check_hnsw_dim, write_package
 from .tiling import TileGrid, cut_tiles, plan_tiles, resample_to_gsd
 
 #: Allowed deviation of an embedding row's L2 norm from 1.
@@ -97,6 +97,7 @@ def build_map(
         raise MapError(f"build_map needs the encoder's EncoderContract, got {type(contract).__name__}")
     if not callable(embed):
         raise MapError(f"embed must be a callable images -> embeddings, got {type(embed).__name__}")
+    check_destination(out_dir, overwrite)  # before any tile is embedded
     batch_size = _positive_int("batch_size", batch_size)
     hnsw_m = _positive_int("hnsw_m", hnsw_m)
     hnsw_ef_construction = _positive_int("hnsw_ef_construction", hnsw_ef_construction)

@@ -43,7 +43,26 @@ def register(subparsers, *, load_encoder=None, photo_mosaic=None) -> None:
                     "blended; the mosaic is written as a GeoTIFF (--mosaic-out) with a JSON report of the "
                     "registration residuals next to it.",
     )
-    b.add_argument("ortho", nargs="*", metavar="ORTHO", help="GeoTIFF file(s) or folder(s), any CRS")
+    b.add_argument("ortho", nargs="*", metavar="ORTHO",
+                   help="GeoTIFF/COG file(s) or folder(s), any CRS; a URL (https://..., /vsicurl/https://...) is read "
+                        "by GDAL as given; an .mbtiles file needs --bbox")
+    src = b.add_argument_group("web map tiles (XYZ/TMS folders and MBTiles, EPSG:3857)")
+    src.add_argument("--tiles", metavar="DIR", default=None,
+                     help="a folder of web map tiles DIR/Z/X/Y.png (or .jpg/.jpeg/.webp); needs --scheme and --bbox")
+    src.add_argument("--scheme", choices=("xyz", "tms"), default=None,
+                     help="tile row numbering: xyz (row 0 at the top/north: OpenStreetMap, Google, gdal2tiles "
+                          "--xyz) or tms (row 0 at the bottom/south: gdal2tiles' default); required with --tiles, "
+                          "tms by default for .mbtiles (the MBTiles spec)")
+    src.add_argument("--zoom", type=int, default=None, metavar="Z",
+                     help="zoom level to read (default: the highest in the folder / the MBTiles maxzoom)")
+    src.add_argument("--bbox", default=None, metavar="LON_MIN,LAT_MIN,LON_MAX,LAT_MAX",
+                     help="area to build, WGS84 degrees (with --tiles or an .mbtiles input)")
+    geo = b.add_argument_group("georeference of GeoTIFFs that lack one")
+    geo.add_argument("--crs", default=None, metavar="CRS",
+                     help="CRS of the input(s) when the file has none or a wrong one, e.g. EPSG:2056")
+    geo.add_argument("--transform", default=None, metavar="GSD,0,X_LEFT,0,-GSD,Y_TOP",
+                     help="affine geotransform (6 numbers, rasterio order, in the CRS's units) of a single input "
+                          "without one")
     b.add_argument("--photos", nargs="+", metavar="PHOTOS", default=None,
                    help="geotagged photo folder(s) or files (EXIF GPS; senseFly/DJI XMP attitude) to mosaic first")
     b.add_argument("--mosaic-out", metavar="MOSAIC.tif", default=None,
@@ -137,7 +156,10 @@ def _err(*parts) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from .errors import MapError
+    from .package import check_destination
 
+    check_destination(args.output, args.overwrite)  # refuse before any work (loading, mosaicking, embedding)
+    sources = _build_sources(args)  # argument checks before loading a model
     encoder = None
     model = args.model
     if model is None and getattr(args, "load_encoder", None) is not None:
@@ -153,14 +175,12 @@ def _build(args: argparse.Namespace) -> int:
         raise MapError(f"this installation lacks part of SkyFix's maps package ({exc}); reinstall with `pip install -e .`") from exc
     from .build import build_map
 
-    if args.photos and args.ortho:
-        raise MapError("give either orthophoto(s) or --photos, not both (a mosaic of the photos is the map imagery)")
-    if not args.photos and not args.ortho:
-        raise MapError("nothing to build from: give orthophoto GeoTIFF(s) or --photos PHOTO_FOLDER")
-    if args.photos:
+    if sources == "photos":
         ortho = _mosaic(args)
+    elif sources == "tiles":
+        ortho = _web_tiles(args)
     else:
-        ortho = load_orthophoto(args.ortho, gsd=args.gsd)
+        ortho = load_orthophoto(args.ortho, gsd=args.gsd, crs=args.crs, transform=_transform_arg(args.transform))
     _err(f"orthophoto: {ortho.width}x{ortho.height} px at {ortho.gsd:g} m/px, {ortho.mask.mean():.0%} valid")
     descriptor, contract = (ClassicalDescriptor(), classical_contract()) if encoder is None else (encoder, encoder.contract)
     _err(f"encoder: {contract.name} ({contract.encoder_id}), {contract.input_width} px at "
@@ -180,6 +200,81 @@ def _build(args: argparse.Namespace) -> int:
     )
     _print_summary(_summary(path))
     return 0
+
+
+def _build_sources(args: argparse.Namespace) -> str:
+    """Which input ``maps build`` reads ("photos", "tiles" or "ortho"), with its flags checked (typed errors)."""
+    from .errors import MapError
+
+    mbtiles = [o for o in args.ortho if str(o).lower().endswith(".mbtiles")]
+    kinds = [name for name, given in (("orthophoto(s)", bool(args.ortho) and not mbtiles), ("--photos", bool(args.photos)),
+                                      ("--tiles", args.tiles is not None), (".mbtiles", bool(mbtiles))) if given]
+    if len(kinds) > 1 or len(mbtiles) > 1 or (mbtiles and len(args.ortho) > 1):
+        raise MapError(f"give one kind of input, got {' and '.join(kinds) or 'several .mbtiles files'}: "
+                       "orthophoto GeoTIFF(s), --photos FOLDER, --tiles DIR or one FILE.mbtiles")
+    if not kinds:
+        raise MapError("nothing to build from: give orthophoto GeoTIFF(s), --photos PHOTO_FOLDER, --tiles DIR "
+                       "(with --scheme and --bbox) or FILE.mbtiles (with --bbox)")
+    web = args.tiles is not None or bool(mbtiles)
+    if not web:
+        for flag, value in (("--scheme", args.scheme), ("--zoom", args.zoom), ("--bbox", args.bbox)):
+            if value is not None:
+                raise MapError(f"{flag} applies to web map tiles (--tiles DIR or FILE.mbtiles) only; drop it")
+    else:
+        for flag, value in (("--crs", args.crs), ("--transform", args.transform)):
+            if value is not None:
+                raise MapError(f"{flag} applies to GeoTIFFs only: web map tiles are in EPSG:3857 by definition; drop it")
+        if args.tiles is not None and args.scheme is None:
+            raise MapError("--tiles needs --scheme xyz|tms: xyz numbers rows from the top (north; OpenStreetMap, "
+                           "Google, gdal2tiles --xyz), tms from the bottom (south; gdal2tiles' default); the folder "
+                           "cannot say which, and the wrong one puts every row in the wrong place")
+        if args.bbox is None:
+            raise MapError("web map tiles need --bbox LON_MIN,LAT_MIN,LON_MAX,LAT_MAX (WGS84 degrees): the area to "
+                           "build the map of")
+        args.bbox_values = _bbox_arg(args.bbox)
+    if args.photos and (args.crs or args.transform):
+        raise MapError("--crs/--transform apply to GeoTIFF inputs, not to --photos; drop them")
+    return "photos" if args.photos else "tiles" if web else "ortho"
+
+
+def _bbox_arg(text: str) -> tuple[float, float, float, float]:
+    import math
+
+    from .errors import MapError
+
+    try:
+        vals = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
+        raise MapError(f"--bbox must be 4 numbers LON_MIN,LAT_MIN,LON_MAX,LAT_MAX (WGS84 degrees), got {text!r}")
+    return vals  # range and order are checked by maps.webtiles
+
+
+def _transform_arg(text):
+    from .errors import MapError
+
+    if text is None:
+        return None
+    try:
+        vals = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != 6:
+        raise MapError(f"--transform must be 6 numbers GSD,0,X_LEFT,0,-GSD,Y_TOP (rasterio order), got {text!r}")
+    return vals
+
+
+def _web_tiles(args: argparse.Namespace):
+    """The orthophoto of ``--bbox`` from an XYZ/TMS tile folder (``--tiles``) or an MBTiles file."""
+    from .webtiles import load_mbtiles, load_tile_folder
+
+    progress = lambda msg: _err(f"  {msg}")  # noqa: E731
+    if args.tiles is not None:
+        return load_tile_folder(args.tiles, args.bbox_values, scheme=args.scheme, zoom=args.zoom, gsd=args.gsd,
+                                log=progress)
+    return load_mbtiles(args.ortho[0], args.bbox_values, zoom=args.zoom, scheme=args.scheme or "tms", gsd=args.gsd,
+                        log=progress)
 
 
 def _mosaic(args: argparse.Namespace):

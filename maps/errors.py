@@ -11,6 +11,10 @@ class GeoTiffError(MapError):
     """An orthophoto that cannot be used: unreadable, no CRS, no georeference, unsupported bands."""
 
 
+class WebTilesError(GeoTiffError):
+    """Web map tiles that cannot be used: wrong folder layout or scheme, a bbox outside the tiles, a bad MBTiles."""
+
+
 class MapFormatError(MapError):
     """A map package with a missing, unreadable or inconsistent file (shapes, dtypes, manifest keys)."""
 

@@ -77,7 +77,18 @@ class _Source:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _expand_paths(paths) -> list[Path]:
+#: Input strings that are not local paths: GDAL virtual file systems and URLs that rasterio/GDAL open as they are
+#: (``https://host/cog.tif`` is read through ``/vsicurl/``, ``s3://`` through ``/vsis3/``). ``Path()`` would mangle
+#: ``https://`` into ``https:/``, so they are passed on as given.
+URL_PREFIXES = ("/vsi", "http://", "https://", "ftp://", "s3://", "gs://", "az://", "file://", "zip+", "tar+")
+
+
+def is_remote(item) -> bool:
+    """True for a URL or a GDAL virtual path (``/vsicurl/...``): read by GDAL as given, never as a local path."""
+    return isinstance(item, str) and item.strip().lower().startswith(URL_PREFIXES)
+
+
+def _expand_paths(paths) -> list[Path | str]:
     if isinstance(paths, (str, os.PathLike)):
         items = [paths]
     else:
@@ -87,10 +98,13 @@ def _expand_paths(paths) -> list[Path]:
             raise GeoTiffError(
                 f"paths must be a path, a folder or a list of paths to GeoTIFFs, got {type(paths).__name__}"
             ) from None
-    out: list[Path] = []
+    out: list[Path | str] = []
     for item in items:
         if not isinstance(item, (str, os.PathLike)):
             raise GeoTiffError(f"expected a file path (str or Path), got {type(item).__name__}: {item!r}")
+        if is_remote(item):
+            out.append(item.strip())
+            continue
         p = Path(item).expanduser()
         if p.is_dir():
             found = sorted(q for q in p.iterdir() if q.suffix.lower() in GEOTIFF_SUFFIXES and q.is_file())
@@ -168,7 +182,7 @@ def _check_georeference(path: str, crs, transform, width: int, height: int):
     from pyproj import Geod, Transformer
 
     pcrs = _pyproj_crs(crs)
-    fix = "if the CRS tag is wrong pass crs='EPSG:xxxx' with the right one (CLI: --crs)"
+    fix = "if the CRS tag is wrong, give the right one with --crs EPSG:xxxx"
     xs, ys = _corners(transform, width, height)
     if pcrs.is_geographic:
         if np.any(np.abs(ys) > 90.0 + 1e-6) or np.any(xs < -180.0 - 1e-6) or np.any(xs > 360.0 + 1e-6):
@@ -244,16 +258,48 @@ def _band_layout(path: str, ds) -> tuple[str, tuple[int, ...], bool]:
     )
 
 
+def _gdal_message(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _open(path: str):
     import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
-    except RasterioIOError as exc:
-        raise GeoTiffError(f"cannot read {path} as a raster ({exc}); expected a GeoTIFF") from exc
+    except (RasterioError, OSError) as exc:
+        if is_remote(path):
+            raise GeoTiffError(
+                f"cannot open the remote raster {path} (GDAL: {_gdal_message(exc)}); expected a GeoTIFF/COG that GDAL "
+                "can reach: check the URL and the network (a browser or `gdalinfo /vsicurl/URL` shows the same), "
+                "or download it and pass the local file"
+            ) from exc
+        raise GeoTiffError(
+            f"cannot read {path} as a raster (GDAL: {_gdal_message(exc)}); expected a GeoTIFF (or another raster "
+            "GDAL reads). If it is one, it is damaged or cut short (an interrupted download or copy?): copy it "
+            "again, and check it with `gdalinfo -checksum FILE`"
+        ) from exc
+
+
+def _read_pixels(path: str, ds, read):
+    """``read(ds)`` with GDAL's read errors (a file cut short, a broken block, a remote read that failed) turned
+    into a :class:`GeoTiffError` that names the file and what to do."""
+    from rasterio.errors import RasterioError
+
+    try:
+        return read(ds)
+    except (RasterioError, OSError) as exc:
+        if is_remote(path):
+            fix = "check the URL and the network and try again, or download the file and pass the local copy"
+        else:
+            fix = ("the file is damaged or cut short (an interrupted download or copy?): copy or download it again "
+                   "and check it with `gdalinfo -checksum FILE`")
+        raise GeoTiffError(
+            f"{path}: its header reads but its pixels do not (GDAL: {_gdal_message(exc)}); {fix}"
+        ) from exc
 
 
 def _inspect(path: Path, crs_override, transform_override) -> _Source:
@@ -265,17 +311,17 @@ def _inspect(path: Path, crs_override, transform_override) -> _Source:
         no_transform = transform_override is None and ds.transform.is_identity
         if crs is None or not crs:
             raise GeoTiffError(
-                f"{spath} has no CRS (coordinate reference system), so it cannot be placed on Earth. Pass the CRS it is "
-                "in: load_orthophoto(..., crs='EPSG:xxxx') (CLI: --crs EPSG:xxxx)"
-                + (", and its georeference: transform=(gsd, 0, x_left, 0, -gsd, y_top) (CLI: --transform / origin) or "
-                   "a world file (.tfw) next to it" if no_transform else "")
+                f"{spath} has no CRS (coordinate reference system), so it cannot be placed on Earth. Give the CRS it "
+                "is in with --crs EPSG:xxxx"
+                + (", and its georeference with --transform GSD,0,X_LEFT,0,-GSD,Y_TOP or a world file (.tfw) next to "
+                   "it" if no_transform else "")
                 + "; or fix the file: `gdal_edit.py -a_srs EPSG:xxxx file.tif`"
             )
         if no_transform:
             what = "only ground control points (GCPs)" if has_gcps else "no georeference (no geotransform)"
             raise GeoTiffError(
-                f"{spath} has {what}. Pass transform=(gsd, 0, x_left, 0, -gsd, y_top) in the units of its CRS "
-                "(CLI: --transform / origin), put a world file (.tfw) next to it, or georeference it first "
+                f"{spath} has {what}. Give --transform GSD,0,X_LEFT,0,-GSD,Y_TOP in the units of its CRS, put a "
+                "world file (.tfw) next to it, or georeference it first "
                 "(`gdal_translate -a_ullr x_left y_top x_right y_bottom` or `gdalwarp -t_srs EPSG:xxxx` for GCPs)"
             )
         kind, bands, palette = _band_layout(spath, ds)
@@ -418,7 +464,7 @@ def load_orthophoto(
         except (TypeError, ValueError):
             raise GeoTiffError(f"gsd must be a number of metres per pixel, got {gsd!r}") from None
         if not (math.isfinite(gsd) and gsd > 0):
-            raise GeoTiffError(f"gsd must be > 0 metres per pixel, got {gsd}")
+            raise GeoTiffError(f"gsd (--gsd) must be > 0 metres per pixel, got {gsd}")
     if frame is not None and not isinstance(frame, LocalFrame):
         raise GeoTiffError(f"frame must be a maps.geodesy.LocalFrame, got {type(frame).__name__}")
 
@@ -474,7 +520,7 @@ def load_orthophoto(
     if width * height > MAX_OUTPUT_PIXELS:
         raise GeoTiffError(
             f"the mosaic would be {width} x {height} px ({(X1 - X0):.0f} x {(Y1 - Y0):.0f} m at {gsd:g} m/px), more than "
-            f"{MAX_OUTPUT_PIXELS} px; pass a coarser gsd or fewer/smaller files"
+            f"{MAX_OUTPUT_PIXELS} px; pass a coarser --gsd or fewer/smaller files"
         )
 
     nch = 1 if kind == "grey" else 3
@@ -492,16 +538,16 @@ def load_orthophoto(
         if method == "auto":
             method = "average" if gsd >= AUTO_AREA_RATIO * res else "bilinear"
         with _open(s.path) as ds:
-            alpha = ds.dataset_mask()
+            alpha = _read_pixels(s.path, ds, lambda d: d.dataset_mask())
             if s.palette:
                 cmap = ds.colormap(1)
                 lut = np.zeros((256, 3), dtype=np.uint8)
                 for idx, rgba in cmap.items():
                     if 0 <= idx < 256:
                         lut[idx] = rgba[:3]
-                data = np.moveaxis(lut[ds.read(1)], -1, 0)
+                data = np.moveaxis(lut[_read_pixels(s.path, ds, lambda d: d.read(1))], -1, 0)
             else:
-                data = ds.read(list(s.bands))
+                data = _read_pixels(s.path, ds, lambda d: d.read(list(s.bands)))
         if is_uint8:
             src = np.concatenate([data.astype(np.uint8, copy=False), alpha[None]], axis=0)
         else:

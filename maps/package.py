@@ -652,16 +652,33 @@ def write_package(
     return out_dir
 
 
-def _prepare_destination(out_dir: Path, overwrite: bool) -> None:
+def check_destination(out_dir, overwrite: bool) -> Path:
+    """Refuse an output folder that cannot be written as a map package (cheap: call it before any work).
+
+    A missing or empty folder is fine; an existing map package only with ``overwrite``; anything else never.
+
+    Raises:
+        MapError: the path is a file, a folder that is not a map package, or a map without ``overwrite``.
+    """
+    out_dir = Path(out_dir)
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise MapError(f"{out_dir} exists and is not a directory; choose another output path")
+            raise MapError(f"{out_dir} exists and is not a folder; choose another output path (-o)")
         is_map = (out_dir / MANIFEST).exists()
         empty = not any(out_dir.iterdir())
         if not empty and not is_map:
-            raise MapError(f"{out_dir} exists and is not a map package; refusing to replace it (choose another path)")
+            raise MapError(
+                f"{out_dir} exists and is not a map package; refusing to replace it: choose another output path (-o)"
+            )
         if is_map and not overwrite:
-            raise MapError(f"map {out_dir} already exists; pass overwrite=True (`--overwrite`) to replace it")
+            raise MapError(
+                f"map {out_dir} already exists; pass --overwrite to replace it, or choose another output path (-o)"
+            )
+    return out_dir
+
+
+def _prepare_destination(out_dir: Path, overwrite: bool) -> None:
+    check_destination(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 
 
