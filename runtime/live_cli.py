@@ -8,7 +8,8 @@ to a JSONL track and, with ``--nmea-out PORT``, as GGA + RMC sentences over a se
 GPS): fix quality 1 / 6 (estimated) / 0 and RMC mode A / E / N for OK / dead reckoning / LOST, HDOP = sigma / 5 m,
 speed and course from the filter, altitude = height above ground + the map's ground elevation
 (:func:`runtime.nmea.nmea_fix_kind`). A ``--gps`` port that cannot be opened is said at start and in the status lines,
-and retried. Both clocks are the host's (``--gps-time host``, the default) so frames and fixes line up without a UTC-synced
+and retried.
+Both clocks are the host's (``--gps-time host``, the default) so frames and fixes line up without a UTC-synced
 host clock. Stops on Ctrl-C, at the end of a video file, or after ``--duration`` seconds.
 """
 

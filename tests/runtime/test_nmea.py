@@ -449,12 +449,15 @@ def test_output_errors():
         (lambda: format_gga(t, 0, 0, 0, quality=10), r"quality must be a GGA fix quality 0\.\.9 .*got 10"),
         (lambda: format_gga(t, 0, 0, 0, n_sats=100), r"n_sats must be an integer 0\.\.99, got 100"),
         (lambda: format_gga(t, 0, 0, 0, hdop=-1), r"hdop must be a finite number in \[0, 100\), got -1"),
-        (lambda: format_gga(t, 0, 0, float("inf")), r"alt_m must be a finite number of metres \(or None: field left empty\), got inf"),
+        (lambda: format_gga(t, 0, 0, float("inf")),
+         r"alt_m must be a finite number of metres \(or None: field left empty\), got inf"),
         (lambda: format_gga(t, 0, 0, 0, talker="gp"), r"talker must be two capital letters .* got 'gp'"),
         (lambda: format_gga(t, 0, 0, 0, minute_decimals=9), r"minute_decimals must be an integer in 0\.\.8 .*got 9"),
-        (lambda: format_rmc(t, 0, 0, -1.0), r"speed_mps must be a finite ground speed >= 0 in m/s \(or None\), got -1\.0"),
+        (lambda: format_rmc(t, 0, 0, -1.0),
+         r"speed_mps must be a finite ground speed >= 0 in m/s \(or None\), got -1\.0"),
         (lambda: format_rmc(t, 0, 0, 1.0, float("nan")), r"course_deg must be finite degrees .* got nan"),
-        (lambda: format_rmc(t, 0, 0, mode="X"), r"mode must be one of A, D, E, N \(NMEA 2\.3 mode indicator\), got 'X'"),
+        (lambda: format_rmc(t, 0, 0, mode="X"),
+         r"mode must be one of A, D, E, N \(NMEA 2\.3 mode indicator\), got 'X'"),
         (lambda: format_gga(t, 0, None, 0), r"longitude must be finite degrees .* got None"),
     ]
     for fn, pattern in cases:
