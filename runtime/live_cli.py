@@ -10,7 +10,10 @@ speed and course from the filter, altitude = height above ground + the map's gro
 (:func:`runtime.nmea.nmea_fix_kind`). A ``--gps`` port that cannot be opened is said at start and in the status lines,
 and retried.
 Both clocks are the host's (``--gps-time host``, the default) so frames and fixes line up without a UTC-synced
-host clock. Stops on Ctrl-C, at the end of a video file, or after ``--duration`` seconds.
+host clock. With ``--mavlink-in URL`` the flight controller gives IMU (ATTITUDE, HIGHRES_IMU) and, without
+``--gps``, GPS (GPS_RAW_INT); ``--mavlink-out URL`` sends each estimate as GPS_INPUT (ArduPilot),
+VISION_POSITION_ESTIMATE or ODOMETRY (PX4 EKF2) at most ``--mavlink-rate`` Hz (:mod:`runtime.mavlink`, the
+``mavlink`` extra). Stops on Ctrl-C, at the end of a video file, or after ``--duration`` seconds.
 """
 
 from __future__ import annotations
@@ -35,6 +38,19 @@ def register(subparsers) -> None:
                    help="time stamp of fixes: host clock (default) or the receiver's UTC")
     p.add_argument("--nmea-out", default=None, metavar="PORT", help="write estimates as NMEA GGA/RMC to this port")
     p.add_argument("--nmea-baud", type=int, default=9600, help="baud rate of --nmea-out (default 9600)")
+    p.add_argument("--mavlink-out", default=None, metavar="URL",
+                   help="send estimates over MAVLink 2: udpout:HOST:PORT, udpin:HOST:PORT, tcp:HOST:PORT or "
+                        "serial:/dev/ttyX:BAUD (needs pip install 'skyfix[mavlink]')")
+    p.add_argument("--mavlink-msg", choices=("gps_input", "vision", "odometry"), default="gps_input",
+                   help="what --mavlink-out sends: gps_input (ArduPilot GPS1_TYPE=14 MAV, default), vision "
+                        "(VISION_POSITION_ESTIMATE) or odometry (ODOMETRY): PX4 EKF2 external vision")
+    p.add_argument("--mavlink-rate", type=float, default=5.0, metavar="HZ",
+                   help="ceiling rate of --mavlink-out (default 5 Hz; an estimate is never repeated)")
+    p.add_argument("--mavlink-in", default=None, metavar="URL",
+                   help="read IMU (ATTITUDE, HIGHRES_IMU) and, without --gps, GPS (GPS_RAW_INT) from the flight "
+                        "controller over MAVLink (same URL forms; equal to --mavlink-out: one shared link)")
+    p.add_argument("--mavlink-sysid", type=int, default=1, metavar="ID",
+                   help="our MAVLink system id (default 1, the vehicle's; component 191, onboard computer)")
     p.add_argument("-o", "--output", default="live_track.jsonl", metavar="TRACK.jsonl",
                    help="track file (default live_track.jsonl)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing track file")
@@ -74,6 +90,26 @@ def _gps_sats(gps, rec) -> int:
     return gps.parser.n_sats or 0
 
 
+def _open_mavlink(args):
+    """The MAVLink side (:class:`runtime.mavlink.live.LiveMavlink`) of --mavlink-in / --mavlink-out."""
+    from .mavlink.live import LiveMavlink
+
+    return LiveMavlink(args.mavlink_in, args.mavlink_out, message=args.mavlink_msg, rate_hz=args.mavlink_rate,
+                       gps=not args.gps, source_system=args.mavlink_sysid)
+
+
+def _send_mavlink(mav, rec, loop, package, gps) -> bool:
+    """One estimate to --mavlink-out: z from the height above ground, GPS_INPUT alt (MSL) = the WGS84 altitude minus
+    the geoid separation (from the flight controller's GPS_RAW_INT or the NMEA receiver), unsent when unknown."""
+    alt = _altitude_m(loop, package)
+    ground = package.ground_elevation_m if package is not None else 0.0
+    sep = mav.geoid_sep_m
+    if sep is None and gps is not None:
+        sep = gps.parser.geoid_sep_m
+    return mav.send(rec, height_agl_m=None if alt is None else alt - ground,
+                    alt_amsl_m=None if alt is None or sep is None else alt - sep)
+
+
 def run(args: argparse.Namespace) -> int:
     from .outputs import TrackWriter
     from .replay_cli import load_loop, record_of
@@ -96,6 +132,15 @@ def run(args: argparse.Namespace) -> int:
     if gps is not None:
         _check_gps_port(gps)
     nmea = NmeaSerialWriter(args.nmea_out, args.nmea_baud) if args.nmea_out else None
+    mav = None
+    if args.mavlink_in or args.mavlink_out:
+        try:
+            mav = _open_mavlink(args)
+        except BaseException:
+            for closer in (camera, gps, nmea):
+                if closer is not None:
+                    closer.close()
+            raise
     n = 0
     t0 = time.monotonic()
     last_status = 0.0
@@ -107,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
                         fix = checks.check(fix)  # the input checks: a bad fix is counted and noted, not fatal
                         if fix is not None:
                             loop.process(fix)
+                if mav is not None:
+                    for ev in mav.drain():  # IMU (and GPS without --gps) from the flight controller
+                        ev = checks.check(ev)
+                        if ev is not None:
+                            loop.process(ev)
                 try:
                     frame = camera.read(timeout=0.5)
                 except EndOfStream:
@@ -122,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
                 if nmea is not None:
                     nmea.write_estimate(rec, alt_m=_altitude_m(loop, package), n_sats=_gps_sats(gps, rec),
                                         geoid_sep_m=None if gps is None else gps.parser.geoid_sep_m)
+                if mav is not None:
+                    _send_mavlink(mav, rec, loop, package, gps)
                 now = time.monotonic()
                 if now - last_status > 2.0:
                     last_status = now
@@ -136,12 +188,15 @@ def run(args: argparse.Namespace) -> int:
             gps.close()
         if nmea is not None:
             nmea.close()
-    for note in loop.notes:
+        if mav is not None:
+            mav.close()
+    for note in loop.notes + ([] if mav is None else mav.notes):
         _err(f"note: {note}")
     if gps is not None and gps.warning:
         _err(f"warning: {gps.warning}")
     for line in skip_report(checks, loop.counts):
         _err(f"note: {line}")
     print(f"{n} estimates -> {args.output}; camera {camera.stats}"
-          + (f"; GPS {gps.counters}" if gps is not None else ""))
+          + (f"; GPS {gps.counters}" if gps is not None else "")
+          + (f"; {mav.summary()}" if mav is not None else ""))
     return 0
