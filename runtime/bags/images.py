@@ -158,9 +158,84 @@ def compressed_image_problem(data: bytes) -> str:
     return f"neither JPEG nor PNG ({n} bytes starting with {data[:8]!r}); only those are supported"
 
 
+def _jpeg_segment_problem(marker: int, seg: bytes, state: dict) -> str:
+    """What is wrong with the payload ``seg`` (after the length) of a DQT/DHT/SOF/SOS segment, or ''. ``state``
+    holds what earlier segments defined (frame component ids, Huffman tables, baseline or not)."""
+    n = len(seg)
+    if marker == 0xDB:  # DQT: tables of 64 entries, 8 or 16 bit, ids 0..3
+        i = 0
+        while i < n:
+            pq, tq = seg[i] >> 4, seg[i] & 15
+            if pq > 1 or tq > 3:
+                return "a bad quantization table header"
+            i += 1 + 64 * (pq + 1)
+        return "" if i == n else "a quantization table of the wrong length"
+    if marker == 0xC4:  # DHT: class 0/1, id 0..3, 16 counts then the symbols
+        i = 0
+        while i < n:
+            if i + 17 > n or seg[i] >> 4 > 1 or seg[i] & 15 > 3:
+                return "a bad Huffman table header"
+            counts = seg[i + 1:i + 17]
+            count = sum(counts)
+            if count > 256 or i + 17 + count > n:
+                return "a Huffman table of the wrong length"
+            code, last = 0, max((k for k in range(16) if counts[k]), default=-1)
+            for k in range(last + 1):  # canonical codes must fit their lengths (the all-ones code is reserved)
+                code += counts[k]
+                if code >= 1 << (k + 1):
+                    return "a Huffman table whose codes do not fit their lengths"
+                code <<= 1
+            if seg[i] >> 4 == 0 and any(v > 15 for v in seg[i + 17:i + 17 + count]):
+                return "a DC Huffman table with a symbol above 15"
+            state.setdefault("huffman", set()).add((seg[i] >> 4, seg[i] & 15))
+            i += 17 + count
+        return "" if i == n else "a Huffman table of the wrong length"
+    if marker == 0xDA:  # SOS: components (1..4, each one of the frame's) and the spectral selection
+        ns = seg[0] if n else 0
+        ids = state.get("components", ())
+        if not 1 <= ns <= min(4, len(ids)) or n != 4 + 2 * ns:
+            return "a bad scan header"
+        tables = state.get("huffman", set())
+        for c in range(ns):
+            cid, td, ta = seg[1 + 2 * c], seg[2 + 2 * c] >> 4, seg[2 + 2 * c] & 15
+            if cid not in ids:
+                return "a scan of a component the frame does not have"
+            if state.get("sequential") and not state.get("arithmetic") and (
+                    (0, td) not in tables or (1, ta) not in tables):  # progressive scans may need only one
+                return "a scan using a Huffman table that is not defined"
+        ss, se, ah, al = seg[1 + 2 * ns], seg[2 + 2 * ns], seg[3 + 2 * ns] >> 4, seg[3 + 2 * ns] & 15
+        if state.get("sequential") and (ss, se, ah, al) != (0, 63, 0, 0):
+            return "a bad spectral selection for a sequential JPEG"
+        return ""
+    # SOF: precision, size, components (1..4) with sampling factors 1..4 and quantization table ids 0..3
+    if n < 6:
+        return "a frame header too short"
+    nf = seg[5]
+    if seg[0] not in (8, 12, 16) or not 1 <= nf <= 4 or n != 6 + 3 * nf:
+        return "a bad frame header"
+    ids, blocks = [], 0
+    for c in range(nf):
+        cid, hv, tq = seg[6 + 3 * c], seg[6 + 3 * c + 1], seg[6 + 3 * c + 2]
+        if not (1 <= hv >> 4 <= 4 and 1 <= hv & 15 <= 4) or tq > 3 or cid in ids:
+            return "a bad frame component"
+        ids.append(cid)
+        blocks += (hv >> 4) * (hv & 15)
+    if nf > 1 and blocks > 10:
+        return "sampling factors too large"
+    state["components"] = tuple(ids)
+    state["sequential"] = marker in (0xC0, 0xC1, 0xC3, 0xC9, 0xCB)
+    state["arithmetic"] = marker >= 0xC9
+    return ""
+
+
+# markers a baseline/progressive JPEG may carry before its first scan: APPn, COM, DQT, DHT, DRI, SOFn, DAC, JPGn
+_JPEG_HEADER_MARKERS = frozenset(range(0xE0, 0xF0)) | {0xFE, 0xDB, 0xC4, 0xDD, 0xCC, 0xDA} | _JPEG_SOF | frozenset(
+    range(0xF0, 0xFE))
+
+
 def _jpeg_problem(data: bytes) -> str:
     n = len(data)
-    i, size = 2, None
+    i, size, state = 2, None, {}
     while True:
         if i >= n:
             return f"JPEG cut short in its headers ({n} bytes, no image data)"
@@ -172,25 +247,34 @@ def _jpeg_problem(data: bytes) -> str:
             return f"JPEG cut short in its headers ({n} bytes)"
         marker = data[i]
         i += 1
-        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # standalone markers
-            continue
         if marker == 0xD9:
             return "JPEG ends (EOI) before any image data"
+        if marker not in _JPEG_HEADER_MARKERS:
+            return f"corrupt JPEG: marker 0x{marker:02X} at byte {i - 1} of {n} where headers belong"
         if i + 2 > n:
             return f"JPEG cut short in its headers ({n} bytes)"
         length = (data[i] << 8) | data[i + 1]
         if length < 2 or i + length > n:
             return f"JPEG cut short or corrupt: a {length}-byte segment at byte {i} of {n}"
         if marker in _JPEG_SOF:
-            if length < 8:
-                return "corrupt JPEG: frame header too short"
-            h, w = (data[i + 3] << 8) | data[i + 4], (data[i + 5] << 8) | data[i + 6]
+            if size is not None:
+                return "corrupt JPEG: two frame headers"
+            seg = data[i + 2:i + length]
+            problem = _jpeg_segment_problem(marker, seg, state)
+            if problem:
+                return f"corrupt JPEG: {problem}"
+            h, w = (seg[1] << 8) | seg[2], (seg[3] << 8) | seg[4]
             if h == 0 or w == 0:
                 return f"corrupt JPEG: frame header gives a {w}x{h} image"
             size = (w, h)
+        elif marker in (0xDB, 0xC4, 0xDA):
+            problem = _jpeg_segment_problem(marker, data[i + 2:i + length], state)
+            if problem:
+                return f"corrupt JPEG: {problem} at byte {i} of {n}"
         if marker == 0xDA:  # start of scan: entropy-coded data follows
             if size is None:
                 return "corrupt JPEG: image data before any frame header (SOF)"
+            i += length
             break
         i += length
     if data.find(b"\xff\xd9", i) < 0:
