@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from .errors import ExportError
+from .extras import needs_extras
 
 #: Typed errors the `skyfix` CLI turns into one-line messages.
 ERRORS = (ExportError,)
@@ -77,6 +78,7 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run_engine)
 
 
+@needs_extras("skyfix export engine")
 def run_engine(args: argparse.Namespace) -> int:
     """Handler of ``skyfix export engine``."""
     from pathlib import Path
@@ -135,6 +137,7 @@ def _register_onnx(sub) -> None:
     p.set_defaults(handler=run_onnx)
 
 
+@needs_extras("skyfix export onnx")
 def run_onnx(args: argparse.Namespace) -> int:
     """Handler of ``skyfix export onnx``."""
     import sys

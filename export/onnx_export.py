@@ -246,7 +246,7 @@ def export_onnx(checkpoint, output, branch: str = "both", opset: int = DEFAULT_O
                     dynamic_shapes={"images": {0: batch}}, dynamo=True, external_data=False, verbose=False,
                 )
         except ImportError as exc:
-            raise OnnxExportError(f"the ONNX exporter needs onnxscript ({exc}); `pip install onnxscript`") from exc
+            raise OnnxExportError(f"the ONNX exporter needs onnxscript ({exc}); install it with `pip install 'skyfix[train]'`") from exc
         except Exception as exc:  # noqa: BLE001 - torch.onnx raises many untyped errors
             raise OnnxExportError(f"torch.onnx.export failed for the {name} branch: {type(exc).__name__}: {exc}") from exc
         proto = program.model_proto

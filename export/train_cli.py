@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from .errors import ExportError
+from .extras import needs_extras
 
 #: Typed errors the `skyfix` CLI turns into one-line messages.
 ERRORS = (ExportError,)
@@ -67,9 +68,16 @@ def register(subparsers) -> None:
     e.set_defaults(handler=run_eval)
 
 
+@needs_extras("skyfix train")
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``skyfix train``."""
     from pathlib import Path
+
+    if not args.no_onnx:  # the export at the end needs them: say so before training, not after (--no-onnx skips it)
+        import importlib
+
+        for module in ("onnx", "onnxscript"):
+            importlib.import_module(module)
 
     from .onnx_export import export_onnx
     from .train import default_split, get_preset, train
@@ -107,6 +115,7 @@ def _label(path: str, taken) -> str:
     return p.name if p.name not in taken else f"{p.parent.name}/{p.name}"
 
 
+@needs_extras("skyfix eval-encoder")
 def run_eval(args: argparse.Namespace) -> int:
     """Handler of ``skyfix eval-encoder``."""
     from pathlib import Path
