@@ -129,14 +129,15 @@ class EventSanitizer:
         self.counts["imu_normalised"] = 0
         #: notes naming topic, time and reason (at most ``notes_per_reason`` per reason)
         self.notes: list[str] = []
-        #: every backward clock jump: (topic, t_ns before, t_ns after, seconds back)
-        self.clock_jumps: list[tuple[str, int, int, float]] = []
+        #: every backward clock jump: [topic, t_ns where it was, t_ns of the jumped clock's latest event, events
+        #: skipped, seconds back]. Events that go on from the jumped clock (later than its latest) belong to the
+        #: same jump, also when the reader interleaves them with the topic's own later events.
+        self.clock_jumps: list[list] = []
         self.passed = 0
         self._noted: dict[str, int] = {}
         self._last: dict[tuple, int] = {}  # topic key -> newest t_ns passed on it
         self._at_last: dict[tuple, list] = {}  # topic key -> digests of the events passed at that newest t_ns
-        self._jumping: dict[tuple, int] = {}  # topic key -> index in clock_jumps of the jump in progress
-        self._jump_skips: dict[tuple, int] = {}  # topic key -> events skipped in the jump in progress
+        self._jumping: dict[tuple, list] = {}  # topic key -> its latest jump (an entry of clock_jumps)
         self._loop_t: int | None = None
         self._loop_topic = ""
         self._t0: int | None = None
@@ -176,15 +177,15 @@ class EventSanitizer:
         last = self._last.get(key)
         if last is not None and t < last - self._backstep_ns:
             back = (last - t) / 1e9
-            if key not in self._jumping:
-                self.clock_jumps.append((name, last, t, back))
-                self._jumping[key] = len(self.clock_jumps) - 1
-                return self._skip("clock_back", name, t,
-                                  f"the clock went back {back:.3f} s (from {self._rel(last)}); its events are skipped "
-                                  f"until its time passes {self._rel(last)} again")
-            self._jump_skips[key] = self._jump_skips.get(key, 1) + 1
-            return self._skip("clock_back", name, t, f"{back:.3f} s before the topic's newest event (clock jump "
-                              "in progress)", note=False)
+            jump = self._jumping.get(key)
+            if jump is not None and jump[2] <= t:  # the jumped clock goes on: the same jump
+                jump[2], jump[3] = t, jump[3] + 1
+                return self._skip("clock_back", name, t, "", note=False)
+            self._jumping[key] = [name, last, t, 1, back]
+            self.clock_jumps.append(self._jumping[key])
+            return self._skip("clock_back", name, t,
+                              f"the clock went back {back:.3f} s (from {self._rel(last)}); its events are skipped "
+                              f"until its time passes {self._rel(last)} again")
         if self._loop_t is not None and t < self._loop_t - self._behind_ns:
             return self._skip("behind_loop", name, t,
                               f"{(self._loop_t - t) / 1e9:.3f} s older than the newest event passed ({self._loop_topic} "
@@ -201,9 +202,6 @@ class EventSanitizer:
             self._at_last.pop(key, None)
             if not isinstance(ev, CameraInfoEvent):
                 self._at_last[key] = _Lazy(ev)
-        if self._jumping.pop(key, None) is not None:
-            self._skip("clock_back", name, t, f"its time passed where it was before the jump: events used again "
-                       f"({self._jump_skips.pop(key, 1)} skipped during the jump)", count=False)
         if self._loop_t is None or t > self._loop_t:
             self._loop_t, self._loop_topic = t, name
         self.passed += 1
@@ -222,10 +220,10 @@ class EventSanitizer:
         if parts:
             text = f"input checks: {self.skipped} events skipped ({', '.join(parts)})"
         if self.clock_jumps:
-            big = max(self.clock_jumps, key=lambda j: j[3])
+            big = max(self.clock_jumps, key=lambda j: j[4])
             text += ("; " if text else "input checks: ") + (
                 f"{len(self.clock_jumps)} backward clock jump{'s' if len(self.clock_jumps) > 1 else ''}, largest "
-                f"{big[3]:.3f} s on {big[0]}")
+                f"{big[4]:.3f} s on {big[0]} at {self._rel(big[1])} ({big[3]} events skipped in it)")
         if self.counts["imu_normalised"]:
             text += ("; " if text else "input checks: ") + (
                 f"{self.counts['imu_normalised']} IMU quaternions normalised (norm off 1 by <= {self._q_tol:g})")
@@ -242,9 +240,8 @@ class EventSanitizer:
         topic = getattr(ev, "topic", "")
         return f"{kind} {topic}" if topic else kind
 
-    def _skip(self, reason: str, name: str, t: int, why: str, *, note: bool = True, count: bool = True):
-        if count:
-            self.counts[reason] += 1
+    def _skip(self, reason: str, name: str, t: int, why: str, *, note: bool = True):
+        self.counts[reason] += 1
         if note:
             n = self._noted.get(reason, 0)
             if n < self._max_notes:

@@ -30,7 +30,7 @@ MAXIMA = {
     "gps_trust_s": 3600.0, "gps_drag_window_s": 3600.0, "gps_drag_chi2": 1e6, "gps_max_jump_m": 1e6,
     "gps_reaccept_s": 3600.0, "gps_outage_s": 3600.0, "gps_velocity_sigma_mps": 100.0,
     "visual_temperature": 100.0, "visual_inlier_prob": 1.0, "visual_inlier_min": 1.0, "visual_inlier_max": 1.0,
-    "visual_sigma_floor_m": 1000.0, "visual_floor_area_m2": 1e12, "visual_support_min": 1.0,
+    "visual_sigma_floor_m": 1000.0, "visual_floor_area_m2": 1e8, "visual_support_min": 1.0,
     "visual_timeout_s": 3600.0,
     "ok_sigma_m": 1000.0, "ok_confirm_s": 3600.0, "ok_check_chi2": 1e6, "lost_sigma_m": 1e6,
     "lost_no_support_s": 86400.0, "reinit_interval_s": 3600.0, "reinit_confirm_s": 3600.0,
@@ -207,11 +207,6 @@ class TrackerConfig:
             if not (math.isfinite(float(v)) and float(v) > 0):
                 raise TrackingError(f"tracker config {f.name} must be a finite number > 0, got {v!r}")
             object.__setattr__(self, f.name, float(v))
-        for f in fields(self):
-            v, top = getattr(self, f.name), MAXIMA[f.name]
-            if v > top:
-                low = {"n_particles": "10", "seed": "0"}.get(f.name, "1" if isinstance(v, int) else "0 (excluded)")
-                raise TrackingError(f"tracker config {f.name} = {v!r} is out of range: allowed {low} to {top:g}")
         for name, top_ok in (("visual_inlier_prob", False), ("visual_inlier_min", False), ("visual_inlier_max", False),
                              ("visual_support_min", True), ("resample_ess_fraction", True),
                              ("inject_min_mass", False)):
@@ -222,6 +217,11 @@ class TrackerConfig:
         if self.visual_inlier_min >= self.visual_inlier_max:
             raise TrackingError(f"tracker config visual_inlier_min ({self.visual_inlier_min}) must be below "
                                 f"visual_inlier_max ({self.visual_inlier_max})")
+        for f in fields(self):
+            v, top = getattr(self, f.name), MAXIMA[f.name]
+            if v > top:
+                low = {"n_particles": "10", "seed": "0"}.get(f.name, "1" if isinstance(v, int) else "0 (excluded)")
+                raise TrackingError(f"tracker config {f.name} = {v!r} is out of range: allowed {low} to {top:g}")
         if self.ok_sigma_m >= self.lost_sigma_m:
             raise TrackingError(
                 f"tracker config ok_sigma_m ({self.ok_sigma_m} m) must be below lost_sigma_m ({self.lost_sigma_m} m)"
