@@ -180,7 +180,7 @@ def _build(args: argparse.Namespace) -> int:
     elif sources == "tiles":
         ortho = _web_tiles(args)
     else:
-        ortho = load_orthophoto(args.ortho, gsd=args.gsd, crs=args.crs, transform=_transform_arg(args.transform))
+        ortho = load_orthophoto(args.ortho, gsd=args.gsd, crs=args.crs, transform=args.transform_values)
     _err(f"orthophoto: {ortho.width}x{ortho.height} px at {ortho.gsd:g} m/px, {ortho.mask.mean():.0%} valid")
     descriptor, contract = (ClassicalDescriptor(), classical_contract()) if encoder is None else (encoder, encoder.contract)
     _err(f"encoder: {contract.name} ({contract.encoder_id}), {contract.input_width} px at "
@@ -234,6 +234,7 @@ def _build_sources(args: argparse.Namespace) -> str:
         args.bbox_values = _bbox_arg(args.bbox)
     if args.photos and (args.crs or args.transform):
         raise MapError("--crs/--transform apply to GeoTIFF inputs, not to --photos; drop them")
+    args.transform_values = _transform_arg(args.transform)
     return "photos" if args.photos else "tiles" if web else "ortho"
 
 

@@ -259,7 +259,19 @@ def _band_layout(path: str, ds) -> tuple[str, tuple[int, ...], bool]:
 
 
 def _gdal_message(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """GDAL's own words: rasterio's message plus the chained GDAL errors it refers to ("See previous exception")."""
+    parts: list[str] = []
+    seen = 0
+    e: BaseException | None = exc
+    while e is not None and seen < 6:
+        text = " ".join(str(e).split())
+        if text and "See previous exception" not in text and text not in parts:
+            parts.append(text)
+        elif text and not parts:
+            parts.append(text.replace(" See previous exception for details.", ""))
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return "; ".join(parts) or type(exc).__name__
 
 
 def _open(path: str):
@@ -464,7 +476,7 @@ def load_orthophoto(
         except (TypeError, ValueError):
             raise GeoTiffError(f"gsd must be a number of metres per pixel, got {gsd!r}") from None
         if not (math.isfinite(gsd) and gsd > 0):
-            raise GeoTiffError(f"gsd (--gsd) must be > 0 metres per pixel, got {gsd}")
+            raise GeoTiffError(f"gsd must be > 0 metres per pixel (--gsd), got {gsd}")
     if frame is not None and not isinstance(frame, LocalFrame):
         raise GeoTiffError(f"frame must be a maps.geodesy.LocalFrame, got {type(frame).__name__}")
 

@@ -288,3 +288,40 @@ def test_folder_errors(made, tmp_path):
         load_tile_folder(made["xyz"], (bs, bw, bn, be), scheme="xyz")
     with pytest.raises(WebTilesError, match="tiles, more than"):
         load_tile_folder(made["xyz"], (west - 1, south - 1, east + 1, north + 1), scheme="xyz")
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def _cli(argv) -> int:
+    import argparse
+
+    from maps.cli import register
+    from runtime.cli.common import run_handler
+
+    parser = argparse.ArgumentParser(prog="skyfix")
+    register(parser.add_subparsers(dest="command", required=True))
+    return run_handler(parser.parse_args(argv))
+
+
+def test_cli_builds_maps_from_a_tile_folder_and_an_mbtiles(made, tmp_path, capsys):
+    from maps.package import MapPackage
+
+    bbox = ",".join(repr(v) for v in made["bbox"])
+    out = tmp_path / "from_tiles"
+    assert _cli(["maps", "build", "--tiles", str(made["tms"]), "--scheme", "tms", "--zoom", str(ZOOM), "--bbox", bbox,
+                 "-o", str(out), "--model", "classical"]) == 0
+    err = capsys.readouterr().err
+    assert "12 of 12 tiles read" in err or "tiles read" in err
+    a = MapPackage.load(out, hnsw="off").summary()
+    out2 = tmp_path / "from_mbtiles"
+    assert _cli(["maps", "build", str(made["mbtiles"]), "--bbox", bbox, "-o", str(out2), "--model", "classical"]) == 0
+    b = MapPackage.load(out2, hnsw="off").summary()
+    assert a["tiles"] == b["tiles"] > 0 and a["bounds_local"] == b["bounds_local"]
+    w = a["bounds_wgs84"]
+    west, south, east, north = made["bbox"]
+    assert west - 1e-4 < w["lon_min"] < w["lon_max"] < east + 1e-4
+    assert south - 1e-4 < w["lat_min"] < w["lat_max"] < north + 1e-4
+    capsys.readouterr()
+    assert _cli(["maps", "build", "--tiles", str(made["xyz"]), "--scheme", "tms", "--bbox", bbox,
+                 "-o", str(tmp_path / "wrong"), "--model", "classical"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --tiles") and "pass --scheme xyz" in err
