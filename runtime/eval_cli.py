@@ -30,6 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--map", metavar="MAP", help="map package folder (its imagery) or a GeoTIFF, drawn under --plot")
     p.add_argument("--plot", metavar="OUT.png", help="write a PNG: tracks over the map, error over time")
     p.add_argument("--json", metavar="OUT.json", help="write the statistics as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --plot / --json files")
     p.add_argument("--gps-topic", metavar="TOPIC", help="GPS topic (default: found by message type)")
     p.add_argument("--truth-fix-topic", metavar="TOPIC", help="ground-truth NavSatFix topic (default: found by name)")
     p.add_argument("--spoof-m", type=float, default=50.0, metavar="M",
@@ -84,9 +85,15 @@ def run(args: argparse.Namespace) -> int:
     if args.truth_fix_topic:
         topics["truth_fix"] = args.truth_fix_topic
     imagery = load_imagery(args.map) if args.map else None
-    for out in (args.plot, args.json):
-        if out and not Path(out).resolve().parent.is_dir():
+    for flag, out in (("--plot", args.plot), ("--json", args.json)):
+        if not out:
+            continue
+        if not Path(out).resolve().parent.is_dir():
             raise OutputError(f"cannot write {out}: folder {Path(out).parent} does not exist; create it first")
+        if Path(out).is_dir():
+            raise OutputError(f"cannot write {flag} {out}: it is a folder; choose a file path")
+        if Path(out).exists() and not getattr(args, "overwrite", False):
+            raise OutputError(f"{flag} {out} exists already; remove it, choose another path or pass --overwrite")
     truth, gps = read_truth_and_gps(args.truth, topics=topics)
     frame = imagery.frame if imagery is not None else None
     result = evaluate_events(records, truth, gps, track=args.track, bag=args.truth, frame=frame, **kw)

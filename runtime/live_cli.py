@@ -1,4 +1,4 @@
-"""``runtime run --camera SRC --gps PORT --map MAP``: the live onboard process.
+"""``runtime run --source SRC --gps PORT --map MAP``: the live onboard process.
 
 Camera frames come from OpenCV (a device index, a video file or a GStreamer pipeline string) through a grabber that
 keeps only the newest frame (:class:`runtime.sources.camera.LatestFrameCamera`: when processing falls behind, old

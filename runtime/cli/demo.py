@@ -2,7 +2,7 @@
 
 Fetches the default aerial imagery (a NEON 0.1 m crop that PyPI serves, see :mod:`maps.samples`), builds the default
 map with the default encoder (the learned model shipped in ``runtime/models``), simulates a 60 m flight over it with
-a noisy, biased GPS, an outage and a spoof (a ROS1 bag), replays the bag through the onboard loop (``runtime
+a noisy, biased GPS, an outage and a spoof (a ROS 1 bag), replays the bag through the onboard loop (``runtime
 replay``: track as JSONL, GeoJSON and GPX) and evaluates the track against the ground truth (``runtime eval``: the
 error table by GPS phase next to GPS alone, and a PNG of the tracks over the map with the error over time).
 """

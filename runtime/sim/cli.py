@@ -1,4 +1,4 @@
-"""``skyfix simulate``: a simulated flight over an orthophoto, written as a ROS1 bag.
+"""``skyfix simulate``: a simulated flight over an orthophoto, written as a ROS 1 bag.
 
 Settings come from the defaults of :class:`runtime.sim.config.SimConfig`, then ``--config sim.yaml``, then the flags
 given on the command line (a flag given wins; ``--gps-outage``/``--gps-spoof``/``--gps-drag`` given on the command line
@@ -55,9 +55,9 @@ def register(subparsers) -> None:
     """Add ``simulate`` to a ``skyfix`` subparsers object."""
     p = subparsers.add_parser(
         "simulate",
-        help="simulate a flight over an orthophoto and write it as a ROS1 bag",
+        help="simulate a flight over an orthophoto and write it as a ROS 1 bag",
         description=(
-            "Fly a camera over an orthophoto and write what its sensors would record as a ROS1 bag: JPEG frames "
+            "Fly a camera over an orthophoto and write what its sensors would record as a ROS 1 bag: JPEG frames "
             "(/camera/image_raw/compressed) with /camera/camera_info, a noisy GPS (/gps/fix) with outages and "
             "spoofing, an IMU (/imu/data) and ground truth (/ground_truth/fix, /ground_truth/pose). Deterministic "
             "by --seed."

@@ -163,8 +163,8 @@ class LatestFrameCamera:
         self.source = source
         if every_frame and self.kind != KIND_FILE:
             raise SourceError(
-                f"every_frame=True needs a video file; {source!r} is a {self.kind} source, which only has a newest "
-                "frame (leave every_frame False)"
+                f"--every-frame (every_frame=True) needs a video file; {source!r} is a {self.kind} source, which "
+                "only has a newest frame (leave --every-frame out)"
             )
         if camera is not None and not isinstance(camera, CameraModel):
             raise SourceError(f"camera must be a CameraModel or None, got {type(camera).__name__}")
@@ -205,7 +205,8 @@ class LatestFrameCamera:
         self.fps = float(fps) if fps is not None else (file_fps if math.isfinite(file_fps) and file_fps > 0 else 0.0)
         if self.kind == KIND_FILE and self.realtime and self.fps <= 0:
             self._cap.release()
-            raise SourceError(f"video file {source!r} has no frame rate to pace it by; pass fps=... or realtime=False")
+            raise SourceError(f"video file {source!r} has no frame rate to pace it by; pass --every-frame (every frame "
+                              "in order, unpaced; from Python: fps=... or realtime=False)")
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.kind == KIND_FILE else 0
         self._start_ns = clock_ns()
         self._stop = threading.Event()

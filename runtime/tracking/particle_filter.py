@@ -168,7 +168,8 @@ class ParticleTracker:
         if dt < -self.config.max_backstep_s:
             raise TrackingError(
                 f"{what} {t} is {-dt:.3f} s before the tracker's time {self._t}; timestamps may go back at most "
-                f"max_backstep_s = {self.config.max_backstep_s:g} s (call reset() when replaying from the start)"
+                f"max_backstep_s = {self.config.max_backstep_s:g} s (tracker: max_backstep_s in --config; replaying from the start "
+                "needs a new run, or from Python the tracker's reset())"
             )
         if dt <= 0:
             return 0.0

@@ -346,7 +346,7 @@ def test_camera_errors(tmp_path, video):
         (lambda: capture_spec(str(tmp_path / "missing.mp4")),
          r"video file '.*missing\.mp4' does not exist \(or is not a file\); give an existing video file"),
         (lambda: LatestFrameCamera(0, every_frame=True),
-         r"every_frame=True needs a video file; 0 is a device source"),
+         r"--every-frame \(every_frame=True\) needs a video file; 0 is a device source"),
         (lambda: LatestFrameCamera(str(video), queue_size=0), r"queue_size must be an integer >= 1, got 0"),
         (lambda: LatestFrameCamera(str(video), camera="cam.yaml"), r"camera must be a CameraModel or None, got str"),
         (lambda: LatestFrameCamera(str(video), fps=-5), r"fps must be a positive frame rate or None"),

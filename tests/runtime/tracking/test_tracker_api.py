@@ -255,7 +255,8 @@ def test_small_time_steps_back_are_tolerated_large_ones_raise():
         trk.predict(8 * NS)
     assert str(e.value) == (
         f"predict t_ns {8 * NS} is 2.000 s before the tracker's time {10 * NS}; timestamps may go back at most "
-        "max_backstep_s = 1 s (call reset() when replaying from the start)"
+        "max_backstep_s = 1 s (tracker: max_backstep_s in --config; replaying from the start needs a new run, or from Python the "
+        "tracker's reset())"
     )
 
 
