@@ -1,14 +1,16 @@
-"""``runtime replay BAG --map MAP``: run the onboard loop over a recording and write the track.
+"""``runtime replay BAG [--map MAP]``: run the onboard loop over a recording and write the track.
 
-A recording is a ROS bag, or a folder of geotagged photos (a survey: EXIF GPS and time, senseFly/DJI XMP attitude;
-:mod:`runtime.sources.photos`). ``--gps-noise SIGMA[:BIAS]`` and ``--gps-cut START:END`` feed the loop a degraded
-copy of the recorded GPS (:mod:`runtime.sources.gps_faults`): with ``runtime eval --truth`` on the same recording,
-the recorded GPS is the reference the estimates are measured against.
+A recording is a ROS 1 bag, a ROS 2 bag (sqlite3 or mcap folder), or a folder of geotagged photos (a survey: EXIF
+GPS and time, senseFly/DJI XMP attitude; :mod:`runtime.sources.photos`). ``--gps-noise SIGMA[:BIAS]`` and
+``--gps-cut START:END`` feed the loop a degraded copy of the recorded GPS (:mod:`runtime.sources.gps_faults`): with
+``runtime eval --truth`` on the same recording, the recorded GPS is the reference the estimates are measured against.
 
 Events come from the bag in time order (topics found by message type, each overridable by flag); the loop
 (:class:`runtime.localizer.Localizer`) turns frames, GPS fixes and IMU samples into estimates, written one JSON line
 each (``-o track.jsonl``) with GeoJSON and GPX next to it. As fast as possible by default; ``--realtime`` paces the
-events by their timestamps. A recording without camera frames is tracked on GPS alone, and says so.
+events by their timestamps. A recording without camera frames (or replayed with ``--camera-topic none``) is
+tracked on GPS alone, and says so; it needs no ``--map``. A run that fails before its first estimate leaves no track
+files; one that fails or is interrupted later keeps every estimate written until then.
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ def add_model_args(p: argparse.ArgumentParser, *, required_map: bool = True) -> 
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("replay", help="run the onboard loop over a ROS bag and write the track",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser("replay", help="run the onboard loop over a ROS 1/ROS 2 bag or a photo folder and "
+                              "write the track", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bag", metavar="BAG", nargs="+",
-                   help="ROS1/ROS2 bag(s) (several: a split recording), or a folder of geotagged photos")
+                   help="ROS 1 .bag file(s) (several: a split recording), a ROS 2 bag folder (sqlite3 or mcap), or a "
+                        "folder of geotagged photos")
     add_model_args(p, required_map=False)
     p.add_argument("-o", "--output", default="track.jsonl", metavar="TRACK.jsonl",
                    help="track, one JSON line per estimate (default track.jsonl); .geojson and .gpx next to it")
