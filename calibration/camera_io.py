@@ -485,7 +485,7 @@ def _ros_distortion(camera: CameraModel) -> tuple[str, list[float]]:
     raise CameraModelError(
         f"ROS CameraInfo has no distortion model for {len(d)} pinhole coefficients (thin-prism s1..s4); "
         "expected 4, 5 (plumb_bob) or 8 (rational_polynomial). Recalibrate without the thin-prism model, or "
-        "use the OpenCV format (fmt='opencv')"
+        "use the OpenCV format (`skyfix calibrate --format opencv`)"
     )
 
 
@@ -514,7 +514,8 @@ def _parse_ros(doc: Mapping[str, Any], source: str) -> CameraModel:
         if key not in doc:
             raise CameraFileError(
                 f"{source}: missing key {key!r}; {hint}; found keys: {', '.join(map(str, doc)) or 'none'}. "
-                "Add the key (ROS: camera_calibration_parsers format) or re-save with save_camera(fmt='ros')"
+                "Add the key (ROS: camera_calibration_parsers format) or write the file again with "
+                "`skyfix calibrate --format ros`"
             )
     K = _ros_matrix(doc, "camera_matrix", source, shape=(3, 3))
     D = _ros_matrix(doc, "distortion_coefficients", source, shape=None)

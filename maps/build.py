@@ -116,8 +116,8 @@ def build_map(
         x0, y0, x1, y1 = ortho.bounds
         raise MapError(
             f"no tile fits: the orthophoto covers {x1 - x0:.1f} x {y1 - y0:.1f} m with {ortho.mask.mean():.0%} valid "
-            f"pixels, tiles are {grid.tile_size_m:g} m with min_valid_fraction={min_valid_fraction}; use a larger "
-            "orthophoto, smaller tiles (--tile-size-m) or a lower min_valid_fraction"
+            f"pixels, tiles are {grid.tile_size_m:g} m with --min-valid {min_valid_fraction}; use a larger "
+            "orthophoto, smaller tiles (--tile-size-m) or a lower --min-valid"
         )
     resampled = resample_to_gsd(ortho, grid.gsd)
     size = grid.size_px

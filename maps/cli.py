@@ -15,6 +15,26 @@ NO_MODEL_LOADER = (
 )
 
 
+BUILD_EXAMPLES = """examples:
+  skyfix maps build ortho.tif -o zurich.map
+  skyfix maps build https://example.com/ortho_cog.tif -o area.map          (a remote COG, read through /vsicurl/)
+  skyfix maps build /vsicurl/https://example.com/ortho_cog.tif -o area.map
+  skyfix maps build --tiles cache/ --scheme xyz --zoom 18 --bbox 8.535,47.372,8.541,47.376 -o area.map
+  skyfix maps build area.mbtiles --bbox 8.535,47.372,8.541,47.376 -o area.map  (MBTiles: TMS rows, the spec)
+  skyfix maps build sf.mbtiles --bbox=-122.42,37.77,-122.41,37.78 -o sf.map     ('=' when it starts with '-')
+  skyfix maps build scan.tif --crs EPSG:2056 --transform 0.5,0,2679062.5,0,-0.5,1248000 -o area.map
+"""
+
+
+class _WrappedDescription(argparse.RawDescriptionHelpFormatter):
+    """Wraps the description as usual but keeps the epilog's example lines as written."""
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith("examples:"):
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
 def register(subparsers, *, load_encoder=None, photo_mosaic=None) -> None:
     """Add the ``maps`` command group to ``subparsers`` (from ``ArgumentParser.add_subparsers``).
 
@@ -41,7 +61,10 @@ def register(subparsers, *, load_encoder=None, photo_mosaic=None) -> None:
                     "with its GPS, height and attitude (flat ground assumed), registered to its overlapping "
                     "neighbours (SIFT, RANSAC, a robust least-squares adjustment of one similarity per photo) and "
                     "blended; the mosaic is written as a GeoTIFF (--mosaic-out) with a JSON report of the "
-                    "registration residuals next to it.",
+                    "registration residuals next to it. Web map tiles (an XYZ/TMS folder with --tiles, or an "
+                    "MBTiles file) are read for --bbox at one --zoom and warped to metres.",
+        epilog=BUILD_EXAMPLES,
+        formatter_class=_WrappedDescription,
     )
     b.add_argument("ortho", nargs="*", metavar="ORTHO",
                    help="GeoTIFF/COG file(s) or folder(s), any CRS; a URL (https://..., /vsicurl/https://...) is read "
@@ -56,7 +79,8 @@ def register(subparsers, *, load_encoder=None, photo_mosaic=None) -> None:
     src.add_argument("--zoom", type=int, default=None, metavar="Z",
                      help="zoom level to read (default: the highest in the folder / the MBTiles maxzoom)")
     src.add_argument("--bbox", default=None, metavar="LON_MIN,LAT_MIN,LON_MAX,LAT_MAX",
-                     help="area to build, WGS84 degrees (with --tiles or an .mbtiles input)")
+                     help="area to build, WGS84 degrees (with --tiles or an .mbtiles input); west of Greenwich "
+                          "write it with '=': --bbox=-122.42,37.77,-122.41,37.78")
     geo = b.add_argument_group("georeference of GeoTIFFs that lack one")
     geo.add_argument("--crs", default=None, metavar="CRS",
                      help="CRS of the input(s) when the file has none or a wrong one, e.g. EPSG:2056")

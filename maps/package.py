@@ -558,7 +558,7 @@ def write_package(
         raise MapError(f"embeddings must be [n, d] and positions [n, 2] with the same n, got {list(emb.shape)} and {list(pos.shape)}")
     if n == 0:
         raise MapError("no tiles to write: the orthophoto has no tile whose footprint is valid enough "
-                       "(lower min_valid_fraction, use smaller tiles or a larger orthophoto)")
+                       "(a lower --min-valid, smaller tiles (--tile-size-m) or a larger orthophoto)")
     d = int(emb.shape[1])
     if d != contract.embedding_dim:
         raise EncoderMismatchError(f"embeddings have {d} values per row but the encoder contract says {contract.embedding_dim}")
