@@ -29,6 +29,9 @@ def add_model_args(p: argparse.ArgumentParser, *, required_map: bool = True) -> 
     p.add_argument("--map", required=required_map, metavar="MAP",
                    help="map package (skyfix maps build)" + ("" if required_map else "; may be omitted for a recording "
                                                             "without camera (tracking on GPS alone)"))
+    p.add_argument("--map-check", choices=("sha256", "sizes"), default="sha256",
+                   help="how the map's files are checked against its manifest on load: sha256 (default: every byte, "
+                        "~0.5 s per million tiles) or sizes (sizes and headers only: the fastest start)")
     p.add_argument("--model", default=None, metavar="MODEL",
                    help="encoder file (.onnx/.engine/.pt), 'default' or 'classical' (default: the encoder that built "
                         "the map: 'classical' for classical maps, else the shipped default model)")
@@ -92,7 +95,7 @@ def load_loop(args: argparse.Namespace):
 
     if args.map is None:
         return Localizer(None, None), None, None
-    package = MapPackage.load(args.map)
+    package = MapPackage.load(args.map, verify=getattr(args, "map_check", "sha256"))
     model = args.model
     if model is None:
         model = CLASSICAL if package.contract.encoder_id.startswith("classical") else DEFAULT

@@ -31,6 +31,13 @@ def test_result_structure(result):
     for key in ("manifest", "embeddings", "positions", "grid", "hnsw", "total"):
         assert eager["first"][key] >= 0 and eager["median"][key] >= 0
     assert eager["runs"] == 2
+    assert eager["first"]["verify"] > 0  # the load-time SHA-256 check, on by default
+    ver = r["load"]["verify"]
+    assert set(ver) <= {"warm", "cold"} and "warm" in ver
+    for by_mode in ver.values():
+        assert by_mode["sizes"]["runs"] == by_mode["sha256"]["runs"] == 2
+        assert by_mode["sha256"]["verify_s"] > 0 and by_mode["sizes"]["verify_s"] < 1e-3
+        assert by_mode["sha256"]["load_s"] > 0 and by_mode["sizes"]["load_s"] > 0
     for mode in ("lazy", "background"):
         m = r["load"][mode]
         assert 0 < m["return_s"] <= m["first_scoped_query_s"] <= m["hnsw_ready_s"]
@@ -53,7 +60,8 @@ def test_result_structure(result):
 def test_table_mentions_every_section(result):
     text = format_table(result[0])
     for needle in ("map: 3000 tiles x 24", "load (s)", "hnsw", "hnsw=lazy:", "hnsw=background:", "prior-scoped exact search",
-                   "cold ms", "paged ms", "recall@10", "prior holding 60% of the map"):
+                   "cold ms", "paged ms", "recall@10", "prior holding 60% of the map",
+                   "load-time check (fresh process, eager, median): sizes only vs SHA-256 of every file", "warm cache:"):
         assert needle in text
 
 

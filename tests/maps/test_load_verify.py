@@ -139,3 +139,26 @@ def test_runtime_replay_refuses_an_altered_map(full_map, tmp_path, capsys, name)
     assert line.startswith(f"error: {name} of ")
     assert "skyfix maps build" in line
     assert not out.exists() and not out.with_suffix(".geojson").exists()
+
+
+def test_runtime_replay_map_check_sizes_skips_the_hash(full_map, tmp_path, capsys):
+    """--map-check sizes (the fastest start) loads a map whose embeddings were altered: only sizes are checked."""
+    from runtime.bags.writer import BagWriter
+    from runtime.cli.onboard import main
+
+    bag = tmp_path / "gps.bag"
+    with BagWriter(bag) as w:
+        for k in range(3):
+            w.write_navsatfix("/gps/fix", 1_700_000_000_000_000_000 + k * 10 ** 8, 52.0, 5.0, 100.0, cov_enu=2.0)
+    path = _copy(full_map, tmp_path / "m")
+    _flip(path, "embeddings.f16.npy")
+    out = tmp_path / "track.jsonl"
+    argv = ["replay", str(bag), "--map", str(path), "-o", str(out), "--quiet", "--model", "classical"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("error: embeddings.f16.npy of map ")
+    # with sizes only the map loads, and the run goes on to the next check (this tiny map's encoder is not one the
+    # runtime has: a typed error about the model, not the map)
+    assert main(argv + ["--map-check", "sizes"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the map {path} was built with encoder tiny test encoder (tiny-v1) but the model is ")
+    assert not out.exists()
