@@ -1,4 +1,5 @@
-"""ROS1 bag I/O with ``rosbags``: a writer for the standard messages and a reader that yields typed events.
+"""ROS bag I/O with ``rosbags``: a ROS 1 writer for the standard messages and a ROS 1 / ROS 2 reader that yields
+typed events.
 
 Writing
 -------
@@ -16,13 +17,23 @@ attached to the nearest GpsFix, not an event of its own) — each overridable by
 and yields
 :mod:`runtime.events` in time order (header stamps, reordered within a small window; the record time where a stamp is
 zero). Image encodings: mono8, mono16, rgb8, bgr8, rgba8, bgra8, bayer_{rggb,bggr,gbrg,grbg}{8,16}; CompressedImage:
-JPEG and PNG (decoded lazily, when the tracker looks at :attr:`Frame.image`).
+JPEG and PNG (checked without decoding by :func:`compressed_image_problem`, decoded lazily, when the tracker looks at
+:attr:`Frame.image`).
 
-Modules: :mod:`.msgtypes` (type names, roles, typestore), :mod:`.images` (image encodings), :mod:`.writer`
+ROS 2 bags (a folder: sqlite3 or mcap) are read with the definitions they store; a bag that stores none (ROS 2
+Humble's sqlite3) with the typestore of the distribution it names, else ROS 2 Humble, or the one given
+(``typestore=``, ``--typestore``: :data:`TYPESTORES`). CameraInfo's ``d``/``k`` (ROS 2) and ``D``/``K`` (ROS 1) both
+work. Autopilot layouts: mavros' ``global_position/raw/fix`` (the receiver) is preferred over ``global_position/global``
+(the autopilot's own fused estimate); PX4 uXRCE-DDS ``px4_msgs`` SensorGps (gps), SensorCombined (imu) and
+VehicleAttitude (imu_attitude) become GpsFix and ENU/FLU ImuSample (definitions shipped in ``px4_msgs/`` for bags that
+do not store them). One message that cannot be used is a counted skip with a note (:attr:`BagReader.skipped`,
+:meth:`BagReader.reading_notes`), never the end of the replay.
+
+Modules: :mod:`.msgtypes` (type names, roles, typestores), :mod:`.images` (image encodings), :mod:`.writer`
 (:class:`BagWriter`), :mod:`.reader` (:class:`BagReader`, :func:`select_topics`).
 """
 
-from .images import decode_image, encode_image, encode_jpeg, encode_png
+from .images import compressed_image_problem, decode_image, encode_image, encode_jpeg, encode_png
 from .msgtypes import (
     CAMERA_INFO,
     COMPRESSED_IMAGE,
@@ -31,10 +42,14 @@ from .msgtypes import (
     IMU,
     NAVSATFIX,
     POSE_STAMPED,
+    PX4_SENSOR_COMBINED,
+    PX4_SENSOR_GPS,
+    PX4_VEHICLE_ATTITUDE,
     ROLE_TYPES,
     ROLES,
     TWIST_STAMPED,
     TWIST_WITH_COVARIANCE_STAMPED,
+    TYPESTORES,
     camera_info_to_camera,
     is_truth_topic,
     ros1_type_name,
@@ -53,12 +68,17 @@ __all__ = [
     "IMU",
     "NAVSATFIX",
     "POSE_STAMPED",
+    "PX4_SENSOR_COMBINED",
+    "PX4_SENSOR_GPS",
+    "PX4_VEHICLE_ATTITUDE",
     "ROLES",
     "ROLE_TYPES",
     "TWIST_STAMPED",
     "TWIST_WITH_COVARIANCE_STAMPED",
+    "TYPESTORES",
     "TopicSummary",
     "camera_info_to_camera",
+    "compressed_image_problem",
     "decode_image",
     "encode_image",
     "encode_jpeg",
