@@ -50,6 +50,8 @@ from .msgtypes import (
 UNUSABLE_AFTER = 20
 #: skip notes kept per topic (the rest are counted in :attr:`BagReader.skipped`).
 NOTES_PER_TOPIC = 5
+#: an IMU quaternion this close to unit norm is normalised; one farther off is no rotation (counted, noted).
+QUATERNION_NORM_TOL = 0.1
 #: a PX4 VehicleAttitude older than this (ns) gives no orientation to a SensorCombined sample.
 PX4_ATTITUDE_MAX_AGE_NS = 100_000_000
 #: PX4 timestamps (microseconds) at or above this are UNIX time (2001-09-09 on): used as the event time.
@@ -269,6 +271,7 @@ class BagReader:
         self.selection: dict[str, str | None] = {}
         self.notes: list[str] = []
         self.skipped: dict[str, int] = {}
+        self.repaired: dict[str, int] = {}
         self.skip_notes: list[str] = []
         self.read_notes: list[str] = []
         self.typestore_used: str = ""
@@ -373,6 +376,7 @@ class BagReader:
             raise
         self.notes += sel_notes
         self.skipped, self.skip_notes, self.read_notes, self._ok = {}, [], [], {}
+        self.repaired: dict[str, int] = {}
         return self
 
     def close(self) -> None:
@@ -466,6 +470,14 @@ class BagReader:
                 f"deserialize, choose the typestore that recorded it (--typestore, now {self.typestore_used})"
             )
 
+    def _repaired(self, topic: str, t_ns: int, what: str) -> None:
+        """Count one message used without a bad part (``what``); noted like a skip, at most NOTES_PER_TOPIC per
+        topic, the count in :attr:`repaired`."""
+        n = self.repaired.get(topic, 0) + 1
+        self.repaired[topic] = n
+        if n <= NOTES_PER_TOPIC:
+            self.skip_notes.append(f"{topic}: message at t={t_ns} ns: {what}")
+
     def reading_notes(self) -> list[str]:
         """What reading the events found, to show after them: notes on the messages (PX4 clock), the skip notes,
         and one count line per topic with more skips than notes."""
@@ -473,6 +485,9 @@ class BagReader:
         for topic, n in sorted(self.skipped.items()):
             if n > NOTES_PER_TOPIC:
                 out.append(f"{topic}: {n} messages skipped in all ({self._ok.get(topic, 0)} used)")
+        for topic, n in sorted(self.repaired.items()):
+            if n > NOTES_PER_TOPIC:
+                out.append(f"{topic}: {n} messages used without their bad part in all")
         return out
 
     def _deserialize(self, raw, conn, t_ns: int):
@@ -643,7 +658,10 @@ class BagReader:
                     q = att[1] if att is not None and abs(t - att[0]) <= PX4_ATTITUDE_MAX_AGE_NS else None
                     push(_px4_imu_event(msg, q, t, topic))
                 else:
-                    push(_imu_event(msg, t, topic, frame_id))
+                    ev, dropped = _imu_event(msg, t, topic, frame_id)
+                    if dropped is not None:
+                        self._repaired(topic, t, f"{dropped}: orientation dropped, rates and acceleration kept")
+                    push(ev)
             elif role in ("truth_fix", "truth_pose"):
                 part = pending_truth.setdefault(t, {})
                 part[role] = (msg, topic, frame_id)
@@ -784,13 +802,24 @@ def _velocity_of(msg, msgtype: str) -> tuple[np.ndarray, float | None] | None:
     return v, sigma
 
 
-def _imu_event(msg, t: int, topic: str, frame_id: str) -> ImuSample:
+def _imu_event(msg, t: int, topic: str, frame_id: str) -> tuple[ImuSample, str | None]:
+    """The sample, and why its orientation was dropped (None when it was not, or when the message says it has none:
+    ``orientation_covariance[0] == -1`` or an all-zero quaternion, REP-145). A quaternion whose norm is within
+    ``QUATERNION_NORM_TOL`` of 1 is normalised; one farther off (or not finite) is no rotation: the sample keeps
+    its rates and acceleration, the orientation is dropped and the caller counts it."""
     o = msg.orientation
-    q = (o.x, o.y, o.z, o.w)
+    q = (float(o.x), float(o.y), float(o.z), float(o.w))
     norm = math.sqrt(sum(v * v for v in q))
-    orientation = None if msg.orientation_covariance[0] == -1 or not 0.9 < norm < 1.1 else q
+    dropped = None
+    if msg.orientation_covariance[0] == -1 or norm == 0.0:
+        orientation = None
+    elif math.isfinite(norm) and abs(norm - 1.0) <= QUATERNION_NORM_TOL:
+        orientation = q if abs(norm - 1.0) < 1e-6 else tuple(v / norm for v in q)  # unit ones pass unchanged
+    else:
+        orientation = None
+        dropped = f"orientation quaternion of norm {norm:.3g} is no rotation (|norm - 1| > {QUATERNION_NORM_TOL})"
     w, a = msg.angular_velocity, msg.linear_acceleration
-    return ImuSample(t, orientation, (w.x, w.y, w.z), (a.x, a.y, a.z), topic, frame_id)
+    return ImuSample(t, orientation, (w.x, w.y, w.z), (a.x, a.y, a.z), topic, frame_id), dropped
 
 
 def _truth_event(t: int, parts: dict) -> TruthPose:

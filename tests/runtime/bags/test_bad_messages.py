@@ -138,3 +138,39 @@ def test_replay_goes_on_over_a_corrupt_frame_and_says_so(tmp_path, capsys):
     with BagReader(path) as bag:
         assert len([e for e in bag.events(roles=["camera"]) if isinstance(e, Frame)]) == 7
         assert bag.skipped == {"/cam/image/compressed": 1}
+
+
+def test_imu_nan_and_non_unit_quaternions_are_counted(tmp_path):
+    """A NaN acceleration: the sample is skipped (counted, noted); a quaternion of norm 2: no rotation, the sample
+    keeps its rates and acceleration without orientation (counted, noted); norm 1.05: normalised; unit ones pass
+    unchanged; a message saying it has no orientation (covariance[0] = -1) is no problem."""
+    from runtime.events import ImuSample
+
+    q = (0.0, 0.0, 0.38268343236508984, 0.9238795325112867)  # yaw 45 deg
+    path = tmp_path / "imu.bag"
+    with BagWriter(path) as bag:
+        for k in range(10):
+            t = T0 + k * DT
+            acc = (0.0, 0.0, 9.81)
+            orient = q
+            if k == 3:
+                acc = (float("nan"), 0.0, 9.81)
+            if k == 5:
+                orient = tuple(2.0 * v for v in q)
+            if k == 6:
+                orient = tuple(1.05 * v for v in q)
+            if k == 7:
+                orient = None
+            bag.write_imu("/imu/data", t, orient, (0.0, 0.0, 0.1), acc)
+    with BagReader(path) as bag:
+        evs = [e for e in bag.events() if isinstance(e, ImuSample)]
+        notes = bag.reading_notes()
+    assert [e.t_ns for e in evs] == [T0 + k * DT for k in range(10) if k != 3]
+    by_t = {e.t_ns: e for e in evs}
+    assert by_t[T0 + 5 * DT].orientation is None and by_t[T0 + 5 * DT].angular_velocity == (0.0, 0.0, 0.1)
+    assert np.allclose(by_t[T0 + 6 * DT].orientation, q)
+    assert by_t[T0 + 0 * DT].orientation == q and by_t[T0 + 7 * DT].orientation is None
+    assert bag.skipped == {"/imu/data": 1} and bag.repaired == {"/imu/data": 1}
+    assert any(f"t={T0 + 3 * DT} ns" in n and "linear_acceleration must be 3 finite numbers" in n for n in notes)
+    assert any(f"t={T0 + 5 * DT} ns: orientation quaternion of norm 2 is no rotation" in n
+               and "orientation dropped, rates and acceleration kept" in n for n in notes)
