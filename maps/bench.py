@@ -10,6 +10,9 @@ Measured (all medians over repeats, wall clock, this process):
 * load: manifest + checksum of the manifest, memory-mapping the embeddings, positions, spatial grid, HNSW index
   (``hnsw="eager"``); and with ``hnsw="lazy"`` / ``"background"``: when ``load`` returns, when the first
   prior-scoped query is answered and how long the first whole-map query takes (it waits for the index).
+* the load-time check (``MapPackage.load(verify="sha256")``, the default: every file's SHA-256 against the
+  manifest) against sizes only, eager loads in fresh processes, with the map's pages cached (warm) and evicted
+  (cold, ``posix_fadvise``): :func:`measure_verify_cost`.
 * prior-scoped exact search vs radius (scopes of ~1k, 5k, 30k, 100k tiles): a new area (empty float32 cell cache,
   file pages wherever the OS has them), the same area again with an empty cache (pages resident) and the next frame
   with a nearby prior (warm cache).
