@@ -156,9 +156,9 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
                          "--survey-calibration", str(bad)]) != 0
     assert "expected the JSON report of `skyfix maps build --photos`" in capsys.readouterr().err
     assert skyfix_main(["maps", "build", "x.tif", "--photos", str(photo_dir), "-o", str(tmp_path / "m2")]) != 0
-    assert "give either orthophoto(s) or --photos, not both" in capsys.readouterr().err
+    assert "give one kind of input, got orthophoto(s) and --photos" in capsys.readouterr().err
     assert skyfix_main(["maps", "build", "-o", str(tmp_path / "m3")]) != 0
-    assert "nothing to build from: give orthophoto GeoTIFF(s) or --photos PHOTO_FOLDER" in capsys.readouterr().err
+    assert "nothing to build from: give orthophoto GeoTIFF(s), --photos PHOTO_FOLDER, --tiles DIR" in capsys.readouterr().err
 
 
 def test_mosaic_settings_and_too_few_photos_are_typed_errors(photo_dir):
