@@ -61,9 +61,22 @@ def _err(*parts) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
-def _nmea_fuzz(args: argparse.Namespace) -> int:
+def _write_json(result: dict, dest: str | None) -> None:
+    """``--json DEST``: the results as JSON to a file, or to stdout for ``-``; nothing without it."""
     import json
 
+    if not dest:
+        return
+    text = json.dumps(result, indent=2)
+    if dest == "-":
+        print(text)
+        return
+    with open(dest, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    _err(f"results written to {dest}")
+
+
+def _nmea_fuzz(args: argparse.Namespace) -> int:
     from .errors import OnboardError
     from .tools.nmea_fuzz import format_report, run_fuzz
 
@@ -71,20 +84,11 @@ def _nmea_fuzz(args: argparse.Namespace) -> int:
         raise OnboardError(f"--inputs must be 1 to 100000000, got {args.inputs}")
     result = run_fuzz(args.inputs, seed=args.seed, parser_every=5_000, log=_err if args.inputs >= 200_000 else None)
     print(format_report(result))
-    if args.json:
-        text = json.dumps(result, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-            _err(f"results written to {args.json}")
+    _write_json(result, args.json)
     return 1 if result["escaped_exceptions"] or result["internal_errors"] or result["bad_fixes"] else 0
 
 
 def _encoder(args: argparse.Namespace) -> int:
-    import json
-
     from .bench_encoder import BenchConfig, format_table, parse_batches, parse_input_size, run_bench
 
     config = BenchConfig(
@@ -99,12 +103,5 @@ def _encoder(args: argparse.Namespace) -> int:
     )
     result = run_bench(list(args.models) + list(args.compare), config, log=_err)
     print(format_table(result))
-    if args.json:
-        text = json.dumps(result, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-            _err(f"results written to {args.json}")
+    _write_json(result, args.json)
     return 0

@@ -250,16 +250,9 @@ class MavlinkSource:
         return self._thread is not None and self._thread.is_alive()
 
     def _put(self, ev) -> None:
-        while True:
-            try:
-                self._queue.put_nowait(ev)
-                return
-            except queue.Full:
-                try:
-                    self._queue.get_nowait()
-                    self.dropped += 1
-                except queue.Empty:
-                    pass
+        from ..sources import put_newest
+
+        self.dropped += put_newest(self._queue, ev)
 
     def _run(self) -> None:
         while not self._stop.is_set():

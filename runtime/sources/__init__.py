@@ -15,6 +15,8 @@ finite source (a video file).
 
 from __future__ import annotations
 
+import queue
+
 from ..errors import OnboardError
 
 
@@ -26,4 +28,21 @@ class EndOfStream(SourceError):
     """A finite source (a video file) has delivered its last frame."""
 
 
-__all__ = ["EndOfStream", "SourceError"]
+def put_newest(q: queue.Queue, item) -> int:
+    """Put ``item`` into the bounded queue ``q`` without blocking, dropping the oldest items while it is full (a
+    reader thread must never wait for a slow consumer: fresh GPS fixes and IMU samples matter, stale ones do not).
+    Returns how many items were dropped."""
+    dropped = 0
+    while True:
+        try:
+            q.put_nowait(item)
+            return dropped
+        except queue.Full:
+            try:
+                q.get_nowait()
+                dropped += 1
+            except queue.Empty:
+                pass
+
+
+__all__ = ["EndOfStream", "SourceError", "put_newest"]

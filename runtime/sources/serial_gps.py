@@ -24,7 +24,7 @@ from typing import Callable
 
 from ..events import GpsFix
 from ..nmea import NmeaError, NmeaParser, estimate_sentences, format_gga, format_rmc
-from . import SourceError
+from . import SourceError, put_newest
 
 _HINT = ("check that the receiver is plugged in, the path (ls /dev/serial/by-id/ /dev/ttyUSB* /dev/ttyACM*), "
          "that no other program holds it, and that this user may open it (group dialout)")
@@ -235,16 +235,7 @@ class SerialGps:
             self.last_fix_rx_ns = self.clock_ns()
             if self._queue is not None:
                 with self._lock:
-                    while True:
-                        try:
-                            self._queue.put_nowait(fix)
-                            break
-                        except queue.Full:
-                            try:
-                                self._queue.get_nowait()
-                                self.dropped += 1
-                            except queue.Empty:
-                                pass
+                    self.dropped += put_newest(self._queue, fix)
             if self._on_fix is not None:
                 try:
                     self._on_fix(fix)
