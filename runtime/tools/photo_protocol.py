@@ -257,6 +257,7 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
         if deg is not None and deg.cuts_s:
             a, b = deg.cuts_s[0]
             inside = np.array([a <= (m.t_ns - t_first) * 1e-9 < b for m in test])
+            case["during_cut_frames"] = int(inside.sum())
             case["during_cut"] = _stats(np.where(localized & inside, d, np.nan))
             case["during_cut_structured_within_10m"] = float(np.mean(
                 [(loc and e <= 10.0) for loc, e, s, i in zip(localized, d, structured, inside) if s and i])) \
@@ -308,6 +309,16 @@ def format_table(res: dict) -> str:
         rows.append(f"| {name} | {c['localized']:.0%} | {f(a['median_m'])} / {f(a['p95_m'])} / {f(a['max_m'])} | "
                     f"{f(s['median_m'])} / {f(s['p95_m'])} | {c['structured_within_10m']:.0%} | {c['ok_over_10m']} | "
                     f"{f(g.get('median_m'))} / {f(g.get('p95_m'))} |")
+    for name, c in res["cases"].items():
+        if "during_cut" in c:
+            dc, share = c["during_cut"], c.get("during_cut_structured_within_10m")
+            rows.append(f"{name}, inside the cut: {dc['n']} of {c.get('during_cut_frames', '?')} frames localized, "
+                        f"median / max {f(dc['median_m'])} / {f(dc['max_m'])} m; frames with structure within 10 m: "
+                        + ("-" if share is None or not math.isfinite(share) else f"{share:.0%}"))
+        if "frames_to_fix_after_first_structure" in c:
+            k = c["frames_to_fix_after_first_structure"]
+            rows.append(f"{name}: first estimate within 10 m "
+                        + ("never" if k is None else f"{k} frame(s) after the first frame with structure"))
     return "\n".join(rows)
 
 

@@ -42,3 +42,23 @@ def test_structure_is_higher_where_a_road_is(shared_data):
     road = structure_of(read_photo(d / "IMG_0451.jpg"), 0.4, cfg.edge_level)
     field = structure_of(read_photo(d / "IMG_0460.jpg"), 0.4, cfg.edge_level)
     assert road >= cfg.structure_min > field
+
+
+def test_the_table_says_what_happened_inside_the_cut_and_without_gps():
+    from runtime.tools.photo_protocol import format_table
+
+    stats = {"n": 9, "median_m": 14.43, "p95_m": 96.9, "max_m": 119.9, "within_10m": 0.33}
+    none = {"n": 0, "median_m": None, "p95_m": None, "max_m": None, "within_10m": None}
+    res = {"cases": {
+        "cut": {"localized": 0.98, "all": stats, "structured": stats, "structured_within_10m": 0.81,
+                "ok_over_10m": 0, "gps_fed": stats, "during_cut": stats, "during_cut_frames": 11,
+                "during_cut_structured_within_10m": 1 / 3},
+        "no_gps": {"localized": 0.12, "all": none, "structured": none, "structured_within_10m": 0.07,
+                   "ok_over_10m": 0, "frames_to_fix_after_first_structure": None},
+    }}
+    text = format_table(res)
+    assert "| cut | 98% | 14.4 / 96.9 / 119.9 |" in text
+    assert ("cut, inside the cut: 9 of 11 frames localized, median / max 14.4 / 119.9 m; frames with structure "
+            "within 10 m: 33%") in text
+    assert "| no_gps | 12% | - / - / - |" in text
+    assert "no_gps: first estimate within 10 m never" in text
