@@ -257,3 +257,37 @@ def test_rate_limit_over_udp(pymavlink):
         peer.close()
     assert sink.counters.sent == 10 and len(got) == 10
     assert [m.time_usec for m in got] == [(T0_NS + k * 200_000_000) // 1000 for k in range(10)]
+
+
+def test_gps_input_over_a_serial_port(pymavlink, tmp_path):
+    """``serial:DEVICE:BAUD``: a real pseudo-terminal stands for the autopilot's UART; the bytes that come out of
+    its other end parse (pymavlink, MAVLink 2) to the GPS_INPUT sent."""
+    import os
+    import select
+    import time
+
+    from pymavlink.dialects.v20 import ardupilotmega as mav2
+
+    from runtime.mavlink import MavlinkLink
+
+    master, slave = os.openpty()
+    try:
+        link = MavlinkLink(f"serial:{os.ttyname(slave)}:57600", source_system=1, source_component=191)
+        sink = MavlinkSink(link, "gps_input", rate_hz=50.0)
+        try:
+            assert sink.offer(_est())
+            parser = mav2.MAVLink(None)
+            parser.robust_parsing = True
+            got, deadline = [], time.monotonic() + 3.0
+            while time.monotonic() < deadline and not any(m.get_type() == "GPS_INPUT" for m in got):
+                r, _, _ = select.select([master], [], [], 0.1)
+                if r:
+                    got += [m for m in (parser.parse_buffer(os.read(master, 4096)) or []) if m is not None]
+        finally:
+            link.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+    (m,) = [g for g in got if g.get_type() == "GPS_INPUT"]
+    assert (m.fix_type, m.lat, m.lon) == (3, 473977419, 85455938)
+    assert m.horiz_accuracy == pytest.approx(10.0, rel=1e-6) and (m.vn, m.ve) == pytest.approx((4.0, 3.0))
