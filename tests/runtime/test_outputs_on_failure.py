@@ -182,8 +182,11 @@ def _interrupted_replay(bag: Path, out: Path, *, wait_for_estimate: bool, delay_
     """Run `runtime replay --realtime` in a process, interrupt it (SIGINT, as Ctrl-C) either once its first
     estimate is on disk or ``delay_s`` after its replay started; returns (exit code, stderr)."""
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # SIGINT back to its default in the child: a test run started in the background of a non-interactive shell (CI
+    # under nohup, `cmd &`) inherits SIGINT ignored, and Python then installs no Ctrl-C handler at all
     proc = subprocess.Popen([sys.executable, "-m", "runtime.cli.onboard", "replay", str(bag), "-o", str(out),
-                             "--realtime", "--quiet"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+                             "--realtime", "--quiet"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = []
         for line in proc.stderr:  # "notice: ... GPS alone" comes right before the writer opens and the replay starts
