@@ -71,6 +71,7 @@ def build_map(
     progress=None,
     store_imagery: bool = True,
     overwrite: bool = False,
+    provenance: dict | None = None,
 ) -> Path:
     """Build a map package from ``ortho`` with the encoder ``embed``/``contract``; returns the package path.
 
@@ -90,6 +91,9 @@ def build_map(
             "index" (HNSW insertions) and "done".
         store_imagery: also store the map imagery at the tiles' gsd as ``imagery.png`` (RGBA).
         overwrite: replace an existing map package at ``out_dir``.
+        provenance: JSON-able facts about how the imagery was made, kept in the manifest's ``build`` object under
+            ``provenance`` (``skyfix maps build --photos`` stores the survey's calibration there, which
+            ``runtime replay PHOTOS --survey-calibration MAP`` reads back).
     """
     if not isinstance(ortho, Orthophoto):
         raise MapError(f"build_map needs an Orthophoto, got {type(ortho).__name__}")
@@ -134,6 +138,8 @@ def build_map(
         "hnsw_dim": hnsw_dim,
         "ortho_gsd": float(ortho.gsd), "ortho_size_px": [ortho.width, ortho.height],
     }
+    if provenance:
+        params["provenance"] = dict(provenance)  # what made the imagery (e.g. a photo survey's calibration)
     return write_package(
         out_dir, embeddings=emb, positions=positions, frame=ortho.frame, contract=contract, tile_grid=grid,
         build_params=params, sources=ortho.sources, ground_elevation_m=ground,

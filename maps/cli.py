@@ -199,8 +199,9 @@ def _build(args: argparse.Namespace) -> int:
         raise MapError(f"this installation lacks part of SkyFix's maps package ({exc}); reinstall with `pip install -e .`") from exc
     from .build import build_map
 
+    provenance = None
     if sources == "photos":
-        ortho = _mosaic(args)
+        ortho, provenance = _mosaic(args)
     elif sources == "tiles":
         ortho = _web_tiles(args)
     else:
@@ -221,6 +222,7 @@ def _build(args: argparse.Namespace) -> int:
         ortho, descriptor, contract, args.output, tile_size_m=args.tile_size_m, stride_m=args.stride_m,
         min_valid_fraction=args.min_valid, ground_elevation_m=args.ground_elevation, batch_size=args.batch_size,
         progress=progress, store_imagery=not args.no_imagery, overwrite=args.overwrite, hnsw_dim=args.hnsw_dim,
+        provenance=provenance,
     )
     _print_summary(_summary(path))
     return 0
@@ -303,7 +305,8 @@ def _web_tiles(args: argparse.Namespace):
 
 
 def _mosaic(args: argparse.Namespace):
-    """The orthomosaic of ``args.photos`` (written to ``--mosaic-out`` with its report as JSON next to it)."""
+    """The orthomosaic of ``args.photos`` (written to ``--mosaic-out`` with its report as JSON next to it), and the
+    map's provenance: the survey's calibration from the report."""
     import json
 
     from .errors import MapError
@@ -328,7 +331,12 @@ def _mosaic(args: argparse.Namespace):
          f"registered; residual median {r['after_median']:.2f} m, p95 {r['after_p95']:.2f} m (placed by GPS alone: "
          f"{r['before_median']:.1f} / {r['before_p95']:.1f} m) -> {out} ({ortho.width}x{ortho.height} px at "
          f"{ortho.gsd:g} m/px), report {rep_path}")
-    return ortho
+    # the survey's calibration travels with the map: a later flight of the same aircraft takes it with
+    # `runtime replay PHOTOS --survey-calibration MAP`
+    keys = ("camera_offset_m", "survey_scale", "placement_sigma_m", "survey_height_m", "attitude_sigma_deg")
+    survey = {k: report[k] for k in keys if k in report}
+    survey["report"] = rep_path.name
+    return ortho, {"survey_calibration": survey}
 
 
 def _summary(path) -> dict:

@@ -75,9 +75,10 @@ def register(subparsers) -> None:
     p.add_argument("--gps-cut", metavar="START:END", action="append", default=[],
                    help="drop the GPS fixes from START to END seconds after the recording's start (repeatable)")
     p.add_argument("--gps-seed", type=int, default=0, help="seed of --gps-noise (default 0)")
-    p.add_argument("--survey-calibration", metavar="MOSAIC.json", default=None,
-                   help="a photo folder of the aircraft whose survey made the map: apply the camera-to-GPS offset and "
-                        "the ground scale that `skyfix maps build --photos` measured (its JSON report)")
+    p.add_argument("--survey-calibration", metavar="MAP|MOSAIC.json", default=None,
+                   help="a photo folder of the aircraft whose survey made the map: apply the camera-to-GPS offset, "
+                        "the ground scale and the attitude error that `skyfix maps build --photos` measured (the map "
+                        "it built keeps them, as does its JSON report)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(handler=run)
 
@@ -221,9 +222,27 @@ def open_recording(paths, *, topics=None, camera=None, survey_calibration=None, 
     return BagReader(paths, topics=topics, typestore=typestore)
 
 
-def _calibrated_survey(src, camera, report_path):
-    """The photos of ``src`` with a survey calibration (``skyfix maps build --photos``'s JSON report) applied."""
+def _survey_report(path) -> dict:
+    """The survey calibration of ``path``: the JSON report of ``skyfix maps build --photos`` (MAP.mosaic.json), or a
+    map package built from photos (its manifest keeps the calibration under ``build.provenance``)."""
     import json
+
+    from .sources import SourceError
+
+    p = Path(path)
+    if p.is_dir():
+        build = json.loads((p / "manifest.json").read_text()).get("build", {})
+        survey = (build.get("provenance") or {}).get("survey_calibration")
+        if not isinstance(survey, dict):
+            raise SourceError(f"--survey-calibration {path}: this map holds no survey calibration (it was not built "
+                              "from photos with `skyfix maps build --photos`); give that map, or its MAP.mosaic.json")
+        return survey
+    return json.loads(p.read_text())
+
+
+def _calibrated_survey(src, camera, report_path):
+    """The photos of ``src`` with a survey calibration (``skyfix maps build --photos``'s JSON report, or the map it
+    built) applied."""
     from dataclasses import replace
 
     from .sources import SourceError
@@ -231,7 +250,7 @@ def _calibrated_survey(src, camera, report_path):
     from .tools.photo_protocol import flight_lines, shift_to_camera
 
     try:
-        rep = json.loads(Path(report_path).read_text())
+        rep = _survey_report(report_path)
         off = (float(rep["camera_offset_m"]["forward"]), float(rep["camera_offset_m"]["right"]))
         scale = float(rep["survey_scale"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -316,6 +335,11 @@ def run(args: argparse.Namespace) -> int:
                 _err(f"note: from the photos: {shown}")
         for note in bag.notes:
             _err(f"note: {note}")
+        if implied is not None and args.survey_calibration is None and package is not None and (
+                (package.manifest.build.get("provenance") or {}).get("survey_calibration")):
+            _err(f"notice: the map was made from a photo survey whose calibration it keeps (camera-to-GPS offset, "
+                 f"ground scale, attitude error); if these photos come from the same aircraft, pass "
+                 f"--survey-calibration {args.map}")
         if bag.selection.get("camera") is None and bag.selection.get("gps") is None:
             found = ", ".join(f"{name} ({getattr(t, 'msgtype', '?')})" for name, t in
                               sorted((getattr(bag, "topics", None) or {}).items())) or "none"

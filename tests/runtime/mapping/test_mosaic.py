@@ -130,6 +130,8 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
                          "--gps-noise", "5:3"]) == 0
     err = capsys.readouterr().err
     assert "GPS degraded: noise sigma 5 m + bias 3 m" in err
+    assert "the map was made from a photo survey whose calibration it keeps" in err
+    assert f"pass --survey-calibration {out}" in err
     assert "from the photos: imu_accel=False, attitude_yaw_sigma_deg=17, height_m=" in err
     recs = read_track(track)
     assert len(recs) >= 3 and all(r.lat is not None for r in recs)
@@ -144,6 +146,23 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
     # the survey's measured attitude error reaches the loop (each fix carries the nadir shift it makes)
     assert f"recorded attitude off by {report['attitude_sigma_deg']:.1f} deg (1 sigma)" in err
     assert f"attitude_sigma_deg={report['attitude_sigma_deg']:g}" in err
+    # the map keeps the survey's calibration (manifest build.provenance): the same numbers as its report
+    kept = json.loads((out / "manifest.json").read_text())["build"]["provenance"]["survey_calibration"]
+    assert kept["survey_scale"] == report["survey_scale"] and kept["report"] == "map.mosaic.json"
+    assert kept["attitude_sigma_deg"] == report["attitude_sigma_deg"]
+    assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t5.jsonl"), "--quiet",
+                         "--survey-calibration", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: survey calibration {out}: camera" in err and "pass --survey-calibration" not in err
+    plain = tmp_path / "plain.map"
+    from maps.build import build_map
+    from maps.descriptors import ClassicalDescriptor, classical_contract
+    from maps.geotiff import load_orthophoto
+
+    build_map(load_orthophoto(tmp_path / "map.mosaic.tif"), ClassicalDescriptor(), classical_contract(), plain)
+    assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t6.jsonl"), "--quiet",
+                         "--survey-calibration", str(plain)]) != 0
+    assert "this map holds no survey calibration (it was not built from photos" in capsys.readouterr().err
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({**report, "attitude_sigma_deg": "lots"}))
     assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t4.jsonl"), "--quiet",
