@@ -55,8 +55,9 @@ def register(subparsers) -> None:
             "all map tiles (stride tile/4); R@1, R@5, R@1%% and the same within 200 m / 500 m of a noisy prior "
             "(sigma 20 m). Default areas: the held-out areas of the training split."),
     )
-    e.add_argument("model", metavar="MODEL|CHECKPOINT|classical", nargs="+",
-                   help="one or more encoders (evaluated on the same queries)")
+    e.add_argument("model", metavar="MODEL|CHECKPOINT|classical|MODEL+classical", nargs="+",
+                   help="one or more encoders (evaluated on the same queries); MODEL+classical (e.g. "
+                        "default+classical): the model concatenated with the classical descriptor")
     e.add_argument("--ortho", nargs="*", default=None, metavar="PATH",
                    help="held-out orthophoto GeoTIFF(s)/folders (default: the split's held-out areas)")
     e.add_argument("--queries", type=_positive_int, default=200, help="queries per area (default 200)")
@@ -128,6 +129,15 @@ def run_eval(args: argparse.Namespace) -> int:
     for m in args.model:
         if m == "classical":
             encoders["classical"] = classical_embed()
+        elif m.endswith("+classical"):  # a model concatenated with the classical descriptor (runtime.encoder)
+            from runtime.encoder import load_encoder
+            from runtime.errors import OnboardError
+
+            try:
+                enc = load_encoder(m, threads=1)
+            except OnboardError as exc:
+                raise TrainError(f"cannot load encoder {m}: {exc}") from exc
+            encoders[_label(m, encoders)] = (enc, enc.contract)
         elif m.endswith(".onnx"):
             encoders[_label(m, encoders)] = onnx_embed(m)
         else:

@@ -33,8 +33,8 @@ def add_model_args(p: argparse.ArgumentParser, *, required_map: bool = True) -> 
                    help="how the map's files are checked against its manifest on load: sha256 (default: every byte, "
                         "~0.5 s per million tiles) or sizes (sizes and headers only: the fastest start)")
     p.add_argument("--model", default=None, metavar="MODEL",
-                   help="encoder file (.onnx/.engine/.pt), 'default' or 'classical' (default: the encoder that built "
-                        "the map: 'classical' for classical maps, else the shipped default model)")
+                   help="encoder file (.onnx/.engine/.pt), 'default', 'classical' or MODEL+classical (the two "
+                        "concatenated, e.g. default+classical) (default: the encoder that built the map)")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
                    help="inference backend (default: by model file type)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -91,7 +91,7 @@ def load_loop(args: argparse.Namespace):
     """(Localizer, package, encoder) from the common model arguments."""
     from maps.package import MapPackage
 
-    from .encoder import CLASSICAL, DEFAULT, load_encoder
+    from .encoder import CLASSICAL, DEFAULT, PLUS_CLASSICAL, load_encoder
     from .localizer import Localizer, LocalizerConfig
 
     if args.map is None:
@@ -99,7 +99,9 @@ def load_loop(args: argparse.Namespace):
     package = MapPackage.load(args.map, verify=getattr(args, "map_check", "sha256"))
     model = args.model
     if model is None:
-        model = CLASSICAL if package.contract.encoder_id.startswith("classical") else DEFAULT
+        eid = package.contract.encoder_id
+        model = CLASSICAL if eid.startswith("classical") else (
+            DEFAULT + PLUS_CLASSICAL if "+classical" in eid else DEFAULT)
     encoder = load_encoder(model, backend=args.backend, device=args.device, threads=args.threads)
     camera = None
     if args.camera:

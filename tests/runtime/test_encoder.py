@@ -80,3 +80,59 @@ def test_skyfix_maps_build_with_a_model(tmp_path, capsys):
     assert pkg.contract == c and pkg.embedding_dim == 3
     assert main(["maps", "build", str(tif), "-o", str(tmp_path / "map2"), "--model", str(tmp_path / "x.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_model_concatenated_with_the_classical_descriptor(tmp_path):
+    """``default+classical``: unit rows whose cosine is (1 - share) x the model's plus share x the classical one;
+    the contract names both parts and the share; a model of another input size is refused."""
+    from runtime.encoder import CLASSICAL_SHARE, with_classical
+
+    both = load_encoder("default+classical")
+    base, cls = load_encoder("default"), load_encoder(CLASSICAL)
+    c = both.contract
+    assert c.embedding_dim == base.embedding_dim + cls.embedding_dim
+    assert c.encoder_id == f"{base.contract.encoder_id}+{cls.contract.encoder_id}@{CLASSICAL_SHARE:g}"
+    assert (c.input_width, c.ground_resolution_m) == (base.contract.input_width, base.contract.ground_resolution_m)
+    x = images(4, 128, seed=1)
+    e, b, k = both(x), base(x), cls(x)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    expected = (1 - CLASSICAL_SHARE) * unit(b) @ unit(b).T + CLASSICAL_SHARE * unit(k) @ unit(k).T
+    np.testing.assert_allclose(e @ e.T, expected, atol=1e-5)
+    small = load_encoder(write_mean_colour_encoder(tmp_path / "m.onnx"))  # 32 px
+    with pytest.raises(BackendError, match="takes 32x32 px .* the classical descriptor 128x128 px .* cannot share"):
+        with_classical(small)
+    with pytest.raises(BackendError, match=r"share of a concatenation must be in \(0, 1\), got 1.0"):
+        with_classical(base, 1.0)
+
+
+def test_a_map_of_the_concatenation_replays_with_it_by_default(tmp_path, capsys):
+    """A map built with ``--model default+classical`` is replayed with the same concatenation when no --model is
+    given (the map's encoder id names it); the default model alone is refused naming both ids."""
+    import cv2
+
+    from maps.geodesy import LocalFrame
+    from maps.geotiff import write_geotiff
+    from maps.ortho import Orthophoto
+    from runtime.cli.onboard import main as runtime_main
+    from runtime.cli.skyfix import main as skyfix_main
+    from runtime.replay_cli import load_loop
+
+    noise = cv2.GaussianBlur(np.random.default_rng(0).standard_normal((300, 300, 3)).astype(np.float32), (0, 0), 3)
+    img = np.clip(128 + 60 * noise / noise.std(), 0, 255).astype(np.uint8)
+    tif = write_geotiff(tmp_path / "o.tif", Orthophoto(img, np.ones((300, 300), bool), 0.4, -60.0, 60.0,
+                                                       LocalFrame(47.0, 8.0)))
+    out = tmp_path / "m.map"
+    assert skyfix_main(["maps", "build", str(tif), "-o", str(out), "--model", "default+classical"]) == 0
+    capsys.readouterr()
+
+    class Args:
+        map, model, backend, device, threads, map_check = str(out), None, "auto", "cpu", 1, "sha256"
+        camera = mount = config = likelihood = height = None
+
+    loop, package, encoder = load_loop(Args())
+    assert encoder.contract.encoder_id == package.contract.encoder_id and encoder.name.endswith("+classical")
+    assert runtime_main(["replay", str(tmp_path / "none.bag"), "--map", str(out), "--model", "default"]) == 2
+    err = capsys.readouterr().err
+    assert f"was built with encoder skyfix-default + classical ({package.contract.encoder_id}) but the model is " \
+           "skyfix-default" in err
