@@ -407,7 +407,9 @@ def _search(args: argparse.Namespace) -> int:
     embed = None
     if args.image:
         pkg = MapPackage.load(args.map, hnsw="lazy")
-        model = args.model or ("classical" if pkg.contract.encoder_id.startswith("classical") else "default")
+        eid = pkg.contract.encoder_id
+        model = args.model or ("classical" if eid.startswith("classical") else
+                               "default+classical" if "+classical" in eid else "default")
         if model == "classical":
             try:
                 from .descriptors import ClassicalDescriptor, classical_contract
