@@ -211,7 +211,7 @@ class EvalReport:
 
 def evaluate_area(embed: Callable, contract, ortho, *, name: str = "area", boxes=None,
                   config: EvalConfig | None = None, embed_gallery: Callable | None = None,
-                  encoder_name: str = "encoder", queries=None) -> AreaResult:
+                  encoder_name: str = "encoder", queries=None, gallery_ortho=None) -> AreaResult:
     """Evaluate ``embed`` on one held-out orthophoto (see the module docstring).
 
     Args:
@@ -220,6 +220,9 @@ def evaluate_area(embed: Callable, contract, ortho, *, name: str = "area", boxes
         ortho: the held-out :class:`maps.ortho.Orthophoto`.
         boxes: (x_min, y_min, x_max, y_max) local-metre boxes where queries lie (None: anywhere in the orthophoto).
         queries: a precomputed :class:`export.data.pairs.PairBatch` (to share queries between encoders).
+        gallery_ortho: the map's imagery when it is not the queries' (a satellite-like copy of the same area: the
+            camera sees the sharp ground, the map is coarser or reprojected), an Orthophoto in ``ortho``'s frame;
+            None: the queries' own orthophoto.
     """
     import time
 
@@ -232,10 +235,14 @@ def evaluate_area(embed: Callable, contract, ortho, *, name: str = "area", boxes
     grid = TileGrid.from_contract(contract, stride_m=cfg.stride_m)
     if queries is None:
         queries = evaluation_pairs(ortho, contract, cfg.queries, cfg.seed, cfg.pair_config(), areas=boxes)
-    centres = plan_tiles(ortho, grid, 0.9)
+    gal = ortho if gallery_ortho is None else gallery_ortho
+    if gal is not ortho and gal.frame.proj4 != ortho.frame.proj4:
+        raise EvaluationError(f"area {name!r}: the gallery orthophoto is in another local frame than the queries' "
+                              "one; load it with frame=the queries' orthophoto's frame")
+    centres = plan_tiles(gal, grid, 0.9)
     if len(centres) == 0:
         raise EvaluationError(f"area {name!r}: no {grid.tile_size_m:g} m tile with >= 90 % valid imagery")
-    src = resample_to_gsd(ortho, grid.gsd)
+    src = resample_to_gsd(gal, grid.gsd)
     tiles = cut_tiles(src, centres, grid)
     q = _embed(embed, queries.query, cfg.batch)
     g = _embed(embed_gallery or embed, tiles, cfg.batch)
@@ -248,13 +255,16 @@ def evaluate_area(embed: Callable, contract, ortho, *, name: str = "area", boxes
     return AreaResult(name, encoder_name, metrics, len(queries), len(centres), time.monotonic() - t0)
 
 
-def evaluate(encoders: dict, areas: Sequence, *, config: EvalConfig | None = None) -> EvalReport:
+def evaluate(encoders: dict, areas: Sequence, *, config: EvalConfig | None = None,
+             galleries: dict | None = None) -> EvalReport:
     """Evaluate several encoders on several areas with the SAME queries per area.
 
     Args:
         encoders: name -> (embed, contract) or (embed, contract, embed_gallery). All must share input size and
             ground resolution (else each gets its own queries).
         areas: :class:`export.train.Area` objects (held-out areas).
+        galleries: area name -> a GeoTIFF of the same area to cut the map tiles from (a satellite-like copy),
+            loaded into the area's frame; areas not in it use their own orthophoto.
     """
     from .data.pairs import evaluation_pairs
 
@@ -262,6 +272,11 @@ def evaluate(encoders: dict, areas: Sequence, *, config: EvalConfig | None = Non
     results = []
     for area in areas:
         ortho = area.load()
+        gallery = None
+        if galleries and area.name in galleries:
+            from maps.geotiff import load_orthophoto
+
+            gallery = load_orthophoto(galleries[area.name], frame=ortho.frame)
         cache = {}
         for enc_name, spec in encoders.items():
             embed, contract = spec[0], spec[1]
@@ -271,7 +286,8 @@ def evaluate(encoders: dict, areas: Sequence, *, config: EvalConfig | None = Non
                 cache[key] = evaluation_pairs(ortho, contract, cfg.queries, cfg.seed, cfg.pair_config(),
                                               areas=area.boxes)
             results.append(evaluate_area(embed, contract, ortho, name=area.name, boxes=area.boxes, config=cfg,
-                                         embed_gallery=gal, encoder_name=enc_name, queries=cache[key]))
+                                         embed_gallery=gal, encoder_name=enc_name, queries=cache[key],
+                                         gallery_ortho=gallery))
     d = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
     d["scopes_m"] = list(cfg.scopes_m)
     d["altitude_m"] = list(cfg.altitude_m)

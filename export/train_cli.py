@@ -60,6 +60,10 @@ def register(subparsers) -> None:
                         "default+classical): the model concatenated with the classical descriptor")
     e.add_argument("--ortho", nargs="*", default=None, metavar="PATH",
                    help="held-out orthophoto GeoTIFF(s)/folders (default: the split's held-out areas)")
+    e.add_argument("--gallery", nargs="*", default=None, metavar="PATH",
+                   help="with --ortho: for each orthophoto (same order), a GeoTIFF of the same area the map tiles are "
+                        "cut from instead (a satellite-like copy: coarser, another CRS), while the queries are "
+                        "rendered from the orthophoto")
     e.add_argument("--queries", type=_positive_int, default=200, help="queries per area (default 200)")
     e.add_argument("--rotations", type=_positive_int, default=1,
                    help="test-time rotation averaging over N angles for checkpoints (default 1 = off)")
@@ -152,8 +156,17 @@ def run_eval(args: argparse.Namespace) -> int:
             areas.append(Area(Path(p).name if Path(p).is_dir() else Path(p).stem, str(p)))
     else:
         areas = list(default_split().held_out)
+    galleries = None
+    if getattr(args, "gallery", None):
+        if not args.ortho or len(args.gallery) != len(args.ortho):
+            raise TrainError(f"--gallery needs one GeoTIFF per --ortho orthophoto, in the same order; got "
+                             f"{len(args.gallery)} for {len(args.ortho or [])}")
+        for p in args.gallery:
+            if not Path(p).exists():
+                raise TrainError(f"gallery orthophoto {p} not found")
+        galleries = {a.name: g for a, g in zip(areas, args.gallery)}
     cfg = EvalConfig(queries=args.queries, heading_dropped=args.heading_unknown, prior_sigma_m=args.prior_sigma)
-    report = evaluate(encoders, areas, config=cfg)
+    report = evaluate(encoders, areas, config=cfg, galleries=galleries)
     print(format_table(report))
     if args.json:
         Path(args.json).write_text(report.to_json())

@@ -134,3 +134,32 @@ def test_bad_embed_is_typed_error(held_out):
     _, contract = classical_embed()
     with pytest.raises(EvaluationError, match="embed returned"):
         evaluate_area(lambda x: np.zeros((1, 4), np.float32), contract, held_out, config=EvalConfig(queries=3))
+
+
+def test_a_satellite_like_gallery_of_the_same_area(held_out, tmp_path):
+    """--gallery: map tiles cut from another copy of the area while the queries come from the orthophoto. The same
+    orthophoto as gallery gives the same metrics as none; a coarser copy reprojected through Web Mercator (1 m/px,
+    EPSG:3857, loaded back into the area's frame) keeps its tiles on the same ground (every query still has a
+    positive) and, being blurred, scores no better; a gallery in another frame is refused."""
+    from dataclasses import replace
+
+    from maps.geodesy import LocalFrame
+    from maps.geotiff import load_orthophoto, write_geotiff
+    from runtime.sim.imagery import resample_ortho
+    from export.evaluate import classical_embed
+    from export.train import Area
+
+    src = write_geotiff(tmp_path / "o.tif", held_out)
+    sat = resample_ortho(src, tmp_path / "sat.tif", gsd_m=1.0, crs="EPSG:3857")
+    enc = {"classical": classical_embed()}
+    cfg = EvalConfig(queries=12, batch=32)
+    area = Area("synthetic", str(src))
+    plain = evaluate(enc, [area], config=cfg).results[0].metrics
+    same = evaluate(enc, [area], config=cfg, galleries={"synthetic": str(src)}).results[0].metrics
+    assert same == plain
+    blurred = evaluate(enc, [area], config=cfg, galleries={"synthetic": sat}).results[0].metrics
+    assert blurred["has_positive"] == 1.0 and blurred["R@1"] <= plain["R@1"]
+    embed, contract = enc["classical"]
+    other = replace(load_orthophoto(sat), frame=LocalFrame(47.5, 8.5))
+    with pytest.raises(EvaluationError, match="gallery orthophoto is in another local frame"):
+        evaluate_area(embed, contract, load_orthophoto(src), config=cfg, gallery_ortho=other)
