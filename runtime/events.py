@@ -141,6 +141,11 @@ class _LazyImage:
         obj.__dict__[self._cache] = arr
 
 
+#: an IMU quaternion whose norm is within this of 1 is normalised by the input checks (the bag reader, the
+#: event sanitizer); one farther off is no rotation
+QUATERNION_NORM_TOL = 0.1
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Frame:
     """One camera frame.

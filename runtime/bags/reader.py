@@ -16,6 +16,7 @@ from calibration.camera import CameraModel
 
 from ..errors import BagError
 from ..events import (
+    QUATERNION_NORM_TOL,
     COVARIANCE_TYPE_DIAGONAL_KNOWN,
     COVARIANCE_TYPE_UNKNOWN,
     STATUS_FIX,
@@ -50,8 +51,6 @@ from .msgtypes import (
 UNUSABLE_AFTER = 20
 #: skip notes kept per topic (the rest are counted in :attr:`BagReader.skipped`).
 NOTES_PER_TOPIC = 5
-#: an IMU quaternion this close to unit norm is normalised; one farther off is no rotation (counted, noted).
-QUATERNION_NORM_TOL = 0.1
 #: a PX4 VehicleAttitude older than this (ns) gives no orientation to a SensorCombined sample.
 PX4_ATTITUDE_MAX_AGE_NS = 100_000_000
 #: PX4 timestamps (microseconds) at or above this are UNIX time (2001-09-09 on): used as the event time.

@@ -44,7 +44,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..events import STATUS_NO_FIX, CameraInfoEvent, Frame, GpsFix, ImuSample, TruthPose
+from ..events import QUATERNION_NORM_TOL, STATUS_NO_FIX, CameraInfoEvent, Frame, GpsFix, ImuSample, TruthPose
 from . import SourceError
 
 __all__ = ["EventSanitizer", "SkippedInput", "REASONS", "LOOP_SKIPS", "skip_report"]
@@ -113,7 +113,7 @@ class EventSanitizer:
     """
 
     def __init__(self, *, topic_backstep_s: float = 0.1, max_behind_s: float = 1.0,
-                 quaternion_tolerance: float = 0.1, notes_per_reason: int = 5) -> None:
+                 quaternion_tolerance: float = QUATERNION_NORM_TOL, notes_per_reason: int = 5) -> None:
         self._backstep_ns = int(round(_check_seconds(topic_backstep_s, "topic_backstep_s") * 1e9))
         self._behind_ns = int(round(_check_seconds(max_behind_s, "max_behind_s") * 1e9))
         q = quaternion_tolerance
