@@ -95,6 +95,9 @@ class TrainPreset:
         group_radius_m, group_min_separation_m: see ``group_size``, metres (the separation should exceed the
             evaluation's correct-tile radius, the tile stride, so that no negative is a positive).
         checkpoint_every: steps between checkpoints (``last.pt``).
+        field_augment: draw the map tiles as satellite and web-tile imagery gives them and the camera frames as
+            another day and camera do (:meth:`FieldAugment.satellite_map`, :meth:`FieldAugment.field_camera`:
+            coarser source, scale, season, haze, shadows, NIR false colour, JPEG); off: the orthophoto as it is.
         threads: torch CPU threads.
         time_budget_s: stop (and checkpoint) when the wall time of this invocation exceeds this, seconds; None: no
             limit. ``--resume`` continues such a run.
@@ -131,6 +134,7 @@ class TrainPreset:
     positive_jitter_m: float = 0.0
     freeze_blocks: int = 0
     checkpoint_every: int = 50
+    field_augment: bool = False
     threads: int = 1
     time_budget_s: float | None = 1740.0
     seed: int = 0
@@ -179,7 +183,7 @@ class TrainPreset:
             raise PresetError(f"preset aggregation must be gem, netvlad or gem_spatial, got {self.aggregation!r}")
         if self.pretrained and self.backbone != "efficientnet_lite0":
             raise PresetError(f"pretrained weights exist only for efficientnet_lite0, not {self.backbone!r}")
-        for key in ("pretrained", "shared", "orientation_head"):
+        for key in ("pretrained", "shared", "orientation_head", "field_augment"):
             if not isinstance(getattr(self, key), bool):
                 raise PresetError(f"preset {key} must be true/false, got {getattr(self, key)!r}")
         if self.freeze_blocks and self.backbone != "efficientnet_lite0":
@@ -199,11 +203,14 @@ class TrainPreset:
 
     def pair_config(self):
         """The :class:`~export.data.pairs.PairConfig` of the training pairs."""
+        from .data.augment import FieldAugment
         from .data.pairs import PairConfig
 
+        aug = {"map_field": FieldAugment.satellite_map(), "query_field": FieldAugment.field_camera()} \
+            if self.field_augment else {}
         return PairConfig(altitude_m=self.altitude_m, max_tilt_deg=self.max_tilt_deg,
                           heading_noise_deg=0.0 if self.rotation == "random" else self.heading_noise_deg,
-                          heading_dropped=self.rotation == "random", positive_jitter_m=self.positive_jitter_m)
+                          heading_dropped=self.rotation == "random", positive_jitter_m=self.positive_jitter_m, **aug)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -225,6 +232,10 @@ PRESETS: dict[str, TrainPreset] = {
     # (`--resume` continues). This trains the shipped runtime/models model.
     "default": TrainPreset(aggregation="gem_spatial", steps=1100, group_size=8, positive_jitter_m=6.4,
                            freeze_blocks=4),
+    # the default recipe on maps as they come in the field (satellite resampling 0.3-1 m/px, scale, season, haze,
+    # shadows, NIR false colour, JPEG; FieldAugment): an experiment of issue 13, see runtime/models/README.md
+    "field": TrainPreset(name="field", aggregation="gem_spatial", steps=1100, group_size=8, positive_jitter_m=6.4,
+                         freeze_blocks=4, field_augment=True),
     # seconds, for tests: tiny small_cnn at 64 px
     "tiny": TrainPreset(name="tiny", backbone="small_cnn", pretrained=False, dim=32, input_size=64, batch_size=8,
                         steps=6, steps_per_epoch=3, lr=1e-3, warmup_steps=1, checkpoint_every=3, threads=1,
@@ -518,6 +529,9 @@ def train(preset: TrainPreset, out_dir, *, resume: bool = False, split: DataSpli
             recorded = recorded_run["preset"]
         except (OSError, ValueError, KeyError) as exc:
             raise TrainError(f"--resume: cannot read the preset of the run from {out / RUN_JSON} ({exc})") from exc
+        # keys added to the preset since the run was recorded take their defaults
+        recorded = {**{f.name: json.loads(json.dumps(TrainPreset.to_dict(TrainPreset())[f.name])) for f in fields(TrainPreset)
+                       if f.name not in recorded}, **recorded}
         if recorded != json.loads(json.dumps(preset.to_dict())):
             diff = sorted(k for k in recorded if recorded.get(k) != json.loads(json.dumps(preset.to_dict())).get(k))
             raise TrainError(f"--resume: the preset differs from the recorded one in {diff}; use the same options")

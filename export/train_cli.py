@@ -36,7 +36,7 @@ def register(subparsers) -> None:
             "held out), with AdamW, cosine LR and checkpoints (OUT/last.pt, OUT/final.pt, OUT/run.json). Preset "
             "'default' fits in 30 min on a 2-core CPU; 'tiny' runs in seconds. Writes OUT/model.onnx at the end."),
     )
-    p.add_argument("--preset", default="default", help="preset name: default or tiny (default: default)")
+    p.add_argument("--preset", default="default", help="preset name: default, field (default on maps as they come in the field) or tiny (default: default)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/PRESET)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g = p.add_mutually_exclusive_group()
@@ -56,8 +56,9 @@ def register(subparsers) -> None:
             "(sigma 20 m). Default areas: the held-out areas of the training split."),
     )
     e.add_argument("model", metavar="MODEL|CHECKPOINT|classical|MODEL+classical", nargs="+",
-                   help="one or more encoders (evaluated on the same queries); MODEL+classical (e.g. "
-                        "default+classical): the model concatenated with the classical descriptor")
+                   help="one or more encoders (evaluated on the same queries): model files, checkpoints, the shipped "
+                        "'default' / 'default-int8', 'classical'; MODEL+classical (e.g. default+classical): the "
+                        "model concatenated with the classical descriptor")
     e.add_argument("--ortho", nargs="*", default=None, metavar="PATH",
                    help="held-out orthophoto GeoTIFF(s)/folders (default: the split's held-out areas)")
     e.add_argument("--gallery", nargs="*", default=None, metavar="PATH",
@@ -129,6 +130,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from .evaluate import EvalConfig, classical_embed, evaluate, format_table, onnx_embed, torch_embed
     from .train import Area, TrainError, default_split
 
+    from runtime.encoder import shipped_models
+
+    shipped = shipped_models()
     encoders = {}
     for m in args.model:
         if m == "classical":
@@ -144,6 +148,8 @@ def run_eval(args: argparse.Namespace) -> int:
             encoders[_label(m, encoders)] = (enc, enc.contract)
         elif m.endswith(".onnx"):
             encoders[_label(m, encoders)] = onnx_embed(m)
+        elif m in shipped:  # a model shipped in runtime/models ("default", "default-int8")
+            encoders[_label(m, encoders)] = onnx_embed(shipped[m])
         else:
             ck = load_checkpoint(m)
             encoders[_label(m, encoders)] = (torch_embed(ck.model, "camera", args.rotations), ck.contract,

@@ -42,7 +42,7 @@ from maps.ortho import Orthophoto
 from maps.tiling import TileGrid
 
 from . import DataError
-from .augment import PhotometricAugment
+from .augment import FieldAugment, PhotometricAugment
 
 __all__ = ["PairConfig", "PairSample", "PairBatch", "PairSamplingError", "RenderedPairs", "evaluation_pairs", "masked_ncc"]
 
@@ -87,6 +87,9 @@ class PairConfig:
         tile_stride_m: stride of the semi-positive tile grid, metres; None: the contract's default (tile / 4).
         positive_jitter_m: the positive tile is centred this far at most (uniform per axis, metres) from the true
             position, as the map tile nearest a vehicle is (up to half the grid stride away); 0: exactly centred.
+        map_field: :class:`~export.data.augment.FieldAugment` of the positive tile (a map made from other imagery:
+            satellite resampling, season, haze, false colour...); off by default.
+        query_field: :class:`~export.data.augment.FieldAugment` of the rectified query; off by default.
     """
 
     altitude_m: tuple[float, float] = (50.0, 150.0)
@@ -103,6 +106,8 @@ class PairConfig:
     photometric: PhotometricAugment = PhotometricAugment()
     tile_stride_m: float | None = None
     positive_jitter_m: float = 0.0
+    map_field: FieldAugment = FieldAugment()
+    query_field: FieldAugment = FieldAugment()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "altitude_m", _range("altitude_m", self.altitude_m, 1e-3, 1e5, "metres"))
@@ -129,6 +134,9 @@ class PairConfig:
                 raise DataError(f"{name} must be a number > 0 (metres) or None, got {v!r}")
         if not isinstance(self.photometric, PhotometricAugment):
             raise DataError(f"photometric must be a PhotometricAugment, got {type(self.photometric).__name__}")
+        for name in ("map_field", "query_field"):
+            if not isinstance(getattr(self, name), FieldAugment):
+                raise DataError(f"{name} must be a FieldAugment, got {type(getattr(self, name)).__name__}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "PairConfig":
@@ -137,12 +145,15 @@ class PairConfig:
 
         if isinstance(d, dict) and isinstance(d.get("photometric"), dict):
             d = {**d, "photometric": PhotometricAugment.from_dict(d["photometric"])}
+        if isinstance(d, dict):
+            d = {**d, **{k: FieldAugment.from_dict(d[k]) for k in ("map_field", "query_field") if isinstance(d.get(k), dict)}}
         return strict_from_dict(cls, d, "pair config", error=DataError)
 
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["altitude_m"], out["heading_deg"] = list(self.altitude_m), list(self.heading_deg)
         out["photometric"] = self.photometric.to_dict()
+        out["map_field"], out["query_field"] = self.map_field.to_dict(), self.query_field.to_dict()
         return out
 
 
@@ -476,6 +487,10 @@ class RenderedPairs:
                 f"valid imagery; raise altitude_m (now {cfg.altitude_m}), lower max_tilt_deg or min_valid_fraction, "
                 "or use areas with more valid imagery")
         pos, alt, roll, pitch, heading, rot, query, qmask, positive, pmask = best
+        if not (cfg.map_field.is_off and cfg.query_field.is_off):  # its own stream: the other draws stay as they were
+            frng = np.random.default_rng([self.seed, int(index), 0xF1E1D])
+            positive = cfg.map_field.apply(positive, frng, self.grid.gsd, pmask)
+            query = cfg.query_field.apply(query, frng, self.grid.gsd, qmask)
         ids, cents, dists = self.semi_positives(pos)
         assumed = (heading - rot) % _TWO_PI
         return PairSample(

@@ -244,3 +244,14 @@ def test_eval_labels_do_not_collide():
 
     taken = {_label("runs/a/model.onnx", {}): 1}
     assert list(taken) == ["model.onnx"] and _label("runs/b/model.onnx", taken) == "b/model.onnx"
+
+
+def test_a_run_recorded_before_a_preset_key_existed_resumes(tmp_path, split):
+    """Keys added to TrainPreset later (field_augment) take their defaults when an older run.json lacks them."""
+    train(tiny(steps=2), tmp_path / "old", split=split, progress=False, stop_after=1)
+    run = json.loads((tmp_path / "old" / "run.json").read_text())
+    del run["preset"]["field_augment"]
+    (tmp_path / "old" / "run.json").write_text(json.dumps(run))
+    assert train(tiny(steps=2), tmp_path / "old", split=split, resume=True, progress=False).steps_done == 2
+    with pytest.raises(TrainError, match=r"differs from the recorded one in \['field_augment'\]"):
+        train(tiny(steps=2, field_augment=True), tmp_path / "old", split=split, resume=True, progress=False)
