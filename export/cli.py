@@ -1,4 +1,5 @@
-"""``skyfix export ...``: model export commands (``onnx``: checkpoint -> ONNX [+ FP16 / INT8 Q/DQ];
+"""``skyfix export ...``: model export commands (``onnx``: checkpoint -> ONNX [+ FP16 / INT8 Q/DQ]; ``quantize``:
+an exported ONNX (FP32 or FP16) -> INT8 Q/DQ;
 ``engine``: ONNX -> TensorRT engine + sidecar JSON).
 
 Handlers import tensorrt/onnx only when they run, so ``--help`` works without any extra installed.
@@ -54,6 +55,7 @@ def register(subparsers) -> None:
                                   description="Export trained encoders for onboard inference.")
     sub = group.add_subparsers(dest="export_command", metavar="WHAT", required=True)
     _register_onnx(sub)
+    _register_quantize(sub)
     p = sub.add_parser(
         "engine",
         help="build a TensorRT engine (+ sidecar JSON) from an ONNX encoder",
@@ -120,9 +122,15 @@ def _register_onnx(sub) -> None:
                    help="branch(es) to export when weights are separate (default both; shared weights: one file)")
     p.add_argument("--opset", type=_opset, default=18, metavar="N", help="ONNX opset, >= 18 (default 18)")
     p.add_argument("--fp16", action="store_true", help="also write a float16 model (I/O unchanged)")
-    p.add_argument("--int8", choices=("s8", "u8s8"), action="append", metavar="{s8,u8s8}",
-                   help="also write an INT8 Q/DQ model: s8 (TensorRT) or u8s8 (ONNX Runtime CPU); repeatable")
-    p.add_argument("--calib", metavar="DIR",
+    _add_int8_args(p, required=False)
+    p.set_defaults(handler=run_onnx)
+
+
+def _add_int8_args(p, required: bool) -> None:
+    p.add_argument("--int8", choices=("s8", "u8s8"), action="append", metavar="{s8,u8s8}", required=required,
+                   help=("write" if required else "also write") + " an INT8 Q/DQ model: s8 (TensorRT) or u8s8 "
+                        "(ONNX Runtime CPU); repeatable")
+    p.add_argument("--calib", metavar="DIR", required=required,
                    help="calibration images or orthophotos (tiled) for --int8; a few hundred images recommended")
     p.add_argument("--eval", metavar="DIR", help="images for the INT8 retrieval check (default: the --calib images)")
     p.add_argument("--calib-method", choices=("percentile", "minmax", "entropy"), default="percentile",
@@ -134,7 +142,94 @@ def _register_onnx(sub) -> None:
                         "comma-separated; default: stem; 'none' quantizes every Conv/Gemm/MatMul")
     p.add_argument("--max-r1-drop", type=_fraction, default=0.02, metavar="F",
                    help="refuse an INT8 model whose R@1 drops more than this fraction below FP32 (default 0.02)")
-    p.set_defaults(handler=run_onnx)
+
+
+def _register_quantize(sub) -> None:
+    p = sub.add_parser(
+        "quantize",
+        help="INT8 Q/DQ variants of an exported ONNX encoder (FP32, or FP16 such as the shipped model)",
+        description=(
+            "Quantize an encoder already exported to ONNX (skyfix export onnx) to INT8 Q/DQ: s8 (symmetric, for "
+            "TensorRT) or u8s8 (uint8 activations, fast with ONNX Runtime on CPUs), calibrated on --calib images, "
+            "and refused when its R@1 on a retrieval check falls more than --max-r1-drop below FP32. A float16 "
+            "model (e.g. runtime/models/skyfix-default.onnx) is first upcast to float32 with the same weights; "
+            "that upcast is the FP32 reference. Writes OUTPUT, or MODEL-STEM.int8-MODE.onnx beside the model."
+        ),
+    )
+    p.add_argument("model", metavar="MODEL", help="encoder .onnx from `skyfix export onnx` (fp32 or fp16)")
+    p.add_argument("-o", "--output", metavar="ONNX",
+                   help="output .onnx (one --int8 mode only; default MODEL-STEM.int8-MODE.onnx)")
+    p.add_argument("--fp32", metavar="ONNX", help="also keep the float32 upcast of a float16 MODEL here")
+    _add_int8_args(p, required=True)
+    p.set_defaults(handler=run_quantize)
+
+
+def _keep_float(args) -> list:
+    from .quantize import DEFAULT_KEEP_FLOAT
+
+    return DEFAULT_KEEP_FLOAT if args.keep_float is None else [
+        name.strip() for entry in args.keep_float for name in entry.split(",") if name.strip() not in ("", "none")]
+
+
+def _quantize_all(src, base: str, args, calib, evals, outputs=None) -> None:
+    import sys
+    import warnings
+    from pathlib import Path
+
+    from .quantize import quantize_int8
+
+    for mode in args.int8 or []:
+        out = Path(outputs[mode]) if outputs else Path(f"{base}.int8-{mode}.onnx")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = quantize_int8(src, out, mode, calib, max_r1_drop=args.max_r1_drop, eval_images=evals,
+                                   calib_method=args.calib_method, keep_float=_keep_float(args))
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        print(f"wrote {out} ({report.summary()})")
+
+
+@needs_extras("skyfix export quantize")
+def run_quantize(args: argparse.Namespace) -> int:
+    """Handler of ``skyfix export quantize``."""
+    import tempfile
+    from pathlib import Path
+
+    from maps.contract import EncoderContract
+
+    from .onnx_export import EXTRA_PREFIX, read_metadata
+    from .quantize import QuantizationError, load_images, upcast_fp16
+
+    model = Path(args.model)
+    if not model.is_file():
+        raise QuantizationError(f"model {model} does not exist; give an encoder .onnx from `skyfix export onnx`")
+    modes = list(dict.fromkeys(args.int8))
+    if args.output and len(modes) > 1:
+        raise QuantizationError(f"-o names one file but --int8 asks for {len(modes)} modes ({', '.join(modes)}); "
+                                "drop -o (files are named MODEL-STEM.int8-MODE.onnx) or ask for one mode")
+    args.int8 = modes
+    try:
+        meta = read_metadata(model)
+        contract = EncoderContract.from_metadata(meta)
+    except Exception as exc:  # noqa: BLE001 - not an ONNX file, or no contract
+        raise QuantizationError(f"{model} is not a SkyFix encoder ONNX (skyfix.* metadata): {exc}") from exc
+    size = contract.input_width
+    calib = load_images(args.calib, size)
+    evals = load_images(args.eval, size) if args.eval else calib
+    outputs = {modes[0]: args.output} if args.output else None
+    base = str(model.with_suffix(""))
+    if meta.get(EXTRA_PREFIX + "precision") == "fp16":
+        with tempfile.TemporaryDirectory(prefix="skyfix-upcast-") as tmp:
+            src = Path(args.fp32) if args.fp32 else Path(tmp) / "fp32.onnx"
+            upcast_fp16(model, src)
+            print(f"upcast {model} (fp16) to fp32{f' in {src}' if args.fp32 else ''}: the FP32 reference")
+            _quantize_all(src, base, args, calib, evals, outputs)
+    else:
+        if args.fp32:
+            raise QuantizationError(f"--fp32 keeps the upcast of a float16 model, but {model} is "
+                                    f"{meta.get(EXTRA_PREFIX + 'precision', 'fp32')}")
+        _quantize_all(model, base, args, calib, evals, outputs)
+    return 0
 
 
 @needs_extras("skyfix export onnx")
@@ -156,11 +251,9 @@ def run_onnx(args: argparse.Namespace) -> int:
         return 0
     from maps.contract import EncoderContract
 
-    from .quantize import DEFAULT_KEEP_FLOAT, convert_fp16, fp16_report, load_images, quantize_int8
+    from .quantize import convert_fp16, fp16_report, load_images
 
     size = EncoderContract.from_metadata(results[0].metadata).input_width
-    keep_float = DEFAULT_KEEP_FLOAT if args.keep_float is None else [
-        name.strip() for entry in args.keep_float for name in entry.split(",") if name.strip() not in ("", "none")]
     calib = load_images(args.calib, size) if args.calib else None
     evals = load_images(args.eval, size) if args.eval else calib
     for r in results:
@@ -171,13 +264,5 @@ def run_onnx(args: argparse.Namespace) -> int:
             if evals is not None:
                 line += " (" + fp16_report(r.path, out, evals).summary() + ")"
             print(line)
-        for mode in args.int8 or []:
-            out = Path(f"{base}.int8-{mode}.onnx")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                report = quantize_int8(r.path, out, mode, calib, max_r1_drop=args.max_r1_drop, eval_images=evals,
-                                       calib_method=args.calib_method, keep_float=keep_float)
-            for w in caught:
-                print(f"warning: {w.message}", file=sys.stderr)
-            print(f"wrote {out} ({report.summary()})")
+        _quantize_all(r.path, str(base), args, calib, evals)
     return 0

@@ -238,6 +238,64 @@ def convert_fp16(src, dst) -> Path:
     return dst
 
 
+def upcast_fp16(src, dst) -> Path:
+    """FP32 copy of a float16 model (:func:`convert_fp16`'s output, e.g. the shipped ``skyfix-default.onnx``): the
+    same weights (every float16 value is exact in float32), computed in float32. The casts the FP16 conversion added
+    between float types are dropped; the ``uint8 -> float16`` input cast becomes ``uint8 -> float32``. Metadata is
+    kept, ``skyfix_export.precision`` becomes "fp32" and ``skyfix_export.upcast_from`` says "fp16". This is the FP32
+    reference (and the INT8 source) of a model shipped only in FP16.
+
+    Raises:
+        QuantizationError: ``src`` is not a float16 model, or the result fails ``onnx.checker``.
+    """
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    src, dst = Path(src), Path(dst)
+    meta = read_metadata(src)
+    model = onnx.load(str(src))
+    g = model.graph
+    f16, f32 = TensorProto.FLOAT16, TensorProto.FLOAT
+    if meta.get(EXTRA_PREFIX + "precision") != "fp16" and not any(t.data_type == f16 for t in g.initializer):
+        raise QuantizationError(f"{src} is not a float16 model (precision {meta.get(EXTRA_PREFIX + 'precision')!r}, "
+                                "no float16 weights); it needs no upcast")
+    types = {t.name: t.data_type for t in g.initializer}
+    types.update({v.name: v.type.tensor_type.elem_type for v in list(g.value_info) + list(g.input) + list(g.output)})
+    for t in g.initializer:
+        if t.data_type == f16:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
+    for v in list(g.value_info) + list(g.input) + list(g.output):
+        if v.type.tensor_type.elem_type == f16:
+            v.type.tensor_type.elem_type = f32
+    outputs = {o.name for o in g.output}
+    rename: dict[str, str] = {}
+    keep = []
+    for n in g.node:
+        n.input[:] = [rename.get(i, i) for i in n.input]
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == f16:
+                a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float32), a.t.name))
+        if n.op_type == "Cast":
+            to = next(a for a in n.attribute if a.name == "to")
+            if to.i == f16:
+                to.i = f32
+            if to.i == f32 and types.get(n.input[0]) in (f16, f32) and n.output[0] not in outputs:
+                rename[n.output[0]] = n.input[0]  # float -> float: gone
+                continue
+        keep.append(n)
+    del g.node[:]
+    g.node.extend(keep)
+    meta[EXTRA_PREFIX + "precision"] = "fp32"
+    meta[EXTRA_PREFIX + "upcast_from"] = "fp16"
+    set_metadata(model, meta)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001
+        raise QuantizationError(f"fp32 model upcast from {src} fails onnx.checker: {exc}") from exc
+    _save(model, dst)
+    return dst
+
+
 def _topological_sort(graph) -> None:
     """Reorder ``graph.node`` so every node comes after its inputs' producers (the fp16 converter appends casts)."""
     available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
@@ -537,5 +595,6 @@ __all__ = [
     "AccuracyDropError", "CALIB_METHODS", "CalibrationDataError", "DEFAULT_CALIB_METHOD", "DEFAULT_KEEP_FLOAT",
     "FewCalibrationImagesWarning", "ImageCalibrationReader", "INT8_MODES", "MIN_RECOMMENDED_CALIB", "QuantReport",
     "QuantizationError", "convert_fp16", "evaluate", "fp16_report", "int8_options", "load_images", "quantize_int8",
+    "upcast_fp16",
     "recall_at_1", "resolve_keep_float", "retrieval_set", "stem_nodes",
 ]

@@ -23,11 +23,15 @@ from maps.contract import EncoderContract
 
 from .errors import BackendError
 
-__all__ = ["Encoder", "load_encoder", "default_model_path", "with_classical", "CLASSICAL", "DEFAULT", "PLUS_CLASSICAL",
-           "CLASSICAL_SHARE"]
+__all__ = ["Encoder", "load_encoder", "default_model_path", "shipped_models", "with_classical", "CLASSICAL", "DEFAULT",
+           "DEFAULT_INT8", "PLUS_CLASSICAL", "CLASSICAL_SHARE"]
 
 CLASSICAL = "classical"
 DEFAULT = "default"
+#: the shipped model quantized to INT8 (U8S8 Q/DQ: uint8 activations, int8 weights; for ONNX Runtime on CPUs), same
+#: embedding space and encoder id as :data:`DEFAULT`: maps built with either are searched with either
+DEFAULT_INT8 = "default-int8"
+_SHIPPED = {DEFAULT: "skyfix-default.onnx", DEFAULT_INT8: "skyfix-default-int8.onnx"}
 #: ``MODEL+classical`` (e.g. ``default+classical``): the model's embedding concatenated with the classical
 #: descriptor's (:func:`with_classical`)
 PLUS_CLASSICAL = "+classical"
@@ -40,10 +44,18 @@ PLUS_CLASSICAL = "+classical"
 CLASSICAL_SHARE = 0.7
 
 
-def default_model_path() -> Path:
-    """The learned encoder shipped with SkyFix (``runtime/models/skyfix-default.onnx``; ``runtime/models/README.md``
-    gives the command that reproduces it)."""
-    return Path(__file__).resolve().parent / "models" / "skyfix-default.onnx"
+def default_model_path(name: str = DEFAULT) -> Path:
+    """The learned encoder shipped with SkyFix under ``name`` (:func:`shipped_models`): ``"default"`` is
+    ``runtime/models/skyfix-default.onnx`` (FP16), ``"default-int8"`` its INT8 U8S8 variant;
+    ``runtime/models/README.md`` gives the commands that reproduce them."""
+    if name not in _SHIPPED:
+        raise BackendError(f"no shipped model is called {name!r}; the shipped ones are {', '.join(_SHIPPED)}")
+    return Path(__file__).resolve().parent / "models" / _SHIPPED[name]
+
+
+def shipped_models() -> dict[str, Path]:
+    """``{name: path}`` of the models shipped in ``runtime/models`` (``--model NAME``)."""
+    return {name: default_model_path(name) for name in _SHIPPED}
 
 
 class Encoder:
@@ -156,7 +168,8 @@ def load_encoder(model: str | Path | None, *, backend: str = "auto", device: str
 
     Args:
         model: ``.onnx`` / ``.engine`` / ``.pt`` ... (see :func:`runtime.backends.load_backend`), "default" (the
-            shipped learned model, :func:`default_model_path`) or "classical" / None (the baseline descriptor); any
+            shipped learned model, :func:`default_model_path`), "default-int8" (its INT8 U8S8 variant) or
+            "classical" / None (the baseline descriptor); any
             of the first two followed by ``+classical`` (``default+classical``): concatenated with the classical
             descriptor (:func:`with_classical`).
         backend, device: as for :func:`runtime.backends.load_backend`.
@@ -172,9 +185,10 @@ def load_encoder(model: str | Path | None, *, backend: str = "auto", device: str
                                            threads=threads, **options))
     from .backends import backend_for_path, load_backend
 
-    path = default_model_path() if str(model) == DEFAULT else Path(model)
-    if str(model) == DEFAULT and not path.exists():
-        raise BackendError(f"the default model {path} is missing from this installation; reinstall SkyFix "
+    shipped = str(model) in _SHIPPED
+    path = default_model_path(str(model)) if shipped else Path(model)
+    if shipped and not path.exists():
+        raise BackendError(f"the shipped model {model!r} ({path}) is missing from this installation; reinstall SkyFix "
                            "(`pip install -e .`) or pass --model FILE")
     if not path.exists():
         raise BackendError(f"model {path} does not exist; give an encoder file (skyfix export onnx) or 'classical'")

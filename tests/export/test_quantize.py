@@ -370,3 +370,79 @@ def test_int8_cli_end_to_end(fp32, tmp_path, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["export", "onnx", str(ckpt), "-o", "x.onnx", "--calib-method", "kl"])
     assert "invalid choice: 'kl'" in capsys.readouterr().err
+
+
+def test_upcast_fp16_gives_the_fp16_weights_in_fp32(fp32, images, tmp_path):
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    from export.quantize import upcast_fp16
+
+    path, contract = fp32
+    half = convert_fp16(path, tmp_path / "h.onnx")
+    up = upcast_fp16(half, tmp_path / "up.onnx")
+    model = onnx.load(str(up))
+    assert not [t.name for t in model.graph.initializer if t.data_type == TensorProto.FLOAT16]
+    assert not [n.name for n in model.graph.node if n.op_type == "Cast"
+                and next(a.i for a in n.attribute if a.name == "to") == TensorProto.FLOAT16]
+    # every weight is the fp16 value, exactly, in float32
+    w16 = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(half)).graph.initializer}
+    for t in model.graph.initializer:
+        if t.name in w16 and w16[t.name].dtype == np.float16:
+            assert np.array_equal(numpy_helper.to_array(t), w16[t.name].astype(np.float32))
+    meta = read_metadata(up)
+    assert meta[EXTRA_PREFIX + "precision"] == "fp32" and meta[EXTRA_PREFIX + "upcast_from"] == "fp16"
+    c_up, e_up = _run(up, images)
+    _, e32 = _run(path, images)
+    _, e16 = _run(half, images)
+    assert c_up == contract
+    assert _cosine(e_up, e32).min() > 0.999 and _cosine(e_up, e16).min() > 0.999
+    with pytest.raises(QuantizationError, match="is not a float16 model.*needs no upcast"):
+        upcast_fp16(path, tmp_path / "again.onnx")
+
+
+def test_quantize_cli_from_an_fp16_model(fp32, tmp_path, capsys):
+    """`skyfix export quantize` makes the INT8 variant of a model shipped only in FP16, against its FP32 upcast."""
+    import argparse
+
+    from export import cli
+
+    path, contract = fp32
+    half = convert_fp16(path, tmp_path / "m.onnx")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i, img in enumerate(sample_images(3, 192, seed=3)):
+        cv2.imwrite(str(calib / f"{i}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    parser = argparse.ArgumentParser(prog="skyfix")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["export", "quantize", str(half), "--int8", "u8s8", "--calib", str(calib),
+                              "--max-r1-drop", "1", "--fp32", str(tmp_path / "up.onnx")])
+    assert args.handler(args) == 0
+    out = capsys.readouterr().out
+    assert "(fp16) to fp32 in" in out and "int8-u8s8: cosine to fp32" in out
+    q = tmp_path / "m.int8-u8s8.onnx"
+    meta = read_metadata(q)
+    assert meta[EXTRA_PREFIX + "precision"] == "int8-u8s8" and meta[EXTRA_PREFIX + "upcast_from"] == "fp16"
+    assert EncoderContract.from_metadata(meta) == contract  # same embedding space: maps of either serve both
+    imgs = sample_images(16, SIZE, seed=11)
+    assert _cosine(_run(q, imgs)[1], _run(tmp_path / "up.onnx", imgs)[1]).mean() > 0.9
+    # -o with an FP32 model, no upcast
+    args = parser.parse_args(["export", "quantize", str(path), "--int8", "s8", "--calib", str(calib),
+                              "--max-r1-drop", "1", "-o", str(tmp_path / "s8.onnx")])
+    assert args.handler(args) == 0 and (tmp_path / "s8.onnx").is_file()
+    capsys.readouterr()
+    for argv, message in (
+        (["--int8", "s8", "--int8", "u8s8", "-o", str(tmp_path / "x.onnx")], "-o names one file but --int8 asks for 2"),
+        (["--int8", "s8", "--fp32", str(tmp_path / "y.onnx")], "keeps the upcast of a float16 model"),
+    ):
+        args = parser.parse_args(["export", "quantize", str(path), "--calib", str(calib), "--max-r1-drop", "1", *argv])
+        with pytest.raises(QuantizationError, match=message):
+            args.handler(args)
+    (tmp_path / "noise.onnx").write_bytes(b"not a model")
+    for model, message in ((tmp_path / "gone.onnx", "does not exist"), (tmp_path / "noise.onnx", "is not a SkyFix encoder")):
+        args = parser.parse_args(["export", "quantize", str(model), "--int8", "u8s8", "--calib", str(calib)])
+        with pytest.raises(QuantizationError, match=message):
+            args.handler(args)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["export", "quantize", str(path), "--calib", str(calib)])
+    assert "--int8" in capsys.readouterr().err

@@ -53,10 +53,51 @@ def test_classical_and_default(tmp_path, monkeypatch):
     assert load_encoder(None).contract == enc.contract
     import runtime.encoder as mod
 
-    monkeypatch.setattr(mod, "default_model_path", lambda: tmp_path / "gone.onnx")
-    with pytest.raises(BackendError, match="default model .*gone.onnx is missing"):
-        load_encoder("default")
     assert default_model_path().name == "skyfix-default.onnx"
+    assert default_model_path("default-int8").name == "skyfix-default-int8.onnx"
+    with pytest.raises(BackendError, match="no shipped model is called 'default-fp8'; the shipped ones are default, "
+                                           "default-int8"):
+        default_model_path("default-fp8")
+    monkeypatch.setattr(mod, "_SHIPPED", {**mod._SHIPPED, "default-int8": "gone.onnx"})
+    with pytest.raises(BackendError, match="shipped model 'default-int8' .*gone.onnx.* is missing"):
+        load_encoder("default-int8")
+
+
+def test_shipped_int8_variant_is_the_default_model_in_int8(shared_data):
+    """`--model default-int8`: the same contract (maps of either serve both), U8S8 Q/DQ, and on real map tiles
+    the same embeddings as the FP16 model within INT8's error, retrieving the same tiles."""
+    import onnx
+
+    from maps.geotiff import load_orthophoto
+    from maps.tiling import TileGrid, cut_tiles, plan_tiles, resample_to_gsd
+    from runtime.encoder import shipped_models
+
+    assert set(shipped_models()) == {"default", "default-int8"}
+    fp16, int8 = load_encoder("default"), load_encoder("default-int8")
+    assert int8.contract == fp16.contract
+    model = onnx.load(str(default_model_path("default-int8")))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["skyfix_export.precision"] == "int8-u8s8" and meta["skyfix_export.upcast_from"] == "fp16"
+    zero_points = [t for t in model.graph.initializer if t.name.endswith("_zero_point") and t.data_type == onnx.TensorProto.UINT8]
+    assert zero_points  # uint8 activations
+    ortho = load_orthophoto(shared_data("ortho/swissimage_zurich_b_0.5m.tif"))  # held out from training
+    grid = TileGrid.from_contract(fp16.contract)
+    ortho = resample_to_gsd(ortho, grid.gsd)
+    centres = plan_tiles(ortho, grid)
+    imgs = cut_tiles(ortho, centres[:: max(1, len(centres) // 96)][:96], grid)
+    a, b = fp16(imgs), int8(imgs)
+    cos = np.sum(a * b, axis=1)
+    assert cos.mean() > 0.97 and cos.min() > 0.8
+    # a map built with FP16, searched with INT8: each tile that FP16 tells from every other one (a cosine margin of
+    # 0.02; lake and uniform fields give near-duplicates) is found again
+    sims = a @ a.T
+    np.fill_diagonal(sims, -1.0)
+    distinct = 1.0 - sims.max(axis=1) > 0.02
+    assert distinct.sum() >= 40
+    found = np.argmax(b @ a.T, axis=1) == np.arange(len(imgs))
+    assert found[distinct].mean() >= 0.95
 
 
 def test_skyfix_maps_build_with_a_model(tmp_path, capsys):
