@@ -98,7 +98,8 @@ def register(subparsers, *, load_encoder=None, photo_mosaic=None) -> None:
     b.add_argument("-o", "--output", required=True, metavar="MAP", help="map package directory to write")
     b.add_argument("--model", metavar="MODEL", default=None,
                    help="encoder: an exported model file (.onnx, .engine, ...), 'default' (the shipped learned "
-                        "model; the default) or 'classical' (the baseline descriptor)")
+                        "model; the default), 'default-int8' (the same in INT8: the same map) or 'classical' (the "
+                        "baseline descriptor)")
     b.add_argument("--gsd", type=float, metavar="M", help="orthophoto resolution in the local frame, m/px "
                    "(default: the source's); tiles are always cut at the encoder's resolution")
     b.add_argument("--tile-size-m", type=float, metavar="M", help="tile side, metres (default: encoder input x resolution)")

@@ -33,7 +33,8 @@ def add_model_args(p: argparse.ArgumentParser, *, required_map: bool = True) -> 
                    help="how the map's files are checked against its manifest on load: sha256 (default: every byte, "
                         "~0.5 s per million tiles) or sizes (sizes and headers only: the fastest start)")
     p.add_argument("--model", default=None, metavar="MODEL",
-                   help="encoder file (.onnx/.engine/.pt), 'default', 'classical' or MODEL+classical (the two "
+                   help="encoder file (.onnx/.engine/.pt), 'default', 'default-int8' (the same model in INT8, faster on "
+                        "CPUs; works on maps built with 'default'), 'classical' or MODEL+classical (the two "
                         "concatenated, e.g. default+classical) (default: the encoder that built the map)")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
                    help="inference backend (default: by model file type)")

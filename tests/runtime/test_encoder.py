@@ -177,3 +177,39 @@ def test_a_map_of_the_concatenation_replays_with_it_by_default(tmp_path, capsys)
     err = capsys.readouterr().err
     assert f"was built with encoder skyfix-default + classical ({package.contract.encoder_id}) but the model is " \
            "skyfix-default" in err
+
+
+def test_a_map_built_with_default_is_searched_with_default_int8(tmp_path, capsys):
+    """`--model default-int8` on a map built with the FP16 model: accepted (same encoder id), and a map tile's own
+    image finds that tile."""
+    import cv2
+
+    from maps.geodesy import LocalFrame
+    from maps.geotiff import write_geotiff
+    from maps.ortho import Orthophoto
+    from maps.package import MapPackage
+    from runtime.cli.skyfix import main as skyfix_main
+    from runtime.replay_cli import load_loop
+
+    noise = cv2.GaussianBlur(np.random.default_rng(1).standard_normal((300, 300, 3)).astype(np.float32), (0, 0), 3)
+    img = np.clip(128 + 60 * noise / noise.std(), 0, 255).astype(np.uint8)
+    tif = write_geotiff(tmp_path / "o.tif", Orthophoto(img, np.ones((300, 300), bool), 0.4, -60.0, 60.0,
+                                                       LocalFrame(47.0, 8.0)))
+    out = tmp_path / "m.map"
+    assert skyfix_main(["maps", "build", str(tif), "-o", str(out)]) == 0
+    capsys.readouterr()
+
+    class Args:
+        map, model, backend, device, threads, map_check = str(out), "default-int8", "auto", "cpu", 1, "sha256"
+        camera = mount = config = likelihood = height = None
+
+    loop, package, encoder = load_loop(Args())
+    assert encoder.name == "skyfix-default-int8.onnx" and encoder.contract.encoder_id == package.contract.encoder_id
+    pkg = MapPackage.load(out)
+    from maps.tiling import cut_tiles
+
+    ortho = pkg.imagery()
+    ids = np.arange(0, len(pkg.positions), max(1, len(pkg.positions) // 8))
+    tiles = cut_tiles(ortho, pkg.positions[ids], pkg.tile_grid)
+    scores, found = pkg.search(encoder(tiles), k=1, exact=True)
+    assert np.mean(np.asarray(found)[:, 0] == ids) >= 8 / 9  # 9 of 9 measured
