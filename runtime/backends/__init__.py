@@ -52,7 +52,8 @@ def load_backend(model_path: str | Path, backend: str = "auto", device: str = "a
         model_path: ``.onnx``, ``.engine``/``.plan`` (with its ``.json`` sidecar) or ``.pt``/``.pth``/``.ts``/``.pt2``.
         backend: "auto" (by suffix), "onnxruntime", "torch" or "tensorrt".
         device: "auto", "cpu", "cuda" or "cuda:N" (TensorRT: CUDA only).
-        options: backend-specific (onnxruntime: ``threads``; tensorrt: ``check_sidecar``).
+        options: backend-specific (onnxruntime: ``threads``; torch: ``cuda_graphs``, ``max_graphs``; tensorrt:
+            ``check_sidecar``).
 
     Raises:
         BackendError: unknown backend/suffix, or the backend's own load errors.
