@@ -66,9 +66,12 @@ class ExportedModel:
     metadata: dict
 
 
-def export_metadata(contract, branch: str, precision: str = "fp32", opset: int = DEFAULT_OPSET,
+def export_metadata(contract, branch: str, precision: str = "fp32", opset: int | None = DEFAULT_OPSET,
                     extra: dict | None = None) -> dict[str, str]:
-    """``metadata_props`` for a model: ``contract.to_metadata()`` plus ``skyfix_export.*`` keys (all strings)."""
+    """``metadata_props`` for a model: ``contract.to_metadata()`` plus ``skyfix_export.*`` keys (all strings).
+
+    ``opset=None`` leaves the ``opset`` key out (a model that is not ONNX, e.g. a ``torch.export`` program).
+    """
     meta = dict(contract.to_metadata())
     fields = {
         "input_name": INPUT_NAME,
@@ -78,8 +81,9 @@ def export_metadata(contract, branch: str, precision: str = "fp32", opset: int =
         "output_name": OUTPUT_NAME,
         "branch": branch,
         "precision": precision,
-        "opset": str(int(opset)),
     }
+    if opset is not None:
+        fields["opset"] = str(int(opset))
     fields.update({k: str(v) for k, v in (extra or {}).items()})
     meta.update({EXTRA_PREFIX + k: v for k, v in fields.items()})
     return meta

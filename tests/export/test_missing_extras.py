@@ -31,6 +31,7 @@ CASES = [
     ("onnx", ["train", "--preset", "tiny", "--steps", "1", "--out", "{tmp}/run"], "skyfix train"),
     ("onnxscript", ["train", "--preset", "tiny", "--steps", "1", "--out", "{tmp}/run"], "skyfix train"),
     ("torch", ["export", "onnx", "{tmp}/model.pt", "-o", "{tmp}/model.onnx"], "skyfix export onnx"),
+    ("torch", ["export", "torch", "{tmp}/model.pt", "-o", "{tmp}/model.pt2"], "skyfix export torch"),
     ("torch", ["eval-encoder", "{tmp}/model.pt"], "skyfix eval-encoder"),
 ]
 
@@ -51,6 +52,7 @@ def test_a_missing_extra_is_named(tmp_path, module, argv, command):
         assert last == expected
     # nothing was trained or written before the refusal
     assert not (tmp_path / "run").exists() and not (tmp_path / "model.onnx").exists()
+    assert not (tmp_path / "model.pt2").exists()
 
 
 def test_train_without_onnx_export_does_not_need_onnx(tmp_path):
