@@ -31,7 +31,9 @@ def register(subparsers) -> None:
     e.add_argument("--compare", nargs="+", default=[], metavar="OTHER", help="more models to compare with MODEL")
     e.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch", "tensorrt"],
                    help="backend for every model (default auto: by file type)")
-    e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    e.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda or cuda:N (default auto); torch models on CUDA run under CUDA graphs and are "
+                        "timed with synchronised torch.cuda.Event pairs, the others by the wall clock")
     e.add_argument("--batch", default="1", metavar="N[,N...]",
                    help="batch sizes for dynamic-batch models, e.g. 1,8,16 (default 1); fixed-batch models use theirs")
     e.add_argument("--warmup", type=int, default=10, metavar="N", help="warm-up calls per model and batch (default 10)")

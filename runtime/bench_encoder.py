@@ -17,8 +17,14 @@ Inputs (per model and batch size ``n``):
 * values: uint8 uniform in [0, 255]; float inputs standard normal; integer inputs uniform in [0, 9]; an input whose
   dtype is not declared gets float32.
 
-Latency is the backend's :attr:`~runtime.backends.base.Backend.last_latency_ms` (host-to-host wall time of one
-``infer`` call, input/output copies included, feed validation excluded), milliseconds per call of ``n`` images.
+Latency, milliseconds per call of ``n`` images, comes from each model's timer (``timer`` in the JSON and the table,
+:func:`timer_for`): ``wall_clock`` is the backend's :attr:`~runtime.backends.base.Backend.last_latency_ms`
+(host-to-host wall time of one ``infer`` call, input/output copies included, feed validation excluded);
+``cuda_event``, for a torch-backend model on a CUDA device, is the time between a pair of ``torch.cuda.Event``
+recorded on the model's stream before and after the ``infer`` call, read once the second has completed (the GPU's
+clock; the call includes the host-to-device copy, the graph replay or eager run and the device-to-host copy). ONNX
+Runtime and TensorRT models keep the wall clock (torch is never imported for them). A torch model on CUDA runs under
+CUDA graphs: its first call at a batch size captures one, so keep ``warmup`` >= 1.
 Throughput is ``n * 1000 / p50_ms`` images per second (median-based, like every comparison here; the mean-based
 figure is in the JSON as ``throughput_mean_ips``). ``speedup_vs_first`` is ``p50 of the first model / p50 of this
 model`` at the same batch size (> 1: faster than the first model), None when the first model did not run that size.
@@ -46,6 +52,7 @@ import numpy as np
 from runtime.errors import OnboardError
 
 __all__ = [
+    "TIMERS",
     "BenchConfig",
     "EncoderBenchError",
     "ModelRun",
@@ -56,9 +63,12 @@ __all__ = [
     "parse_input_size",
     "run_bench",
     "summarize",
+    "timer_for",
 ]
 
 BACKEND_CHOICES = ("auto", "onnxruntime", "torch", "tensorrt")
+#: latency timers: host wall clock around ``infer``, or a synchronised torch.cuda.Event pair (torch on CUDA)
+TIMERS = ("wall_clock", "cuda_event")
 
 
 class EncoderBenchError(OnboardError):
@@ -223,9 +233,39 @@ def _batch_dim(backend) -> int | None:
     return None
 
 
+def timer_for(backend_name: str, device: str) -> str:
+    """The latency timer of a model loaded by ``backend_name`` on ``device`` (e.g. "torch", "cuda:0"):
+    "cuda_event" for the torch backend on a CUDA device, else "wall_clock"."""
+    return "cuda_event" if backend_name == "torch" and str(device).startswith("cuda") else "wall_clock"
+
+
+def _make_timer(kind: str, backend):
+    """``measure(feeds) -> ms``: runs ``backend.infer(feeds)`` once and times it with the ``kind`` timer."""
+    if kind == "wall_clock":
+        def wall(feeds: dict) -> float:
+            backend.infer(feeds)
+            return float(backend.last_latency_ms)
+
+        return wall
+    import torch  # the torch backend is loaded: torch is imported already
+
+    device = torch.device(backend.device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def cuda_event(feeds: dict) -> float:
+        stream = torch.cuda.current_stream(device)
+        start.record(stream)
+        backend.infer(feeds)
+        end.record(stream)
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+    return cuda_event
+
+
 @dataclass
 class ModelRun:
-    """One loaded model and its latency samples (milliseconds per call) by batch size."""
+    """One loaded model, its timer ("wall_clock" or "cuda_event") and latency samples (ms per call) by batch size."""
 
     label: str
     path: Path
@@ -233,6 +273,16 @@ class ModelRun:
     threads: int | None
     fixed_batch: int | None
     samples: dict[int, list[float]] = field(default_factory=dict)
+    timer: str = "wall_clock"
+
+    def __post_init__(self) -> None:
+        if self.timer not in TIMERS:
+            raise EncoderBenchError(f"unknown timer {self.timer!r}; expected one of {list(TIMERS)}")
+        self._measure = _make_timer(self.timer, self.backend)
+
+    def measure(self, feeds: dict) -> float:
+        """One timed ``infer`` call on ``feeds``; milliseconds by this model's timer."""
+        return self._measure(feeds)
 
     def batches(self, wanted: tuple[int, ...]) -> tuple[int, ...]:
         """Batch sizes this model runs: ``wanted`` when dynamic, its fixed size otherwise."""
@@ -257,7 +307,7 @@ def _load(path: Path, config: BenchConfig, label: str) -> ModelRun:
             backend._torch.set_num_threads(threads)  # the torch backend is loaded: torch is imported already
         elif name != "torch":
             threads = None  # TensorRT: GPU, no CPU thread setting
-    return ModelRun(label, path, backend, threads, _batch_dim(backend))
+    return ModelRun(label, path, backend, threads, _batch_dim(backend), timer=timer_for(backend.name, backend.device))
 
 
 def summarize(samples_ms, batch: int) -> dict:
@@ -297,8 +347,7 @@ def _interleaved(runs: list[ModelRun], feeds: dict[int, dict], config: BenchConf
     for i in range(config.iterations):
         for k in range(n):
             run = runs[(i + k) % n]
-            run.backend.infer(feeds[id(run)])
-            samples[id(run)].append(float(run.backend.last_latency_ms))
+            samples[id(run)].append(run.measure(feeds[id(run)]))
     for run in runs:
         run.samples[batch] = samples[id(run)]
 
@@ -357,7 +406,8 @@ def run_bench(models, config: BenchConfig | None = None, log=None) -> dict:
             for index, run in enumerate(runs):
                 if batch not in run.samples:
                     continue
-                row = {"model": run.label, "model_index": index, "batch": batch, "warmup": config.warmup}
+                row = {"model": run.label, "model_index": index, "batch": batch, "warmup": config.warmup,
+                       "timer": run.timer}
                 row.update(summarize(run.samples[batch], batch))
                 row["speedup_vs_first"] = ref_p50 / row["p50_ms"] if ref_p50 is not None and row["p50_ms"] > 0 else None
                 results.append(row)
@@ -372,6 +422,7 @@ def run_bench(models, config: BenchConfig | None = None, log=None) -> dict:
                 "device": b.device,
                 "providers": list(getattr(b, "providers", [])) or None,
                 "threads": run.threads,
+                "timer": run.timer,
                 "fixed_batch": run.fixed_batch,
                 "batches": list(run.batches(config.batches)),
                 "inputs": [s.describe() for s in b.inputs],
@@ -402,7 +453,7 @@ def format_table(result: dict) -> str:
     for i, m in enumerate(result["models"]):
         threads = "" if m["threads"] is None else f", {m['threads']} threads"
         batch = f", fixed batch {m['fixed_batch']}" if m["fixed_batch"] is not None else ""
-        lines.append(f"  [{i}] {m['label']}: {m['backend']} on {m['device']}{threads}{batch}; "
+        lines.append(f"  [{i}] {m['label']}: {m['backend']} on {m['device']}{threads}{batch}, timer {m['timer']}; "
                      f"inputs {', '.join(m['inputs'])}")
     width = max([5] + [len(r["model"]) for r in result["results"]])
     lines.append("")
@@ -411,5 +462,7 @@ def format_table(result: dict) -> str:
         ratio = "-" if r["speedup_vs_first"] is None else f"{r['speedup_vs_first']:.2f}x"
         ms = "  ".join(f"{r[k]:>8.{3 if r[k] >= 1 else 4}f}" for k in ("p50_ms", "p90_ms", "p99_ms"))
         lines.append(f"{r['model']:<{width}}  {r['batch']:>5}  {ms}  {r['throughput_ips']:>8.1f}  {ratio:>8}")
-    lines.append("latency: ms per call (host to host); img/s = batch * 1000 / p50; vs first = p50 of model [0] / p50")
+    lines.append("latency: ms per call by each model's timer (wall_clock: host to host; cuda_event: a synchronised "
+                 "torch.cuda.Event pair around the call); img/s = batch * 1000 / p50; "
+                 "vs first = p50 of model [0] / p50")
     return "\n".join(lines)

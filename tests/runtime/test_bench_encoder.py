@@ -247,3 +247,63 @@ def test_help_without_heavy_imports():
                          text=True)
     assert out.returncode == 0, out.stderr
     assert "usage: skyfix bench encoder" in out.stdout
+
+
+# ------------------------------------------------------------------------------------ torch.export programs (.pt2)
+@pytest.fixture(scope="module")
+def pt2_and_onnx(tmp_path_factory):
+    """(enc.pt2, enc.onnx): one small_cnn checkpoint exported by `skyfix export torch` and `skyfix export onnx`."""
+    torch = pytest.importorskip("torch")
+    from export.checkpoint import load_checkpoint, save_checkpoint
+    from export.models.encoder import EncoderConfig, build_encoder
+    from export.onnx_export import export_onnx
+    from export.torch_export import export_torch
+
+    root = tmp_path_factory.mktemp("bench_pt2")
+    torch.manual_seed(0)
+    config = EncoderConfig(backbone="small_cnn", dim=32, input_size=32, shared=True)
+    ckpt = load_checkpoint(save_checkpoint(root / "c.pt", build_encoder(config), config, ground_resolution_m=0.5,
+                                           name="bench"))
+    (program,) = export_torch(ckpt, root / "enc.pt2")
+    (onnx_model,) = export_onnx(ckpt, root / "enc.onnx")
+    return program.path, onnx_model.path
+
+
+def test_torch_program_vs_onnx_on_cpu(pt2_and_onnx):
+    pt2, onnx_path = pt2_and_onnx
+    result = run_bench([pt2, onnx_path], BenchConfig(batches=(1, 3), warmup=1, iterations=4, threads=1, device="cpu"))
+    json.dumps(result, allow_nan=False)
+    by_label = {m["label"]: m for m in result["models"]}
+    assert by_label["enc.pt2"]["backend"] == "torch" and by_label["enc.onnx"]["backend"] == "onnxruntime"
+    for m in result["models"]:
+        assert m["device"] == "cpu" and m["threads"] == 1 and m["timer"] == "wall_clock"
+        assert m["inputs"] == ["images[?,32,32,3] uint8"] and m["outputs"] == ["embedding[?,32] float32"]
+        assert m["encoder_id"] == by_label["enc.onnx"]["encoder_id"]
+    _check_rows(result, ["enc.pt2", "enc.onnx"], [1, 3])
+    assert all(r["timer"] == "wall_clock" for r in result["results"])
+    assert result["machine"]["torch"] and result["machine"]["onnxruntime"]
+    table = format_table(result)
+    assert "enc.pt2: torch on cpu, 1 threads, timer wall_clock" in table and "cuda_event: a synchronised" in table
+
+
+def test_timer_choice():
+    from runtime.bench_encoder import TIMERS, ModelRun, timer_for
+
+    assert timer_for("torch", "cuda:0") == "cuda_event" and timer_for("torch", "cuda:1") == "cuda_event"
+    assert timer_for("torch", "cpu") == "wall_clock"
+    assert timer_for("onnxruntime", "cuda:0") == timer_for("tensorrt", "cuda:0") == "wall_clock"
+    assert TIMERS == ("wall_clock", "cuda_event")
+    with pytest.raises(EncoderBenchError, match=r"unknown timer 'tsc'; expected one of \['wall_clock', 'cuda_event'\]"):
+        ModelRun("m", None, None, 1, None, timer="tsc")
+
+
+def test_torch_program_on_cuda_uses_cuda_events(pt2_and_onnx):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    pt2, _ = pt2_and_onnx
+    result = run_bench([pt2], BenchConfig(batches=(1, 8), warmup=2, iterations=5, device="cuda"))
+    (model,) = result["models"]
+    assert model["device"].startswith("cuda") and model["timer"] == "cuda_event"
+    _check_rows(result, ["enc.pt2"], [1, 8])
+    assert "timer cuda_event" in format_table(result)
