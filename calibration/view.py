@@ -30,7 +30,8 @@ from .camera import CameraModel
 from .errors import GeometryError
 from .geometry import NADIR_MOUNT, Attitude, Mount, R_cam2world
 
-__all__ = ["GroundRaster", "GroundView", "ground_footprint", "rectify", "render"]
+__all__ = ["GroundRaster", "GroundView", "RectifyMap", "ground_footprint", "mip_levels", "mip_plan", "rectify",
+           "rectify_map", "render"]
 
 _INTERPOLATIONS = ("nearest", "linear", "cubic")
 _MAX_LEVELS = 8  # pyramid levels at most (1/256 of the source resolution)
@@ -325,6 +326,42 @@ def _as_float(img: np.ndarray) -> np.ndarray:
     return out if out.ndim == 3 else out[:, :, None]
 
 
+def mip_levels(map_x: np.ndarray, map_y: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """float32[H, W] mip-map level (pyramid level, 0 = full resolution) per output pixel of a pixel map
+    (``map_x``/``map_y`` float32[H, W] source pixel coordinates, ``valid`` bool[H, W]): what :func:`rectify` and
+    :func:`render` blend at. Public for other resamplers of the same maps (``runtime.gpu``)."""
+    return _mip_level(map_x, map_y, valid)
+
+
+def mip_plan(src_shape: tuple, level: np.ndarray, valid: np.ndarray, interpolation: str = "linear"):
+    """The pyramid levels a mip-mapped resampling of a source of ``src_shape`` ([h, w, ...]) needs.
+
+    Args:
+        src_shape: shape of the source image (the pyramid stops at 1/256 or below 4 px).
+        level: float32[H, W] from :func:`mip_levels`.
+        valid: bool[H, W] output pixels that are sampled.
+        interpolation: "linear"/"cubic" (levels blended) or "nearest" (levels rounded).
+    Returns:
+        (level float32[H, W] clipped to the top of the pyramid, lo, hi): every valid pixel of level ``L + f`` is
+        ``(1 - f) r_L + f r_(L+1)`` with the levels clipped into ``[lo, hi]``; levels ``lo..hi`` are sampled.
+    """
+    lv = level[valid]
+    top = 0
+    h, w = src_shape[:2]
+    while top < _MAX_LEVELS and min(h, w) >= 4:
+        top += 1
+        h, w = (h + 1) // 2, (w + 1) // 2
+    if lv.size == 0:
+        lo = hi = 0
+    else:
+        lo = min(int(math.floor(float(lv.min()))), top)
+        hi = min(int(math.ceil(float(lv.max()))), top)
+    level = np.minimum(level, np.float32(top))
+    if interpolation == "nearest":
+        level = np.floor(level + np.float32(0.5))
+    return level, lo, hi
+
+
 def _mip_remap(
     src: np.ndarray,
     map_x: np.ndarray,
@@ -343,20 +380,7 @@ def _mip_remap(
     flags = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}[interpolation]
     if level is None:
         level = _mip_level(map_x, map_y, valid)
-    lv = level[valid]
-    top = 0
-    h, w = src.shape[:2]
-    while top < _MAX_LEVELS and min(h, w) >= 4:
-        top += 1
-        h, w = (h + 1) // 2, (w + 1) // 2
-    if lv.size == 0:
-        lo = hi = 0
-    else:
-        lo = min(int(math.floor(float(lv.min()))), top)
-        hi = min(int(math.ceil(float(lv.max()))), top)
-    level = np.minimum(level, np.float32(top))
-    if interpolation == "nearest":
-        level = np.floor(level + np.float32(0.5))
+    level, lo, hi = mip_plan(src.shape, level, valid, interpolation)
     pyramid = [src]
     for _ in range(hi):
         pyramid.append(cv2.pyrDown(pyramid[-1]))
@@ -478,9 +502,63 @@ def rectify(
             f"image is {image.shape[1]}x{image.shape[0]} px but the camera model is {camera.width}x{camera.height}; "
             "use camera.scaled(...) for a resized frame"
         )
+    _positive("height_m", height_m, "metres")
+    _positive("gsd", gsd, "m/px")
+    interpolation = _check_interpolation(interpolation)
+    m = rectify_map(camera, attitude, height_m, gsd, mount=mount, size_px=size_px, center_xy=center_xy,
+                    max_angle_deg=max_angle_deg, max_size_px=max_size_px)
+    import cv2
+
+    out = _mip_remap(image, m.map_x, m.map_y, m.mask, interpolation, cv2.BORDER_REPLICATE)
+    out[~m.mask] = 0
+    return GroundView(image=out, mask=m.mask, gsd=m.gsd, x_min=m.x_min, y_max=m.y_max)
+
+
+@dataclass(frozen=True, eq=False)
+class RectifyMap:
+    """Where each pixel of a rectified ground view samples the camera frame (:func:`rectify_map`).
+
+    Attributes:
+        map_x, map_y: float32[H, W] camera pixel coordinates (OpenCV: (0, 0) is the centre of the top-left pixel) of
+            each output pixel's ground point; -1 where ``mask`` is False.
+        mask: bool[H, W], True where the ground point lies in front of the camera, inside the distortion's valid
+            range and inside the image.
+        gsd, x_min, y_max: the output raster's metres per pixel and left / top edge (metres relative to the nadir
+            point), as :class:`GroundView`.
+    """
+
+    map_x: np.ndarray
+    map_y: np.ndarray
+    mask: np.ndarray
+    gsd: float
+    x_min: float
+    y_max: float
+
+
+def rectify_map(
+    camera: CameraModel,
+    attitude: Attitude,
+    height_m: float,
+    gsd: float,
+    *,
+    mount: Mount = NADIR_MOUNT,
+    size_px: tuple[int, int] | None = None,
+    center_xy: tuple[float, float] | None = None,
+    max_angle_deg: float = 75.0,
+    max_size_px: int = 4096,
+) -> RectifyMap:
+    """The geometry of :func:`rectify` without the resampling: the source pixel of every output pixel.
+
+    Arguments as :func:`rectify` (no image). :func:`rectify` is this plus a mip-mapped ``cv2.remap``; another
+    resampler (``runtime.gpu.rectify``: ``torch.nn.functional.grid_sample`` on a device) takes the same maps, so
+    the geometry has one implementation.
+
+    Raises:
+        GeometryError: as :func:`rectify` (height <= 0, gsd <= 0, bad size, a camera that sees no ground).
+    """
+    _check_pose_args(camera, attitude, mount)
     height_m = _positive("height_m", height_m, "metres")
     gsd = _positive("gsd", gsd, "m/px")
-    interpolation = _check_interpolation(interpolation)
     if not 0.0 < float(max_angle_deg) < 90.0:
         raise GeometryError(f"max_angle_deg must be in (0, 90) degrees, got {max_angle_deg!r}")
     if isinstance(max_size_px, bool) or int(max_size_px) != max_size_px or max_size_px < 1:
@@ -533,13 +611,9 @@ def rectify(
         & (map_y >= -0.5)
         & (map_y <= camera.height - 0.5)
     )
-    import cv2
-
     np.copyto(map_x, np.float32(-1.0), where=~mask)  # keep cv2 away from huge coordinates
     np.copyto(map_y, np.float32(-1.0), where=~mask)
-    out = _mip_remap(image, map_x, map_y, mask, interpolation, cv2.BORDER_REPLICATE)
-    out[~mask] = 0
-    return GroundView(image=out, mask=mask, gsd=gsd, x_min=float(x_min), y_max=float(y_max))
+    return RectifyMap(map_x=map_x, map_y=map_y, mask=mask, gsd=gsd, x_min=float(x_min), y_max=float(y_max))
 
 
 # ---------------------------------------------------------------------------------------------------- render

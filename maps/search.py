@@ -638,7 +638,9 @@ class Searcher:
 
     # -- scope -----------------------------------------------------------------------------------------------------
 
-    def _check_overlap(self, prior) -> None:
+    def check_overlap(self, prior) -> None:
+        """Raise :class:`PriorOutsideMapError` when the prior circle (x, y, radius_m), validated, misses the map's
+        tiles entirely (what :meth:`search` refuses; other searchers of the same map, e.g. ``runtime.gpu``, too)."""
         x, y, r = prior
         x0, y0, x1, y1 = self.bounds
         dx = max(x0 - x, 0.0, x - x1)
@@ -718,7 +720,7 @@ class Searcher:
         if self.n == 0:
             return topk_rows(np.zeros((q.shape[0], 0), np.float32), np.zeros(0, np.int64), k)
         if prior is not None:
-            self._check_overlap(prior)
+            self.check_overlap(prior)
         use_hnsw = not exact and self.hnsw.enabled
         if prior is None:
             if use_hnsw:

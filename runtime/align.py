@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -326,20 +327,27 @@ class FineAligner:
         r[~np.isfinite(r)] = -1.0  # flat windows (no variance) give 0/0
         return np.clip(r, -1.0, 1.0, out=r)
 
+    def _origin(self, nu: float, nv: float, x: float, y: float, radius: int, factor: int):
+        """Where the search window of a template (nadir point at pixel-edge (``nu``, ``nv``) of its level) around
+        (x, y) lies: (u0, v0) the level-0 map pixel edge of the window's top-left, and (x0, y0) the metres of the
+        nadir point at shift (0, 0); shift (i, j) puts it at ``(x0 + j * g, y0 - i * g)``, g = factor * gsd."""
+        # level-0 pixel edge of the template's top-left when the nadir point is at (x, y), minus the radius
+        ue = (x - self.x_min) / self.gsd - nu * factor - radius * factor
+        ve = (self.y_max - y) / self.gsd - nv * factor - radius * factor
+        u0, v0 = int(round(ue)), int(round(ve))
+        g = factor * self.gsd
+        x0 = self.x_min + u0 * self.gsd + nu * g
+        y0 = self.y_max - v0 * self.gsd - nv * g
+        return u0, v0, x0, y0
+
     def _search(self, tmpl: _Template, rotated: list, x: float, y: float, radius: int, factor: int):
         """NCC maps of the rotated templates (``_Template.rotated`` of ``tmpl``), nadir point shifted by -radius..radius
         level pixels around (x, y). Returns (maps float32[len(rotated), 2r+1, 2r+1], x0, y0) where shift (i, j) puts
         the nadir point at ``(x0 + j * g, y0 - i * g)`` metres, g = factor * gsd; maps is None without imagery."""
         h, w = tmpl.image.shape
-        # level-0 pixel edge of the template's top-left when the nadir point is at (x, y), minus the radius
-        ue = (x - self.x_min) / self.gsd - tmpl.nu * factor - radius * factor
-        ve = (self.y_max - y) / self.gsd - tmpl.nv * factor - radius * factor
-        u0, v0 = int(round(ue)), int(round(ve))
+        u0, v0, x0, y0 = self._origin(tmpl.nu, tmpl.nv, x, y, radius, factor)
         n = 2 * radius + 1
         win, frac = self._window(u0, v0, w + n - 1, h + n - 1, factor)
-        g = factor * self.gsd
-        x0 = self.x_min + u0 * self.gsd + tmpl.nu * g
-        y0 = self.y_max - v0 * self.gsd - tmpl.nv * g
         if frac == 0.0:
             return None, x0, y0
         maps = np.full((len(rotated), n, n), -1.0, np.float32)
@@ -401,60 +409,126 @@ class FineAligner:
                 f"coarse_factor {cf}; fly higher, widen context_px, or lower coarse_factor"
             )
         fine = coarse if ff == cf else self._level(gray, valid, ff, nadir)
-        rc = max(1, int(math.ceil(self.search_m / (cf * self.gsd))))
-        rf = max(1, int(math.ceil(cf / ff)) + 1)
-        half_step = 0.5 * self.yaw_step_deg if self.yaw_search_deg > 0 and self.refine_yaw else 0.0
-        gc, gf = cf * self.gsd, ff * self.gsd
+        rc, rf = self._radii()
+        gf = ff * self.gsd
         coarse_rot = [coarse.rotated(float(a)) for a in self.yaw_offsets_deg]
         out = []
         for cx, cy in cands:
             # ---- coarse: all yaw corrections over the whole search window
             maps, x0, y0 = self._search(coarse, coarse_rot, float(cx), float(cy), rc, cf)
             if maps is None:
-                out.append(AlignResult(float(cx), float(cy), _wrap_pi(yaw0), -1.0, self.search_m, 1.0))
+                out.append(self._no_imagery(cx, cy, yaw0))
                 continue
-            k, iy, ix = np.unravel_index(int(np.argmax(maps)), maps.shape)
-            best = float(maps[k, iy, ix])
-            on_border = iy in (0, maps.shape[1] - 1) or ix in (0, maps.shape[2] - 1)
-            ratio, second_m = self._peak_ratio(maps, int(iy), int(ix), best, gc)
-            dyaw = float(self.yaw_offsets_deg[k])
-            if 0 < k < len(self.yaw_offsets_deg) - 1:
-                peaks = maps.reshape(len(maps), -1).max(axis=1)
-                off, _ = _parabola(float(peaks[k - 1]), best, float(peaks[k + 1]))
-                dyaw += off * self.yaw_step_deg
-            sdy, sdx, _ = _peak_sigma_px(maps[k], iy, ix)
-            xe = x0 + (ix + sdx) * gc
-            ye = y0 - (iy + sdy) * gc
+            peak = self._coarse_peak(maps, x0, y0)
+            xe, ye = peak.x, peak.y
             # ---- fine: the coarse yaw and +/- half a step, small window around the coarse position
-            angles = [dyaw] if half_step == 0.0 else [dyaw - half_step, dyaw, dyaw + half_step]
+            angles = self._fine_angles(peak.dyaw_deg)
             rotated = [fine.rotated(a) for a in angles]
             for _ in range(2):  # once more, recentred, when the fine peak lies on the border of its window
                 fmaps, fx0, fy0 = self._search(fine, rotated, xe, ye, rf, ff)
                 if fmaps is None:
                     break
-                peaks = fmaps.reshape(len(fmaps), -1).max(axis=1)
-                kb = int(np.argmax(peaks))
-                fy_i, fx_i = np.unravel_index(int(np.argmax(fmaps[kb])), fmaps[kb].shape)
-                if 0 < fy_i < 2 * rf and 0 < fx_i < 2 * rf:
+                fpeak = self._fine_peak(fmaps, rf)
+                if fpeak.inside:
                     break
-                xe, ye = fx0 + fx_i * gf, fy0 - fy_i * gf
+                xe, ye = fx0 + fpeak.ix * gf, fy0 - fpeak.iy * gf
             if fmaps is None:  # the fine window slid off the imagery (a candidate at the very edge of the map)
-                out.append(AlignResult(float(cx), float(cy), _wrap_pi(yaw0), -1.0, self.search_m, 1.0))
+                out.append(self._no_imagery(cx, cy, yaw0))
                 continue
-            fyaw = angles[kb]
-            if len(angles) == 3 and kb == 1:
-                off, _ = _parabola(float(peaks[0]), float(peaks[1]), float(peaks[2]))
-                fyaw += off * half_step
-            fdy, fdx, sig_px = _peak_sigma_px(fmaps[kb], int(fy_i), int(fx_i))
-            x = fx0 + (fx_i + fdx) * gf
-            y = fy0 - (fy_i + fdy) * gf
-            score = float(peaks[kb])
-            sigma = _SIGMA_SCALE * sig_px * gf
-            if ratio < _AMBIGUOUS_RATIO:  # a rival peak almost as high: the position is uncertain up to its distance
-                sigma = max(sigma, second_m * (_AMBIGUOUS_RATIO - ratio) / (_AMBIGUOUS_RATIO - 1.0))
-            if on_border or not math.isfinite(sigma):
-                sigma = self.search_m
-            sigma = float(min(max(sigma, self.gsd), self.search_m))
-            out.append(AlignResult(float(x), float(y), _wrap_pi(yaw0 + math.radians(fyaw)), score, sigma,
-                                   float(ratio)))
+            out.append(self._result(fmaps, fpeak, fx0, fy0, angles, peak, yaw0))
         return out
+
+    # ------------------------------------------------------------------------------------------ peak logic
+    # Shared with runtime.gpu.align (the same decisions on NCC maps computed on a torch device).
+    def _radii(self) -> tuple[int, int]:
+        """(coarse, fine) search radius in level pixels."""
+        cf, ff = self.coarse_factor, self.fine_factor
+        rc = max(1, int(math.ceil(self.search_m / (cf * self.gsd))))
+        rf = max(1, int(math.ceil(cf / ff)) + 1)
+        return rc, rf
+
+    def _half_step(self) -> float:
+        """Yaw offset (degrees) of the extra fine-level hypotheses (0: the coarse yaw only)."""
+        return 0.5 * self.yaw_step_deg if self.yaw_search_deg > 0 and self.refine_yaw else 0.0
+
+    def _no_imagery(self, cx, cy, yaw0: float) -> AlignResult:
+        """The result of a candidate whose window holds no map imagery."""
+        return AlignResult(float(cx), float(cy), _wrap_pi(yaw0), -1.0, self.search_m, 1.0)
+
+    def _coarse_peak(self, maps: np.ndarray, x0: float, y0: float) -> "_CoarsePeak":
+        """The best (yaw, shift) of the coarse NCC maps float32[len(yaw_offsets_deg), n, n] (shift (i, j): nadir
+        point at ``(x0 + j * g, y0 - i * g)``), refined by parabolas, with its peak ratio."""
+        gc = self.coarse_factor * self.gsd
+        k, iy, ix = np.unravel_index(int(np.argmax(maps)), maps.shape)
+        best = float(maps[k, iy, ix])
+        on_border = iy in (0, maps.shape[1] - 1) or ix in (0, maps.shape[2] - 1)
+        ratio, second_m = self._peak_ratio(maps, int(iy), int(ix), best, gc)
+        dyaw = float(self.yaw_offsets_deg[k])
+        if 0 < k < len(self.yaw_offsets_deg) - 1:
+            peaks = maps.reshape(len(maps), -1).max(axis=1)
+            off, _ = _parabola(float(peaks[k - 1]), best, float(peaks[k + 1]))
+            dyaw += off * self.yaw_step_deg
+        sdy, sdx, _ = _peak_sigma_px(maps[k], iy, ix)
+        xe = x0 + (ix + sdx) * gc
+        ye = y0 - (iy + sdy) * gc
+        return _CoarsePeak(xe, ye, dyaw, ratio, second_m, on_border)
+
+    def _fine_angles(self, dyaw_deg: float) -> list[float]:
+        """Yaw corrections (degrees) tried at the fine level around the coarse one."""
+        half_step = self._half_step()
+        return [dyaw_deg] if half_step == 0.0 else [dyaw_deg - half_step, dyaw_deg, dyaw_deg + half_step]
+
+    @staticmethod
+    def _fine_peak(fmaps: np.ndarray, rf: int) -> "_FinePeak":
+        """The best angle and shift of the fine NCC maps float32[len(angles), 2 rf + 1, 2 rf + 1]; ``inside``:
+        the peak is off the window border (else the window is recentred on it once)."""
+        peaks = fmaps.reshape(len(fmaps), -1).max(axis=1)
+        kb = int(np.argmax(peaks))
+        fy_i, fx_i = np.unravel_index(int(np.argmax(fmaps[kb])), fmaps[kb].shape)
+        return _FinePeak(kb, fy_i, fx_i, peaks, bool(0 < fy_i < 2 * rf and 0 < fx_i < 2 * rf))
+
+    def _result(self, fmaps: np.ndarray, fpeak: "_FinePeak", fx0: float, fy0: float, angles: list[float],
+                peak: "_CoarsePeak", yaw0: float) -> AlignResult:
+        """The refined pose from the fine maps' peak (sub-pixel, yaw parabola) and the coarse peak's quality."""
+        gf = self.fine_factor * self.gsd
+        half_step = self._half_step()
+        kb, peaks = fpeak.k, fpeak.peaks
+        fyaw = angles[kb]
+        if len(angles) == 3 and kb == 1:
+            off, _ = _parabola(float(peaks[0]), float(peaks[1]), float(peaks[2]))
+            fyaw += off * half_step
+        fdy, fdx, sig_px = _peak_sigma_px(fmaps[kb], int(fpeak.iy), int(fpeak.ix))
+        x = fx0 + (fpeak.ix + fdx) * gf
+        y = fy0 - (fpeak.iy + fdy) * gf
+        score = float(peaks[kb])
+        sigma = _SIGMA_SCALE * sig_px * gf
+        ratio = peak.ratio
+        if ratio < _AMBIGUOUS_RATIO:  # a rival peak almost as high: the position is uncertain up to its distance
+            sigma = max(sigma, peak.second_m * (_AMBIGUOUS_RATIO - ratio) / (_AMBIGUOUS_RATIO - 1.0))
+        if peak.on_border or not math.isfinite(sigma):
+            sigma = self.search_m
+        sigma = float(min(max(sigma, self.gsd), self.search_m))
+        return AlignResult(float(x), float(y), _wrap_pi(yaw0 + math.radians(fyaw)), score, sigma, float(ratio))
+
+
+class _CoarsePeak(NamedTuple):
+    """The coarse level's answer for one candidate: (x, y) metres of the refined coarse peak, the yaw correction
+    (degrees), the peak ratio and the rival's distance (metres), and whether the peak lies on the window border."""
+
+    x: float
+    y: float
+    dyaw_deg: float
+    ratio: float
+    second_m: float
+    on_border: bool
+
+
+class _FinePeak(NamedTuple):
+    """The fine maps' best angle index ``k`` and shift (``iy``, ``ix``), every angle's peak (``peaks``), and whether
+    the shift lies inside the window (not on its border)."""
+
+    k: int
+    iy: int
+    ix: int
+    peaks: np.ndarray
+    inside: bool

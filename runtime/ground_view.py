@@ -195,6 +195,14 @@ class GroundViewer:
             GroundViewError: bad frame (type, dtype, shape other than the camera's), height <= 0, neither an
             attitude nor yaws, empty or non-finite yaws, or a camera that sees no ground.
         """
+        self._check_frame(image)
+        h = _check_height(height_m)
+        attitudes = self._attitudes(attitude, yaws)
+        side = self.context_size(h, attitudes[0])
+        return self._make_views(image, attitudes, h, side)
+
+    def _check_frame(self, image) -> None:
+        """GroundViewError unless ``image`` is the camera's RGB uint8[height, width, 3] frame."""
         if not isinstance(image, np.ndarray):
             raise GroundViewError(f"image must be a numpy array uint8[h, w, 3] (RGB), got {type(image).__name__}")
         want = (self.camera.height, self.camera.width, 3)
@@ -203,29 +211,33 @@ class GroundViewer:
                 f"image must be RGB uint8{list(want)} (the camera model's {self.camera.width}x{self.camera.height}), "
                 f"got {image.dtype}{list(image.shape)}; for a resized stream use camera.scaled(...)"
             )
-        h = _check_height(height_m)
+
+    @staticmethod
+    def _attitudes(attitude: Attitude | None, yaws) -> list[Attitude]:
+        """The attitudes to view the frame at: ``[attitude]``, or a level camera at each of ``yaws``."""
         if attitude is not None:
             if not isinstance(attitude, Attitude):
                 raise GroundViewError(
                     f"attitude must be a calibration.geometry.Attitude or None, got {type(attitude).__name__}"
                 )
-            attitudes = [attitude]
-        else:
-            if yaws is None:
-                raise GroundViewError(
-                    "views() needs the attitude or heading hypotheses: pass attitude=Attitude(...) from the IMU, or "
-                    "yaws=[...] (radians, REP-103) to try a level camera at each yaw"
-                )
-            try:
-                ys = [float(y) for y in np.asarray(yaws, dtype=float).ravel()]
-            except (TypeError, ValueError) as exc:
-                raise GroundViewError(f"yaws must be a sequence of numbers (radians), got {yaws!r}") from exc
-            if not ys:
-                raise GroundViewError("yaws is empty: give at least one heading hypothesis (radians) or an attitude")
-            if not all(math.isfinite(y) for y in ys):
-                raise GroundViewError(f"yaws must be finite numbers (radians), got {ys}")
-            attitudes = [Attitude(0.0, 0.0, y) for y in ys]
-        side = self.context_size(h, attitudes[0])
+            return [attitude]
+        if yaws is None:
+            raise GroundViewError(
+                "views() needs the attitude or heading hypotheses: pass attitude=Attitude(...) from the IMU, or "
+                "yaws=[...] (radians, REP-103) to try a level camera at each yaw"
+            )
+        try:
+            ys = [float(y) for y in np.asarray(yaws, dtype=float).ravel()]
+        except (TypeError, ValueError) as exc:
+            raise GroundViewError(f"yaws must be a sequence of numbers (radians), got {yaws!r}") from exc
+        if not ys:
+            raise GroundViewError("yaws is empty: give at least one heading hypothesis (radians) or an attitude")
+        if not all(math.isfinite(y) for y in ys):
+            raise GroundViewError(f"yaws must be finite numbers (radians), got {ys}")
+        return [Attitude(0.0, 0.0, y) for y in ys]
+
+    def _make_views(self, image: np.ndarray, attitudes: list[Attitude], h: float, side: int) -> list[GroundView]:
+        """One ``side`` x ``side`` view per attitude (``calibration.view.rectify``: a mip-mapped ``cv2.remap``)."""
         out = []
         for att in attitudes:
             try:
