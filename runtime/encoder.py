@@ -221,6 +221,8 @@ def load_encoder(model: str | Path | None, *, backend: str = "auto", device: str
         rgb = contract.colour_order.upper() == "RGB"
 
         def fn(images: np.ndarray) -> np.ndarray:
+            if hasattr(be, "infer_images"):  # TensorRT: normalised on the GPU by skyfix_native (runtime.native)
+                return be.infer_images(images, contract.mean, contract.std, reverse_channels=not rgb)[out_name]
             x = images if rgb else images[..., ::-1]
             x = x.transpose(0, 3, 1, 2).astype(np.float32) * scale - shift
             return be.infer({spec.name: np.ascontiguousarray(x, dtype)})[out_name]

@@ -34,7 +34,7 @@ import numpy as np
 from .errors import OnboardError
 
 __all__ = ["ABI_VERSION", "BUILD_COMMAND", "ENV_VAR", "NativeArgumentError", "NativeCudaError", "NativeError",
-           "NativeLib", "NativeLibraryError", "find_library", "library_filename", "load", "try_load"]
+           "NativeLib", "NativeLibraryError", "find_library", "library_filename", "load", "normalize_numpy", "try_load"]
 
 #: the C ABI version this module speaks (``SKYFIX_NATIVE_ABI_VERSION`` of native/include/skyfix_native.h)
 ABI_VERSION = 1
@@ -141,6 +141,20 @@ def try_load(path: str | os.PathLike | None = None) -> tuple["NativeLib | None",
         return None, str(exc)
 
 
+def normalize_numpy(images: np.ndarray, mean: Sequence[float], std: Sequence[float], dtype=np.float32,
+                    reverse_channels: bool = False) -> np.ndarray:
+    """What :meth:`NativeLib.normalize` computes for the float formats, in numpy (the fallback without the library,
+    and the reference of its tests): uint8[n, h, w, c] -> ``dtype`` (float32/float16) [n, c, h, w] of
+    ``x * (1 / (255 std)) - mean / std`` in float32 steps, i.e. ``(x / 255 - mean) / std``; ``mean`` and ``std`` in the
+    output channel order; ``reverse_channels``: output channel k is input channel c - 1 - k."""
+    c = images.shape[3]
+    mean = np.asarray(mean, np.float32).reshape(1, c, 1, 1)
+    std = np.asarray(std, np.float32).reshape(1, c, 1, 1)
+    x = images[..., ::-1] if reverse_channels else images
+    x = x.transpose(0, 3, 1, 2).astype(np.float32) * (np.float32(1.0) / (np.float32(255.0) * std)) - mean / std
+    return np.ascontiguousarray(x, dtype)
+
+
 # ------------------------------------------------------------------------------------------------- checks
 def _describe(a) -> str:
     if isinstance(a, np.ndarray):
@@ -158,12 +172,12 @@ def _pitched(a: np.ndarray, leading: int = 1) -> np.ndarray:
     expected = a.itemsize
     for k in range(a.ndim - 1, leading - 1, -1):
         if a.shape[k] > 1 and a.strides[k] != expected:
-            return np.ascontiguousarray(a)
+            return np.array(a, order="C")  # a new array: natural strides, size-1 axes included
         expected *= a.shape[k]
     extent = expected
     for k in range(leading - 1, -1, -1):
-        if a.strides[k] < extent:
-            return np.ascontiguousarray(a)
+        if a.strides[k] < extent:  # (a size-1 axis may carry any stride: 0 after a[None])
+            return np.array(a, order="C")
         extent += a.strides[k] * (a.shape[k] - 1)
     return a
 

@@ -8,12 +8,19 @@ to rebuild. ``tensorrt``, ``cuda`` and ``pycuda`` are imported only inside funct
 compatibility code is plain Python and is unit-tested without a GPU.
 
 Written against TensorRT 10.x (JetPack 6 ships 10.3) and 11.x Python APIs (named tensors, ``execute_async_v3``).
+
+:meth:`TensorRTBackend.infer_images` feeds an engine with a float NCHW input from uint8 NHWC images: with the
+skyfix_native library (:mod:`runtime.native`, built with CUDA) the uint8 batch is uploaded and normalised into the
+engine's input buffer on the GPU; without it the host normalises (the library's host function, else numpy; the same
+float32 steps, so every path gives the same input).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -417,14 +424,19 @@ class TensorRTBackend(Backend):
     def validate(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """As :meth:`Backend.validate`, plus: every dynamic dimension within the engine's optimization profile."""
         checked = super().validate(feeds)
-        for name, (lo, hi) in self._profiles.items():
-            shape = checked[name].shape
-            if any(not (a <= s <= b) for a, s, b in zip(lo, shape, hi)):
-                raise BackendError(
-                    f"input {name!r}: shape {tuple(shape)} is outside the engine's optimization profile "
-                    f"(min {lo}, max {hi}); split the batch or rebuild with a wider `--batch MIN:OPT:MAX`"
-                )
+        for name in self._profiles:
+            self._check_profile(name, checked[name].shape)
         return checked
+
+    def _check_profile(self, name: str, shape: tuple) -> None:
+        if name not in self._profiles:
+            return
+        lo, hi = self._profiles[name]
+        if any(not (a <= s <= b) for a, s, b in zip(lo, shape, hi)):
+            raise BackendError(
+                f"input {name!r}: shape {tuple(shape)} is outside the engine's optimization profile "
+                f"(min {lo}, max {hi}); split the batch or rebuild with a wider `--batch MIN:OPT:MAX`"
+            )
 
     def _buffer(self, name: str, nbytes: int) -> int:
         buf, size = self._buffers.get(name, (None, 0))
@@ -443,6 +455,11 @@ class TensorRTBackend(Backend):
             buf = self._buffer(spec.name, array.nbytes)
             cuda.h2d(buf, array)
             ctx.set_tensor_address(spec.name, cuda.ptr(buf))
+        return self._execute()
+
+    def _execute(self) -> dict[str, np.ndarray]:
+        """Run on the bound inputs; copy every output to the host."""
+        ctx, cuda = self._context, self._cuda
         results = {}
         for spec in self._outputs:
             shape = tuple(ctx.get_tensor_shape(spec.name))
@@ -459,6 +476,86 @@ class TensorRTBackend(Backend):
             cuda.d2h(host, buf)
         cuda.sync()
         return {name: host for name, (host, _) in results.items()}
+
+    def infer_images(self, images: np.ndarray, mean, std, reverse_channels: bool = False) -> dict[str, np.ndarray]:
+        """Run an engine whose one input is float32/float16[N, C, H, W] on uint8[N, H, W, C] images, normalised
+        into it: ``(x / 255 - mean) / std`` (as :func:`runtime.native.normalize_numpy` computes it; ``mean`` and
+        ``std`` in the output channel order; ``reverse_channels``: output channel k is input channel C - 1 - k).
+
+        With skyfix_native built with CUDA (:func:`runtime.native.load`), the uint8 batch is uploaded (a quarter of
+        the float32 bytes) and its CUDA kernel writes the engine input on the device, on the engine's stream. Else
+        the host normalises (the library's host function, else numpy) and :meth:`infer` runs. A CUDA failure of the
+        library (e.g. built for other GPU architectures) warns once and falls back to the host.
+
+        Raises:
+            BackendError: not one float NCHW input, images not uint8[N, H, W, C] of its size and channels, a batch
+                outside the optimization profile, mean/std not C finite numbers (std > 0), a closed backend.
+        """
+        from runtime import native
+
+        if self._closed:
+            raise BackendError(f"{self.name} backend for {self.path} is closed; load the model again")
+        spec, shape = self._image_input(images, mean, std)
+        if not hasattr(self, "_native_lib"):
+            self._native_lib, self._native_device = native.try_load()[0], True
+        lib = self._native_lib
+        if lib is not None and lib.has_cuda and self._native_device:
+            t0 = time.perf_counter_ns()
+            try:
+                result = self._normalize_on_device(lib, spec, shape, images, mean, std, reverse_channels)
+            except native.NativeCudaError as exc:
+                self._native_device = False
+                warnings.warn(f"skyfix_native could not normalise on the GPU ({exc}); the host normalises from now "
+                              f"on; rebuild the library for this GPU (`{native.BUILD_COMMAND}`)", RuntimeWarning,
+                              stacklevel=2)
+            else:
+                self._last_latency_ms = (time.perf_counter_ns() - t0) / 1e6
+                return result
+        if lib is not None:
+            x = lib.normalize(images, mean, std, dtype=spec.dtype, reverse_channels=reverse_channels)
+        else:
+            x = native.normalize_numpy(images, mean, std, dtype=spec.dtype, reverse_channels=reverse_channels)
+        return self.infer({spec.name: x})
+
+    def _image_input(self, images, mean, std) -> tuple[TensorSpec, tuple[int, int, int, int]]:
+        """The float NCHW input spec and its shape for ``images``, or a BackendError."""
+        if len(self._inputs) != 1 or self._inputs[0].dtype not in ("float32", "float16") or \
+                self._inputs[0].shape is None or len(self._inputs[0].shape) != 4:
+            raise BackendError(f"infer_images needs an engine with one float32/float16 [N, C, H, W] input, "
+                               f"{self.path.name} has {[s.describe() for s in self._inputs]}; use infer()")
+        spec = self._inputs[0]
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+            raise BackendError(f"images must be uint8[N, H, W, C], got "
+                               f"{getattr(images, 'dtype', type(images).__name__)}{list(getattr(images, 'shape', []))}")
+        n, h, w, c = images.shape
+        shape = (n, c, h, w)
+        if any(want is not None and want != got for want, got in zip(spec.shape, shape)):
+            raise BackendError(f"images {list(images.shape)} (N, H, W, C) do not fit input {spec.describe()} "
+                               f"(N, C, H, W; ? = any size)")
+        self._check_profile(spec.name, shape)
+        for name, v in (("mean", mean), ("std", std)):
+            try:
+                ok = np.asarray(v, np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                ok = np.array([np.nan])
+            if ok.size != c or not np.all(np.isfinite(ok)) or (name == "std" and not np.all(ok > 0)):
+                raise BackendError(f"{name} must be {c} finite numbers{' > 0' if name == 'std' else ''} (one per "
+                                   f"channel), got {v!r}")
+        return spec, shape
+
+    def _normalize_on_device(self, lib, spec: TensorSpec, shape, images, mean, std, reverse_channels):
+        ctx, cuda = self._context, self._cuda
+        images = np.ascontiguousarray(images)
+        n, c, h, w = shape
+        src = self._buffer(("skyfix_native", "images"), images.nbytes)
+        dst = self._buffer(spec.name, images.size * np.dtype(spec.dtype).itemsize)
+        lib.cuda_set_device(int(self.device.split(":")[1]))
+        cuda.h2d(src, images)
+        lib.cuda_normalize_ptr(cuda.ptr(src), (n, h, w, c), w * c, h * w * c, mean, std, spec.dtype, cuda.ptr(dst),
+                               stream=cuda.stream_handle, reverse_channels=reverse_channels)
+        ctx.set_input_shape(spec.name, shape)
+        ctx.set_tensor_address(spec.name, cuda.ptr(dst))
+        return self._execute()
 
     def _release(self) -> None:
         cuda = getattr(self, "_cuda", None)
