@@ -185,7 +185,7 @@ def _pitched(a: np.ndarray, leading: int = 1) -> np.ndarray:
 def _uint8_image(name: str, a, what: str) -> np.ndarray:
     if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim not in (2, 3) or (
             a.ndim == 3 and not 1 <= a.shape[2] <= MAX_CHANNELS) or 0 in a.shape:
-        raise NativeArgumentError(f"{name} must be a non-empty uint8[h, w] or uint8[h, w, c] array with c in 1..."
+        raise NativeArgumentError(f"{name} must be a non-empty uint8[h, w] or uint8[h, w, c] array with c in 1.."
                                   f"{MAX_CHANNELS} ({what}), got {_describe(a)}")
     return _pitched(a)
 
@@ -201,7 +201,8 @@ def _channels_values(name: str, values, c: int) -> np.ndarray:
     try:
         v = np.asarray(values, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
-        raise NativeArgumentError(f"{name} must be {c} numbers (one per channel), got {values!r}") from exc
+        raise NativeArgumentError(f"{name} must be {c} numbers (one per channel of the images), got {values!r}") \
+            from exc
     if v.size != c:
         raise NativeArgumentError(f"{name} must be {c} numbers (one per channel of the images), got {v.size}: "
                                   f"{values!r}")
