@@ -8,6 +8,7 @@ OpenCV within the host's tolerance, NaN where they give NaN."""
 
 from __future__ import annotations
 
+import ctypes
 import re
 
 import cv2
@@ -58,6 +59,32 @@ def test_cuda_library_checks_arguments_before_cuda(cuda_lib):
         cuda_lib.cuda_normalize_ptr(1, (1, 4, 4, 3), 12, 48, (0, 0, 0), (1, 1, 1), np.int16, 2)
     with pytest.raises(native.NativeArgumentError, match=r"shape must be \(n, h, w, c\)"):
         cuda_lib.cuda_normalize_ptr(1, (1, 4, 4), 12, 48, (0, 0, 0), (1, 1, 1), np.float32, 2)
+
+
+def test_cuda_only_argument_errors(cuda_lib):
+    """The CUDA entry points' own limits and the helpers' arguments, refused before CUDA is called."""
+    lib = cuda_lib._lib
+    n = ctypes.c_int(0)
+    ptr = ctypes.c_void_p()
+    cases = [
+        (lambda: lib.skyfix_cuda_device_count(None), "cuda_device_count: count is NULL"),
+        (lambda: lib.skyfix_cuda_device_info(0, None, 256, ctypes.byref(n), ctypes.byref(n)),
+         "cuda_device_info: name, major and minor must be non-NULL, name_size >= 1"),
+        (lambda: lib.skyfix_cuda_malloc(ctypes.byref(ptr), 0),
+         "cuda_malloc: ptr must be non-NULL and nbytes >= 1, got 0"),
+        (lambda: lib.skyfix_cuda_memcpy_h2d(1, 2, -1), "cuda_memcpy_h2d: nbytes must be >= 0"),
+        (lambda: lib.skyfix_cuda_memcpy_d2h(1, 2, -1), "cuda_memcpy_d2h: nbytes must be >= 0"),
+        # 2^16 x 2^16 image, 1 x 1 template: 2^32 output positions, one block each
+        (lambda: lib.skyfix_cuda_match_template_ccoeff_normed(1, 65536, 65536, 262144, 2, 1, 1, 4, None, 0, 3, 262144,
+                                                              None),
+         "cuda match_template: at most 2^31 - 1 output positions and template pixels, got 4294967296 and 1"),
+        (lambda: lib.skyfix_cuda_warp_bilinear_u8(1, 8, 8, 3, 24, 2, 16, 3, 16, 65535 * 16 + 1, 4, 4, 12, None, 0,
+                                                  None),
+         "cuda warp: out_h must be <= 1048560"),
+    ]
+    for call, message in cases:
+        assert call() == 1
+        assert cuda_lib.last_error() == message
 
 
 # ------------------------------------------------------------------------------------------ on a CUDA device

@@ -166,7 +166,8 @@ def test_argument_errors(host_lib):
     t = np.ones((4, 4), np.float32)
     cases = [
         ((img.astype(np.float64), t, None), r"image must be a non-empty float32\[h, w\] array \(the map window "
-                                            r"searched\), got float64\[10, 10\]; convert it with \.astype\(np\.float32\)"),
+                                            r"searched\), got float64\[10, 10\]; convert it with "
+                                            r"\.astype\(np\.float32\)"),
         ((img, t[None], None), r"templ must be a non-empty float32\[h, w\] array \(the template\), got "
                                r"float32\[1, 4, 4\]$"),
         ((img[:3], t, None), r"templ \[4, 4\] must fit inside image \[3, 10\] \(h, w\)"),
