@@ -56,7 +56,8 @@ inline bool warp_pixel(const WarpSource& f, int64_t cn, float sx, float sy, uint
   return true;
 }
 
-#if defined(__GNUC__) || defined(__clang__)
+// GCC/Clang vector extensions (with __builtin_convertvector); SKYFIX_NATIVE_NO_VECTOR builds the portable code only
+#if !defined(SKYFIX_NATIVE_NO_VECTOR) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 9))
 #define SKYFIX_VECTOR_WARP 1
 // Four output pixels at once, one per lane (the same float steps as warp_pixel on each lane). Only for groups whose
 // four pixels are all valid, in frames under 2 GiB (32-bit offsets).

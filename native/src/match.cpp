@@ -35,7 +35,8 @@ struct Run {  // valid template pixels [c0, c1) of template row r
 
 // acc[yy][j] = sum over the runs' columns c of t[c] * base[yy * pitch + c + j]: one template row against kYB
 // window rows, for kXB neighbouring offsets.
-#if defined(__GNUC__) || defined(__clang__)
+// GCC/Clang vector extensions; SKYFIX_NATIVE_NO_VECTOR builds the portable loop only
+#if !defined(SKYFIX_NATIVE_NO_VECTOR) && (defined(__GNUC__) || defined(__clang__))
 typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
 
 inline vf load(const float* p) {

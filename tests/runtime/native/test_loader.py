@@ -92,6 +92,21 @@ def test_other_abi_version_is_refused(native_builds):
         native.load(folder)
 
 
+def test_portable_build_gives_the_same_results(native_builds, host_lib):
+    """The library without the GCC/Clang vector code (what other compilers build) computes the same values."""
+    lib = native.load(native_builds.build("-DSKYFIX_NATIVE_CUDA=OFF", "-DCMAKE_CXX_FLAGS=-DSKYFIX_NATIVE_NO_VECTOR"))
+    rng = np.random.default_rng(8)
+    frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    mx = rng.uniform(-3, 163, (64, 70)).astype(np.float32)
+    my = rng.uniform(-3, 123, (64, 70)).astype(np.float32)
+    for a, b in zip(lib.warp_bilinear(frame, mx, my), host_lib.warp_bilinear(frame, mx, my)):
+        np.testing.assert_array_equal(a, b)
+    image = rng.random((84, 84)).astype(np.float32) * 255
+    templ = image[7:71, 11:75] + rng.normal(0, 4, (64, 64)).astype(np.float32)
+    mask = (rng.random((64, 64)) > 0.1).astype(np.uint8)
+    assert np.abs(lib.match_template(image, templ, mask) - host_lib.match_template(image, templ, mask)).max() <= 1e-6
+
+
 def test_host_library_reports_no_cuda(host_lib):
     assert host_lib.has_cuda is False and host_lib.cuda_architectures == ""
     count, reason = host_lib.cuda_device_count()
