@@ -6,6 +6,11 @@ camera driver would deliver them, with a GPS fix per frame at the true position)
 loop (:class:`runtime.localizer.Localizer`): decode, rectify, encode, search, align, filter. Reported: p50/p90/p99
 per stage in milliseconds, frames per second (1000 / median total, and frames / wall time), and the peak resident
 memory of the process. The first ``--warmup`` frames are not counted.
+
+With ``--device cuda`` (or ``torch:cpu``) the rectify, search and align stages run in torch (:mod:`runtime.gpu`) and
+a second table gives their device time per frame (p50/p90/p99: ``torch.cuda.Event`` pairs on CUDA, the wall clock
+on the CPU); the first table's stage times are host wall time, which includes the device work (each stage reads
+its result back).
 """
 
 from __future__ import annotations
@@ -141,6 +146,16 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def format_device_table(result: dict) -> str:
+    """The torch stages' device time per stage (``result["device_stages_ms"]``, from :mod:`runtime.gpu.timing`)."""
+    how = "torch.cuda.Event" if str(result.get("device", "")).startswith("cuda") else "wall clock"
+    lines = [f"device {result.get('device')} ({how}, per frame)", f"{'stage':10s} {'p50 ms':>8s} {'p90 ms':>8s} "
+             f"{'p99 ms':>8s}"]
+    for s, v in result["device_stages_ms"].items():
+        lines.append(f"{s:10s} {v['p50']:8.2f} {v['p90']:8.2f} {v['p99']:8.2f}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     import platform
 
@@ -150,10 +165,15 @@ def run(args: argparse.Namespace) -> int:
     n = args.frames + args.warmup
     events = bag_events(args.bag, n) if args.bag else synthetic_events(package, n)
     result = bench(loop, events, args.warmup)
+    if loop.stages is not None:  # the torch stages: device time per stage (torch.cuda.Event pairs on CUDA)
+        result["device"] = str(loop.stages.device)
+        result["device_stages_ms"] = loop.stages.clock.summary(skip_frames=args.warmup)
     result.update({"map": str(args.map), "model": encoder.name, "encoder_id": encoder.contract.encoder_id,
                    "backend": getattr(encoder.backend, "name", "numpy"), "source": args.bag or "rendered from map",
                    "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}})
     print(format_table(result))
+    if result.get("device_stages_ms"):
+        print(format_device_table(result))
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -19,6 +19,11 @@ Per camera frame (:meth:`Localizer.on_frame`):
    become a :class:`runtime.tracking.VisualFix` for the particle filter (none when the fix is below
    ``min_fix_prob``). What the frame's measurement was made of stays in :attr:`Localizer.last_candidates`.
 
+With ``Localizer(..., device="cuda")`` (``runtime replay/run/bench --device cuda``) steps 3, 5 and 6 run in torch on
+the GPU (:mod:`runtime.gpu`: the frame uploaded once per frame, exact scoped search over the embeddings held there,
+the NCC of every candidate and yaw hypothesis at once), with the CPU stages' results within the tolerances stated
+there; ``device="cpu"`` (the default) is the numpy/OpenCV path, which never imports torch.
+
 GPS fixes (:meth:`on_gps`) go to the tracker (gated there; with their ground velocity, which also calibrates the IMU
 integration) and to the height keeper; IMU samples (:meth:`on_imu`) give the attitude of the next frames and the
 acceleration between filter steps. Each frame (or, in a recording without a camera, each GPS fix) gives an
@@ -344,12 +349,18 @@ class Localizer:
         camera: the camera intrinsics (None: taken from the first ``CameraInfoEvent``).
         mount: camera extrinsics (default nadir).
         config: :class:`LocalizerConfig`.
+        device: where the rectify, search and align stages run: ``"cpu"`` (default: numpy/OpenCV), ``"cuda"`` /
+            ``"cuda:N"`` (torch on that GPU, :mod:`runtime.gpu`: the frame uploaded once, views, exact scoped search
+            over the embeddings held there, batched NCC) or ``"torch:cpu"`` (the torch stages on the CPU: parity
+            checks). The encoder's device is the encoder's own setting.
     Raises:
         EncoderMismatchError: the encoder is not the one that built the map (both ids in the message).
+        runtime.gpu.DeviceError: an unknown device, or CUDA where torch sees no GPU.
+        runtime.errors.MissingExtraError: a torch device without torch installed.
     """
 
     def __init__(self, package, encoder, *, camera: CameraModel | None = None, mount: Mount = NADIR_MOUNT,
-                 config: LocalizerConfig | None = None) -> None:
+                 config: LocalizerConfig | None = None, device: str = "cpu") -> None:
         from .ground_view import HeightKeeper
         from .tracking import ParticleTracker, TrackerConfig
 
@@ -378,6 +389,16 @@ class Localizer:
             b = package.bounds
             bounds = (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
             elevation = package.ground_elevation_m
+        from .gpu import loop_device
+
+        self.device = device
+        #: the torch stages (:class:`runtime.gpu.stages.TorchStages`), None on the numpy/OpenCV path
+        self.stages = None
+        torch_dev = loop_device(device)
+        if torch_dev is not None and package is not None:
+            from .gpu.stages import TorchStages
+
+            self.stages = TorchStages(torch_dev)
         self.tracker = ParticleTracker(TrackerConfig.from_dict(dict(self.config.tracker)), bounds=bounds)
         self.height = HeightKeeper(elevation)
         self._viewer = None
@@ -440,7 +461,10 @@ class Localizer:
         if self._camera is not None and camera == self._camera:
             return
         self._camera = camera
-        self._viewer = GroundViewer(camera, self.gsd, self.size_px, mount=self.mount)
+        if self.stages is None:
+            self._viewer = GroundViewer(camera, self.gsd, self.size_px, mount=self.mount)
+        else:
+            self._viewer = self.stages.viewer(camera, self.gsd, self.size_px, mount=self.mount)
 
     def _aligner_or_none(self):
         if not self._imagery_checked:
@@ -450,10 +474,12 @@ class Localizer:
                 if imagery is None:
                     self._note(f"map {self.package.path} stores no imagery: no fine alignment (tile-level positions "
                                "only); rebuild it without --no-imagery")
-                else:
+                elif self.stages is None:
                     from .align import FineAligner
 
                     self._aligner = FineAligner(imagery)
+                else:
+                    self._aligner = self.stages.aligner(imagery)
         return self._aligner
 
     def _note(self, text: str) -> None:
@@ -649,6 +675,9 @@ class Localizer:
             yaws = self.tracker.yaw_hypotheses(self.config.yaw_hypotheses)
             if yaws is None:
                 yaws = [float(self.tracker.estimate().yaw_rad)]
+        if self.stages is not None:
+            self.stages.clock.next_frame()
+            image = self._viewer.upload(image)  # once per frame: every view of it (and the height check) samples it
         views = self._views(image, height, attitude, yaws)
         crops = [v.crop(self.size_px) for v in views]
         if self._odometry is not None:
@@ -672,7 +701,10 @@ class Localizer:
         lat["encode"], t = (now - t) * 1e3, now
         scope = self.tracker.search_scope(self.config.min_scope_m)
         try:
-            scores, ids = self.package.search(emb, self.config.k, prior=scope)
+            if self.stages is None:
+                scores, ids = self.package.search(emb, self.config.k, prior=scope)
+            else:
+                scores, ids = self.stages.search(self.package, emb, self.config.k, prior=scope)
         except PriorOutsideMapError:  # the belief moved off the map since the check above (ground odometry)
             self.counts["frames_outside_map"] = self.counts.get("frames_outside_map", 0) + 1
             lat.update(search=0.0, align=0.0, filter=0.0)

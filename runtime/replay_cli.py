@@ -38,7 +38,10 @@ def add_model_args(p: argparse.ArgumentParser, *, required_map: bool = True) -> 
                         "concatenated, e.g. default+classical) (default: the encoder that built the map)")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
                    help="inference backend (default: by model file type)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda or cuda:N (default cpu): where the encoder and the loop's rectify, search and align "
+                        "stages run (cuda: torch on that GPU, see runtime.gpu; needs torch); torch:cpu runs those "
+                        "stages in torch on the CPU (parity checks)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime CPU threads (default 1)")
     p.add_argument("--camera", default=None, metavar="CAMERA.yaml",
                    help="camera intrinsics file (default: the recording's CameraInfo)")
@@ -88,6 +91,12 @@ def _err(*parts) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
+def encoder_device(device: str) -> str:
+    """The encoder's device for a loop ``--device``: ``torch:DEV`` (the loop's torch stages on DEV) -> DEV."""
+    d = str(device)
+    return d[len("torch:"):] if d.lower().startswith("torch:") else d
+
+
 def load_loop(args: argparse.Namespace):
     """(Localizer, package, encoder) from the common model arguments."""
     from maps.package import MapPackage
@@ -103,7 +112,7 @@ def load_loop(args: argparse.Namespace):
         eid = package.contract.encoder_id
         model = CLASSICAL if eid.startswith("classical") else (
             DEFAULT + PLUS_CLASSICAL if "+classical" in eid else DEFAULT)
-    encoder = load_encoder(model, backend=args.backend, device=args.device, threads=args.threads)
+    encoder = load_encoder(model, backend=args.backend, device=encoder_device(args.device), threads=args.threads)
     camera = None
     if args.camera:
         from calibration.camera_io import load_camera
@@ -131,7 +140,7 @@ def load_loop(args: argparse.Namespace):
     if getattr(args, "likelihood", None):
         cfg["likelihood"] = args.likelihood
     config = LocalizerConfig.from_dict(cfg)
-    kwargs = {"camera": camera, "config": config}
+    kwargs = {"camera": camera, "config": config, "device": args.device}
     if mount is not None:
         kwargs["mount"] = mount
     return Localizer(package, encoder, **kwargs), package, encoder
