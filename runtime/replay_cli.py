@@ -42,7 +42,8 @@ def add_model_args(p: argparse.ArgumentParser, *, required_map: bool = True) -> 
                    help="cpu, cuda or cuda:N (default cpu): where the encoder and the loop's rectify, search and align "
                         "stages run (cuda: torch on that GPU, see runtime.gpu; needs torch); torch:cpu runs those "
                         "stages in torch on the CPU (parity checks)")
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime CPU threads (default 1)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of ONNX Runtime, and of torch with --device torch:cpu (default 1)")
     p.add_argument("--camera", default=None, metavar="CAMERA.yaml",
                    help="camera intrinsics file (default: the recording's CameraInfo)")
     p.add_argument("--mount", default=None, metavar="MOUNT.yaml", help="camera mount extrinsics (default: nadir)")
@@ -112,6 +113,12 @@ def load_loop(args: argparse.Namespace):
         eid = package.contract.encoder_id
         model = CLASSICAL if eid.startswith("classical") else (
             DEFAULT + PLUS_CLASSICAL if "+classical" in eid else DEFAULT)
+    from .gpu import import_torch, loop_device
+
+    if loop_device(args.device) == "cpu":
+        # the torch stages on the CPU: torch's own thread pool would compete with the loop's other work (measured on
+        # a busy 2-core machine: 40x slower with 2 threads than with 1)
+        import_torch().set_num_threads(max(1, int(args.threads)))
     encoder = load_encoder(model, backend=args.backend, device=encoder_device(args.device), threads=args.threads)
     camera = None
     if args.camera:
