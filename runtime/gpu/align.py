@@ -23,9 +23,11 @@ The NCC maps (float32[k, yaws, 2 r + 1, 2 r + 1]) come back to the host, where F
 ratio, sigma) decide; the fine level (the coarse yaw, +/- half a step with ``refine_yaw``) then runs for all
 candidates at once, and once more for those whose fine peak lay on the window border.
 
-Parity with the CPU FineAligner (OpenCV 5.x; tests/runtime/gpu/): NCC maps within a few 1e-6; positions, yaw,
-score, sigma and peak ratio equal up to float rounding (1e-4 m, 1e-5 rad, 1e-5) except where two shifts' NCC differ
-by less than that rounding, where the argmax (and so the result) may pick the other one.
+Parity with the CPU FineAligner (OpenCV 5.x; tests/runtime/gpu/, zurich_a): NCC maps within 1e-6 of
+``cv2.matchTemplate``'s; for matches the loop can use (NCC >= 0.5) positions within 1e-5 m, yaw 1e-6 rad, score,
+sigma and peak ratio within 1e-5 (measured over 400 candidates, with and without ``refine_yaw``). Wrong places (NCC
+near 0) have flat peaks whose sub-pixel vertex can move further (once 0.24 m); and where two shifts' NCC differ by
+less than the float rounding, the argmax may pick the other one.
 """
 
 from __future__ import annotations

@@ -16,8 +16,13 @@ host in one copy (the encoder and ground odometry read them there) and keep thei
 
 Parity with the CPU path (OpenCV 5.x, whose uint8 ``remap`` rounds an exact float bilinear; tests/runtime/gpu/):
 identical masks; pixel values equal except where ``grid_sample``'s float32 coordinate normalisation (about 1e-4 px)
-moves a bilinear value across a rounding boundary: +/-1 DN on well under 1 % of the pixels. OpenCV 4.x quantises
-``remap`` coordinates to 1/32 px; there the difference is a few DN at sharp edges.
+moves a bilinear value across a rounding boundary: +/-1 DN on about 2 in 100 000 values (measured on 160 views of
+zurich_a, pinhole and fisheye, 35-140 m, tilts to 10 degrees). OpenCV 4.x quantises ``remap`` coordinates to 1/32
+px; there the difference is a few DN at sharp edges.
+
+The host part stays per view: ``rectify_map`` (the camera model's projection of every output pixel) and
+``mip_levels`` take about 2.5 ms for a 230 px view on one core; the frame's pyramid, the sampling and the blend are
+the device's.
 
 Only the "linear" interpolation of the ground views is implemented (what :class:`runtime.ground_view.GroundViewer`
 uses).
