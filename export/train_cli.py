@@ -65,6 +65,14 @@ def register(subparsers) -> None:
                    help="with --ortho: for each orthophoto (same order), a GeoTIFF of the same area the map tiles are "
                         "cut from instead (a satellite-like copy: coarser, another CRS), while the queries are "
                         "rendered from the orthophoto")
+    e.add_argument("--photos", default=None, metavar="DIR",
+                   help="instead of --ortho: a geotagged photo survey; the held-out photos' ground views are the "
+                        "queries and the mosaic of the other photos the map (runtime.tools.photo_pairs): real "
+                        "camera-vs-map pairs, the photos' own GPS as the truth (a few metres off)")
+    e.add_argument("--photo-split", choices=("lines", "halves"), default="halves",
+                   help="with --photos: which photos make the map (as runtime photo-eval; default halves)")
+    e.add_argument("--photo-out", default=None, metavar="DIR",
+                   help="with --photos: where the mosaic is written (default: a temporary folder)")
     e.add_argument("--queries", type=_positive_int, default=200, help="queries per area (default 200)")
     e.add_argument("--rotations", type=_positive_int, default=1,
                    help="test-time rotation averaging over N angles for checkpoints (default 1 = off)")
@@ -72,6 +80,52 @@ def register(subparsers) -> None:
     e.add_argument("--prior-sigma", type=float, default=20.0, metavar="M", help="prior noise sigma, metres (default 20)")
     e.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
     e.set_defaults(handler=run_eval)
+
+
+def _eval_photos(encoders: dict, args: argparse.Namespace) -> int:
+    """``eval-encoder --photos``: every encoder on the real pairs of a survey (all held-out photos, and those that
+    show structure), with the same queries."""
+    import tempfile
+    from pathlib import Path
+
+    from runtime.tools.photo_pairs import survey_pairs
+    from runtime.tools.photo_protocol import ProtocolConfig
+
+    from .evaluate import EvalConfig, EvalReport, evaluate_area, format_table
+    from .train import TrainError
+
+    if not Path(args.photos).is_dir():
+        raise TrainError(f"--photos {args.photos}: not a folder of geotagged photos")
+    cfg = EvalConfig(prior_sigma_m=args.prior_sigma)
+    pcfg = ProtocolConfig(split=args.photo_split)
+    results, cache = [], {}
+    with tempfile.TemporaryDirectory(prefix="skyfix-photos-") as tmp:
+        out = Path(args.photo_out) if args.photo_out else Path(tmp)
+        name = Path(args.photos).resolve().name
+        for enc_name, spec in encoders.items():
+            embed, contract = spec[0], spec[1]
+            key = (contract.input_width, contract.ground_resolution_m)
+            if key not in cache:
+                cache[key] = survey_pairs(args.photos, out, float(contract.ground_resolution_m),
+                                          int(contract.input_width), config=pcfg,
+                                          progress=lambda text: print(text, flush=True))
+            pairs = cache[key]
+            sets = ((f"{name}/{args.photo_split}", pairs),
+                    (f"{name}/{args.photo_split}/structure", pairs.subset(pairs.structure >= pcfg.structure_min)))
+            for label, qs in sets:
+                if len(qs):
+                    results.append(evaluate_area(embed, contract, pairs.mosaic, name=label, config=cfg,
+                                                 embed_gallery=spec[2] if len(spec) > 2 else None,
+                                                 encoder_name=enc_name, queries=qs))
+    report = EvalReport(tuple(results), {"photos": str(args.photos), "split": args.photo_split,
+                                         "prior_sigma_m": args.prior_sigma,
+                                         "truth": "the photos' calibrated GPS (placement noise "
+                                                  f"{next(iter(cache.values())).info['placement_sigma_m']:.1f} m per axis)"})
+    print(format_table(report))
+    if args.json:
+        Path(args.json).write_text(report.to_json())
+        print(f"JSON {args.json}")
+    return 0
 
 
 @needs_extras("skyfix train")
@@ -154,6 +208,10 @@ def run_eval(args: argparse.Namespace) -> int:
             ck = load_checkpoint(m)
             encoders[_label(m, encoders)] = (torch_embed(ck.model, "camera", args.rotations), ck.contract,
                                       torch_embed(ck.model, "aerial", args.rotations))
+    if getattr(args, "photos", None):
+        if args.ortho or args.gallery:
+            raise TrainError("--photos evaluates on a photo survey: give it without --ortho/--gallery")
+        return _eval_photos(encoders, args)
     if args.ortho:
         areas = []
         for p in args.ortho:

@@ -167,28 +167,45 @@ def _stats(d: np.ndarray) -> dict:
             "max_m": float(d.max()), "within_10m": float((d <= 10.0).mean())}
 
 
-def run_protocol(photos_dir, out_dir, *, model: str = "default", config: ProtocolConfig | None = None,
-                 progress=None) -> dict:
-    """Run the protocol (module docstring) on ``photos_dir``; files go to ``out_dir``. Returns the results dict."""
-    from maps.build import build_map
-    from maps.geodesy import LocalFrame
-    from maps.geotiff import load_orthophoto, write_geotiff
-    from maps.package import MapPackage
+@dataclass(frozen=True)
+class SurveyMap:
+    """A survey split into map photos and held-out photos, and the orthomosaic of the map photos.
 
-    from ..encoder import load_encoder
-    from ..localizer import Localizer, LocalizerConfig
-    from ..replay_cli import ROLES, run_events
+    Attributes:
+        metas: every photo (time order); with the survey calibration applied (``calibrate_offset``): positions moved
+            to the camera's nadir by the mosaic's camera-to-GPS offset, heights scaled by its ground scale.
+        lines: flight lines (indices into ``metas``). map_idx / test_idx: the photos of the map / held out.
+        ortho: the mosaic (:class:`maps.ortho.Orthophoto`), also written to ``mosaic_path`` (GeoTIFF) with its
+            registration report (``mosaic.json``). report: :class:`runtime.mapping.mosaic.MosaicReport`.
+        offset_m: (forward, right) camera-to-GPS offset applied, metres. scale: ground scale applied to heights.
+    """
+
+    metas: list
+    lines: list
+    map_idx: list
+    test_idx: list
+    ortho: object
+    report: object
+    mosaic_path: Path
+    offset_m: tuple
+    scale: float
+
+
+def survey_map(photos_dir, out_dir, cfg: "ProtocolConfig", say=None) -> SurveyMap:
+    """Steps 1-2 of the protocol: flight lines, the split, the mosaic of the map photos (written to ``out_dir``) and
+    the survey calibration (module docstring)."""
+    from dataclasses import replace as _replace
+
+    from maps.geotiff import write_geotiff
+
     from ..mapping.mosaic import MosaicConfig, build_mosaic
     from ..mapping.photo_map import mosaic_photos
-    from ..sources.gps_faults import GpsDegradation, degrade_gps
-    from ..sources.photos import PhotoFolder, PhotoSurvey, read_photo_folder
+    from ..sources.photos import read_photo_folder
 
-    cfg = config or ProtocolConfig()
-    say = progress or (lambda *a: None)
+    say = say or (lambda *a: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    survey = read_photo_folder(photos_dir)
-    metas = list(survey.photos)
+    metas = list(read_photo_folder(photos_dir).photos)
     lines = flight_lines(metas, cfg.turn_deg, cfg.gap_s)
     map_idx, test_idx = split_survey(lines, cfg.split)
     say(f"{len(metas)} photos in {len(lines)} flight lines: {len(map_idx)} make the map, {len(test_idx)} are "
@@ -199,12 +216,9 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
     rep = report.to_dict()["residual_m"]
     say(f"mosaic {ortho.width}x{ortho.height} px: residual median {rep['after_median']:.2f} m, p95 "
         f"{rep['after_p95']:.2f} m (by GPS alone {rep['before_median']:.1f} / {rep['before_p95']:.1f} m)")
-    encoder = load_encoder(model)
     offset = report.offset_m if cfg.calibrate_offset else (0.0, 0.0)
     scale = report.scale if cfg.calibrate_offset else 1.0
     if cfg.calibrate_offset:
-        from dataclasses import replace as _replace
-
         metas = shift_to_camera(metas, offset, lines)
         metas = [_replace(m, height_m=None if m.height_m is None else m.height_m * scale) for m in metas]
         say(f"survey calibration from the mosaic: camera {offset[0]:.1f} m forward, {offset[1]:.1f} m right of its "
@@ -212,6 +226,30 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
             "reference GPS, the GPS fed and their heights); the photos' own placement noise (images against GPS) "
             f"{report.placement_sigma_m:.1f} m per axis, {report.attitude_sigma_deg:.1f} deg of attitude at "
             f"{report.height_m:.0f} m")
+    return SurveyMap(metas, lines, map_idx, test_idx, ortho, report, mosaic_path, tuple(offset), float(scale))
+
+
+def run_protocol(photos_dir, out_dir, *, model: str = "default", config: ProtocolConfig | None = None,
+                 progress=None) -> dict:
+    """Run the protocol (module docstring) on ``photos_dir``; files go to ``out_dir``. Returns the results dict."""
+    from maps.build import build_map
+    from maps.geodesy import LocalFrame
+    from maps.geotiff import load_orthophoto
+    from maps.package import MapPackage
+
+    from ..encoder import load_encoder
+    from ..localizer import Localizer, LocalizerConfig
+    from ..replay_cli import ROLES, run_events
+    from ..sources.gps_faults import GpsDegradation, degrade_gps
+    from ..sources.photos import PhotoFolder, PhotoSurvey
+
+    cfg = config or ProtocolConfig()
+    say = progress or (lambda *a: None)
+    out = Path(out_dir)
+    sm = survey_map(photos_dir, out, cfg, say)
+    metas, lines, map_idx, test_idx, report = sm.metas, sm.lines, sm.map_idx, sm.test_idx, sm.report
+    offset, scale, mosaic_path = sm.offset_m, sm.scale, sm.mosaic_path
+    encoder = load_encoder(model)
     pkg_dir = build_map(load_orthophoto(mosaic_path), encoder, encoder.contract, out / "map", overwrite=True)
     package = MapPackage.load(pkg_dir)
     test = [metas[k] for k in test_idx]
