@@ -30,8 +30,8 @@ from .camera import CameraModel
 from .errors import GeometryError
 from .geometry import NADIR_MOUNT, Attitude, Mount, R_cam2world
 
-__all__ = ["GroundRaster", "GroundView", "RectifyMap", "ground_footprint", "mip_levels", "mip_plan", "rectify",
-           "rectify_map", "render"]
+__all__ = ["GroundRaster", "GroundView", "RectifyMap", "RenderMap", "ground_footprint", "mip_levels", "mip_plan",
+           "rectify", "rectify_map", "render", "render_map"]
 
 _INTERPOLATIONS = ("nearest", "linear", "cubic")
 _MAX_LEVELS = 8  # pyramid levels at most (1/256 of the source resolution)
@@ -636,6 +636,93 @@ def _check_raster(ground) -> tuple[np.ndarray, np.ndarray, float, float, float]:
     return image, mask.astype(bool, copy=False), gsd, x_min, y_max
 
 
+@dataclass(frozen=True, eq=False)
+class RenderMap:
+    """Where each pixel of a rendered camera frame samples a ground raster (:func:`render_map`).
+
+    Attributes:
+        map_x, map_y: float32[camera.height, camera.width] raster pixel coordinates (pixel centres at integers) of
+            each camera pixel's ground point, RELATIVE TO THE WINDOW: raster column ``window[2] + map_x``, row
+            ``window[0] + map_y``; -1 where ``valid`` is False.
+        valid: bool[camera.height, camera.width], True where the pixel's ray is valid, reaches the ground and lands
+            inside the raster (the raster's own mask is not looked at: :func:`render` samples it too).
+        level: float32[camera.height, camera.width] mip-map level per pixel (:func:`mip_levels` of the maps,
+            before :func:`mip_plan` clips it to the pyramid's top); zeros when no pixel is valid.
+        window: (r0, r1, c0, c1): the rows ``r0:r1`` and columns ``c0:c1`` of the raster the frame needs, the
+            deepest mip level's footprint included (the mip pyramid is built over this crop, so its pixels are
+            aligned on ``(r0, c0)``); (0, 0, 0, 0) when no pixel is valid.
+    """
+
+    map_x: np.ndarray
+    map_y: np.ndarray
+    valid: np.ndarray
+    level: np.ndarray
+    window: tuple[int, int, int, int]
+
+
+def _render_map(H: int, W: int, gsd: float, gx_min: float, gy_max: float, camera: CameraModel, px: float, py: float,
+                height_m: float, attitude: Attitude, mount: Mount) -> RenderMap:
+    """:func:`render_map` after its argument checks, for a raster of H x W pixels."""
+    R, center = _camera_pose(attitude, mount, px, py, height_m)
+
+    rx, ry, rz, rvalid = _ray_grid(camera)
+    R = R.astype(np.float32)  # numpy scalars are not "weak": keep the per-pixel work in float32
+    dx = R[0, 0] * rx + R[0, 1] * ry + R[0, 2] * rz
+    dy = R[1, 0] * rx + R[1, 1] * ry + R[1, 2] * rz
+    dz = R[2, 0] * rx + R[2, 1] * ry + R[2, 2] * rz
+    hit = rvalid & (dz < -_MIN_DZ)
+    # ray length to the ground, in raster pixels
+    t = np.float32(center[2] / gsd) / np.where(hit, -dz, np.float32(1.0)).astype(np.float32)
+    # raster pixel coordinates relative to the camera's nadir point (small numbers: float32 is exact enough)
+    u0 = (center[0] - gx_min) / gsd - 0.5
+    v0 = (gy_max - center[1]) / gsd - 0.5
+    du = t * dx
+    dv = -t * dy
+    valid = hit & (du >= -0.5 - u0) & (du <= W - 0.5 - u0) & (dv >= -0.5 - v0) & (dv <= H - 0.5 - v0)
+    if not valid.any():
+        shape = (camera.height, camera.width)
+        neg = np.full(shape, -1.0, np.float32)
+        return RenderMap(neg, neg.copy(), np.zeros(shape, bool), np.zeros(shape, np.float32), (0, 0, 0, 0))
+
+    level = _mip_level(du, dv, valid)  # translation-invariant: no need for absolute coordinates
+    lmax = int(math.ceil(float(level[valid].max())))
+    margin = (2 << min(lmax, _MAX_LEVELS)) + 4
+    c0 = max(int(math.floor(u0 + float(du[valid].min()))) - margin, 0)
+    c1 = min(int(math.ceil(u0 + float(du[valid].max()))) + margin + 1, W)
+    r0 = max(int(math.floor(v0 + float(dv[valid].min()))) - margin, 0)
+    r1 = min(int(math.ceil(v0 + float(dv[valid].max()))) + margin + 1, H)
+    map_x = du + np.float32(u0 - c0)
+    map_y = dv + np.float32(v0 - r0)
+    np.copyto(map_x, np.float32(-1.0), where=~valid)
+    np.copyto(map_y, np.float32(-1.0), where=~valid)
+    return RenderMap(map_x, map_y, valid, level, (r0, r1, c0, c1))
+
+
+def render_map(
+    ground: GroundRaster,
+    camera: CameraModel,
+    position_xy: tuple[float, float],
+    height_m: float,
+    attitude: Attitude,
+    *,
+    mount: Mount = NADIR_MOUNT,
+) -> RenderMap:
+    """The geometry of :func:`render` without the resampling: the raster pixel every camera pixel sees.
+
+    Arguments as :func:`render` (no interpolation). :func:`render` is this plus a mip-mapped ``cv2.remap`` of the
+    window's crop (and of its mask); another resampler (``export.data.gpu_pairs``: ``grid_sample`` on a torch
+    device, :mod:`calibration.torch_remap`) takes the same maps, so the ray geometry has one implementation.
+
+    Raises:
+        GeometryError: as :func:`render` (height <= 0, malformed raster, a camera centre at or below the ground).
+    """
+    _check_pose_args(camera, attitude, mount)
+    src, _, gsd, gx_min, gy_max = _check_raster(ground)
+    px, py = _finite_xy("position_xy", position_xy)
+    height_m = _positive("height_m", height_m, "metres")
+    return _render_map(src.shape[0], src.shape[1], gsd, gx_min, gy_max, camera, px, py, height_m, attitude, mount)
+
+
 def render(
     ground: GroundRaster,
     camera: CameraModel,
@@ -672,45 +759,20 @@ def render(
     px, py = _finite_xy("position_xy", position_xy)
     height_m = _positive("height_m", height_m, "metres")
     interpolation = _check_interpolation(interpolation)
-    R, center = _camera_pose(attitude, mount, px, py, height_m)
-
-    rx, ry, rz, rvalid = _ray_grid(camera)
-    R = R.astype(np.float32)  # numpy scalars are not "weak": keep the per-pixel work in float32
-    dx = R[0, 0] * rx + R[0, 1] * ry + R[0, 2] * rz
-    dy = R[1, 0] * rx + R[1, 1] * ry + R[1, 2] * rz
-    dz = R[2, 0] * rx + R[2, 1] * ry + R[2, 2] * rz
-    hit = rvalid & (dz < -_MIN_DZ)
-    # ray length to the ground, in raster pixels
-    t = np.float32(center[2] / gsd) / np.where(hit, -dz, np.float32(1.0)).astype(np.float32)
-    # raster pixel coordinates relative to the camera's nadir point (small numbers: float32 is exact enough)
-    u0 = (center[0] - gx_min) / gsd - 0.5
-    v0 = (gy_max - center[1]) / gsd - 0.5
-    du = t * dx
-    dv = -t * dy
-    H, W = src.shape[:2]
-    valid = hit & (du >= -0.5 - u0) & (du <= W - 0.5 - u0) & (dv >= -0.5 - v0) & (dv <= H - 0.5 - v0)
+    m = _render_map(src.shape[0], src.shape[1], gsd, gx_min, gy_max, camera, px, py, height_m, attitude, mount)
     shape = (camera.height, camera.width)
     image_out = np.zeros(shape + src.shape[2:], dtype=src.dtype)
-    if not valid.any():
+    if not m.valid.any():
         return image_out, np.zeros(shape, dtype=bool)
 
-    level = _mip_level(du, dv, valid)  # translation-invariant: no need for absolute coordinates
-    lmax = int(math.ceil(float(level[valid].max())))
-    margin = (2 << min(lmax, _MAX_LEVELS)) + 4
-    c0 = max(int(math.floor(u0 + float(du[valid].min()))) - margin, 0)
-    c1 = min(int(math.ceil(u0 + float(du[valid].max()))) + margin + 1, W)
-    r0 = max(int(math.floor(v0 + float(dv[valid].min()))) - margin, 0)
-    r1 = min(int(math.ceil(v0 + float(dv[valid].max()))) + margin + 1, H)
+    r0, r1, c0, c1 = m.window
     crop = np.ascontiguousarray(src[r0:r1, c0:c1])
     crop_mask = src_mask[r0:r1, c0:c1]
-    map_x = du + np.float32(u0 - c0)
-    map_y = dv + np.float32(v0 - r0)
-    np.copyto(map_x, np.float32(-1.0), where=~valid)
-    np.copyto(map_y, np.float32(-1.0), where=~valid)
-
-    out = _mip_remap(crop, map_x, map_y, valid, interpolation, cv2.BORDER_REPLICATE, level)
+    valid = m.valid.copy()
+    out = _mip_remap(crop, m.map_x, m.map_y, valid, interpolation, cv2.BORDER_REPLICATE, m.level)
     if not crop_mask.all():
-        m = _mip_remap(crop_mask.astype(np.float32), map_x, map_y, valid, interpolation, cv2.BORDER_REPLICATE, level)
-        valid &= m >= np.float32(0.999)
+        mm = _mip_remap(crop_mask.astype(np.float32), m.map_x, m.map_y, valid, interpolation, cv2.BORDER_REPLICATE,
+                        m.level)
+        valid &= mm >= np.float32(0.999)
     out[~valid] = 0
     return out, valid

@@ -2,7 +2,8 @@
 
 Per frame, the decoded frame (RGB uint8[H, W, 3]) is uploaded once (:class:`DeviceFrame`) and its mip pyramid is
 built there once, up to the deepest level any view of the frame needs (:func:`pyr_down`: ``cv2.pyrDown``'s 5-tap
-``[1 4 6 4 1] / 16`` kernel with BORDER_REFLECT_101, rounded to integers as OpenCV's uint8 result; exact).
+``[1 4 6 4 1] / 16`` kernel with BORDER_REFLECT_101, rounded to integers as OpenCV's uint8 result; exact). The
+kernels are :mod:`calibration.torch_remap`'s (shared with training's pair renderer, ``export.data.gpu_pairs``).
 
 Per view, the geometry runs on the host in its one implementation: ``calibration.view.rectify_map`` (the source
 pixel of every output pixel from the camera model, attitude, mount and height), ``mip_levels`` (the pyramid level
@@ -37,6 +38,10 @@ import numpy as np
 
 from calibration.errors import CalibrationError
 from calibration.geometry import NADIR_MOUNT, Attitude, Mount
+from calibration.torch_remap import Pyramid
+from calibration.torch_remap import mip_sample as _mip_sample
+from calibration.torch_remap import pyr_down as _pyr_down
+from calibration.torch_remap import to_uint8 as _to_uint8
 from calibration.view import mip_levels, mip_plan, rectify_map
 
 from ..ground_view import GroundView, GroundViewer, GroundViewError
@@ -77,35 +82,24 @@ class DeviceFrame:
         self.dtype = image.dtype
         self.device = device
         t = to_device(image, device)
-        self._levels = [t.permute(2, 0, 1).unsqueeze(0).to(torch.float32)]  # [1, 3, H, W] DN (integers)
+        self._pyramid = Pyramid(t.permute(2, 0, 1).unsqueeze(0).to(torch.float32))  # [1, 3, H, W] DN (integers)
 
     def level(self, k: int):
         """Pyramid level ``k`` (0: the frame) as float32[1, 3, H_k, W_k], integer DN; built on first use."""
-        while len(self._levels) <= k:
-            self._levels.append(pyr_down(self._levels[-1]))
-        return self._levels[k]
+        return self._pyramid.level(k)
 
 
 # ---------------------------------------------------------------------------------------------------- kernels
 def pyr_down(x):
-    """``cv2.pyrDown`` of an integer-valued image float32[N, C, H, W] (H, W >= 3) -> [N, C, (H+1)//2, (W+1)//2].
-
-    The 5-tap kernel ``[1 4 6 4 1]`` per axis over a BORDER_REFLECT_101 border, every second pixel, divided by 256
-    and rounded half up as OpenCV rounds its uint8 result. Shifted adds of integers below 2**24: exact on any
-    device (no convolution algorithm that might round).
-    """
-    torch = import_torch()
-    H, W = x.shape[-2:]
-    p = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
-    h = p[..., 0:W] + 4.0 * p[..., 1:W + 1] + 6.0 * p[..., 2:W + 2] + 4.0 * p[..., 3:W + 3] + p[..., 4:W + 4]
-    h = h[..., ::2]
-    v = h[..., 0:H, :] + 4.0 * h[..., 1:H + 1, :] + 6.0 * h[..., 2:H + 2, :] + 4.0 * h[..., 3:H + 3, :] + h[..., 4:H + 4, :]
-    v = v[..., ::2, :]
-    return torch.floor((v + 128.0) / 256.0)
+    """``cv2.pyrDown`` of an integer-valued image float32[N, C, H, W] (H, W >= 3) -> [N, C, (H+1)//2, (W+1)//2],
+    rounded as OpenCV's uint8 result (:func:`calibration.torch_remap.pyr_down`, exact)."""
+    import_torch()
+    return _pyr_down(x, integer=True)
 
 
 def mip_sample(frame: DeviceFrame, map_x, map_y, level, mask, lo: int, hi: int):
-    """Sample ``frame`` for V views at once with a mip-map, as ``calibration.view._mip_remap`` ("linear") does.
+    """Sample ``frame`` for V views at once with a mip-map, as ``calibration.view._mip_remap`` ("linear") does
+    (:func:`calibration.torch_remap.mip_sample`, the views stacked along the height into one ``grid_sample``).
 
     Args:
         frame: the :class:`DeviceFrame`.
@@ -118,30 +112,10 @@ def mip_sample(frame: DeviceFrame, map_x, map_y, level, mask, lo: int, hi: int):
         uint8[V, H, W, 3] on the device.
     """
     torch = import_torch()
-    F = torch.nn.functional
     V, H, W = map_x.shape
-
-    def at(k: int):
-        src = frame.level(k)
-        if k == 0:
-            mx, my = map_x, map_y
-        else:
-            s = float(np.float32(1.0 / (1 << k)))  # a power of two: exact, as the CPU's map * s
-            mx, my = map_x * s, map_y * s
-        hk, wk = src.shape[-2:]
-        grid = torch.stack([(2.0 * mx + 1.0) / wk - 1.0, (2.0 * my + 1.0) / hk - 1.0], dim=-1)
-        r = F.grid_sample(src, grid.reshape(1, V * H, W, 2), mode="bilinear", padding_mode="border",
-                          align_corners=False)  # [1, 3, V * H, W]: the views stacked along the height
-        return torch.round(r).reshape(3, V, H, W).permute(1, 0, 2, 3)  # cv2.remap's uint8 result, as float
-
-    prev = at(lo)
-    acc = prev.clone()
-    for k in range(lo + 1, hi + 1):
-        ck = torch.clamp(level - float(k - 1), 0.0, 1.0).unsqueeze(1)
-        cur = at(k)
-        acc += (cur - prev) * ck
-        prev = cur
-    out = (acc + 0.5).clamp_(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
+    acc = _mip_sample(frame.level, map_x.reshape(1, V * H, W), map_y.reshape(1, V * H, W),
+                      level.reshape(1, V * H, W), lo, hi)  # [1, 3, V * H, W]
+    out = _to_uint8(acc).reshape(3, V, H, W).permute(1, 2, 3, 0)
     return torch.where(mask.unsqueeze(-1), out, torch.zeros((), dtype=torch.uint8, device=out.device)).contiguous()
 
 
