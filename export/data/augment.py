@@ -16,7 +16,7 @@ import numpy as np
 
 from . import DataError
 
-__all__ = ["FieldAugment", "PhotometricAugment"]
+__all__ = ["FieldAugment", "PhotometricAugment", "PhotometricDraw", "jpeg"]
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,9 @@ class PhotometricAugment:
         return {f.name: (list(getattr(self, f.name)) if f.name == "jpeg_quality" else getattr(self, f.name))
                 for f in fields(self)}
 
-    def apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """RGB uint8[h, w, 3] -> RGB uint8[h, w, 3] with one random draw of every effect (from ``rng``)."""
-        import cv2
-
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise DataError(f"photometric augmentation needs RGB uint8[h, w, 3], got "
-                            f"{getattr(image, 'dtype', type(image).__name__)}{list(getattr(image, 'shape', []))}")
+    def draw(self, rng: np.random.Generator) -> "PhotometricDraw":
+        """One random draw of every effect's parameters from ``rng`` (what :meth:`apply` uses; a device
+        implementation, ``export.data.gpu_pairs``, takes the same draw)."""
         # draw every parameter, always in the same order, so one setting does not shift the others' randomness
         gain = 1.0 + rng.uniform(-self.brightness, self.brightness)
         contrast = 1.0 + rng.uniform(-self.contrast, self.contrast)
@@ -97,7 +93,43 @@ class PhotometricAugment:
         lo, hi = self.jpeg_quality
         quality = int(rng.integers(lo, hi + 1)) if hi > 0 else 0
         noise_seed = int(rng.integers(0, 2**63 - 1))
+        return PhotometricDraw(gain=gain, contrast=contrast, gamma=gamma, colour_gains=cg, blur_sigma_px=sigma,
+                               noise_sigma=noise, jpeg_quality=quality, noise_seed=noise_seed)
 
+    def apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """RGB uint8[h, w, 3] -> RGB uint8[h, w, 3] with one random draw of every effect (from ``rng``)."""
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise DataError(f"photometric augmentation needs RGB uint8[h, w, 3], got "
+                            f"{getattr(image, 'dtype', type(image).__name__)}{list(getattr(image, 'shape', []))}")
+        return self.draw(rng).apply(image)
+
+
+@dataclass(frozen=True, eq=False)
+class PhotometricDraw:
+    """The parameters of one photometric change (:meth:`PhotometricAugment.draw`).
+
+    Attributes:
+        gain: exposure gain (relative). contrast: contrast factor about the image mean. gamma: power on [0, 1].
+        colour_gains: float64[3] per-channel (RGB) white-balance gains. blur_sigma_px: Gaussian blur sigma,
+            pixels (<= 0.05: none). noise_sigma: sensor noise sigma, DN. jpeg_quality: 0 (none) or 1..100.
+        noise_seed: seed of the noise field (``numpy.random.default_rng(noise_seed)``).
+    """
+
+    gain: float
+    contrast: float
+    gamma: float
+    colour_gains: np.ndarray
+    blur_sigma_px: float
+    noise_sigma: float
+    jpeg_quality: int
+    noise_seed: int
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """RGB uint8[h, w, 3] -> RGB uint8[h, w, 3]: blur, gamma, contrast, gains, noise, rounding, JPEG, in this
+        order (float32 arithmetic)."""
+        import cv2
+
+        sigma, gamma, contrast, noise = self.blur_sigma_px, self.gamma, self.contrast, self.noise_sigma
         img = image.astype(np.float32) * np.float32(1.0 / 255.0)
         if sigma > 0.05:
             img = cv2.GaussianBlur(img, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REFLECT)
@@ -105,16 +137,23 @@ class PhotometricAugment:
             np.power(img, np.float32(gamma), out=img)
         mean = float(img.mean())
         img = (img - mean) * np.float32(contrast) + np.float32(mean)
-        img *= (gain * cg).astype(np.float32)
+        img *= (self.gain * self.colour_gains).astype(np.float32)
         img *= np.float32(255.0)
         if noise > 0.0:
-            img += np.random.default_rng(noise_seed).standard_normal(img.shape, dtype=np.float32) * np.float32(noise)
+            img += np.random.default_rng(self.noise_seed).standard_normal(img.shape, dtype=np.float32) * np.float32(noise)
         out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
-        if quality > 0:
-            ok, buf = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-            if ok:
-                out = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
-        return out
+        return jpeg(out, self.jpeg_quality)
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """RGB uint8[h, w, 3] through a JPEG encode/decode at ``quality`` (1..100; 0: unchanged)."""
+    import cv2
+
+    if quality > 0:
+        ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
+    return image
 
 
 def _probability(name: str, v) -> float:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -44,7 +44,8 @@ from maps.tiling import TileGrid
 from . import DataError
 from .augment import FieldAugment, PhotometricAugment
 
-__all__ = ["PairConfig", "PairSample", "PairBatch", "PairSamplingError", "RenderedPairs", "evaluation_pairs", "masked_ncc"]
+__all__ = ["PairConfig", "PairSample", "PairBatch", "PairSamplingError", "PoseDraw", "RenderedPairs", "evaluation_pairs",
+           "masked_ncc"]
 
 _TWO_PI = 2.0 * math.pi
 
@@ -200,6 +201,45 @@ class PairSample:
     @property
     def valid_fraction(self) -> float:
         return float(self.query_mask.mean())
+
+
+@dataclass(frozen=True, eq=False)
+class PoseDraw:
+    """A candidate pose of a sample (:meth:`RenderedPairs.poses`), drawn before anything is rendered.
+
+    Attributes:
+        index: the sample's index. tries: poses drawn for it so far, this one included.
+        position: float64[2] true (x east, y north) of the nadir point, local metres.
+        altitude_m: height above ground, metres. roll_rad, pitch_rad: REP-103 roll and pitch, radians.
+        heading_rad: true compass heading, radians clockwise from north, [0, 2 pi).
+        rotation_rad: true minus assumed heading, radians (not wrapped; the sample's label wraps it).
+        aug_seed: seed of the photometric augmentation's generator (``numpy.random.default_rng(aug_seed)``).
+        tile_centre: float64[2] centre of the positive tile (``position`` plus the jitter), local metres.
+        positive_mask: bool[s, s] the positive tile's valid pixels.
+    """
+
+    index: int
+    tries: int
+    position: np.ndarray
+    altitude_m: float
+    roll_rad: float
+    pitch_rad: float
+    heading_rad: float
+    rotation_rad: float
+    aug_seed: int
+    tile_centre: np.ndarray
+    positive_mask: np.ndarray
+
+    @property
+    def attitude(self) -> Attitude:
+        """The true attitude (body -> world ENU)."""
+        return Attitude(self.roll_rad, self.pitch_rad, yaw_from_heading(self.heading_rad))
+
+    @property
+    def assumed_attitude(self) -> Attitude:
+        """The attitude the query is rectified with: the yaw turned by ``rotation_rad`` (the heading error)."""
+        a = self.attitude
+        return Attitude(a.roll, a.pitch, a.yaw + float(self.rotation_rad))
 
 
 _BATCH_ARRAYS = ("index", "query", "query_mask", "positive", "positive_mask", "position", "altitude_m", "roll_rad",
@@ -381,13 +421,19 @@ class RenderedPairs:
         return self.sample(i)
 
     # ------------------------------------------------------------------------------------------------ pieces
+    def tile_window(self, position) -> tuple[int, int]:
+        """(column, row) of the top-left pixel of the north-up map tile centred on ``position`` (x, y local metres)
+        in :attr:`tiles` (may lie outside it); the tile is ``size_px`` square. Same rule as
+        :func:`maps.tiling.cut_tiles`."""
+        x, y = (float(v) for v in position)
+        s, src = self.size_px, self.tiles
+        return int(np.round((x - src.x_min) / src.gsd - s / 2.0)), int(np.round((src.y_max - y) / src.gsd - s / 2.0))
+
     def tile(self, position) -> tuple[np.ndarray, np.ndarray]:
         """The north-up map tile centred on ``position`` (x, y local metres): (uint8[s, s, 3], bool[s, s] mask);
         outside the orthophoto is black and invalid. Same crop rule as :func:`maps.tiling.cut_tiles`."""
-        x, y = (float(v) for v in position)
         s, src = self.size_px, self.tiles
-        a = int(np.round((x - src.x_min) / src.gsd - s / 2.0))
-        b = int(np.round((src.y_max - y) / src.gsd - s / 2.0))
+        a, b = self.tile_window(position)
         img = np.zeros((s, s, 3), np.uint8)
         msk = np.zeros((s, s), bool)
         sa, sb, ea, eb = max(a, 0), max(b, 0), min(a + s, src.width), min(b + s, src.height)
@@ -395,6 +441,16 @@ class RenderedPairs:
             img[sb - b:eb - b, sa - a:ea - a] = src.image[sb:eb, sa:ea]
             msk[sb - b:eb - b, sa - a:ea - a] = src.mask[sb:eb, sa:ea]
         return img, msk
+
+    def tile_mask(self, position) -> np.ndarray:
+        """bool[s, s]: the mask of :meth:`tile` alone."""
+        s, src = self.size_px, self.tiles
+        a, b = self.tile_window(position)
+        msk = np.zeros((s, s), bool)
+        sa, sb, ea, eb = max(a, 0), max(b, 0), min(a + s, src.width), min(b + s, src.height)
+        if ea > sa and eb > sb:
+            msk[sb - b:eb - b, sa - a:ea - a] = src.mask[sb:eb, sa:ea]
+        return msk
 
     def semi_positives(self, position) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Grid tiles within the radius of ``position``: (ids int64[k], centres float64[k, 2], distances
@@ -432,22 +488,16 @@ class RenderedPairs:
     def _inside(self, pos: np.ndarray) -> bool:
         return any(b[0] <= pos[0] <= b[2] and b[1] <= pos[1] <= b[3] for b in self._boxes)
 
-    def sample(self, index: int, *, around=None, radius_m: float = 0.0, avoid=None,
-               min_separation_m: float = 0.0) -> PairSample:
-        """Sample ``index`` (see the module docstring); raises :class:`PairSamplingError` after ``max_tries``.
-
-        Args:
-            index: the sample's index (with the seed, it fixes every random choice).
-            around: (x, y) local metres: draw the position uniformly in the disc of ``radius_m`` around this point
-                (inside the allowed area) instead of anywhere; a neighbour of an earlier sample, so that the
-                in-batch negatives are hard, nearby places. None: anywhere.
-            avoid: float[k, 2] positions the new one must stay at least ``min_separation_m`` metres from (the other
-                places of the group: they are negatives, so must not be positives of each other).
-        """
+    def poses(self, index: int, *, around=None, radius_m: float = 0.0, avoid=None,
+              min_separation_m: float = 0.0) -> Iterator[PoseDraw]:
+        """The candidate poses of sample ``index``, in the order :meth:`sample` tries them: a generator of
+        :class:`PoseDraw` s that passed the checks made without rendering (inside the area, apart from ``avoid``, a
+        positive tile with enough valid imagery); it ends after ``max_tries`` tries. :meth:`sample` renders each
+        until one gives a query crop with ``min_valid_fraction`` valid pixels; a batched renderer
+        (``export.data.gpu_pairs``) takes the same candidates. Arguments as :meth:`sample`."""
         cfg = self.config
         rng = np.random.default_rng([self.seed, int(index)])
         avoid_xy = np.zeros((0, 2)) if avoid is None else np.asarray(avoid, dtype=np.float64).reshape(-1, 2)
-        best = None
         for tries in range(1, cfg.max_tries + 1):
             if around is None:
                 b = self._boxes[int(rng.choice(len(self._boxes), p=self._box_p))]
@@ -470,35 +520,62 @@ class RenderedPairs:
                 rot = float(rng.standard_normal()) * math.radians(cfg.heading_noise_deg)
             aug_seed = int(rng.integers(0, 2**63 - 1))
             jitter = cfg.positive_jitter_m
-            positive, pmask = self.tile(pos + rng.uniform(-jitter, jitter, 2) if jitter > 0 else pos)
+            centre = pos + rng.uniform(-jitter, jitter, 2) if jitter > 0 else pos
+            pmask = self.tile_mask(centre)
             if pmask.mean() < cfg.min_tile_valid_fraction:
                 continue
-            att = Attitude(roll, pitch, yaw_from_heading(heading))
-            query, qmask = self.render_query(pos, alt, att, rot, np.random.default_rng(aug_seed))
-            frac = float(qmask.mean())
-            cand = (pos, alt, roll, pitch, heading, rot, query, qmask, positive, pmask)
-            if frac >= cfg.min_valid_fraction:
-                best = cand
-                break
-        else:
-            raise PairSamplingError(
-                f"pair {index} (seed {self.seed}): no pose in {cfg.max_tries} tries gave a query crop with >= "
-                f"{cfg.min_valid_fraction:.0%} valid pixels and a tile with >= {cfg.min_tile_valid_fraction:.0%} "
-                f"valid imagery; raise altitude_m (now {cfg.altitude_m}), lower max_tilt_deg or min_valid_fraction, "
-                "or use areas with more valid imagery")
-        pos, alt, roll, pitch, heading, rot, query, qmask, positive, pmask = best
+            yield PoseDraw(index=int(index), tries=tries, position=pos, altitude_m=alt, roll_rad=roll, pitch_rad=pitch,
+                           heading_rad=heading, rotation_rad=rot, aug_seed=aug_seed, tile_centre=centre,
+                           positive_mask=pmask)
+
+    def sampling_error(self, index: int) -> PairSamplingError:
+        """The error of a sample whose ``max_tries`` candidate poses were all refused."""
+        cfg = self.config
+        return PairSamplingError(
+            f"pair {index} (seed {self.seed}): no pose in {cfg.max_tries} tries gave a query crop with >= "
+            f"{cfg.min_valid_fraction:.0%} valid pixels and a tile with >= {cfg.min_tile_valid_fraction:.0%} "
+            f"valid imagery; raise altitude_m (now {cfg.altitude_m}), lower max_tilt_deg or min_valid_fraction, "
+            "or use areas with more valid imagery")
+
+    def finish(self, draw: PoseDraw, query: np.ndarray, query_mask: np.ndarray, positive: np.ndarray,
+               positive_mask: np.ndarray) -> PairSample:
+        """The :class:`PairSample` of an accepted candidate and its rendered images (the field augmentation, on its
+        own random stream, and the semi-positives applied here)."""
+        cfg = self.config
+        index = draw.index
         if not (cfg.map_field.is_off and cfg.query_field.is_off):  # its own stream: the other draws stay as they were
             frng = np.random.default_rng([self.seed, int(index), 0xF1E1D])
-            positive = cfg.map_field.apply(positive, frng, self.grid.gsd, pmask)
-            query = cfg.query_field.apply(query, frng, self.grid.gsd, qmask)
+            positive = cfg.map_field.apply(positive, frng, self.grid.gsd, positive_mask)
+            query = cfg.query_field.apply(query, frng, self.grid.gsd, query_mask)
+        pos, heading, rot = draw.position, draw.heading_rad, draw.rotation_rad
         ids, cents, dists = self.semi_positives(pos)
         assumed = (heading - rot) % _TWO_PI
         return PairSample(
-            index=int(index), query=query, query_mask=qmask, positive=positive, positive_mask=pmask, position=pos,
-            altitude_m=alt, roll_rad=roll, pitch_rad=pitch, true_heading_rad=heading, assumed_heading_rad=assumed,
-            rotation_rad=rot % _TWO_PI, semi_positive_ids=ids, semi_positive_positions=cents,
-            semi_positive_distances_m=dists, tries=tries,
+            index=int(index), query=query, query_mask=query_mask, positive=positive, positive_mask=positive_mask,
+            position=pos, altitude_m=draw.altitude_m, roll_rad=draw.roll_rad, pitch_rad=draw.pitch_rad,
+            true_heading_rad=heading, assumed_heading_rad=assumed, rotation_rad=rot % _TWO_PI,
+            semi_positive_ids=ids, semi_positive_positions=cents, semi_positive_distances_m=dists, tries=draw.tries,
         )
+
+    def sample(self, index: int, *, around=None, radius_m: float = 0.0, avoid=None,
+               min_separation_m: float = 0.0) -> PairSample:
+        """Sample ``index`` (see the module docstring); raises :class:`PairSamplingError` after ``max_tries``.
+
+        Args:
+            index: the sample's index (with the seed, it fixes every random choice).
+            around: (x, y) local metres: draw the position uniformly in the disc of ``radius_m`` around this point
+                (inside the allowed area) instead of anywhere; a neighbour of an earlier sample, so that the
+                in-batch negatives are hard, nearby places. None: anywhere.
+            avoid: float[k, 2] positions the new one must stay at least ``min_separation_m`` metres from (the other
+                places of the group: they are negatives, so must not be positives of each other).
+        """
+        for draw in self.poses(index, around=around, radius_m=radius_m, avoid=avoid, min_separation_m=min_separation_m):
+            query, qmask = self.render_query(draw.position, draw.altitude_m, draw.attitude, draw.rotation_rad,
+                                             np.random.default_rng(draw.aug_seed))
+            if float(qmask.mean()) >= self.config.min_valid_fraction:
+                positive, pmask = self.tile(draw.tile_centre)
+                return self.finish(draw, query, qmask, positive, pmask)
+        raise self.sampling_error(index)
 
     # ------------------------------------------------------------------------------------------------ outputs
     def materialize(self, indices: Sequence[int] | None = None) -> PairBatch:
