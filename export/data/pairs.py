@@ -538,12 +538,12 @@ class RenderedPairs:
             "or use areas with more valid imagery")
 
     def finish(self, draw: PoseDraw, query: np.ndarray, query_mask: np.ndarray, positive: np.ndarray,
-               positive_mask: np.ndarray) -> PairSample:
-        """The :class:`PairSample` of an accepted candidate and its rendered images (the field augmentation, on its
-        own random stream, and the semi-positives applied here)."""
+               positive_mask: np.ndarray, *, field: bool = True) -> PairSample:
+        """The :class:`PairSample` of an accepted candidate and its rendered images: the field augmentation (on its
+        own random stream; ``field=False``: the images are taken as they are) and the semi-positives applied here."""
         cfg = self.config
         index = draw.index
-        if not (cfg.map_field.is_off and cfg.query_field.is_off):  # its own stream: the other draws stay as they were
+        if field and not (cfg.map_field.is_off and cfg.query_field.is_off):  # its own stream: the other draws stay
             frng = np.random.default_rng([self.seed, int(index), 0xF1E1D])
             positive = cfg.map_field.apply(positive, frng, self.grid.gsd, positive_mask)
             query = cfg.query_field.apply(query, frng, self.grid.gsd, query_mask)
