@@ -37,6 +37,7 @@ class Checkpoint:
     metrics: dict = field(default_factory=dict)
     optimizer_state: dict | None = None
     rng_state: object = None
+    scaler_state: dict | None = None
 
     @property
     def contract(self) -> EncoderContract:
@@ -60,9 +61,27 @@ def contract_for(model, config, ground_resolution_m: float, name: str) -> Encode
     )
 
 
+def _on_cpu(value):
+    """``value`` (a state dict: tensors in dicts and lists) with every tensor on the CPU (CPU tensors as they are)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        out = type(value)((k, _on_cpu(v)) for k, v in value.items())  # an OrderedDict stays one
+        if hasattr(value, "_metadata"):  # a module state dict's version information
+            out._metadata = value._metadata
+        return out
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(v) for v in value)
+    return value
+
+
 def save_checkpoint(path, model, config, *, ground_resolution_m: float, name: str, optimizer=None, epoch: int = 0,
-                    step: int = 0, metrics: dict | None = None, rng_state=None) -> Path:
-    """Write a checkpoint atomically (temp file + rename). Returns the path."""
+                    step: int = 0, metrics: dict | None = None, rng_state=None, scaler_state: dict | None = None) -> Path:
+    """Write a checkpoint atomically (temp file + rename). Returns the path. Tensors are saved on the CPU whatever
+    the model's device (a GPU run's checkpoint loads anywhere); ``scaler_state``: a ``torch.amp.GradScaler``'s
+    state (fp16 training), stored only when given."""
     import torch
 
     path = Path(path)
@@ -72,13 +91,15 @@ def save_checkpoint(path, model, config, *, ground_resolution_m: float, name: st
         "config": config.to_dict(),
         "ground_resolution_m": float(ground_resolution_m),
         "name": str(name),
-        "state_dict": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "state_dict": _on_cpu(model.state_dict()),
+        "optimizer": _on_cpu(optimizer.state_dict()) if optimizer is not None else None,
         "epoch": int(epoch),
         "step": int(step),
         "metrics": {str(k): float(v) for k, v in (metrics or {}).items()},
         "rng": rng_state,
     }
+    if scaler_state is not None:
+        payload["scaler"] = {str(k): (float(v) if isinstance(v, float) else int(v)) for k, v in scaler_state.items()}
     tmp = path.with_name(path.name + ".partial")
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -127,4 +148,5 @@ def load_checkpoint(path) -> Checkpoint:
         metrics=dict(payload.get("metrics") or {}),
         optimizer_state=payload.get("optimizer"),
         rng_state=payload.get("rng"),
+        scaler_state=payload.get("scaler"),
     )

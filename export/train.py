@@ -18,6 +18,14 @@ held out together; the footprints are checked disjoint with :func:`export.data.s
 Without the shared data the NEON crop is cut into 124 m blocks (:func:`export.data.splits.block_split`, seed 0, one
 block held out, 52 m buffer) and the held-out block is the evaluation area.
 
+Devices (``train(device=...)``, ``skyfix train --device cpu|cuda|cuda:N``): on the CPU (the default) nothing
+changes. On a GPU the model and the loss run there, the pairs are rendered there (``pair_renderer``:
+:mod:`export.data.gpu_pairs`, the same samples as :class:`RenderedPairs`, the geometry on the host) and the forward
+pass runs under ``torch.autocast`` (``amp``: bf16 where the GPU supports it, else fp16 with a
+``torch.amp.GradScaler``; the losses in float32). Checkpoints hold CPU tensors (and the scaler's state), so they load
+and resume anywhere; a resumed run must render and cast as it did (``run.json``'s ``placement``). On CUDA the
+weights are not bit-reproducible (cuDNN's backward kernels); the data still are a pure function of ``(seed, step)``.
+
 torch is imported inside the functions (docs/DESIGN.md).
 """
 
@@ -36,11 +44,14 @@ import numpy as np
 
 from .errors import CheckpointError, ExportError, ModelConfigError
 
-__all__ = ["TrainError", "PresetError", "DataSplitError", "TrainPreset", "PRESETS", "get_preset", "Area", "DataSplit",
-           "default_split", "shared_data_root", "train", "TrainResult", "learning_rate"]
+__all__ = ["TrainError", "PresetError", "DataSplitError", "DeviceError", "TrainPreset", "PRESETS", "get_preset", "Area",
+           "DataSplit", "default_split", "shared_data_root", "train", "train_device", "TrainResult", "learning_rate"]
 
 LOSSES = ("infonce", "triplet", "edbl")
 ROTATIONS = ("noise", "random")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+PAIR_RENDERERS = ("auto", "cpu", "device")
+DEVICE_JPEG = ("host", "skip")
 LAST = "last.pt"
 FINAL = "final.pt"
 RUN_JSON = "run.json"
@@ -61,6 +72,11 @@ class PresetError(TrainError, ModelConfigError):
 
 class DataSplitError(TrainError):
     """A data split that cannot be built (missing orthophoto, no training area, an overlapping held-out area)."""
+
+
+class DeviceError(TrainError):
+    """A training device that cannot be used: an unknown name, CUDA where torch sees no GPU, an AMP mode the device
+    lacks."""
 
 
 # ---------------------------------------------------------------------------------------------------- presets
@@ -102,6 +118,13 @@ class TrainPreset:
         time_budget_s: stop (and checkpoint) when the wall time of this invocation exceeds this, seconds; None: no
             limit. ``--resume`` continues such a run.
         seed: base seed (data, initialisation).
+        amp: mixed precision of the forward pass: "auto" (on CUDA bf16 where the GPU supports it, else fp16 with a
+            gradient scaler; on the CPU off), "off" (float32), "bf16", "fp16" (with ``torch.amp.GradScaler``).
+            The losses are computed in float32 either way.
+        pair_renderer: where the pairs are rendered: "auto" (on the training device when it is a GPU, else on the
+            CPU), "cpu" (:class:`export.data.pairs.RenderedPairs`, numpy/OpenCV on the host) or "device"
+            (:mod:`export.data.gpu_pairs`: the same samples, the pixel work with torch on the training device).
+        device_jpeg: the photometric JPEG of the device renderer: "host" (cv2 on the host, as on the CPU) or "skip".
     """
 
     name: str = "default"
@@ -138,6 +161,9 @@ class TrainPreset:
     threads: int = 1
     time_budget_s: float | None = 1740.0
     seed: int = 0
+    amp: str = "auto"
+    pair_renderer: str = "auto"
+    device_jpeg: str = "host"
 
     def __post_init__(self) -> None:
         def positive_int(key):
@@ -169,6 +195,9 @@ class TrainPreset:
             raise PresetError(f"preset loss must be one of {LOSSES}, got {self.loss!r}")
         if self.rotation not in ROTATIONS:
             raise PresetError(f"preset rotation must be one of {ROTATIONS}, got {self.rotation!r}")
+        for key, choices in (("amp", AMP_MODES), ("pair_renderer", PAIR_RENDERERS), ("device_jpeg", DEVICE_JPEG)):
+            if getattr(self, key) not in choices:
+                raise PresetError(f"preset {key} must be one of {choices}, got {getattr(self, key)!r}")
         if self.time_budget_s is not None and not (isinstance(self.time_budget_s, (int, float)) and self.time_budget_s > 0):
             raise PresetError(f"time_budget_s must be > 0 seconds or None, got {self.time_budget_s!r}")
         try:
@@ -236,6 +265,21 @@ PRESETS: dict[str, TrainPreset] = {
     # shadows, NIR false colour, JPEG; FieldAugment): an experiment of issue 13, see runtime/models/README.md
     "field": TrainPreset(name="field", aggregation="gem_spatial", steps=1100, group_size=8, positive_jitter_m=6.4,
                          freeze_blocks=4, field_augment=True),
+    # one data-centre GPU (H100/H200 class), <= 10 min wall: `skyfix train --preset gpu --device cuda`. SIZED FROM CPU
+    # MEASUREMENTS AND ASSUMPTIONS, NOT MEASURED ON A GPU (none was lent). The whole EfficientNet-Lite0 trains (no
+    # frozen blocks), 1800 steps of 128 pairs in groups of 8 (230k pairs, 6.5x the default's 35k), bf16 autocast
+    # (amp auto), pairs rendered on the GPU (export.data.gpu_pairs). Measured on one busy CPU core: the unfrozen
+    # model's step is ~2.7 s per 32 pairs (~11 s per 128); the renderer's host geometry ~3 ms and the host JPEG
+    # (cv2) ~0.4 ms per pair. Assumed: the GPU runs the model step >= 100x faster than that core (~0.1 s per 128 pairs in bf16);
+    # the host geometry and JPEG spread over up to 8 threads (~0.15-0.25 s per batch, overlapped with the step by
+    # the prefetch thread); the device's per-pair pixel work (window pyramid, grid_sample, photometric) < 0.5 ms.
+    # Hence ~0.25 s per step, ~2400 steps in 600 s; 1800 leaves a margin and the time budget (600 s) stops the run
+    # with a checkpoint if the GPU is slower (`--resume` continues). 128 pairs rather than 256 because the training
+    # orthophotos are small (sampleable squares of 125-390 m): 256 places per batch would put up to ~13 other places
+    # within 16 m of each (false in-batch negatives), 128 up to ~6.6 (the default's 32: up to 1.6).
+    "gpu": TrainPreset(name="gpu", aggregation="gem_spatial", batch_size=128, group_size=8, steps=1800,
+                       steps_per_epoch=100, lr=5e-4, warmup_steps=60, positive_jitter_m=6.4, freeze_blocks=0,
+                       checkpoint_every=200, threads=4, time_budget_s=600.0),
     # seconds, for tests: tiny small_cnn at 64 px
     "tiny": TrainPreset(name="tiny", backbone="small_cnn", pretrained=False, dim=32, input_size=64, batch_size=8,
                         steps=6, steps_per_epoch=3, lr=1e-3, warmup_steps=1, checkpoint_every=3, threads=1,
@@ -416,6 +460,88 @@ class _MultiPairs:
         return out
 
 
+class _DevicePairs:
+    """:class:`_MultiPairs`' batches (the same areas, samples and groups) rendered on a torch device
+    (:class:`export.data.gpu_pairs.TorchPairRenderer`, one per area: its orthophoto uploaded once). ``batch``
+    returns a :class:`export.data.gpu_pairs.DevicePairBatch`."""
+
+    def __init__(self, multi: _MultiPairs, device, jpeg: str = "host") -> None:
+        from .data.gpu_pairs import TorchPairRenderer
+
+        self.multi = multi
+        self.renderers = [TorchPairRenderer(p, device, jpeg=jpeg) for p in multi.sets]
+
+    def batch(self, step: int, batch_size: int):
+        n = len(self.renderers)
+        start = (step // n) * batch_size
+        m = self.multi
+        return self.renderers[step % n].batch(range(start, start + batch_size), group_size=m.group_size,
+                                              group_radius_m=m.group_radius_m,
+                                              group_min_separation_m=m.group_min_separation_m)
+
+    def close(self) -> None:
+        for r in self.renderers:
+            r.close()
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+def train_device(name):
+    """The ``torch.device`` for ``skyfix train --device``: "cpu", "cuda" (= cuda:0) or "cuda:N".
+
+    Raises:
+        DeviceError: another name, CUDA where torch sees no GPU (a CPU-only build or no driver), an index beyond the
+            GPUs torch sees.
+    """
+    import torch
+
+    if not isinstance(name, str) or not name.strip():
+        raise DeviceError(f"the training device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    text = name.strip().lower()
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        index = int(text[5:]) if text != "cuda" else 0
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"--device {name}: torch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is False: a "
+                "CPU-only build of torch or no NVIDIA driver); install a CUDA build of PyTorch, or train with --device "
+                "cpu")
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise DeviceError(f"--device {name}: torch sees {count} CUDA GPU(s) (cuda:0..cuda:{count - 1}); choose one "
+                              "of them, or train with --device cpu")
+        return torch.device("cuda", index)
+    raise DeviceError(f"unknown training device {name!r}; expected 'cpu', 'cuda' or 'cuda:N' (a GPU torch sees)")
+
+
+def _amp_dtype(preset: TrainPreset, device):
+    """The autocast dtype of ``preset.amp`` on ``device`` (None: float32); DeviceError when the GPU lacks it."""
+    import torch
+
+    mode = preset.amp
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        if mode == "auto":
+            return torch.bfloat16 if bf16 else torch.float16
+        if mode == "bf16" and not bf16:
+            raise DeviceError(f"amp = bf16 but {torch.cuda.get_device_name(device)} has no bfloat16 support; use "
+                              "amp = fp16 (with a gradient scaler), auto or off")
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def _device_input(images, mean, std):
+    """RGB uint8[n, h, w, 3] on a torch device -> normalised float32[n, 3, h, w] there (the operations of
+    :func:`export.models.encoder.preprocess`)."""
+    import torch
+
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    return ((x - m) / s).contiguous()
+
+
 # ---------------------------------------------------------------------------------------------------- loop
 def learning_rate(preset: TrainPreset, step: int, total_steps: int | None = None) -> float:
     """LR at ``step`` (0-based): linear warm-up over ``warmup_steps``, then cosine to ``min_lr_ratio * lr``."""
@@ -490,9 +616,9 @@ def _to_tensor(images: np.ndarray, mean, std):
 
 
 def train(preset: TrainPreset, out_dir, *, resume: bool = False, split: DataSplit | None = None,
-          progress: bool = True, stream=None, stop_after: int | None = None) -> TrainResult:
+          progress: bool = True, stream=None, stop_after: int | None = None, device="cpu") -> TrainResult:
     """Train ``preset`` into ``out_dir`` (``last.pt`` every ``checkpoint_every`` steps, ``final.pt`` at the end,
-    ``run.json`` = preset + split + timings).
+    ``run.json`` = preset + split + device + timings).
 
     Args:
         preset: the recipe (:func:`get_preset`).
@@ -502,8 +628,11 @@ def train(preset: TrainPreset, out_dir, *, resume: bool = False, split: DataSpli
         progress: print the progress bar on ``stream`` (default stderr).
         stop_after: stop (with a checkpoint) once this many steps are done in total, as if interrupted; a later
             ``resume=True`` call continues exactly.
+        device: "cpu" (default), "cuda" or "cuda:N" (:func:`train_device`): where the model, the loss and (with
+            ``pair_renderer`` auto/device) the pair rendering run; ``amp`` picks the autocast dtype. Checkpoints hold
+            CPU tensors whatever the device. A resumed run must render pairs and use AMP as it did (run.json).
     Raises:
-        TrainError / PresetError / DataSplitError / CheckpointError.
+        TrainError / PresetError / DataSplitError / CheckpointError / DeviceError.
     """
     import torch
 
@@ -514,6 +643,11 @@ def train(preset: TrainPreset, out_dir, *, resume: bool = False, split: DataSpli
 
     if not isinstance(preset, TrainPreset):
         raise PresetError(f"train needs a TrainPreset (get_preset), got {type(preset).__name__}")
+    dev = train_device(device)
+    amp = _amp_dtype(preset, dev)
+    on_device = preset.pair_renderer == "device" or (preset.pair_renderer == "auto" and dev.type == "cuda")
+    placement = {"device": str(dev), "pair_renderer": "device" if on_device else "cpu",
+                 "amp": {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]}
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise TrainError(f"output {out} exists and is not a folder")
@@ -535,6 +669,12 @@ def train(preset: TrainPreset, out_dir, *, resume: bool = False, split: DataSpli
         if recorded != json.loads(json.dumps(preset.to_dict())):
             diff = sorted(k for k in recorded if recorded.get(k) != json.loads(json.dumps(preset.to_dict())).get(k))
             raise TrainError(f"--resume: the preset differs from the recorded one in {diff}; use the same options")
+        was = {k: v for k, v in recorded_run.get("placement", {"pair_renderer": "cpu", "amp": "off"}).items()
+               if k != "device"}
+        if was != {k: v for k, v in placement.items() if k != "device"}:
+            raise TrainError(f"--resume: the run rendered pairs and used AMP as {was} (run.json), this call would use "
+                             f"{placement}; resume with the run's --device (it was "
+                             f"{recorded_run.get('placement', {}).get('device', 'cpu')})")
         names = [a["name"] for a in recorded_run.get("split", {}).get("train", [])]
         if names and names != [a.name for a in split.train]:
             raise TrainError(f"--resume: the run trained on {names} but the data now are "
@@ -550,6 +690,10 @@ def train(preset: TrainPreset, out_dir, *, resume: bool = False, split: DataSpli
     for m in frozen:
         for p in m.parameters():
             p.requires_grad_(False)
+    model.to(dev)  # before the optimizer state is loaded: it follows its parameters' device
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes
+    scaler = torch.amp.GradScaler(dev.type) if amp == torch.float16 else None
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=preset.lr,
                             weight_decay=preset.weight_decay)
     start = 0
@@ -563,22 +707,31 @@ def train(preset: TrainPreset, out_dir, *, resume: bool = False, split: DataSpli
         opt.load_state_dict(ck.optimizer_state)
         if ck.rng_state is not None:
             torch.set_rng_state(ck.rng_state)
+        if scaler is not None and ck.scaler_state is not None:
+            scaler.load_state_dict(ck.scaler_state)
         start = ck.step
     contract = EncoderContract(encoder_id="training", name=name, input_width=config.input_size,
                                input_height=config.input_size, ground_resolution_m=preset.ground_resolution_m,
                                embedding_dim=config.dim, mean=config.mean, std=config.std, colour_order="RGB")
     data = _MultiPairs(split.train, contract, preset.seed, preset.pair_config(), preset.group_size,
                        preset.group_radius_m, preset.group_min_separation_m)
+    if on_device:
+        data = _DevicePairs(data, dev, preset.device_jpeg)
+    command = f"skyfix train --preset {preset.name} --seed {preset.seed} --steps {preset.steps}"
     run_info = {"preset": preset.to_dict(), "split": split.describe(),
-                "command": f"skyfix train --preset {preset.name} --seed {preset.seed} --steps {preset.steps}"}
+                "command": command + (f" --device {dev}" if dev.type != "cpu" else "")}
+    if dev.type != "cpu" or on_device or amp is not None:
+        run_info["placement"] = placement
     (out / RUN_JSON).write_text(json.dumps(run_info, indent=2))
 
     from concurrent.futures import ThreadPoolExecutor
+    from contextlib import nullcontext
 
     def save(path, step, metrics):
         return save_checkpoint(path, model, config, ground_resolution_m=preset.ground_resolution_m, name=name,
                                optimizer=opt, epoch=step // preset.steps_per_epoch, step=step, metrics=metrics,
-                               rng_state=torch.get_rng_state())
+                               rng_state=torch.get_rng_state(),
+                               scaler_state=scaler.state_dict() if scaler is not None else None)
 
     bar = _Progress(preset.steps, start, stream) if progress else None
     losses: list[float] = []
@@ -588,51 +741,71 @@ def train(preset: TrainPreset, out_dir, *, resume: bool = False, split: DataSpli
     for m in frozen:
         m.eval()  # frozen blocks keep their BatchNorm statistics too
     step = start
-    with ThreadPoolExecutor(max_workers=1) as pool:  # renders the next batch while this one trains
-        nxt = pool.submit(data.batch, step, preset.batch_size) if step < preset.steps else None
-        while step < preset.steps:
-            samples = nxt.result()
-            nxt = pool.submit(data.batch, step + 1, preset.batch_size) if step + 1 < preset.steps else None
-            q = _to_tensor(np.stack([s.query for s in samples]), config.mean, config.std)
-            p = _to_tensor(np.stack([s.positive for s in samples]), config.mean, config.std)
-            lr = learning_rate(preset, step)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            if config.orientation_head:
-                eq, ep, cs = model.forward_with_orientation(q, p)
-            else:
-                eq, ep = model(q, p)
-            if preset.loss == "infonce":
-                loss = info_nce(eq, ep, preset.temperature)
-            elif preset.loss == "triplet":
-                loss = soft_margin_triplet(eq, ep, preset.alpha)
-            else:
-                loss = edbl(eq, ep, preset.alpha)
-            if config.orientation_head:
-                rot = torch.tensor([s.rotation_rad for s in samples], dtype=torch.float32)
-                loss = loss + preset.orientation_weight * orientation_loss(cs, rot)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            losses.append(float(loss.detach()))
-            if bar is not None:
-                bar.update(step - 1, losses[-1], lr)
-            if step % preset.checkpoint_every == 0 or step == preset.steps:
-                save(last, step, {"loss": losses[-1]})
-            if stop_after is not None and step >= stop_after and step < preset.steps:
-                save(last, step, {"loss": losses[-1]})
-                stopped = True
-                break
-            if preset.time_budget_s is not None and time.monotonic() - t0 > preset.time_budget_s and step < preset.steps:
-                save(last, step, {"loss": losses[-1]})
-                stopped = True
-                if stream is not None or progress:
-                    (stream or sys.stderr).write(f"train: time budget {preset.time_budget_s:.0f} s reached at step "
-                                                 f"{step}/{preset.steps}; checkpoint {last}\n")
-                break
-        if nxt is not None:
-            nxt.cancel()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:  # renders the next batch while this one trains
+            nxt = pool.submit(data.batch, step, preset.batch_size) if step < preset.steps else None
+            while step < preset.steps:
+                samples = nxt.result()
+                nxt = pool.submit(data.batch, step + 1, preset.batch_size) if step + 1 < preset.steps else None
+                if on_device:  # a DevicePairBatch: the images are on the device already
+                    q = _device_input(samples.query, config.mean, config.std)
+                    p = _device_input(samples.positive, config.mean, config.std)
+                    rotations = samples.rotation_rad.tolist()
+                else:
+                    q = _to_tensor(np.stack([s.query for s in samples]), config.mean, config.std)
+                    p = _to_tensor(np.stack([s.positive for s in samples]), config.mean, config.std)
+                    rotations = [s.rotation_rad for s in samples]
+                lr = learning_rate(preset, step)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                with torch.autocast(dev.type, dtype=amp) if amp is not None else nullcontext():
+                    if config.orientation_head:
+                        eq, ep, cs = model.forward_with_orientation(q, p)
+                    else:
+                        eq, ep = model(q, p)
+                if amp is not None:  # the losses in float32
+                    eq, ep = eq.float(), ep.float()
+                    if config.orientation_head:
+                        cs = cs.float()
+                if preset.loss == "infonce":
+                    loss = info_nce(eq, ep, preset.temperature)
+                elif preset.loss == "triplet":
+                    loss = soft_margin_triplet(eq, ep, preset.alpha)
+                else:
+                    loss = edbl(eq, ep, preset.alpha)
+                if config.orientation_head:
+                    rot = torch.tensor(rotations, dtype=torch.float32, device=dev)
+                    loss = loss + preset.orientation_weight * orientation_loss(cs, rot)
+                opt.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    opt.step()
+                step += 1
+                losses.append(float(loss.detach()))
+                if bar is not None:
+                    bar.update(step - 1, losses[-1], lr)
+                if step % preset.checkpoint_every == 0 or step == preset.steps:
+                    save(last, step, {"loss": losses[-1]})
+                if stop_after is not None and step >= stop_after and step < preset.steps:
+                    save(last, step, {"loss": losses[-1]})
+                    stopped = True
+                    break
+                if preset.time_budget_s is not None and time.monotonic() - t0 > preset.time_budget_s and step < preset.steps:
+                    save(last, step, {"loss": losses[-1]})
+                    stopped = True
+                    if stream is not None or progress:
+                        (stream or sys.stderr).write(f"train: time budget {preset.time_budget_s:.0f} s reached at step "
+                                                     f"{step}/{preset.steps}; checkpoint {last}\n")
+                    break
+            if nxt is not None:
+                nxt.cancel()
+    finally:
+        if on_device:
+            data.close()
     wall = time.monotonic() - t0
     model.eval()
     final = last

