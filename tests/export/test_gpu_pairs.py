@@ -30,6 +30,14 @@ def _one_torch_thread():
     torch.set_num_threads(saved)
 
 
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request):
+    """The renderer's torch device: "cpu" everywhere, "cuda" only where torch sees a GPU."""
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here: the same renderer was checked with CPU torch")
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def orthos(shared_data):
     """bali (0.35 m, no-data corners: the mask path) and brazil (0.1 m: deeper mip levels)."""
@@ -39,10 +47,10 @@ def orthos(shared_data):
     return {n: load_orthophoto(shared_data(f"ortho/{n}.tif")) for n in ("pix4d_bali_0.35m", "openaerialmap_brazil_0.1m")}
 
 
-def _renderer(pairs, **kw):
+def _renderer(pairs, device="cpu", **kw):
     from export.data.gpu_pairs import TorchPairRenderer
 
-    return TorchPairRenderer(pairs, "cpu", workers=2, **kw)
+    return TorchPairRenderer(pairs, device, workers=2, **kw)
 
 
 def _compare(cpu, dev, stats):
@@ -101,11 +109,11 @@ def test_the_cpu_pairs_are_pinned(make_synthetic_ortho):
 
 
 @pytest.mark.parametrize("name", ["pix4d_bali_0.35m", "openaerialmap_brazil_0.1m"])
-def test_device_pairs_equal_cpu_pairs_without_augmentation(orthos, name):
+def test_device_pairs_equal_cpu_pairs_without_augmentation(orthos, name, device):
     """Measured (CPU torch, 12 pairs each): masks identical, positives identical, queries +/-1 DN on ~4e-5 of the
     valid pixels (grid_sample's float32 coordinate normalisation)."""
     pairs = RenderedPairs(orthos[name], CONTRACT, 1000, 3, PairConfig(photometric=OFF, positive_jitter_m=6.4))
-    r = _renderer(pairs)
+    r = _renderer(pairs, device)
     idx = list(range(5, 17))
     stats = _stats()
     _compare([pairs.sample(i) for i in idx], r.batch(idx).to_samples(pairs), stats)
@@ -114,7 +122,7 @@ def test_device_pairs_equal_cpu_pairs_without_augmentation(orthos, name):
     assert stats["max"] <= 1 and stats["differ"] / stats["n"] < 1e-3
 
 
-def test_device_pairs_with_augmentation(orthos):
+def test_device_pairs_with_augmentation(orthos, device):
     """The default photometric augmentation: the same masks; without noise (it comes from torch's generator on the
     device, the CPU's from numpy's) within float rounding (JPEG on the host may turn 1 DN into 2); with noise the
     per-sample mean and spread agree (measured: mean |diff| 1.35 DN, mean and std gaps < 0.1 DN)."""
@@ -122,12 +130,12 @@ def test_device_pairs_with_augmentation(orthos):
     idx = list(range(8))
     quiet = RenderedPairs(o, CONTRACT, 1000, 1, PairConfig(photometric=PhotometricAugment(noise_sigma=0.0)))
     stats = _stats()
-    _compare([quiet.sample(i) for i in idx], _renderer(quiet).batch(idx).to_samples(quiet), stats)
+    _compare([quiet.sample(i) for i in idx], _renderer(quiet, device).batch(idx).to_samples(quiet), stats)
     assert stats["max"] <= 3 and stats["differ"] / stats["n"] < 2e-3
 
     noisy = RenderedPairs(o, CONTRACT, 1000, 1, PairConfig())
     stats = _stats()
-    _compare([noisy.sample(i) for i in idx], _renderer(noisy).batch(idx).to_samples(noisy), stats)
+    _compare([noisy.sample(i) for i in idx], _renderer(noisy, device).batch(idx).to_samples(noisy), stats)
     assert 0.3 < stats["sum"] / stats["n"] < 3.0  # the two noise fields differ (sigma up to 3 DN)
     assert stats["mean_gap"] < 0.3 and stats["std_gap"] < 0.3
 
@@ -146,7 +154,7 @@ def test_jpeg_skip_is_no_jpeg(orthos):
     assert stats["max"] <= 1 and stats["differ"] / stats["n"] < 1e-3
 
 
-def test_groups_retries_and_fallbacks_follow_multipairs(orthos):
+def test_groups_retries_and_fallbacks_follow_multipairs(orthos, device):
     """Groups of nearby places, retried poses (a strict valid fraction) and neighbours that cannot be placed
     (drawn anywhere instead): the device batches hold _MultiPairs' samples."""
     from export.train import Area, _DevicePairs, _MultiPairs
@@ -155,7 +163,7 @@ def test_groups_retries_and_fallbacks_follow_multipairs(orthos):
     cfg = PairConfig(photometric=OFF, min_valid_fraction=0.97, max_tilt_deg=20.0, positive_jitter_m=3.0)
     for radius, separation in ((30.0, 8.0), (4.0, 10.0)):  # the second: no neighbour fits, all fall back
         multi = _MultiPairs([Area("bali", ortho=o)], CONTRACT, 4, cfg, 4, radius, separation)
-        dev = _DevicePairs(multi, torch.device("cpu"))
+        dev = _DevicePairs(multi, torch.device(device))
         try:
             cpu = multi.batch(1, 8)
             got = dev.batch(1, 8)

@@ -156,3 +156,20 @@ def test_cli_parses_device():
     train_cli.register(parser.add_subparsers(dest="command"))
     assert parser.parse_args(["train"]).device == "cpu"
     assert parser.parse_args(["train", "--preset", "gpu", "--device", "cuda:1"]).device == "cuda:1"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here: the same code ran on CPU torch above")
+def test_cuda_training_resumes_and_loads_on_the_cpu(tmp_path, split):
+    """On a GPU: --device cuda with the preset's auto AMP and renderer, interrupted and resumed; the checkpoint's
+    tensors are CPU tensors; run.json records the placement."""
+    preset = tiny(steps=4, checkpoint_every=2)
+    part = train(preset, tmp_path / "g", split=split, progress=False, stop_after=2, device="cuda")
+    rest = train(preset, tmp_path / "g", split=split, progress=False, resume=True, device="cuda")
+    assert part.steps_done == 2 and rest.steps_done == 4 and all(np.isfinite(part.losses + rest.losses))
+    raw = torch.load(rest.checkpoint, weights_only=True)
+    assert all(t.device.type == "cpu" for t in raw["state_dict"].values())
+    assert load_checkpoint(rest.checkpoint).step == 4
+    placement = json.loads((tmp_path / "g" / "run.json").read_text())["placement"]
+    assert placement["pair_renderer"] == "device" and placement["amp"] in ("bf16", "fp16")
+    with pytest.raises(TrainError, match="resume with the run's --device"):
+        train(preset, tmp_path / "g", split=split, progress=False, resume=True, device="cpu")
