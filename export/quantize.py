@@ -230,12 +230,7 @@ def convert_fp16(src, dst) -> Path:
     _topological_sort(half.graph)
     meta[EXTRA_PREFIX + "precision"] = "fp16"
     set_metadata(half, meta)
-    try:
-        onnx.checker.check_model(half)
-    except Exception as exc:  # noqa: BLE001
-        raise QuantizationError(f"fp16 model made from {src} fails onnx.checker: {exc}") from exc
-    _save(half, dst)
-    return dst
+    return _checked_save(half, dst, f"fp16 model made from {src}")
 
 
 def upcast_fp16(src, dst) -> Path:
@@ -288,10 +283,17 @@ def upcast_fp16(src, dst) -> Path:
     meta[EXTRA_PREFIX + "precision"] = "fp32"
     meta[EXTRA_PREFIX + "upcast_from"] = "fp16"
     set_metadata(model, meta)
+    return _checked_save(model, dst, f"fp32 model upcast from {src}")
+
+
+def _checked_save(model, dst: Path, what: str) -> Path:
+    """``onnx.checker`` then save ``model`` to ``dst``; a failed check is a :class:`QuantizationError` naming ``what``."""
+    import onnx
+
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # noqa: BLE001
-        raise QuantizationError(f"fp32 model upcast from {src} fails onnx.checker: {exc}") from exc
+        raise QuantizationError(f"{what} fails onnx.checker: {exc}") from exc
     _save(model, dst)
     return dst
 

@@ -19,6 +19,18 @@ from . import DataError
 __all__ = ["FieldAugment", "PhotometricAugment", "PhotometricDraw", "jpeg"]
 
 
+def _jpeg_range(value) -> tuple[int, int]:
+    """A (low, high) JPEG quality range, 1 <= low <= high <= 100, or (0, 0) for none; else :class:`DataError`."""
+    try:
+        lo, hi = (int(q) for q in value)
+    except (TypeError, ValueError):
+        raise DataError(f"jpeg_quality must be (low, high) integers in [1, 100] or (0, 0), got {value!r}") from None
+    if (lo, hi) != (0, 0) and not (1 <= lo <= hi <= 100):
+        raise DataError(f"jpeg_quality must be (low, high) with 1 <= low <= high <= 100, or (0, 0) for none; "
+                        f"got {value!r}")
+    return lo, hi
+
+
 @dataclass(frozen=True)
 class PhotometricAugment:
     """Ranges of the per-sample photometric change. Zeros switch an effect off.
@@ -52,14 +64,7 @@ class PhotometricAugment:
         for name in ("brightness", "contrast"):
             if getattr(self, name) >= 1.0:
                 raise DataError(f"photometric {name} must be < 1 (a relative change), got {getattr(self, name)}")
-        try:
-            lo, hi = (int(q) for q in self.jpeg_quality)
-        except (TypeError, ValueError):
-            raise DataError(f"jpeg_quality must be (low, high) integers in [1, 100] or (0, 0), got {self.jpeg_quality!r}") from None
-        if (lo, hi) != (0, 0) and not (1 <= lo <= hi <= 100):
-            raise DataError(f"jpeg_quality must be (low, high) with 1 <= low <= high <= 100, or (0, 0) for none; "
-                            f"got {self.jpeg_quality!r}")
-        object.__setattr__(self, "jpeg_quality", (lo, hi))
+        object.__setattr__(self, "jpeg_quality", _jpeg_range(self.jpeg_quality))
 
     @classmethod
     def off(cls) -> "PhotometricAugment":
@@ -214,14 +219,7 @@ class FieldAugment:
             raise DataError(f"source_gsd_m must satisfy 0 < low <= high <= 100 (metres per pixel), got "
                             f"{self.source_gsd_m!r}")
         object.__setattr__(self, "source_gsd_m", (lo, hi))
-        try:
-            qlo, qhi = (int(q) for q in self.jpeg_quality)
-        except (TypeError, ValueError):
-            raise DataError(f"jpeg_quality must be (low, high) integers in [1, 100] or (0, 0), got {self.jpeg_quality!r}") from None
-        if (qlo, qhi) != (0, 0) and not (1 <= qlo <= qhi <= 100):
-            raise DataError(f"jpeg_quality must be (low, high) with 1 <= low <= high <= 100, or (0, 0) for none; "
-                            f"got {self.jpeg_quality!r}")
-        object.__setattr__(self, "jpeg_quality", (qlo, qhi))
+        object.__setattr__(self, "jpeg_quality", _jpeg_range(self.jpeg_quality))
 
     @classmethod
     def off(cls) -> "FieldAugment":
