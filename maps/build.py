@@ -72,6 +72,7 @@ def build_map(
     store_imagery: bool = True,
     overwrite: bool = False,
     provenance: dict | None = None,
+    tile_centres=None,
 ) -> Path:
     """Build a map package from ``ortho`` with the encoder ``embed``/``contract``; returns the package path.
 
@@ -94,6 +95,9 @@ def build_map(
         provenance: JSON-able facts about how the imagery was made, kept in the manifest's ``build`` object under
             ``provenance`` (``skyfix maps build --photos`` stores the survey's calibration there, which
             ``runtime replay PHOTOS --survey-calibration MAP`` reads back).
+        tile_centres: (xs float[a] ascending, ys float[b] descending) metres: the tile columns and rows to use
+            instead of a grid centred on ``ortho`` (a region's shard takes its part of the region's grid, see
+            :func:`maps.tiling.plan_tiles`).
     """
     if not isinstance(ortho, Orthophoto):
         raise MapError(f"build_map needs an Orthophoto, got {type(ortho).__name__}")
@@ -114,7 +118,7 @@ def build_map(
         raise MapError(f"ground_elevation_m must be finite, got {ground_elevation_m!r}")
     report = progress or (lambda stage, done, total: None)
     grid = TileGrid.from_contract(contract, tile_size_m, stride_m)
-    positions = plan_tiles(ortho, grid, min_valid_fraction)
+    positions = plan_tiles(ortho, grid, min_valid_fraction, centres=tile_centres)
     n = positions.shape[0]
     if n == 0:
         x0, y0, x1, y1 = ortho.bounds

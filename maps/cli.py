@@ -115,16 +115,58 @@ def register(subparsers, *, load_encoder=None, photo_mosaic=None) -> None:
     b.add_argument("--overwrite", action="store_true", help="replace an existing map package")
     b.set_defaults(handler=_build, load_encoder=load_encoder, photo_mosaic=photo_mosaic)
 
-    i = sub.add_parser("info", help="print a map package's manifest summary",
-                       description="Tiles, bounds (WGS84 and local), encoder, tile grid and file sizes of a map.")
-    i.add_argument("map", metavar="MAP", help="map package directory")
+    r = sub.add_parser(
+        "build-region", help="build a region map (shards on a metric grid) from large GeoTIFFs/COGs/VRTs on Ray",
+        description="Plan a region over the sources from their headers (one local frame, one tile grid), cut it "
+                    "into --shard-km squares (each an ordinary map package holding the tiles within one tile "
+                    "footprint of its core) and build the shards as Ray tasks on whatever workers the cluster has "
+                    "(CPU, or GPU with --gpus-per-task). Each task reads only the windows of the sources under its "
+                    "shard. Shards are written atomically; a rerun of the same command resumes (finished shards are "
+                    "kept), and Ray retries a task whose worker died. Without --address a local Ray instance is "
+                    "started. Needs the region extra: pip install 'skyfix[region]'.",
+        epilog="examples:\n  skyfix maps build-region tiles/*.tif -o canton.region --shard-km 5\n"
+               "  skyfix maps build-region big.vrt -o area.region --address ray://head:10001 --model default\n",
+        formatter_class=_WrappedDescription,
+    )
+    r.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="GeoTIFF/COG/VRT file(s), folder(s) or URL(s), any CRS, visible to every worker")
+    r.add_argument("-o", "--output", required=True, metavar="REGION", help="region directory to write")
+    r.add_argument("--shard-km", type=float, default=5.0, metavar="KM", help="side of a shard, km (default 5)")
+    r.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster to use (ray://HEAD:10001 or 'auto'); default: start a local Ray instance")
+    r.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="CPUs of the local Ray instance (default: all of this machine's)")
+    r.add_argument("--cpus-per-task", type=float, default=1.0, metavar="N", help="Ray CPUs per shard task (default 1)")
+    r.add_argument("--gpus-per-task", type=float, default=0.0, metavar="N",
+                   help="Ray GPUs per shard task (default 0); with > 0 the encoder runs on cuda")
+    r.add_argument("--model", metavar="MODEL", default=None,
+                   help="encoder: a model file, 'default' (the default), 'default-int8' or 'classical'")
+    r.add_argument("--crs", default=None, metavar="CRS", help="CRS of sources that lack one")
+    r.add_argument("--gsd", type=float, metavar="M", help="mosaic resolution, m/px (default: the finest source's)")
+    r.add_argument("--tile-size-m", type=float, metavar="M", help="tile side, metres (default: the encoder's)")
+    r.add_argument("--stride-m", type=float, metavar="M", help="tile spacing, metres (default: tile size / 4)")
+    r.add_argument("--ground-elevation", type=float, default=0.0, metavar="M", help="ground elevation (default 0)")
+    r.add_argument("--min-valid", type=float, default=0.9, metavar="F", help="least valid fraction of a tile (0.9)")
+    r.add_argument("--batch-size", type=int, default=64, metavar="N", help="tiles per encoder call (default 64)")
+    r.add_argument("--hnsw-dim", type=int, metavar="P", help="HNSW graph dimension (default min(d, 64))")
+    r.add_argument("--max-retries", type=int, default=3, metavar="N",
+                   help="Ray retries of a shard whose worker process died (default 3)")
+    r.add_argument("--overwrite", action="store_true", help="start over (delete the region and any unfinished build)")
+    r.set_defaults(handler=_build_region, load_encoder=load_encoder)
+
+    i = sub.add_parser("info", help="print a map package's (or a region's) manifest summary",
+                       description="Tiles, bounds (WGS84 and local), encoder, tile grid and file sizes of a map, "
+                                   "or of a region map and its shards.")
+    i.add_argument("map", metavar="MAP", help="map package or region directory")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.set_defaults(handler=_info)
 
-    v = sub.add_parser("verify", help="check every file of a map package against its SHA-256",
+    v = sub.add_parser("verify", help="check every file of a map package (or of every shard of a region) against its "
+                                      "SHA-256",
                        description="Exit 0 when every file matches its manifest checksum; otherwise name the bad "
-                                   "file(s) and exit non-zero.")
-    v.add_argument("map", metavar="MAP", help="map package directory")
+                                   "file(s) and exit non-zero. For a region: the region manifest, every shard's "
+                                   "manifest against it and every file of every shard.")
+    v.add_argument("map", metavar="MAP", help="map package or region directory")
     v.set_defaults(handler=_verify)
 
     s = sub.add_parser(
@@ -340,14 +382,76 @@ def _mosaic(args: argparse.Namespace):
     return ortho, {"survey_calibration": survey}
 
 
+def _build_region(args: argparse.Namespace) -> int:
+    from .errors import MapError
+    from .region_build import EncoderSpec, build_region
+
+    model = args.model
+    if model is None and getattr(args, "load_encoder", None) is not None:
+        model = "default"
+    if model is None:
+        model = "classical"
+    if model != "classical" and getattr(args, "load_encoder", None) is None:
+        raise MapError(NO_MODEL_LOADER)
+    kwargs = {"threads": max(1, int(args.cpus_per_task))}
+    if args.gpus_per_task > 0:
+        kwargs["device"] = "cuda"
+    spec = EncoderSpec(model, None if model == "classical" else args.load_encoder, tuple(sorted(kwargs.items())))
+
+    def progress(event, info):
+        if event == "plan":
+            _err(f"region: {info['shards']} shards ({info['grid'][0]} x {info['grid'][1]} of "
+                 f"{info['shard_m']:.0f} m), mosaic {info['mosaic_px'][0]} x {info['mosaic_px'][1]} px at "
+                 f"{info['gsd']:g} m/px")
+        elif event == "resume":
+            _err(f"resuming: {info['finished']} shards finished before, {info['todo']} to build")
+        elif event == "shard":
+            if "error" in info:
+                _err(f"  shard {info['id']}: FAILED: {info['error']}")
+            else:
+                _err(f"  shard {info['id']}: {info['n_tiles']} tiles in {info['seconds']:.1f} s "
+                     f"({info['done']}/{info['total']})")
+
+    rep = build_region(args.sources, args.output, spec, shard_km=args.shard_km, address=args.address,
+                       workers=args.workers, cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task,
+                       max_retries=args.max_retries, overwrite=args.overwrite, progress=progress, gsd=args.gsd,
+                       crs=args.crs, tile_size_m=args.tile_size_m, stride_m=args.stride_m,
+                       min_valid_fraction=args.min_valid, ground_elevation_m=args.ground_elevation,
+                       batch_size=args.batch_size, hnsw_dim=args.hnsw_dim)
+    _err(f"built {rep['built']} shards, {rep['resumed']} resumed, {rep['empty']} empty: {rep['tiles']} tiles, "
+         f"{rep['bytes'] / 1e6:.1f} MB, {rep['area_km2']:.2f} km2 in {rep['seconds']:.1f} s")
+    _print_summary(_summary(args.output))
+    return 0
+
+
 def _summary(path) -> dict:
     from .package import MapPackage
+    from .region import is_region, region_summary
 
+    if is_region(path):
+        return region_summary(path)
     return MapPackage.load(path, hnsw="off").summary()
 
 
 def _print_summary(s: dict) -> None:
     e, g, b, w = s["encoder"], s["tile_grid"], s["bounds_local"], s["bounds_wgs84"]
+    if s.get("kind") == "region":
+        sg = s["shard_grid"]
+        print(f"region         {s['path']}  (region format v{s['format_version']}, built {s['created_utc']})")
+        print(f"shards         {s['shards']} ({sg['ny']} x {sg['nx']} grid of {sg['shard_size_m']:.0f} m, overlap "
+              f"{sg['overlap_m']:g} m), {s['empty_shards']} empty")
+        print(f"tiles          {s['tiles']}  ({g['tile_size_m']:g} m tiles every {g['stride_m']:g} m, {g['gsd']:g} m/px; "
+              "overlaps counted in each shard)")
+        print(f"encoder        {e['encoder_id']} ({e['name']}): {e['input_width']}x{e['input_height']} px at "
+              f"{e['ground_resolution_m']:g} m/px -> {e['embedding_dim']} dims, {e['metric']}")
+        print(f"bounds WGS84   lat [{w['lat_min']:.6f}, {w['lat_max']:.6f}], lon [{w['lon_min']:.6f}, {w['lon_max']:.6f}]")
+        print(f"bounds local   x [{b[0]:.1f}, {b[2]:.1f}] m, y [{b[1]:.1f}, {b[3]:.1f}] m  ({b[2] - b[0]:.0f} x "
+              f"{b[3] - b[1]:.0f} m, frame origin lat {s['frame']['lat0']:.6f}, lon {s['frame']['lon0']:.6f})")
+        print(f"size           {s['total_bytes'] / 1e6:.2f} MB (largest shard {s['largest_shard_bytes'] / 1e6:.2f} MB)")
+        c = s["build"].get("cluster", {})
+        print(f"built on       Ray {c.get('ray_version', '?')} ({c.get('address', '?')}, {c.get('nodes', '?')} "
+              f"node(s), {c.get('cpus', '?')} CPUs, {c.get('gpus', '?')} GPUs)")
+        return
     print(f"map            {s['path']}  (format v{s['format_version']}, built {s['created_utc']})")
     print(f"tiles          {s['tiles']}  ({g['tile_size_m']:g} m tiles every {g['stride_m']:g} m, {g['gsd']:g} m/px)")
     print(f"encoder        {e['encoder_id']} ({e['name']}): {e['input_width']}x{e['input_height']} px at "
@@ -381,6 +485,18 @@ def _info(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from .package import integrity_error, verify_map
+    from .region import is_region, verify_region
+
+    if is_region(args.map):
+        rep = verify_region(args.map, raise_on_error=False)
+        for sid, status in rep.shards:
+            print(f"{'OK ' if status == 'ok' else 'BAD'}  {sid:<12} {status}")
+        for name in rep.unexpected:
+            print(f"?    {name:<12} not listed in the region manifest (ignored)")
+        if not rep.ok:
+            verify_region(args.map)  # raises the typed error naming the bad shards
+        print(f"OK: region {args.map} verified ({len(rep.shards)} shards, every file of each)")
+        return 0
 
     report = verify_map(args.map, raise_on_error=False)
     for f in report.files:

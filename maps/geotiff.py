@@ -408,12 +408,16 @@ def _default_frame(sources: Sequence[_Source]) -> LocalFrame:
     return LocalFrame((south + north) / 2.0, lon0)
 
 
-def _stretch_to_uint8(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """float32[h, w, c] -> uint8 with one robust percentile stretch over the valid pixels of all channels."""
-    valid = image[mask]
-    if valid.size > 2_000_000:
-        valid = valid.reshape(-1)[:: max(1, valid.size // 2_000_000)]
-    lo, hi = np.percentile(valid, STRETCH_PERCENTILES) if valid.size else (0.0, 1.0)
+def _stretch_to_uint8(image: np.ndarray, mask: np.ndarray, stretch=None) -> np.ndarray:
+    """float32[h, w, c] -> uint8 with one robust percentile stretch over the valid pixels of all channels (or the
+    given ``stretch`` (lo, hi))."""
+    if stretch is not None:
+        lo, hi = (float(v) for v in stretch)
+    else:
+        valid = image[mask]
+        if valid.size > 2_000_000:
+            valid = valid.reshape(-1)[:: max(1, valid.size // 2_000_000)]
+        lo, hi = np.percentile(valid, STRETCH_PERCENTILES) if valid.size else (0.0, 1.0)
     if not hi > lo:
         hi = lo + 1.0
     out = (image - np.float32(lo)) * np.float32(255.0 / (hi - lo))
@@ -424,41 +428,59 @@ def _stretch_to_uint8(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- public API
 
 
-def load_orthophoto(
-    paths,
-    *,
-    gsd: float | None = None,
-    frame: LocalFrame | None = None,
-    crs=None,
-    transform=None,
-    resampling: str = "auto",
-) -> Orthophoto:
-    """Read, reproject and mosaic GeoTIFF(s) into one north-up :class:`Orthophoto` in a local metric frame.
+@dataclass(frozen=True)
+class MosaicGrid:
+    """Where :func:`load_orthophoto` would put its sources, worked out without reading a pixel (:func:`plan_mosaic`).
 
-    Args:
-        paths: a GeoTIFF path, a folder (all ``*.tif``/``*.tiff`` in it, sorted) or a list of paths. Where sources
-            overlap the first one (in this order) wins.
-        gsd: output metres (true ground) per pixel; default the finest source resolution in ground metres
-            (rounded to 4 significant digits; exactly the source pixel size for a file already in ``frame``).
-        frame: the local frame of the output; default centred on the union of the sources (or, for files written
-            by :func:`write_geotiff` all in one frame, that frame).
-        crs: CRS to use for the source(s) instead of / in the absence of the file's (anything pyproj accepts:
-            "EPSG:2056", 32616, WKT, PROJ). Needed for a file without a CRS.
-        transform: affine geotransform in the units of the CRS (``affine.Affine`` or 6 numbers in rasterio order
-            ``(a, b, c, d, e, f)``, north-up: ``(px, 0, x_left, 0, -px, y_top)``) for a single file without one
-            (or to replace it). A world file (``.tfw``) next to the file is read by GDAL as well.
-        resampling: one of :data:`RESAMPLING_METHODS`.
-
-    Returns:
-        Orthophoto with ``image`` uint8[h, w, 3] RGB, ``mask`` bool[h, w] (False at nodata/alpha/outside every
-        source), ``gsd`` m/px and ``x_min``/``y_max`` metres in ``frame``.
-
-    Raises:
-        GeoTiffError: missing/unreadable file, no CRS or georeference, implausible bounds, unsupported or mixed
-            band layouts, no valid pixel, a mosaic too large for memory, bad arguments.
+    Attributes:
+        frame: the local frame of the output.
+        gsd: output metres per pixel.
+        x_min, y_max: the top-left pixel edge of the whole mosaic, local metres.
+        width, height: size of the whole mosaic, pixels (it may be far too large to hold: read windows of it).
+        sources: the source paths, in mosaic order (first wins where they overlap).
+        uint8: True when the sources hold uint8 data (else a stretch maps them to uint8, see ``stretch``).
+        stretch: (lo, hi) values mapped to 0 and 255 for non-uint8 sources (one stretch for every window, from
+            decimated reads of every source), None for uint8 sources.
+        source_gsd: the finest source resolution in ground metres.
     """
-    from rasterio.warp import reproject, transform_bounds
-    from affine import Affine
+
+    frame: LocalFrame
+    gsd: float
+    x_min: float
+    y_max: float
+    width: int
+    height: int
+    sources: tuple[str, ...]
+    uint8: bool
+    stretch: tuple[float, float] | None
+    source_gsd: float
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(x_min, y_min, x_max, y_max) of the whole mosaic, local metres."""
+        return (self.x_min, self.y_max - self.height * self.gsd, self.x_min + self.width * self.gsd, self.y_max)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sources: tuple  # _Source
+    in_frame: tuple  # bool
+    src_res: tuple  # float
+    local_bounds: tuple  # (x0, y0, x1, y1) per source in the frame
+    kind: str
+    is_uint8: bool
+    frame: LocalFrame
+    gsd: float
+    dst_crs: object
+    x_min: float
+    y_max: float
+    width: int
+    height: int
+    resampling: str
+
+
+def _plan(paths, gsd, frame, crs, transform, resampling) -> _Plan:
+    from rasterio.warp import transform_bounds
 
     files = _expand_paths(paths)
     if resampling not in RESAMPLING_METHODS:
@@ -529,37 +551,149 @@ def load_orthophoto(
     y_max = py + math.ceil((Y1 - py) / gsd - eps) * gsd
     width = int(math.ceil((X1 - x_min) / gsd - eps))
     height = int(math.ceil((y_max - Y0) / gsd - eps))
+    return _Plan(tuple(sources), tuple(in_frame), tuple(src_res), tuple(local_bounds), kind, is_uint8, frame,
+                 float(gsd), dst_crs, float(x_min), float(y_max), width, height, resampling)
+
+
+def plan_mosaic(paths, *, gsd: float | None = None, frame: LocalFrame | None = None, crs=None,
+                sample_px: int = 1024) -> MosaicGrid:
+    """The grid :func:`load_orthophoto` would give ``paths`` (same arguments), without reading their pixels.
+
+    For sources of any size (a region's GeoTIFFs, COGs, VRTs): only headers are read, plus, for non-uint8 data, one
+    decimated read of each source (at most ``sample_px`` pixels a side, GDAL overviews where the file has them)
+    for the stretch every window then shares (so windows of one mosaic join without seams).
+    """
+    plan = _plan(paths, gsd, frame, crs, None, "auto")
+    stretch = None
+    if not plan.is_uint8:
+        values = []
+        for s in plan.sources:
+            f = max(1, int(math.ceil(max(s.width, s.height) / max(int(sample_px), 1))))
+            shape = (len(s.bands), max(1, s.height // f), max(1, s.width // f))
+            with _open(s.path) as ds:
+                data = _read_pixels(s.path, ds, lambda d: d.read(list(s.bands), out_shape=shape)).astype(np.float32)
+                alpha = _read_pixels(s.path, ds, lambda d: d.dataset_mask(out_shape=shape[1:]))
+            ok = (alpha > 0) & np.all(np.isfinite(data), axis=0)
+            values.append(np.moveaxis(data, 0, -1)[ok].ravel())
+        v = np.concatenate(values) if values else np.zeros(0, np.float32)
+        lo, hi = (np.percentile(v, STRETCH_PERCENTILES) if v.size else (0.0, 1.0))
+        stretch = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+    return MosaicGrid(plan.frame, plan.gsd, plan.x_min, plan.y_max, plan.width, plan.height,
+                      tuple(s.path for s in plan.sources), plan.is_uint8, stretch, float(min(plan.src_res)))
+
+
+def load_orthophoto(
+    paths,
+    *,
+    gsd: float | None = None,
+    frame: LocalFrame | None = None,
+    crs=None,
+    transform=None,
+    resampling: str = "auto",
+    window: tuple[int, int, int, int] | None = None,
+    stretch: tuple[float, float] | None = None,
+    allow_empty: bool = False,
+) -> Orthophoto:
+    """Read, reproject and mosaic GeoTIFF(s) into one north-up :class:`Orthophoto` in a local metric frame.
+
+    Args:
+        paths: a GeoTIFF path, a folder (all ``*.tif``/``*.tiff`` in it, sorted) or a list of paths. Where sources
+            overlap the first one (in this order) wins.
+        gsd: output metres (true ground) per pixel; default the finest source resolution in ground metres
+            (rounded to 4 significant digits; exactly the source pixel size for a file already in ``frame``).
+        frame: the local frame of the output; default centred on the union of the sources (or, for files written
+            by :func:`write_geotiff` all in one frame, that frame).
+        crs: CRS to use for the source(s) instead of / in the absence of the file's (anything pyproj accepts:
+            "EPSG:2056", 32616, WKT, PROJ). Needed for a file without a CRS.
+        transform: affine geotransform in the units of the CRS (``affine.Affine`` or 6 numbers in rasterio order
+            ``(a, b, c, d, e, f)``, north-up: ``(px, 0, x_left, 0, -px, y_top)``) for a single file without one
+            (or to replace it). A world file (``.tfw``) next to the file is read by GDAL as well.
+        resampling: one of :data:`RESAMPLING_METHODS`.
+        window: (col0, row0, width, height) pixels of the whole mosaic's grid (:func:`plan_mosaic`) to return
+            instead of all of it; it may reach beyond the mosaic (those pixels are invalid). Only the part of each
+            source under the window is read (windowed reads: sources of any size); its pixels are those of the
+            whole mosaic there (to one grey level where GDAL's approximate transformer rounds differently).
+        stretch: (lo, hi) for non-uint8 sources (default: percentiles of what is read); pass
+            :attr:`MosaicGrid.stretch` so that every window of a mosaic shares it.
+        allow_empty: return an all-invalid raster instead of raising when no pixel is valid (a window over a gap).
+
+    Returns:
+        Orthophoto with ``image`` uint8[h, w, 3] RGB, ``mask`` bool[h, w] (False at nodata/alpha/outside every
+        source), ``gsd`` m/px and ``x_min``/``y_max`` metres in ``frame``.
+
+    Raises:
+        GeoTiffError: missing/unreadable file, no CRS or georeference, implausible bounds, unsupported or mixed
+            band layouts, no valid pixel, a mosaic too large for memory, bad arguments.
+    """
+    from rasterio.warp import reproject, transform_bounds
+    from rasterio.windows import Window, from_bounds
+    from affine import Affine
+
+    plan = _plan(paths, gsd, frame, crs, transform, resampling)
+    gsd, frame = plan.gsd, plan.frame
+    if window is None:
+        x_min, y_max, width, height = plan.x_min, plan.y_max, plan.width, plan.height
+    else:
+        try:
+            c0w, r0w, width, height = (int(v) for v in window)
+        except (TypeError, ValueError):
+            raise GeoTiffError(f"window must be 4 integers (col0, row0, width, height) in pixels, got {window!r}") from None
+        if width <= 0 or height <= 0:
+            raise GeoTiffError(f"window width and height must be > 0 pixels, got {window!r}")
+        x_min, y_max = plan.x_min + c0w * gsd, plan.y_max - r0w * gsd
+    X1, Y0 = x_min + width * gsd, y_max - height * gsd
     if width * height > MAX_OUTPUT_PIXELS:
         raise GeoTiffError(
-            f"the mosaic would be {width} x {height} px ({(X1 - X0):.0f} x {(Y1 - Y0):.0f} m at {gsd:g} m/px), more than "
-            f"{MAX_OUTPUT_PIXELS} px; pass a coarser --gsd or fewer/smaller files"
+            f"the mosaic would be {width} x {height} px ({width * gsd:.0f} x {height * gsd:.0f} m at {gsd:g} m/px), "
+            f"more than {MAX_OUTPUT_PIXELS} px; pass a coarser --gsd or fewer/smaller files, or build a region map "
+            "(`skyfix maps build-region`: shards read windows of the sources)"
         )
 
-    nch = 1 if kind == "grey" else 3
+    nch = 1 if plan.kind == "grey" else 3
+    is_uint8 = plan.is_uint8
     work_dtype = np.uint8 if is_uint8 else np.float32
     mosaic = np.zeros((nch, height, width), dtype=work_dtype)
     mask = np.zeros((height, width), dtype=bool)
-    for s, b, res in zip(sources, local_bounds, src_res):
+    for s, b, res in zip(plan.sources, plan.local_bounds, plan.src_res):
         c0 = max(0, int(math.floor((b[0] - x_min) / gsd)) - 1)
         c1 = min(width, int(math.ceil((b[2] - x_min) / gsd)) + 1)
         r0 = max(0, int(math.floor((y_max - b[3]) / gsd)) - 1)
         r1 = min(height, int(math.ceil((y_max - b[1]) / gsd)) + 1)
         if c1 <= c0 or r1 <= r0:
             continue
-        method = resampling
+        method = plan.resampling
         if method == "auto":
             method = "average" if gsd >= AUTO_AREA_RATIO * res else "bilinear"
         with _open(s.path) as ds:
-            alpha = _read_pixels(s.path, ds, lambda d: d.dataset_mask())
+            src_win, src_transform = None, s.transform
+            if window is not None:
+                # only the part of the source under this window (with a margin for the resampling kernel)
+                dx0, dy1 = x_min + c0 * gsd, y_max - r0 * gsd
+                dx1, dy0 = x_min + c1 * gsd, y_max - r1 * gsd
+                try:
+                    sb = transform_bounds(plan.dst_crs, s.crs, dx0, dy0, dx1, dy1, densify_pts=21)
+                except Exception as exc:  # rasterio CRSError / GDAL transformation failures
+                    raise GeoTiffError(f"{s.path}: cannot transform a window into its CRS ({exc})") from exc
+                w = from_bounds(*sb, transform=s.transform)
+                pad = 4
+                col0 = max(0, int(math.floor(w.col_off)) - pad)
+                row0 = max(0, int(math.floor(w.row_off)) - pad)
+                col1 = min(s.width, int(math.ceil(w.col_off + w.width)) + pad)
+                row1 = min(s.height, int(math.ceil(w.row_off + w.height)) + pad)
+                if col1 <= col0 or row1 <= row0:
+                    continue
+                src_win = Window(col0, row0, col1 - col0, row1 - row0)
+                src_transform = s.transform * Affine.translation(col0, row0)
+            alpha = _read_pixels(s.path, ds, lambda d: d.dataset_mask(window=src_win))
             if s.palette:
                 cmap = ds.colormap(1)
                 lut = np.zeros((256, 3), dtype=np.uint8)
                 for idx, rgba in cmap.items():
                     if 0 <= idx < 256:
                         lut[idx] = rgba[:3]
-                data = np.moveaxis(lut[_read_pixels(s.path, ds, lambda d: d.read(1))], -1, 0)
+                data = np.moveaxis(lut[_read_pixels(s.path, ds, lambda d: d.read(1, window=src_win))], -1, 0)
             else:
-                data = _read_pixels(s.path, ds, lambda d: d.read(list(s.bands)))
+                data = _read_pixels(s.path, ds, lambda d: d.read(list(s.bands), window=src_win))
         if is_uint8:
             src = np.concatenate([data.astype(np.uint8, copy=False), alpha[None]], axis=0)
         else:
@@ -574,10 +708,10 @@ def load_orthophoto(
         reproject(
             source=src,
             destination=dst,
-            src_transform=s.transform,
+            src_transform=src_transform,
             src_crs=s.crs,
             dst_transform=dst_transform,
-            dst_crs=dst_crs,
+            dst_crs=plan.dst_crs,
             resampling=_resampling(method),
             src_alpha=src.shape[0],
             dst_alpha=dst.shape[0],
@@ -590,15 +724,16 @@ def load_orthophoto(
         win[:, take] = dst[:-1][:, take]
         mask[r0:r1, c0:c1] |= valid
 
-    if not mask.any():
+    if not mask.any() and not allow_empty:
+        where = "" if window is None else f" inside the window x [{x_min:.1f}, {X1:.1f}] m, y [{Y0:.1f}, {y_max:.1f}] m"
         raise GeoTiffError(
-            f"no valid pixel in {', '.join(s.path for s in sources[:4])}{' ...' if len(sources) > 4 else ''}: "
-            "every pixel is nodata/transparent (or outside the output); check the nodata value and alpha band"
+            f"no valid pixel in {', '.join(s.path for s in plan.sources[:4])}{' ...' if len(plan.sources) > 4 else ''}"
+            f"{where}: every pixel is nodata/transparent (or outside the output); check the nodata value and alpha band"
         )
     image = np.moveaxis(mosaic, 0, -1)
     if not is_uint8:
-        image = _stretch_to_uint8(image, mask)
-    if kind == "grey":
+        image = _stretch_to_uint8(image, mask, stretch)
+    if plan.kind == "grey":
         image = np.repeat(image, 3, axis=2)
     image = np.ascontiguousarray(image)
     image[~mask] = 0
@@ -609,7 +744,7 @@ def load_orthophoto(
         x_min=float(x_min),
         y_max=float(y_max),
         frame=frame,
-        sources=tuple(s.path for s in sources),
+        sources=tuple(s.path for s in plan.sources),
     )
 
 

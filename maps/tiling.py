@@ -107,12 +107,20 @@ def _axis_centres(lo: float, hi: float, tile: float, stride: float) -> np.ndarra
     return lo + margin + tile / 2.0 + stride * np.arange(count)
 
 
-def plan_tiles(ortho: Orthophoto, grid: TileGrid, min_valid_fraction: float = 0.9) -> np.ndarray:
+def axis_centres(lo: float, hi: float, grid: "TileGrid") -> np.ndarray:
+    """float64[m] centres, ascending, of the tiles of ``grid`` that fit in [lo, hi] metres with equal margins both
+    sides (what :func:`plan_tiles` uses along each axis of an orthophoto's extent)."""
+    return _axis_centres(float(lo), float(hi), grid.tile_size_m, grid.stride_m)
+
+
+def plan_tiles(ortho: Orthophoto, grid: TileGrid, min_valid_fraction: float = 0.9, *, centres=None) -> np.ndarray:
     """Tile centres on a regular metric grid over ``ortho`` whose footprint is mostly valid imagery.
 
-    The grid has spacing ``grid.stride_m`` along x and y and is centred on the orthophoto's extent (equal margins).
-    A tile is kept when at least ``min_valid_fraction`` of the orthophoto pixels inside its footprint are valid
-    (``ortho.mask``).
+    The grid has spacing ``grid.stride_m`` along x and y and is centred on the orthophoto's extent (equal margins),
+    or is ``centres`` = (xs float[a] ascending, ys float[b] descending), metres: the columns and rows of a grid
+    planned over a larger area (a region's shards take their part of one grid). A tile is kept when at least
+    ``min_valid_fraction`` of the orthophoto pixels inside its footprint are valid (``ortho.mask``; outside the
+    orthophoto counts as invalid).
 
     Returns:
         float64[n, 2] tile centres (x east, y north) in local metres, rows north to south, west to east in a row.
@@ -128,8 +136,11 @@ def plan_tiles(ortho: Orthophoto, grid: TileGrid, min_valid_fraction: float = 0.
     if not (0.0 < frac <= 1.0):
         raise MapError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction!r}")
     x0, y0, x1, y1 = ortho.bounds
-    xs = _axis_centres(x0, x1, grid.tile_size_m, grid.stride_m)
-    ys = _axis_centres(y0, y1, grid.tile_size_m, grid.stride_m)[::-1]
+    if centres is None:
+        xs = _axis_centres(x0, x1, grid.tile_size_m, grid.stride_m)
+        ys = _axis_centres(y0, y1, grid.tile_size_m, grid.stride_m)[::-1]
+    else:
+        xs, ys = (np.asarray(c, dtype=np.float64).reshape(-1) for c in centres)
     if xs.size == 0 or ys.size == 0:
         return np.zeros((0, 2), dtype=np.float64)
     # Footprint of every tile in ortho pixel edges (integral image of the mask => valid pixel count per tile).
@@ -142,6 +153,9 @@ def plan_tiles(ortho: Orthophoto, grid: TileGrid, min_valid_fraction: float = 0.
     V0, U0 = np.meshgrid(v0, u0, indexing="ij")
     V1, U1 = np.meshgrid(v1, u1, indexing="ij")
     area = (V1 - V0) * (U1 - U0)
+    if centres is not None:  # footprints may reach beyond this raster: what lies outside counts as invalid
+        side = int(round(grid.tile_size_m / ortho.gsd))
+        area = np.maximum(area, side * side)
     keep = (area > 0) & (valid >= frac * np.maximum(area, 1) - 1e-9)
     X, Y = np.meshgrid(xs, ys, indexing="xy")
     return np.stack([X[keep], Y[keep]], axis=1).astype(np.float64)
