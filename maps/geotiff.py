@@ -408,6 +408,14 @@ def _default_frame(sources: Sequence[_Source]) -> LocalFrame:
     return LocalFrame((south + north) / 2.0, lon0)
 
 
+def _window_transform(transform, col0: int, row0: int):
+    """The geotransform of a window whose top-left is pixel (col0, row0) of a raster with ``transform``."""
+    from affine import Affine
+
+    a, b, c, d, e, f = (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f)
+    return Affine(a, b, c + a * col0 + b * row0, d, e, f + d * col0 + e * row0)
+
+
 def _stretch_to_uint8(image: np.ndarray, mask: np.ndarray, stretch=None) -> np.ndarray:
     """float32[h, w, c] -> uint8 with one robust percentile stretch over the valid pixels of all channels (or the
     given ``stretch`` (lo, hi))."""
@@ -683,7 +691,7 @@ def load_orthophoto(
                 if col1 <= col0 or row1 <= row0:
                     continue
                 src_win = Window(col0, row0, col1 - col0, row1 - row0)
-                src_transform = s.transform * Affine.translation(col0, row0)
+                src_transform = _window_transform(s.transform, col0, row0)
             alpha = _read_pixels(s.path, ds, lambda d: d.dataset_mask(window=src_win))
             if s.palette:
                 cmap = ds.colormap(1)

@@ -932,6 +932,14 @@ class MapPackage:
         lat, lon = np.where(ok, lat, np.nan), np.where(ok, lon, np.nan)
         return lat, lon
 
+    def tile_positions(self, ids) -> np.ndarray:
+        """float64[..., 2] tile centres (x, y local metres) of tile ``ids`` (int[...], from :meth:`search`)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.n_tiles):
+            bad = ids[(ids < 0) | (ids >= self.n_tiles)]
+            raise MapError(f"tile ids must be in [0, {self.n_tiles}) (-1 pads search results), got {bad[:5].tolist()}")
+        return self.positions[ids]
+
     def nearest_tile(self, x: float, y: float) -> int:
         """Id of the tile whose centre is nearest (x, y) local metres."""
         if self.n_tiles == 0:

@@ -442,17 +442,18 @@ class RegionMap:
         lookahead_s: prefetch horizon along the velocity, seconds.
         imagery: decode the shards' imagery for fine alignment.
         shard_cache_mb: float32 cell cache of each loaded shard's searcher, MiB.
+        wide_radius_m: the widest search circle around the belief (when the loop is LOST), metres.
     """
 
     is_region = True
 
     def __init__(self, path, *, verify: str = "sha256", expect_contract: EncoderContract | None = None,
                  cache_mb: float = 1024.0, stall_ms: float = 50.0, lookahead_s: float = 20.0, imagery: bool = True,
-                 shard_cache_mb: float = 32.0) -> None:
+                 shard_cache_mb: float = 32.0, wide_radius_m: float = 2000.0) -> None:
         if verify not in ("sha256", "sizes"):
             raise MapError(f"verify must be 'sha256' or 'sizes', got {verify!r}")
         for name, v in (("cache_mb", cache_mb), ("stall_ms", stall_ms), ("lookahead_s", lookahead_s),
-                        ("shard_cache_mb", shard_cache_mb)):
+                        ("shard_cache_mb", shard_cache_mb), ("wide_radius_m", wide_radius_m)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise MapError(f"{name} must be a number >= 0, got {v!r}")
         self.path = Path(path)
@@ -462,6 +463,8 @@ class RegionMap:
         self.verify, self.cache_bytes = verify, int(cache_mb * (1 << 20))
         self.stall_s, self.lookahead_s = stall_ms / 1e3, float(lookahead_s)
         self.want_imagery, self.shard_cache_mb = bool(imagery), float(shard_cache_mb)
+        #: the largest search circle the loop uses when its belief is LOST (the region is never searched whole)
+        self.wide_radius_m = float(wide_radius_m)
         self._entries = {(e.row, e.col): (i, e) for i, e in enumerate(self.manifest.shards)}
         self._loaded: OrderedDict[int, _Loaded] = OrderedDict()  # LRU: last needed at the end
         self._pending: dict[int, threading.Event] = {}
@@ -477,8 +480,10 @@ class RegionMap:
         self.counts = {"loads": 0, "evictions": 0, "late_shards": 0, "prefetched": 0}
         #: (t_monotonic_s, shard id, seconds) of every completed load
         self.load_log: list[tuple[float, str, float]] = []
-        #: wall time each focus() call spent waiting for needed shards, seconds
+        #: wall time each waiting focus() call (one per frame) spent waiting for needed shards, seconds
         self.stalls: list[float] = []
+        #: the most bytes (:attr:`loaded_bytes`) ever held at once
+        self.peak_loaded_bytes = 0
         self.notes: list[str] = []
 
     # -- what the loop reads of a map --------------------------------------------------------------------------
@@ -567,6 +572,7 @@ class RegionMap:
                     self._loaded[index] = loaded
                     self._loaded.move_to_end(index, last=False)  # not needed yet: first in line for eviction
                     self.counts["loads"] += 1
+                    self.peak_loaded_bytes = max(self.peak_loaded_bytes, sum(ld.nbytes for ld in self._loaded.values()))
                     self.load_log.append((time.monotonic(), loaded.entry.id, loaded.seconds))
                 else:
                     self._errors[index] = err
@@ -599,7 +605,8 @@ class RegionMap:
     def focus(self, scope, velocity=None, *, wait: bool = True) -> list[str]:
         """Make the shards of ``scope`` (x, y, radius_m) ready (waiting at most ``stall_ms``), prefetch those ahead
         along ``velocity`` (vx, vy m/s) and evict beyond ``cache_mb``. Returns the ids of the needed shards that
-        are ready. ``scope`` None: nothing is needed (the loop has no position yet)."""
+        are ready. ``scope`` None: nothing is needed (the loop has no position yet). ``wait=False`` (e.g. on a GPS
+        fix between frames) only queues the loads."""
         if scope is None:
             self._needed = ()
             return []
@@ -613,19 +620,19 @@ class RegionMap:
                 for i in self._indices(ahead):
                     if i not in needed and self._request(i, False) is not None:
                         self.counts["prefetched"] += 1
-        if events and wait:
+        if wait:
             t0 = time.perf_counter()
             deadline = t0 + self.stall_s
             for ev in events:
                 ev.wait(max(0.0, deadline - time.perf_counter()))
-            self.stalls.append(time.perf_counter() - t0)
+            self.stalls.append(time.perf_counter() - t0)  # 0 for most frames: their shards were there
         with self._lock:
             for i in needed:
                 if i in self._errors:
                     raise self._errors.pop(i)
             ready = [i for i in needed if i in self._loaded]
-            late = len(needed) - len(ready)
-            self.counts["late_shards"] += late
+            if wait:  # shards a search needs now and does not have
+                self.counts["late_shards"] += len(needed) - len(ready)
             for i in ready:
                 self._loaded.move_to_end(i)
             self._needed = tuple(ready)
@@ -761,6 +768,19 @@ class RegionMap:
     def summary(self) -> dict:
         return region_summary(self.path)
 
+    def stats(self) -> dict:
+        """How the shards were loaded so far: counts, load times and frame waits (ms percentiles), bytes."""
+        loads = np.array([s for _, _, s in self.load_log]) * 1e3
+        waits = np.array(self.stalls) * 1e3
+        pct = lambda a: {f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 99)} | {"max": float(a.max())} \
+            if a.size else {}
+        waited = waits[waits > 0.05]  # the frames that found a shard of their scope still loading
+        return {"counts": dict(self.counts), "load_ms": pct(loads), "wait_ms": pct(waits), "frames": int(waits.size),
+                "frames_waited": int(waited.size), "wait_when_waiting_ms": pct(waited),
+                "stall_bound_ms": self.stall_s * 1e3, "cache_mb": self.cache_bytes / (1 << 20),
+                "peak_loaded_mb": self.peak_loaded_bytes / (1 << 20), "loaded": self.loaded_ids(),
+                "shards_loaded": [sid for _, sid, _ in self.load_log]}
+
     def __enter__(self) -> "RegionMap":
         return self
 
@@ -770,7 +790,7 @@ class RegionMap:
 
 def open_map(path, *, verify="sha256", expect_contract: EncoderContract | None = None, **region_kwargs):
     """A :class:`RegionMap` for a region directory, else a :class:`~maps.package.MapPackage` (``verify`` as in
-    ``MapPackage.load``; ``region_kwargs`` go to :class:`RegionMap`)."""
+    ``MapPackage.load``; ``region_kwargs`` go to :class:`RegionMap` and are ignored for a map package)."""
     if is_region(path):
         mode = "sha256" if verify in (True, "sha256") else "sizes"
         return RegionMap(path, verify=mode, expect_contract=expect_contract, **region_kwargs)

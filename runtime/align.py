@@ -156,7 +156,9 @@ class FineAligner:
 
     Args:
         imagery: the map's imagery as an ``maps.ortho.Orthophoto`` (``MapPackage.imagery()``), at the gsd of the
-            views (``GroundViewer.gsd``); uint8[h, w, 3] RGB with its mask.
+            views (``GroundViewer.gsd``); uint8[h, w, 3] RGB with its mask. Or grey already: anything with
+            ``gray`` uint8[h, w], ``mask``, ``gsd``, ``x_min``, ``y_max`` (a region shard's
+            ``maps.region.ShardImagery``; no copy is made).
         search_m: the search window is the candidate +/- this, metres (> 0).
         yaw_search_deg: yaw corrections tried: -this .. +this degrees (>= 0; 0 = trust the view's yaw).
         yaw_step_deg: spacing of the coarse yaw corrections, degrees (> 0).
@@ -174,14 +176,20 @@ class FineAligner:
     def __init__(self, imagery, *, search_m: float = 16.0, yaw_search_deg: float = 10.0, yaw_step_deg: float = 2.5,
                  coarse_factor: int = 4, fine_factor: int = 2, distinct_m: float = 4.0,
                  refine_yaw: bool = False) -> None:
-        missing = [n for n in ("image", "mask", "gsd", "x_min", "y_max") if not hasattr(imagery, n)]
+        gray_given = hasattr(imagery, "gray")  # a region shard's grey imagery (maps.region.ShardImagery)
+        need = ("gray" if gray_given else "image", "mask", "gsd", "x_min", "y_max")
+        missing = [n for n in need if not hasattr(imagery, n)]
         if missing:
             raise AlignError(
                 f"imagery must be a maps.ortho.Orthophoto (image, mask, gsd, x_min, y_max), got "
                 f"{type(imagery).__name__} lacking {missing}; use MapPackage.imagery()"
             )
-        img, mask = imagery.image, imagery.mask
-        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        img, mask = (imagery.gray if gray_given else imagery.image), imagery.mask
+        if gray_given:
+            if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 2:
+                raise AlignError(f"grey imagery must be uint8[h, w], got {getattr(img, 'dtype', type(img).__name__)}"
+                                 f"{list(getattr(img, 'shape', []))}")
+        elif not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise AlignError(
                 f"imagery image must be RGB uint8[h, w, 3], got {getattr(img, 'dtype', type(img).__name__)}"
                 f"{list(getattr(img, 'shape', []))}"
@@ -213,7 +221,8 @@ class FineAligner:
         import cv2
 
         # grey imagery once (1 byte/px, a third of the RGB), so each candidate only cuts a window
-        self._gray = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
+        self._gray = img if gray_given else cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
+        self._mask = mask
 
     @staticmethod
     def _number(name: str, value, positive: bool = False) -> float:
@@ -299,7 +308,7 @@ class FineAligner:
         (u0, v0); pixels outside the map or without imagery take the window's mean. Also the valid fraction."""
         import cv2
 
-        gray, mask = self._gray, self.imagery.mask
+        gray, mask = self._gray, self._mask
         H, W = gray.shape
         w, h = n_cols * factor, n_rows * factor
         a0, b0 = max(u0, 0), max(v0, 0)

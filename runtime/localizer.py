@@ -342,8 +342,10 @@ class Localizer:
     """The onboard loop over one map (see the module docstring).
 
     Args:
-        package: the :class:`maps.package.MapPackage` (its contract must be the encoder's); None: GPS alone (the
-            local frame is centred on the first fix, frames are not used).
+        package: the :class:`maps.package.MapPackage` (its contract must be the encoder's), or a region map
+            (:class:`maps.region.RegionMap`: the loop focuses it on the belief every frame, which loads the shards
+            around it and ahead of it; LOST, it searches the shards within ``RegionMap.wide_radius_m`` of the belief);
+            None: GPS alone (the local frame is centred on the first fix, frames are not used).
         encoder: ``runtime.encoder.Encoder`` (callable ``uint8[n, s, s, 3] -> float32[n, d]`` with ``.contract``);
             None without a map.
         camera: the camera intrinsics (None: taken from the first ``CameraInfoEvent``).
@@ -391,6 +393,11 @@ class Localizer:
             elevation = package.ground_elevation_m
         from .gpu import loop_device
 
+        #: a region map (shards loaded around the belief) rather than one map package
+        self.region = bool(getattr(package, "is_region", False))
+        if self.region and loop_device(device) is not None:
+            raise LocalizerError(f"region maps run the loop on the CPU (device 'cpu'), got device {device!r}; run "
+                                 "with --device cpu, or build one map package of the area for the GPU loop")
         self.device = device
         #: the torch stages (:class:`runtime.gpu.stages.TorchStages`), None on the numpy/OpenCV path
         self.stages = None
@@ -469,7 +476,11 @@ class Localizer:
     def _aligner_or_none(self):
         if not self._imagery_checked:
             self._imagery_checked = True
-            if self.config.align_top > 0:
+            if self.config.align_top > 0 and self.region:
+                from .region_align import ShardedAligner
+
+                self._aligner = ShardedAligner(self.package)
+            elif self.config.align_top > 0:
                 imagery = self.package.imagery()
                 if imagery is None:
                     self._note(f"map {self.package.path} stores no imagery: no fine alignment (tile-level positions "
@@ -519,10 +530,37 @@ class Localizer:
                         "calibrated for this camera at this resolution (--camera CAMERA.yaml)")
         return False
 
+    def _scope(self):
+        """The search scope (x, y, radius_m) of this frame, None = the whole map. Over a region map never the whole
+        region: LOST (or a belief wider than the tracker's wide search) it is the belief's 3-sigma circle capped at
+        ``RegionMap.wide_radius_m``; None only before the tracker has a position."""
+        scope = self.tracker.search_scope(self.config.min_scope_m)
+        if scope is not None or not self.region or not self.tracker.initialized:
+            return scope
+        est = self.tracker.estimate()
+        if not (math.isfinite(est.x) and math.isfinite(est.y)):
+            return None
+        r = 3.0 * est.sigma_m if math.isfinite(est.sigma_m) else math.inf
+        return (float(est.x), float(est.y), float(min(max(r, self.config.min_scope_m), self.package.wide_radius_m)))
+
+    def _focus_region(self, frame: Frame):
+        """Region maps: the shards of this frame's scope ready (within the region's stall bound), those ahead
+        prefetched; returns the scope."""
+        scope = self._scope()
+        est = self.tracker.estimate() if self.tracker.initialized else None
+        vel = None if est is None or est.velocity_xy is None else est.velocity_xy
+        late = self.package.counts["late_shards"]
+        self.package.focus(scope, vel)
+        if self.package.counts["late_shards"] > late:
+            self.counts["frames_late_shards"] = self.counts.get("frames_late_shards", 0) + 1
+            self._skip_note("late_shards", f"{self._where(frame)}: a shard of the search scope was still loading "
+                            f"after {self.package.stall_s * 1e3:.0f} ms: searched without it this frame")
+        return scope
+
     def _off_map(self) -> float | None:
         """How far (metres) the search circle of the belief lies beyond the map's tiles when it does not touch them
         at all (what ``MapPackage.search`` refuses with PriorOutsideMapError), else None."""
-        scope = self.tracker.search_scope(self.config.min_scope_m)
+        scope = self._scope()
         if scope is None:
             return None
         x, y, r = scope
@@ -600,6 +638,9 @@ class Localizer:
                                          if vs is None else vs)
         else:
             self.counts["gps_rejected"] += 1
+        if self.region and self.tracker.initialized:
+            est = self.tracker.estimate()  # start loading the shards around the belief before the next frame
+            self.package.focus(self._scope(), est.velocity_xy, wait=False)
         if not output:
             return None
         ms = (time.perf_counter() - t0) * 1e3
@@ -655,6 +696,8 @@ class Localizer:
         attitude = self._imu_attitude(frame.t_ns)
         dv = self._take_dv(frame.t_ns)
         self.tracker.predict(frame.t_ns, yaw=None if attitude is None else float(attitude.yaw), delta_v=dv)
+        if self.region:
+            self._focus_region(frame)
         off = self._off_map()
         if off is not None:
             # the belief is away from the map (a first GPS fix outside it): no search, the estimate goes on from
@@ -699,7 +742,13 @@ class Localizer:
         emb = self.encoder(np.stack([crops[i].image for i in keep]))
         now = time.perf_counter()
         lat["encode"], t = (now - t) * 1e3, now
-        scope = self.tracker.search_scope(self.config.min_scope_m)
+        scope = self._scope()
+        if scope is None and self.region:  # no position yet: a region is never searched whole
+            self.counts["frames_no_scope"] = self.counts.get("frames_no_scope", 0) + 1
+            self._note("region map: frames wait for a first position (GPS fix) to know which shards to search")
+            lat.update(search=0.0, align=0.0, filter=0.0)
+            lat["total"] = (time.perf_counter() - t_start) * 1e3
+            return self._output(frame.t_ns, lat, "frame", 0)
         try:
             if self.stages is None:
                 scores, ids = self.package.search(emb, self.config.k, prior=scope)
@@ -870,7 +919,7 @@ class Localizer:
             belief = np.array([[est.x, est.y]])  # tracking: the predicted place is the best candidate of all
         for v, s_row, i_row in zip(views, scores, ids):
             ok = (i_row >= 0) & np.isfinite(s_row)
-            cand = self.package.positions[i_row[ok]].astype(np.float64) - tilt_shift
+            cand = self.package.tile_positions(i_row[ok]).astype(np.float64) - tilt_shift
             s_row = s_row[ok].astype(np.float64)
             best = float(s_row.max()) if len(s_row) else math.nan
             spread = best - float(s_row.min()) if len(s_row) else math.nan

@@ -27,8 +27,14 @@ from .bag_cli import _ROLE_FLAGS, add_typestore_arg
 def add_model_args(p: argparse.ArgumentParser, *, required_map: bool = True) -> None:
     """--map/--model/--backend/--device/--threads/--camera/--mount/--height: what the loop runs on."""
     p.add_argument("--map", required=required_map, metavar="MAP",
-                   help="map package (skyfix maps build)" + ("" if required_map else "; may be omitted for a recording "
-                                                            "without camera (tracking on GPS alone)"))
+                   help="map package (skyfix maps build) or region map (skyfix maps build-region: shards loaded "
+                        "around the vehicle)" + ("" if required_map else "; may be omitted for a recording "
+                                                 "without camera (tracking on GPS alone)"))
+    p.add_argument("--region-cache-mb", type=float, default=1024.0, metavar="MB",
+                   help="region maps: memory bound of the shards held (LRU, default 1024 MiB)")
+    p.add_argument("--shard-stall-ms", type=float, default=50.0, metavar="MS",
+                   help="region maps: the longest a frame waits for a shard it needs (default 50 ms); a shard still "
+                        "loading then is searched from the next frame on")
     p.add_argument("--map-check", choices=("sha256", "sizes"), default="sha256",
                    help="how the map's files are checked against its manifest on load: sha256 (default: every byte, "
                         "~0.5 s per million tiles) or sizes (sizes and headers only: the fastest start)")
@@ -62,6 +68,8 @@ def register(subparsers) -> None:
                    help="ROS 1 .bag file(s) (several: a split recording), a ROS 2 bag folder (sqlite3 or mcap), or a "
                         "folder of geotagged photos")
     add_model_args(p, required_map=False)
+    p.add_argument("--region-stats", default=None, metavar="FILE.json",
+                   help="with a region map: write how its shards were loaded (loads, load times, frame waits) as JSON")
     p.add_argument("-o", "--output", default="track.jsonl", metavar="TRACK.jsonl",
                    help="track, one JSON line per estimate (default track.jsonl); .geojson and .gpx next to it")
     p.add_argument("--no-geojson", action="store_true", help="do not write TRACK.geojson")
@@ -98,16 +106,30 @@ def encoder_device(device: str) -> str:
     return d[len("torch:"):] if d.lower().startswith("torch:") else d
 
 
+def region_line(region) -> str:
+    """One line on how a region map's shards were loaded during a run (loads, their times, frame waits)."""
+    import numpy as np
+
+    loads = np.array([s for _, _, s in region.load_log]) * 1e3
+    waits = np.array(region.stalls) * 1e3
+    q = (lambda a, p: f"{np.percentile(a, p):.0f}") if loads.size else (lambda a, p: "-")
+    w = (lambda p: f"{np.percentile(waits, p):.1f}") if waits.size else (lambda p: "0")
+    return (f"region map {region.path}: {region.counts['loads']} shard loads in the background (p50 {q(loads, 50)} ms, "
+            f"p99 {q(loads, 99)} ms), {region.counts['evictions']} evicted, frames waited p50 {w(50)} ms, p99 {w(99)} "
+            f"ms (bound {region.stall_s * 1e3:.0f} ms), {region.counts['late_shards']} late shard(s)")
+
+
 def load_loop(args: argparse.Namespace):
     """(Localizer, package, encoder) from the common model arguments."""
-    from maps.package import MapPackage
+    from maps.region import open_map
 
     from .encoder import CLASSICAL, DEFAULT, PLUS_CLASSICAL, load_encoder
     from .localizer import Localizer, LocalizerConfig
 
     if args.map is None:
         return Localizer(None, None), None, None
-    package = MapPackage.load(args.map, verify=getattr(args, "map_check", "sha256"))
+    package = open_map(args.map, verify=getattr(args, "map_check", "sha256"),
+                       cache_mb=getattr(args, "region_cache_mb", 1024.0), stall_ms=getattr(args, "shard_stall_ms", 50.0))
     model = args.model
     if model is None:
         eid = package.contract.encoder_id
@@ -398,6 +420,12 @@ def run(args: argparse.Namespace) -> int:
         _err(f"note: {note}")
     for line in skip_report(checks, loop.counts):
         _err(f"note: {line}")
+    if getattr(package, "is_region", False):
+        _err(f"note: {region_line(package)}")
+        if getattr(args, "region_stats", None):
+            import json
+
+            Path(args.region_stats).write_text(json.dumps(package.stats(), indent=2) + "\n", encoding="utf-8")
     c = loop.counts
     print(f"{n_out} estimates -> {out_path} in {wall:.1f} s ({c['frames']} frames, {c['frames_used']} with a visual "
           f"fix; {c['gps']} GPS fixes, {c['gps_rejected']} rejected; "
