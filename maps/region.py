@@ -689,9 +689,13 @@ class RegionMap:
                 best = (d, ld)
         return None if best is None else (best[1].entry.id, best[1].imagery)
 
-    def search(self, queries, k: int = 10, prior=None, *, exact: bool = False, ef: int | None = None):
+    def search(self, queries, k: int = 10, prior=None, *, exact: bool | None = None, ef: int | None = None):
         """Top-k tiles per query over the loaded shards meeting ``prior`` (x, y, radius_m); ``prior`` None: the
         shards needed by the last :meth:`focus`. Tiles of an overlap found in two shards count once.
+
+        ``exact`` None (default): exact search in every shard whose HNSW index is not loaded. Shards are opened
+        with a lazy index, and loading one holds the GIL (hnswlib), which would stall the frame loop; a scope
+        is at most ``wide_radius_m`` across, which exact search answers in tens of milliseconds.
 
         Returns:
             (scores float32[n, k] cosine descending, ids int64[n, k] region tile ids, see :meth:`tile_positions`);
@@ -710,7 +714,8 @@ class RegionMap:
         all_s, all_i, all_p = [], [], []
         for ld in shards:
             try:
-                s, ids = ld.package.search(q, k, prior, exact=exact, ef=ef)
+                ex = (not ld.package.hnsw_ready) if exact is None else bool(exact)
+                s, ids = ld.package.search(q, k, prior, exact=ex, ef=ef)
             except PriorOutsideMapError:
                 continue
             ok = ids >= 0

@@ -66,7 +66,7 @@ def region_flight(tmp_path_factory):
                        gps_outages=((12.0, 30.0),)))
     with BagReader(bag) as r:
         events = list(r.events(roles=ROLES))
-    return region, single, cam, events
+    return region, single, cam, events, bag
 
 
 def _fly(package, cam, events):
@@ -83,7 +83,7 @@ def test_flight_across_shard_borders_equals_one_map(region_flight):
     from maps.package import MapPackage
     from maps.region import RegionMap
 
-    region, single, cam, events = region_flight
+    region, single, cam, events, _ = region_flight
     _, one = _fly(MapPackage.load(single), cam, events)
     with RegionMap(region, stall_ms=5000.0) as reg:
         loop, many = _fly(reg, cam, events)
@@ -105,7 +105,7 @@ def test_shard_switches_never_stall_a_frame_beyond_the_bound(region_flight):
     were not ready yet are counted and noted, the run goes on."""
     from maps.region import RegionMap
 
-    region, _, cam, events = region_flight
+    region, _, cam, events, _ = region_flight
     with RegionMap(region, stall_ms=1.0) as reg:
         loop, outs = _fly(reg, cam, events)
         assert reg.stalls and max(reg.stalls) < 0.25  # 1 ms asked; the rest is the scheduler on a busy machine
@@ -123,7 +123,7 @@ def test_wide_belief_searches_the_shards_around_it(region_flight):
     from runtime.events import GpsFix
     from runtime.localizer import Localizer, LocalizerConfig
 
-    region, _, cam, _ = region_flight
+    region, _, cam, _, _ = region_flight
     with RegionMap(region, stall_ms=5000.0, wide_radius_m=400.0) as reg:
         cfg = LocalizerConfig(tracker={"wide_search_radius_m": 100.0})
         loop = Localizer(reg, load_encoder("classical"), camera=load_camera(cam), config=cfg)
@@ -145,3 +145,20 @@ def test_region_maps_refuse_the_gpu_loop(region_flight):
     with RegionMap(region) as reg:
         with pytest.raises(LocalizerError, match="region maps run the loop on the CPU"):
             Localizer(reg, load_encoder("classical"), device="cuda")
+
+
+def test_replay_cli_over_a_region(region_flight, tmp_path, capsys):
+    import json
+
+    from runtime.cli.onboard import main
+
+    region, _, cam, _, bag = region_flight
+    stats = tmp_path / "stats.json"
+    assert main(["replay", str(bag), "--map", str(region), "--camera", str(cam), "-o", str(tmp_path / "t.jsonl"),
+                 "--region-stats", str(stats), "--region-cache-mb", "64", "--shard-stall-ms", "200"]) == 0
+    err = capsys.readouterr().err
+    assert f"region map {region}:" in err and "shard loads in the background" in err
+    s = json.loads(stats.read_text())
+    assert s["counts"]["loads"] >= 3 and s["stall_bound_ms"] == 200.0 and s["cache_mb"] == 64.0
+    assert s["frames"] > 150 and s["wait_ms"]["max"] < 1000.0
+    assert len(set(s["shards_loaded"])) >= 3
