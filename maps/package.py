@@ -282,6 +282,11 @@ def _read_manifest(path: Path) -> tuple[Manifest, bytes]:
         raise MapFormatError(f"{path} is not a map package directory (a map is a folder with {MANIFEST}); {REBUILD_HINT}")
     mpath = path / MANIFEST
     if not mpath.is_file():
+        if (path / "region.json").is_file():
+            raise MapFormatError(
+                f"{path} is a region map (shards built by `skyfix maps build-region`), not one map package: the loop "
+                "takes it as it is (`runtime replay BAG --map REGION`), `skyfix maps info/verify` read it, and "
+                "maps.region.RegionMap opens it in code; one shard is a map package: REGION/shards/rNNN_cNNN")
         raise MapFormatError(f"{path} has no {MANIFEST}: not a SkyFix map or an incomplete copy; {REBUILD_HINT}")
     raw = mpath.read_bytes()
     spath = path / MANIFEST_SUM
@@ -728,7 +733,37 @@ def _hnsw_header(path: Path) -> dict:
     return dict(zip(names, struct.unpack(fmt, raw)))
 
 
-class MapPackage:
+class MapFacts:
+    """What the onboard loop reads of any map, a :class:`MapPackage` or a region (``maps.region.RegionMap``), from
+    its ``manifest``: both manifests name these facts alike."""
+
+    @property
+    def contract(self) -> EncoderContract:
+        return self.manifest.encoder
+
+    @property
+    def frame(self) -> LocalFrame:
+        return self.manifest.frame
+
+    @property
+    def tile_grid(self) -> TileGrid:
+        return self.manifest.tile_grid
+
+    @property
+    def n_tiles(self) -> int:
+        return self.manifest.n_tiles
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(x_min, y_min, x_max, y_max) of the tile footprints, local metres."""
+        return self.manifest.bounds_local
+
+    @property
+    def ground_elevation_m(self) -> float:
+        return self.manifest.ground_elevation_m
+
+
+class MapPackage(MapFacts):
     """A loaded map package (read-only).
 
     Attributes:
@@ -851,33 +886,8 @@ class MapPackage:
     # -- properties ------------------------------------------------------------------------------------------------
 
     @property
-    def contract(self) -> EncoderContract:
-        return self.manifest.encoder
-
-    @property
-    def frame(self) -> LocalFrame:
-        return self.manifest.frame
-
-    @property
-    def tile_grid(self) -> TileGrid:
-        return self.manifest.tile_grid
-
-    @property
-    def n_tiles(self) -> int:
-        return self.manifest.n_tiles
-
-    @property
     def embedding_dim(self) -> int:
         return self.manifest.embedding_dim
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        """(x_min, y_min, x_max, y_max) of the tile footprints, local metres."""
-        return self.manifest.bounds_local
-
-    @property
-    def ground_elevation_m(self) -> float:
-        return self.manifest.ground_elevation_m
 
     @property
     def hnsw_ready(self) -> bool:

@@ -46,6 +46,7 @@ from .config import strict_from_dict
 from .contract import EncoderContract
 from .errors import MapError, MapFormatError, MapIntegrityError
 from .geodesy import LocalFrame
+from .package import MapFacts
 from .search import check_k, check_prior, check_queries, topk_rows
 from .tiling import TileGrid
 
@@ -417,7 +418,7 @@ class _Loaded:
                           + (0 if imagery is None else imagery.gray.nbytes + imagery.mask.nbytes))
 
 
-class RegionMap:
+class RegionMap(MapFacts):
     """A region map onboard: the shards around the belief in an LRU of bounded memory, loaded in the background.
 
     What the loop uses of a :class:`~maps.package.MapPackage` works here (``contract``, ``frame``, ``bounds``,
@@ -486,31 +487,7 @@ class RegionMap:
         self.peak_loaded_bytes = 0
         self.notes: list[str] = []
 
-    # -- what the loop reads of a map --------------------------------------------------------------------------
-    @property
-    def contract(self) -> EncoderContract:
-        return self.manifest.encoder
-
-    @property
-    def frame(self) -> LocalFrame:
-        return self.manifest.frame
-
-    @property
-    def tile_grid(self) -> TileGrid:
-        return self.manifest.tile_grid
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        return self.manifest.bounds_local
-
-    @property
-    def ground_elevation_m(self) -> float:
-        return self.manifest.ground_elevation_m
-
-    @property
-    def n_tiles(self) -> int:
-        return self.manifest.n_tiles
-
+    # -- what the loop reads of a map (contract, frame, tile_grid, n_tiles, bounds, ground_elevation_m: MapFacts)
     def imagery(self):
         """None: a region's imagery is per shard (:meth:`shard_imagery`, used by ``runtime.region_align``)."""
         return None

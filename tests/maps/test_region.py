@@ -322,6 +322,13 @@ def test_cli_build_region_info_verify(tmp_path, capsys):
     assert "r000_c000" in capsys.readouterr().err
 
 
+def test_a_region_is_not_opened_as_one_map(built):
+    from maps.package import MapPackage
+
+    with pytest.raises(MapFormatError, match="is a region map .*runtime replay BAG --map REGION"):
+        MapPackage.load(built[1])
+
+
 def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
     from maps.geotiff import write_geotiff
     from maps.region_build import build_region
