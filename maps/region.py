@@ -431,7 +431,9 @@ class RegionMap(MapFacts):
     * the shards meeting the same circle moved ``lookahead_s`` ahead along the velocity are *prefetched* in the
       background thread (memory-mapped embeddings, shard SHA-256 check, grey imagery decoded: numpy, hashlib and
       OpenCV release the GIL there);
-    * shards beyond ``cache_mb`` are evicted least-recently-needed first, never one the current scope needs.
+    * shards beyond ``cache_mb`` are evicted least-recently-needed first, never one the current scope or its
+      look-ahead needs (a bound below what those hold is raised to it: evicting a shard about to be needed would
+      only load it again).
 
     Args:
         path: the region directory.
@@ -590,13 +592,20 @@ class RegionMap(MapFacts):
         x, y, r = check_prior(scope)
         needed = self._indices((x, y, r))
         events = [ev for ev in (self._request(i, True) for i in needed) if ev is not None]
+        ahead: list[int] = []  # the shards the scope sweeps over in the next lookahead_s (a few points on the way)
         if velocity is not None and self.lookahead_s > 0:
             vx, vy = (float(v) for v in velocity)
             if math.isfinite(vx) and math.isfinite(vy):
-                ahead = (x + vx * self.lookahead_s, y + vy * self.lookahead_s, r)
-                for i in self._indices(ahead):
-                    if i not in needed and self._request(i, False) is not None:
-                        self.counts["prefetched"] += 1
+                dist = math.hypot(vx, vy) * self.lookahead_s
+                n = min(8, max(1, math.ceil(dist / max(r, 50.0))))
+                for k in range(1, n + 1):
+                    f = self.lookahead_s * k / n
+                    ahead += [i for i in self._indices((x + vx * f, y + vy * f, r)) if i not in needed and i not in ahead]
+                for i in ahead:
+                    with self._lock:
+                        new = i not in self._loaded and i not in self._pending
+                    self._request(i, False)
+                    self.counts["prefetched"] += int(new)
         if wait:
             t0 = time.perf_counter()
             deadline = t0 + self.stall_s
@@ -613,10 +622,12 @@ class RegionMap(MapFacts):
             for i in ready:
                 self._loaded.move_to_end(i)
             self._needed = tuple(ready)
-            self._evict(set(needed))
+            self._evict(set(needed) | set(ahead))
         return [self.manifest.shards[i].id for i in ready]
 
     def _evict(self, keep: set) -> None:
+        """Drop least-recently-needed shards until the bound holds; never those of the scope or its look-ahead (the
+        bound is then what they need: a scope over a corner of 4 shards, and the few shards ahead)."""
         total = sum(ld.nbytes for ld in self._loaded.values())
         for i in list(self._loaded):
             if total <= self.cache_bytes:

@@ -175,6 +175,26 @@ def test_lru_bounds_memory_and_late_shards_are_counted(built):
             reg.tile_positions(np.array([-1]))
 
 
+def test_shards_ahead_are_loaded_before_they_are_needed(built):
+    """Moving east at 10 m/s with a 20 s look-ahead: the next shard loads in the background before the scope
+    reaches it, and stays (even with a zero cache bound) while it is ahead; the shards left behind go."""
+    from maps.region import RegionMap
+
+    _, region, _, _, _ = built
+    with RegionMap(region, stall_ms=10_000, cache_mb=0.0, lookahead_s=20.0) as reg:
+        sg = reg.manifest.shard_grid
+        x0, y0, x1, y1 = sg.core(1, 0)
+        here = (x1 - 150.0, 0.5 * (y0 + y1), 20.0)
+        assert reg.focus(here, (10.0, 0.0)) == ["r001_c000"]
+        assert reg.wait_idle()
+        assert reg.focus(here, (10.0, 0.0)) == ["r001_c000"]
+        assert sorted(reg.loaded_ids()) == ["r001_c000", "r001_c001"] and reg.counts["prefetched"] == 1
+        late = reg.counts["late_shards"]
+        there = (x1 + 100.0, here[1], 20.0)
+        assert reg.focus(there) == ["r001_c001"] and reg.counts["late_shards"] == late  # it was there already
+        assert reg.loaded_ids() == ["r001_c001"]  # behind: evicted at once under a zero bound
+
+
 def test_damaged_shard_and_manifest_are_named(built, tmp_path):
     import shutil
 
