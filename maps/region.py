@@ -431,6 +431,8 @@ class RegionMap(MapFacts):
     * the shards meeting the same circle moved ``lookahead_s`` ahead along the velocity are *prefetched* in the
       background thread (memory-mapped embeddings, shard SHA-256 check, grey imagery decoded: numpy, hashlib and
       OpenCV release the GIL there);
+    * a shard that fails to load (a damaged file: its SHA-256 differs from its manifest, a missing shard) is not
+      used and not retried: it is named in :attr:`failed` with the error, the search goes on with the others;
     * shards beyond ``cache_mb`` are evicted least-recently-needed first, never one the current scope or its
       look-ahead needs (a bound below what those hold is raised to it: evicting a shard about to be needed would
       only load it again).
@@ -480,7 +482,10 @@ class RegionMap(MapFacts):
         self._thread.start()
         self._needed: tuple[int, ...] = ()
         #: counters: loads, evictions, late_shards (needed but not ready within stall_ms), waits
-        self.counts = {"loads": 0, "evictions": 0, "late_shards": 0, "prefetched": 0}
+        self.counts = {"loads": 0, "evictions": 0, "late_shards": 0, "prefetched": 0, "failed_shards": 0}
+        #: shards that could not be loaded (damaged, missing, another encoder): id -> the error; never retried, the
+        #: search goes on without them
+        self.failed: dict[str, str] = {}
         #: (t_monotonic_s, shard id, seconds) of every completed load
         self.load_log: list[tuple[float, str, float]] = []
         #: wall time each waiting focus() call (one per frame) spent waiting for needed shards, seconds
@@ -564,9 +569,8 @@ class RegionMap(MapFacts):
         with self._wake:
             if index in self._loaded:
                 return None
-            if index in self._errors:
-                err = self._errors.pop(index)
-                raise err
+            if index in self._errors or self.manifest.shards[index].id in self.failed:
+                return None  # a shard that failed to load is not tried again (see failed)
             ev = self._pending.get(index)
             if ev is None:
                 ev = self._pending[index] = threading.Event()
@@ -613,9 +617,11 @@ class RegionMap(MapFacts):
                 ev.wait(max(0.0, deadline - time.perf_counter()))
             self.stalls.append(time.perf_counter() - t0)  # 0 for most frames: their shards were there
         with self._lock:
-            for i in needed:
-                if i in self._errors:
-                    raise self._errors.pop(i)
+            for i, err in list(self._errors.items()):
+                sid = self.manifest.shards[i].id
+                self.failed[sid] = f"{type(err).__name__}: {err}"
+                self.counts["failed_shards"] += 1
+                del self._errors[i]
             ready = [i for i in needed if i in self._loaded]
             if wait:  # shards a search needs now and does not have
                 self.counts["late_shards"] += len(needed) - len(ready)

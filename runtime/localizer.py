@@ -550,12 +550,22 @@ class Localizer:
         est = self.tracker.estimate() if self.tracker.initialized else None
         vel = None if est is None or est.velocity_xy is None else est.velocity_xy
         late = self.package.counts["late_shards"]
-        self.package.focus(scope, vel)
+        self._region_focus(scope, vel, True, self._where(frame))
         if self.package.counts["late_shards"] > late:
             self.counts["frames_late_shards"] = self.counts.get("frames_late_shards", 0) + 1
             self._skip_note("late_shards", f"{self._where(frame)}: a shard of the search scope was still loading "
                             f"after {self.package.stall_s * 1e3:.0f} ms: searched without it this frame")
         return scope
+
+    def _region_focus(self, scope, velocity, wait: bool, where: str) -> None:
+        """``RegionMap.focus``; a shard that failed to load (damaged) is counted and noted, the run goes on."""
+        failed = set(self.package.failed)
+        self.package.focus(scope, velocity, wait=wait)
+        for sid in sorted(set(self.package.failed) - failed):
+            self.counts["region_shards_failed"] = self.counts.get("region_shards_failed", 0) + 1
+            self._note(f"{where}: shard {sid} of region {self.package.path} cannot be used "
+                       f"({self.package.failed[sid]}): searched without it; `skyfix maps verify "
+                       f"{self.package.path}` names every damaged file")
 
     def _off_map(self) -> float | None:
         """How far (metres) the search circle of the belief lies beyond the map's tiles when it does not touch them
@@ -640,7 +650,7 @@ class Localizer:
             self.counts["gps_rejected"] += 1
         if self.region and self.tracker.initialized:
             est = self.tracker.estimate()  # start loading the shards around the belief before the next frame
-            self.package.focus(self._scope(), est.velocity_xy, wait=False)
+            self._region_focus(self._scope(), est.velocity_xy, False, f"GPS {fix.topic or '(live)'} at t_ns {fix.t_ns}")
         if not output:
             return None
         ms = (time.perf_counter() - t0) * 1e3

@@ -211,9 +211,11 @@ def test_damaged_shard_and_manifest_are_named(built, tmp_path):
     assert [s for s, st in rep.shards if st != "ok"] == ["r001_c001"]
     with pytest.raises(MapIntegrityError, match="r001_c001"):
         verify_region(copy)
-    with RegionMap(copy, stall_ms=10_000) as reg:
-        with pytest.raises(MapIntegrityError, match="embeddings.f16.npy"):
-            reg.focus((reg.manifest.shard_grid.x0 + 300.0, reg.manifest.shard_grid.y1 - 300.0, 10.0))
+    with RegionMap(copy, stall_ms=10_000) as reg:  # onboard: the damaged shard is left out, named, not retried
+        scope = (reg.manifest.shard_grid.x0 + 300.0, reg.manifest.shard_grid.y1 - 300.0, 10.0)
+        assert reg.focus(scope) == [] and reg.counts["failed_shards"] == 1
+        assert "MapIntegrityError" in reg.failed["r001_c001"] and "embeddings.f16.npy" in reg.failed["r001_c001"]
+        assert reg.focus(scope) == [] and reg.counts["failed_shards"] == 1 and reg.counts["loads"] == 0
     text = (copy / "region.json").read_text()
     (copy / "region.json").write_text(text.replace('"n_tiles"', '"n_tiles" ', 1))
     with pytest.raises(MapIntegrityError, match="region.json .* is corrupted"):

@@ -162,3 +162,22 @@ def test_replay_cli_over_a_region(region_flight, tmp_path, capsys):
     assert s["counts"]["loads"] >= 3 and s["stall_bound_ms"] == 200.0 and s["cache_mb"] == 64.0
     assert s["frames"] > 150 and s["wait_ms"]["max"] < 1000.0
     assert len(set(s["shards_loaded"])) >= 3
+
+
+def test_a_damaged_shard_is_left_out_and_the_run_goes_on(region_flight, tmp_path):
+    import shutil
+
+    from maps.region import RegionMap
+
+    region, _, cam, events, _ = region_flight
+    copy = tmp_path / "damaged.region"
+    shutil.copytree(region, copy)
+    emb = copy / "shards" / "r000_c001" / "embeddings.f16.npy"
+    raw = bytearray(emb.read_bytes())
+    raw[len(raw) // 2] ^= 0x55
+    emb.write_bytes(bytes(raw))
+    with RegionMap(copy, stall_ms=5000.0) as reg:
+        loop, outs = _fly(reg, cam, events)
+        assert list(reg.failed) == ["r000_c001"] and loop.counts["region_shards_failed"] == 1
+    assert len(outs) > 150 and loop.counts["frames_used"] > 0.5 * loop.counts["frames"]
+    assert any("shard r000_c001" in n and "skyfix maps verify" in n for n in loop.notes)
