@@ -776,6 +776,7 @@ class RegionMap(MapFacts):
         waited = waits[waits > 0.05]  # the frames that found a shard of their scope still loading
         return {"counts": dict(self.counts), "load_ms": pct(loads), "wait_ms": pct(waits), "frames": int(waits.size),
                 "frames_waited": int(waited.size), "wait_when_waiting_ms": pct(waited),
+                "waited_at_frames": np.flatnonzero(waits > 0.05).tolist()[:100],
                 "stall_bound_ms": self.stall_s * 1e3, "cache_mb": self.cache_bytes / (1 << 20),
                 "peak_loaded_mb": self.peak_loaded_bytes / (1 << 20), "loaded": self.loaded_ids(),
                 "shards_loaded": [sid for _, sid, _ in self.load_log]}
