@@ -490,6 +490,8 @@ class RegionMap(MapFacts):
         self.load_log: list[tuple[float, str, float]] = []
         #: wall time each waiting focus() call (one per frame) spent waiting for needed shards, seconds
         self.stalls: list[float] = []
+        #: (frame index, seconds) of the waiting focus() calls that found a shard of their scope not in memory
+        self.waited: list[tuple[int, float]] = []
         #: the most bytes (:attr:`loaded_bytes`) ever held at once
         self.peak_loaded_bytes = 0
         self.notes: list[str] = []
@@ -616,6 +618,8 @@ class RegionMap(MapFacts):
             for ev in events:
                 ev.wait(max(0.0, deadline - time.perf_counter()))
             self.stalls.append(time.perf_counter() - t0)  # 0 for most frames: their shards were there
+            if events:  # this frame found a shard of its scope not in memory
+                self.waited.append((len(self.stalls) - 1, self.stalls[-1]))
         with self._lock:
             for i, err in list(self._errors.items()):
                 sid = self.manifest.shards[i].id
@@ -773,10 +777,10 @@ class RegionMap(MapFacts):
         waits = np.array(self.stalls) * 1e3
         pct = lambda a: {f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 99)} | {"max": float(a.max())} \
             if a.size else {}
-        waited = waits[waits > 0.05]  # the frames that found a shard of their scope still loading
+        waited = np.array([w for _, w in self.waited]) * 1e3
         return {"counts": dict(self.counts), "load_ms": pct(loads), "wait_ms": pct(waits), "frames": int(waits.size),
                 "frames_waited": int(waited.size), "wait_when_waiting_ms": pct(waited),
-                "waited_at_frames": np.flatnonzero(waits > 0.05).tolist()[:100],
+                "waited": [[i, round(w * 1e3, 3)] for i, w in self.waited[:100]],
                 "stall_bound_ms": self.stall_s * 1e3, "cache_mb": self.cache_bytes / (1 << 20),
                 "peak_loaded_mb": self.peak_loaded_bytes / (1 << 20), "loaded": self.loaded_ids(),
                 "shards_loaded": [sid for _, sid, _ in self.load_log]}
