@@ -27,22 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-CAMERA_YAML = """%YAML:1.0
----
-image_width: 640
-image_height: 480
-camera_matrix: !!opencv-matrix
-   rows: 3
-   cols: 3
-   dt: d
-   data: [ 480.0, 0., 319.5, 0., 480.0, 239.5, 0., 0., 1. ]
-distortion_coefficients: !!opencv-matrix
-   rows: 5
-   cols: 1
-   dt: d
-   data: [ 0., 0., 0., 0., 0. ]
-"""
-
 
 def _run(cmd: list[str], log: Path) -> tuple[float, float]:
     """Run ``cmd`` in a child process (its output to ``log``); (wall seconds, peak RSS MiB of that child).
@@ -111,6 +95,7 @@ def main(argv=None) -> int:
         res["build_map"] = {"seconds": wall, "peak_rss_mb": rss}
     from maps.package import MapPackage
     from maps.region import read_region_manifest
+    from runtime.sim.randomize import write_camera_file
 
     m = read_region_manifest(region)
     res["region"] = {"shards": len(m.shards), "tiles": m.n_tiles, "bytes": sum(s.bytes for s in m.shards),
@@ -119,7 +104,7 @@ def main(argv=None) -> int:
     res["map"] = {"tiles": single.n_tiles, "bytes": single.summary()["total_bytes"]}
     b = m.bounds_local
     cam = out / "camera.yaml"
-    cam.write_text(CAMERA_YAML)
+    write_camera_file(cam, width=640, height=480, fx=480.0)
     bag = out / "flight.bag"
     # the route follows the band of valid imagery (a strip in another CRS is tilted in the local frame): at each
     # waypoint the valid tiles near it give the band's centre and half width

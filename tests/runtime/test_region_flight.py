@@ -11,26 +11,11 @@ import pytest
 
 from maps.geodesy import LocalFrame
 from maps.ortho import Orthophoto
+from runtime.sim.randomize import write_camera_file
 
 pytest.importorskip("ray", reason="the region extra (pip install 'skyfix[region]') is not installed")
 
 FRAME = LocalFrame(47.3, 8.5)
-CAMERA_YAML = """%YAML:1.0
----
-image_width: 320
-image_height: 240
-camera_matrix: !!opencv-matrix
-   rows: 3
-   cols: 3
-   dt: d
-   data: [ 240.0, 0., 159.5, 0., 240.0, 119.5, 0., 0., 1. ]
-distortion_coefficients: !!opencv-matrix
-   rows: 5
-   cols: 1
-   dt: d
-   data: [ 0., 0., 0., 0., 0. ]
-"""
-
 
 @pytest.fixture(scope="module")
 def region_flight(tmp_path_factory):
@@ -57,7 +42,7 @@ def region_flight(tmp_path_factory):
     assert rep["shards"] == 6
     single = build_map(load_orthophoto(tif), ClassicalDescriptor(), classical_contract(), root / "one.map")
     cam = root / "cam.yaml"
-    cam.write_text(CAMERA_YAML)
+    write_camera_file(cam, width=320, height=240, fx=240.0)
     wp = root / "wp.csv"
     wp.write_text("x,y\n-260,-20\n-90,20\n90,-20\n260,20\n")
     bag = root / "flight.bag"
