@@ -128,6 +128,70 @@ def test_shards_hold_exactly_the_single_maps_tiles(built):
     assert seen == set(range(single.n_tiles))
 
 
+def _vrt_of_halves(tif: Path, out: Path) -> Path:
+    """``tif`` cut into a west and an east GeoTIFF, and a GDAL VRT (hand-written XML, the documented format) that
+    mosaics them again, with the source's metadata (its SKYFIX frame tags)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(tif) as ds:
+        profile, tags, w, h = ds.profile, ds.tags(), ds.width, ds.height
+        half = w // 2
+        parts = []
+        for name, c0, cw in (("west.tif", 0, half), ("east.tif", half, w - half)):
+            win = Window(c0, 0, cw, h)
+            prof = dict(profile, width=cw, height=h, transform=ds.window_transform(win))
+            with rasterio.open(out / name, "w", **prof) as dst:
+                dst.write(ds.read(window=win))
+                dst.update_tags(**tags)
+            parts.append((name, c0, cw))
+        wkt, gt = ds.crs.to_wkt(), ds.transform.to_gdal()
+        interp = {1: "Red", 2: "Green", 3: "Blue", 4: "Alpha"}
+    bands = []
+    for b in range(1, 5):
+        srcs = "".join(
+            f'<SimpleSource><SourceFilename relativeToVRT="1">{name}</SourceFilename><SourceBand>{b}</SourceBand>'
+            f'<SrcRect xOff="0" yOff="0" xSize="{cw}" ySize="{h}"/>'
+            f'<DstRect xOff="{c0}" yOff="0" xSize="{cw}" ySize="{h}"/></SimpleSource>'
+            for name, c0, cw in parts)
+        bands.append(f'<VRTRasterBand dataType="Byte" band="{b}"><ColorInterp>{interp[b]}</ColorInterp>{srcs}'
+                     "</VRTRasterBand>")
+    mdi = "".join(f'<MDI key="{k}">{v}</MDI>' for k, v in tags.items() if k.startswith("SKYFIX_FRAME"))
+    vrt = out / "mosaic.vrt"
+    vrt.write_text(f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}"><SRS>{wkt.replace("&", "&amp;").replace("<", "&lt;")}'
+                   f"</SRS><GeoTransform>{', '.join(repr(float(v)) for v in gt)}</GeoTransform>"
+                   f"<Metadata>{mdi}</Metadata>{''.join(bands)}</VRTDataset>")
+    return vrt
+
+
+def test_vrt_and_cog_sources_give_the_same_region(built, tmp_path):
+    """A VRT mosaic of two GeoTIFFs and a Cloud Optimized GeoTIFF (GDAL's COG driver) of the same pixels build the
+    region the GeoTIFF builds: the same shards with the same tiles and embeddings, bit for bit."""
+    import rasterio.shutil
+
+    from maps.package import MapPackage
+    from maps.region import read_region_manifest, shard_path
+    from maps.region_build import build_region
+
+    tif, region, _, _, _ = built
+    vrt = _vrt_of_halves(tif, tmp_path)
+    cog = tmp_path / "src.cog.tif"
+    rasterio.shutil.copy(tif, cog, driver="COG", compress="deflate", blocksize=256)
+    with rasterio.open(cog) as ds:
+        assert ds.overviews(1) and ds.tags().get("SKYFIX_FRAME_LAT0")  # a real COG: overviews, tags kept
+    ref = read_region_manifest(region)
+    for src in (vrt, cog):
+        out = tmp_path / f"{src.suffix[1:]}.region"
+        build_region([str(src)], out, tiny_spec(), shard_km=0.2, stride_m=8.0)
+        got = read_region_manifest(out)
+        assert [e.id for e in got.shards] == [e.id for e in ref.shards] and got.n_tiles == ref.n_tiles
+        for e in ref.shards:
+            a, b = MapPackage.load(shard_path(region, e.id)), MapPackage.load(shard_path(out, e.id))
+            np.testing.assert_array_equal(b.positions, a.positions)
+            np.testing.assert_array_equal(b.embeddings, a.embeddings)
+            np.testing.assert_array_equal(b.imagery().image, a.imagery().image)
+
+
 def test_search_across_shard_borders_equals_one_map(built):
     from maps.package import MapPackage
     from maps.region import RegionMap
