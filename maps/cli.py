@@ -133,7 +133,9 @@ def register(subparsers, *, load_encoder=None, photo_mosaic=None) -> None:
     r.add_argument("-o", "--output", required=True, metavar="REGION", help="region directory to write")
     r.add_argument("--shard-km", type=float, default=5.0, metavar="KM", help="side of a shard, km (default 5)")
     r.add_argument("--address", default=None, metavar="ADDR",
-                   help="Ray cluster to use (ray://HEAD:10001 or 'auto'); default: start a local Ray instance")
+                   help="Ray cluster to join: HOST:PORT as `ray start --head` prints it, ray://HEAD:10001 (Ray "
+                        "Client) or 'auto' on a node of it (a cluster with token authentication: run with "
+                        "RAY_AUTH_MODE=token and its token); default: a local Ray instance of the build's own")
     r.add_argument("--workers", type=int, default=None, metavar="N",
                    help="CPUs of the local Ray instance (default: all of this machine's)")
     r.add_argument("--cpus-per-task", type=float, default=1.0, metavar="N", help="Ray CPUs per shard task (default 1)")

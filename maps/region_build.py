@@ -33,7 +33,7 @@ import numpy as np
 
 from .contract import EncoderContract
 from .errors import MapError
-from .geotiff import MosaicGrid, plan_mosaic
+from .geotiff import MosaicGrid, is_remote, plan_mosaic
 from .region import (REGION_FORMAT, REGION_MANIFEST, REGION_SUM, REGION_VERSION, SHARDS_DIR, ShardGrid, is_region,
                      shard_bytes, utc_now, write_region_manifest)
 from .tiling import TileGrid, axis_centres
@@ -186,7 +186,9 @@ def plan_region(sources, contract: EncoderContract, *, shard_km: float = 5.0, gs
     sg = ShardGrid(x0=mosaic.x_min, y1=mosaic.y_max, shard_size_m=shard_px * g, overlap_m=overlap,
                    imagery_margin_m=margin_px * g, nx=max(1, math.ceil(mosaic.width / shard_px)),
                    ny=max(1, math.ceil(mosaic.height / shard_px)))
-    return RegionPlan(tuple(mosaic.sources), mosaic, grid, contract, sg, shard_px, margin_px, align, frac, ground,
+    # absolute paths: workers of a cluster do not run in the driver's folder (URLs and /vsi paths stay as given)
+    srcs = tuple(s if is_remote(s) else str(Path(s).resolve()) for s in mosaic.sources)
+    return RegionPlan(srcs, mosaic, grid, contract, sg, shard_px, margin_px, align, frac, ground,
                       int(batch_size), int(hnsw_m), int(hnsw_ef_construction), hnsw_dim,
                       None if crs is None else str(crs))
 
@@ -281,9 +283,9 @@ def finished_shards(out_dir, plan: RegionPlan) -> dict:
     return done
 
 
-def _prepare(out_dir: Path, plan: RegionPlan, overwrite: bool) -> None:
-    """Create / check the output folder: a fresh one, one to resume (same plan) or, with overwrite, start over."""
-    fp = plan.fingerprint()
+def _check_output(out_dir: Path, plan: RegionPlan, overwrite: bool) -> None:
+    """Refuse an output folder that cannot take this build (nothing is written): not a folder, a finished region
+    without ``overwrite``, a folder of something else, or an unfinished build with other settings."""
     if out_dir.exists() and not out_dir.is_dir():
         raise MapError(f"{out_dir} exists and is not a folder; choose another output path (-o)")
     if is_region(out_dir) and not overwrite:
@@ -292,20 +294,27 @@ def _prepare(out_dir: Path, plan: RegionPlan, overwrite: bool) -> None:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (bdir / PLAN_FILE).is_file() and not is_region(out_dir):
         raise MapError(f"{out_dir} exists and is not a region being built; refusing to write into it: choose another "
                        "output path (-o)")
+    if not overwrite and (bdir / PLAN_FILE).is_file():
+        fp = json.loads(json.dumps(plan.fingerprint()))
+        old = json.loads((bdir / PLAN_FILE).read_text(encoding="utf-8"))
+        if old != fp:
+            diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
+            raise MapError(f"{out_dir} holds an unfinished build with other settings ({', '.join(diff)} differ); "
+                           "rerun with the same sources and options to resume it, or pass --overwrite to start over")
+
+
+def _prepare(out_dir: Path, plan: RegionPlan, overwrite: bool) -> None:
+    """Create the output folder (checked by :func:`_check_output`): a fresh one, one to resume (same plan) or, with
+    ``overwrite``, one started over."""
+    bdir = out_dir / BUILD_DIR
     if overwrite and out_dir.is_dir():
         for name in (REGION_MANIFEST, REGION_SUM):
             (out_dir / name).unlink(missing_ok=True)
         shutil.rmtree(out_dir / SHARDS_DIR, ignore_errors=True)
         shutil.rmtree(bdir, ignore_errors=True)
-    if (bdir / PLAN_FILE).is_file():
-        old = json.loads((bdir / PLAN_FILE).read_text(encoding="utf-8"))
-        if old != json.loads(json.dumps(fp)):
-            diff = sorted(k for k in set(old) | set(fp) if old.get(k) != json.loads(json.dumps(fp)).get(k))
-            raise MapError(f"{out_dir} holds an unfinished build with other settings ({', '.join(diff)} differ); "
-                           "rerun with the same sources and options to resume it, or pass --overwrite to start over")
     (out_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
     bdir.mkdir(exist_ok=True)
-    _write_json_atomic(bdir / PLAN_FILE, fp)
+    _write_json_atomic(bdir / PLAN_FILE, plan.fingerprint())
     for p in (out_dir / SHARDS_DIR).iterdir():  # half-written shards of a killed run (build_map's temp folders)
         if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name):
             shutil.rmtree(p, ignore_errors=True)
@@ -342,37 +351,46 @@ def build_region(sources, out_dir, encoder: EncoderSpec, *, shard_km: float = 5.
     report = progress or (lambda event, info: None)
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
+    if address:
+        check_ray_address(address)  # before anything is written: a wrong address fails in seconds, not minutes
     _, contract = encoder.load()  # the driver needs the contract for the tile grid (and checks the model loads)
     plan = plan_region(sources, contract, shard_km=shard_km, gsd=gsd, crs=crs, tile_size_m=tile_size_m,
                        stride_m=stride_m, min_valid_fraction=min_valid_fraction,
                        ground_elevation_m=ground_elevation_m, batch_size=batch_size, hnsw_m=hnsw_m,
                        hnsw_ef_construction=hnsw_ef_construction, hnsw_dim=hnsw_dim)
-    _prepare(out_dir, plan, overwrite)
-    done = finished_shards(out_dir, plan)
-    todo = [(r, c) for r, c in plan.shards() if ShardGrid.shard_id(r, c) not in done]
+    _check_output(out_dir, plan, overwrite)  # refusals before Ray starts; nothing is written until it is there
     m = plan.mosaic
     report("plan", {"shards": len(plan.shards()), "grid": [plan.shard_grid.ny, plan.shard_grid.nx],
                     "shard_m": plan.shard_grid.shard_size_m, "mosaic_px": [m.width, m.height], "gsd": m.gsd})
-    if done:
-        report("resume", {"finished": len(done), "todo": len(todo)})
-    if max_shards is not None:
-        todo = todo[:max(0, int(max_shards))]
     ray = _import_ray()
-    started = False
+    started = False  # this call connected the driver (a local instance started, or a cluster joined): it lets go
     records, failed = {}, {}
     cluster = {}
     try:
         if not ray.is_initialized():
             kw = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
             if address:
-                ray.init(address=address, **kw)
+                try:
+                    ray.init(address=address, **kw)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise MapError(f"cannot join the Ray cluster at --address {address!r}: {_cause(exc)}; "
+                                   f"{ADDRESS_HINT}; {AUTH_HINT}") from exc
             else:
-                ray.init(num_cpus=int(workers or os.cpu_count() or 1), **kw)
-                started = True
+                # "local": a new instance of its own, even where RAY_ADDRESS is set or `ray start` runs a cluster
+                ray.init(address="local", num_cpus=int(workers or os.cpu_count() or 1), **kw)
+            started = True  # ray.shutdown() stops a local instance; from a cluster it only disconnects
         res = ray.cluster_resources()
         cluster = {"ray_version": ray.__version__, "address": address or "local",
                    "nodes": len([n for n in ray.nodes() if n.get("Alive")]), "cpus": res.get("CPU", 0.0),
                    "gpus": res.get("GPU", 0.0)}
+        # the output is touched only once the cluster is there
+        _prepare(out_dir, plan, overwrite)
+        done = finished_shards(out_dir, plan)
+        todo = [(r, c) for r, c in plan.shards() if ShardGrid.shard_id(r, c) not in done]
+        if done:
+            report("resume", {"finished": len(done), "todo": len(todo)})
+        if max_shards is not None:
+            todo = todo[:max(0, int(max_shards))]
         threads = max(1, int(cpus_per_task))
         task = ray.remote(_shard_task).options(num_cpus=cpus_per_task, num_gpus=gpus_per_task,
                                                max_retries=int(max_retries), retry_exceptions=False)
@@ -403,6 +421,41 @@ def build_region(sources, out_dir, encoder: EncoderSpec, *, shard_km: float = 5.
         return {"finished": False, "built": len(records), "resumed": len(done), "left": len(plan.shards()) - len(all_recs),
                 "seconds": time.perf_counter() - t_start, "cluster": cluster}
     return _finish(out_dir, plan, all_recs, records, done, cluster, time.perf_counter() - t_start, report)
+
+
+ADDRESS_HINT = ("start the cluster with `ray start --head` and pass the address it prints (host:port, or "
+                "ray://host:10001 for Ray Client), pass `auto` on a node of the cluster, or leave --address out for a "
+                "local Ray instance on this machine")
+
+
+AUTH_HINT = ("a cluster that asks for a token (Ray >= 2.59 starts clusters with token authentication) needs this "
+             "driver run with RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, or the file "
+             "~/.ray/auth_token; `ray get-auth-token` on the head prints it)")
+
+
+def check_ray_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast (a typed :class:`MapError`) when ``address`` names no reachable Ray cluster.
+
+    ``host:port`` (the GCS, as ``ray start --head`` prints it) and ``ray://host:port`` (Ray Client) are probed with
+    one TCP connection of at most ``timeout_s``: Ray itself retries an unreachable address for minutes. ``auto`` is
+    left to Ray, which says at once when no cluster runs on this node."""
+    if not isinstance(address, str) or not address.strip():
+        raise MapError(f"--address must be host:port, ray://host:port or auto, got {address!r}")
+    a = address.strip()
+    if a == "auto":
+        return
+    hostport = a.split("://", 1)[1] if "://" in a else a
+    hostport = hostport.split("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise MapError(f"--address {address!r} is not host:port, ray://host:port or auto (e.g. 10.0.0.5:6379, "
+                       f"ray://head:10001); {ADDRESS_HINT}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise MapError(f"no Ray cluster answers at --address {address!r} ({host}:{port}: "
+                       f"{exc.strerror or type(exc).__name__}); {ADDRESS_HINT}") from exc
 
 
 def _cause(exc: BaseException) -> str:
@@ -462,4 +515,5 @@ def _finish(out_dir: Path, plan: RegionPlan, recs: dict, built: dict, resumed: d
     return info
 
 
-__all__ = ["EncoderSpec", "RegionPlan", "plan_region", "build_shard", "build_region", "finished_shards"]
+__all__ = ["EncoderSpec", "RegionPlan", "plan_region", "build_shard", "build_region", "finished_shards",
+           "check_ray_address"]
