@@ -107,16 +107,14 @@ def encoder_device(device: str) -> str:
 
 
 def region_line(region) -> str:
-    """One line on how a region map's shards were loaded during a run (loads, their times, frame waits)."""
-    import numpy as np
-
-    loads = np.array([s for _, _, s in region.load_log]) * 1e3
-    waits = np.array(region.stalls) * 1e3
-    q = (lambda a, p: f"{np.percentile(a, p):.0f}") if loads.size else (lambda a, p: "-")
-    w = (lambda p: f"{np.percentile(waits, p):.1f}") if waits.size else (lambda p: "0")
-    return (f"region map {region.path}: {region.counts['loads']} shard loads in the background (p50 {q(loads, 50)} ms, "
-            f"p99 {q(loads, 99)} ms), {region.counts['evictions']} evicted, frames waited p50 {w(50)} ms, p99 {w(99)} "
-            f"ms (bound {region.stall_s * 1e3:.0f} ms), {region.counts['late_shards']} late shard(s)")
+    """One line on how a region map's shards were loaded during a run, from ``RegionMap.stats()``."""
+    st = region.stats()
+    load, wait, c = st["load_ms"], st["wait_ms"], st["counts"]
+    ms = lambda d, q, fmt: format(d[q], fmt) if d else "-"
+    return (f"region map {region.path}: {c['loads']} shard loads in the background (p50 {ms(load, 'p50', '.0f')} ms, "
+            f"p99 {ms(load, 'p99', '.0f')} ms), {c['evictions']} evicted, frames waited p50 {ms(wait, 'p50', '.1f')} "
+            f"ms, p99 {ms(wait, 'p99', '.1f')} ms (bound {st['stall_bound_ms']:.0f} ms), {c['late_shards']} late "
+            "shard(s)")
 
 
 def load_loop(args: argparse.Namespace):
