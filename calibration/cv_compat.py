@@ -16,6 +16,11 @@ What moved between the versions SkyFix supports (opencv-python >= 4.8, including
 * Iterative undistortion: 4.x ``cv2.undistortPointsIter``; 5.x ``cv2.undistortPoints(..., criteria=...)``.
 * ``FileStorage`` mode constants: ``cv2.FILE_STORAGE_READ`` (4.x and 5.x) or ``cv2.FileStorage_READ`` (older 4.x);
   5.x writes YAML files with a ``%YAML 1.2`` header, 4.x with ``%YAML:1.0`` (both read both).
+* Bilinear ``cv2.remap`` / ``warpAffine`` / ``warpPerspective``: 4.x rounds every source coordinate to 1/32 px
+  (``INTER_BITS`` = 5) and blends integer weights, rounding the uint8 result half up; 5.x interpolates at float
+  precision and rounds half to even (but for 2-channel images, still fixed point). :func:`remap_fraction_bits`
+  finds which by sampling a step once per channel count and type; the torch sampler
+  (:mod:`calibration.torch_remap`) follows it so that CPU and device views agree with either.
 
 Verified against opencv-python-headless 4.8.1 and 5.0.0.
 
@@ -58,6 +63,36 @@ def import_cv2() -> Any:
             "install it with: pip install 'opencv-python-headless>=4.8'"
         ) from exc
     return cv2
+
+
+# ---------------------------------------------------------------------------------------------- remap
+@functools.lru_cache(maxsize=None)
+def remap_fraction_bits(channels: int = 1, integer: bool = True) -> int | None:
+    """How the installed OpenCV's bilinear ``cv2.remap`` places its samples for images of ``channels`` channels,
+    uint8 (``integer``) or float32: ``b`` when it rounds every source coordinate to ``2**-b`` px (and a uint8 result
+    half up): OpenCV 4.x (5, ``INTER_BITS``), and 5.x for 2 channels; None when it interpolates at float precision
+    (and rounds uint8 half to even): OpenCV 5.x for 1, 3 and 4 channels.
+
+    Found once per (channels, integer) by remapping a 0 -> 255 step at 2048 sub-pixel positions (float32 maps,
+    BORDER_REPLICATE) and keeping the model that reproduces every value; a build that matches none (another
+    interpolation) gets the closest, which the parity tests then show.
+    """
+    cv2 = import_cv2()
+    if not 1 <= int(channels) <= 4:
+        raise ValueError(f"channels must be 1 to 4 (cv2.remap's images), got {channels!r}")
+    step = np.array([[0, 255], [0, 255]], dtype=np.uint8 if integer else np.float32)
+    src = np.repeat(step[:, :, None], int(channels), axis=2) if channels > 1 else step
+    x = ((np.arange(2048, dtype=np.float64) + 0.37) / 2048).astype(np.float32)[None, :]
+    got = cv2.remap(src, x, np.zeros_like(x), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    got = got.reshape(2048, -1)[:, 0].astype(np.float64)
+    xd = x[0].astype(np.float64)
+    models: dict[int | None, np.ndarray] = {None: np.rint(255.0 * xd) if integer else 255.0 * xd}
+    for bits in range(1, 11):
+        n = 1 << bits
+        v = 255.0 * np.rint(xd * n) / n
+        models[bits] = np.floor(v + 0.5) if integer else v
+    errors = {bits: int(np.count_nonzero(np.abs(pred - got) > 1e-3)) for bits, pred in models.items()}
+    return min(errors, key=lambda b: (errors[b], b is not None))
 
 
 # ---------------------------------------------------------------------------------------------- FileStorage

@@ -7,8 +7,10 @@ On the device, per :meth:`TorchFineAligner.align` call (one view, k candidates):
 
 1. the view's grey image (OpenCV's fixed-point RGB->grey, bit-exact: :func:`gray_weights`) and its coarse and fine
    pyramid levels (block means weighted by the mask, as ``FineAligner._level``);
-2. the coarse templates rotated about the nadir point by every yaw correction at once (``grid_sample``, bilinear,
-   zero border: ``cv2.warpAffine``'s ``INTER_LINEAR`` with ``borderValue=0``), kept at full size with their masks
+2. the coarse templates rotated about the nadir point by every yaw correction at once (bilinear, zero border:
+   ``cv2.warpAffine``'s ``INTER_LINEAR`` with ``borderValue=0``: ``grid_sample`` at the exact coordinates with
+   OpenCV 5.x, 4.x's fixed-point coordinates and weights with 4.x, :mod:`calibration.torch_remap`), kept at full
+   size with their masks
    (outside the rotated footprint the mask is 0, which is the same correlation as FineAligner's cropped template
    against the matching sub-window);
 3. every candidate's map window (one gather; pixels off the map or without imagery take the window's mean), block
@@ -23,7 +25,7 @@ The NCC maps (float32[k, yaws, 2 r + 1, 2 r + 1]) come back to the host, where F
 ratio, sigma) decide; the fine level (the coarse yaw, +/- half a step with ``refine_yaw``) then runs for all
 candidates at once, and once more for those whose fine peak lay on the window border.
 
-Parity with the CPU FineAligner (OpenCV 5.x; tests/runtime/gpu/, zurich_a): NCC maps within 1e-6 of
+Parity with the CPU FineAligner (OpenCV 5.x and 4.x; tests/runtime/gpu/, zurich_a): NCC maps within 1e-6 of
 ``cv2.matchTemplate``'s; for matches the loop can use (NCC >= 0.5) positions within 1e-5 m, yaw 1e-6 rad, score,
 sigma and peak ratio within 1e-5 (measured over 400 candidates, with and without ``refine_yaw``). Wrong places (NCC
 near 0) have flat peaks whose sub-pixel vertex can move further (once 0.24 m); and where two shifts' NCC differ by
@@ -36,6 +38,9 @@ from contextlib import nullcontext
 from functools import lru_cache
 
 import numpy as np
+
+from calibration.cv_compat import remap_fraction_bits
+from calibration.torch_remap import grid_sample_px, warp_affine_coords_fixed
 
 from ..align import _MIN_VALID_PX, AlignError, FineAligner
 from . import import_torch, to_device
@@ -126,13 +131,18 @@ def _rotated(level: _Level, angles_deg) -> tuple:
     for i, a in enumerate(angles):  # cv2.warpAffine samples the source at the inverse map of each output pixel
         inv[i] = cv2.invertAffineTransform(cv2.getRotationMatrix2D((level.nu - 0.5, level.nv - 0.5), a, 1.0))
     m = torch.from_numpy(inv).to(dev)
-    xs = torch.arange(w, dtype=torch.float64, device=dev)[None, None, :]
-    ys = torch.arange(h, dtype=torch.float64, device=dev)[None, :, None]
-    X = m[:, 0, 0, None, None] * xs + m[:, 0, 1, None, None] * ys + m[:, 0, 2, None, None]
-    Y = m[:, 1, 0, None, None] * xs + m[:, 1, 1, None, None] * ys + m[:, 1, 2, None, None]
-    grid = torch.stack([(2.0 * X + 1.0) / w - 1.0, (2.0 * Y + 1.0) / h - 1.0], dim=-1).to(torch.float32)
-    warped = torch.nn.functional.grid_sample(src.expand(len(angles), -1, -1, -1), grid, mode="bilinear",
-                                             padding_mode="zeros", align_corners=False)  # [A, 2, h, w]
+    bits = remap_fraction_bits(1, integer=False)  # FineAligner warps its float32 image and weight one by one
+    if bits is None:  # OpenCV 5.x: exact coordinates, float bilinear
+        xs = torch.arange(w, dtype=torch.float64, device=dev)[None, None, :]
+        ys = torch.arange(h, dtype=torch.float64, device=dev)[None, :, None]
+        X = m[:, 0, 0, None, None] * xs + m[:, 0, 1, None, None] * ys + m[:, 0, 2, None, None]
+        Y = m[:, 1, 0, None, None] * xs + m[:, 1, 1, None, None] * ys + m[:, 1, 2, None, None]
+        grid = torch.stack([(2.0 * X + 1.0) / w - 1.0, (2.0 * Y + 1.0) / h - 1.0], dim=-1).to(torch.float32)
+        warped = torch.nn.functional.grid_sample(src.expand(len(angles), -1, -1, -1), grid, mode="bilinear",
+                                                 padding_mode="zeros", align_corners=False)  # [A, 2, h, w]
+    else:  # OpenCV 4.x: its fixed-point coordinates and weights
+        X, Y = warp_affine_coords_fixed(m, w, h, bits)
+        warped = grid_sample_px(src.expand(len(angles), -1, -1, -1), X, Y, bits, border="zeros")
     zero = torch.tensor([a == 0.0 for a in angles], device=dev)
     if bool(zero.any()):  # FineAligner does not warp at 0: the level itself
         warped = torch.where(zero[:, None, None, None], src, warped)

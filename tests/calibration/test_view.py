@@ -16,6 +16,7 @@ import pytest
 
 from calibration import view
 from calibration.camera import CameraModel
+from calibration.cv_compat import remap_fraction_bits
 from calibration.errors import CalibrationError, GeometryError
 from calibration.geometry import NADIR_MOUNT, Attitude, Mount, R_cam2world
 from calibration.view import GroundRaster, GroundView, ground_footprint, rectify, render
@@ -168,7 +169,14 @@ def test_rectify_matches_warp_perspective(attitude):
     assert 0.2 < gv.mask.mean() < 0.99
     assert np.array_equal(gv.mask & ~border, inside & ~border)
     diff = np.abs(gv.image.astype(int) - ref.astype(int))[gv.mask & inside]
-    assert diff.max() <= 2 and diff.mean() < 0.3, (diff.max(), diff.mean())
+    # OpenCV 5.x samples both at float precision: 2 DN (float32 maps against warpPerspective's own coordinates).
+    # 4.x rounds each coordinate to 2**-bits px, remap from our float32 maps, warpPerspective from its own
+    # arithmetic: where the two round to neighbouring steps a value moves by up to a step times the frame's
+    # steepest gradient along each axis.
+    bits = remap_fraction_bits(frame.shape[2])
+    steepest = int(max(np.abs(np.diff(frame.astype(int), axis=a)).max() for a in (0, 1)))
+    tol = 2 if bits is None else 2 + math.ceil(2 * steepest / 2**bits)
+    assert diff.max() <= tol and diff.mean() < 0.3, (diff.max(), diff.mean(), tol)
     assert np.all(gv.image[~gv.mask] == 0)
 
 

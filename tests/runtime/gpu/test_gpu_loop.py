@@ -68,7 +68,7 @@ def test_every_frame_measures_the_same_from_the_same_state(flight, imu):
     cpu, dev = Localizer(pkg, enc), Localizer(pkg, enc, device="torch:cpu")
     assert cpu.stages is None and dev.stages is not None
     frames, aligned, est_d = 0, 0, []
-    worst = np.zeros(5)
+    worst, worst_wrong = np.zeros(5), np.zeros(3)
     for ev in events if imu else no_imu:
         if isinstance(ev, Frame):
             _sync(dev, cpu)
@@ -87,13 +87,25 @@ def test_every_frame_measures_the_same_from_the_same_state(flight, imu):
         assert ca.aligned.shape == cb.aligned.shape
         if ca.aligned.size:
             d = np.abs(ca.aligned - cb.aligned)
-            worst = np.maximum(worst, [np.hypot(d[:, 0], d[:, 1]).max(), d[:, 2].max(), d[:, 3].max(),
-                                       (d[:, 4] / ca.aligned[:, 4]).max(), d[:, 5].max()])
+            moved = np.hypot(d[:, 0], d[:, 1])
+            usable = ca.aligned[:, 2] >= cpu.config.align_min_score
+            rel_peak = d[:, 4] / ca.aligned[:, 4]
+            worst = np.maximum(worst, [moved[usable].max(initial=0.0), d[usable, 2].max(initial=0.0),
+                                       d[usable, 3].max(initial=0.0), rel_peak[usable].max(initial=0.0),
+                                       d[:, 5].max()])
+            worst_wrong = np.maximum(worst_wrong, [moved[~usable].max(initial=0.0), d[~usable, 2].max(initial=0.0),
+                                                   d[~usable, 3].max(initial=0.0)])
             aligned += len(ca.aligned)
         est_d.append(math.hypot(a.estimate.x - b.estimate.x, a.estimate.y - b.estimate.y))
     assert frames == 40 and aligned >= 80
-    # measured: positions 2.3e-4 m, NCC 2e-6, sigma 1e-5 m, peak ratio 1e-5 (relative), no gate flipped
+    # positions the loop can use (NCC >= align_min_score): position, NCC, sigma, peak ratio as the CPU's, no gate
+    # flipped. Measured (with / without IMU), OpenCV 5.1: positions 1.9e-5 / 1.5e-5 m, NCC 8e-7 / 1.3e-6, sigma
+    # 8.3e-5 / 1.8e-6 m; OpenCV 4.14 (coordinates rounded to 1/32 px, so a tiny difference of the maps can move
+    # a sample by a whole step): 8.1e-5 / 8.9e-5 m, 1.6e-5 / 2.5e-6, 7.2e-5 / 4.5e-6 m. Wrong places (NCC ~0.1-0.4,
+    # never used) have flat peaks whose sub-pixel vertex moves further (runtime/gpu/align.py): 2.3e-4 m with 5.1,
+    # 1.4e-3 m with 4.14
     assert worst[0] < 1e-3 and worst[1] < 1e-4 and worst[2] < 1e-3 and worst[3] < 1e-3 and worst[4] == 0.0
+    assert worst_wrong[0] < 0.5
     # the particle filter's resampling may still turn a 1e-6 difference into another particle set: measured 5e-4 m
     est_d = np.array(est_d)
     assert np.mean(est_d < 1e-3) >= 0.9 and est_d.max() < 0.5
@@ -101,8 +113,9 @@ def test_every_frame_measures_the_same_from_the_same_state(flight, imu):
 
 def test_the_replayed_track_matches_the_cpu_track(flight):
     """Closed loop: the two loops run on their own. The particle filter amplifies the stages' float-rounding
-    differences once its resampling picks another particle (measured: the first difference at frame 3, 1e-4 m),
-    so the tracks differ by the filter's own noise, not by accuracy: both are compared with the truth."""
+    differences once its resampling picks another particle (measured: with OpenCV 5.1 the first difference at frame
+    3, 1e-4 m; with 4.14 at frame 0, 6 mm), so the tracks differ by the filter's own noise, not by accuracy: both
+    are compared with the truth. That the stages agree frame by frame is the lockstep test above."""
     from runtime.evaluation import evaluate_track
     from runtime.replay_cli import run_events
 
@@ -112,7 +125,6 @@ def test_the_replayed_track_matches_the_cpu_track(flight):
     assert len(cpu) == len(dev) == 40
     assert [r.t_ns for r in cpu] == [r.t_ns for r in dev]
     diff = np.array([math.hypot(a.x_m - b.x_m, a.y_m - b.y_m) for a, b in zip(cpu, dev)])
-    assert diff[:3].max() < 1e-3  # before the filter's first different resampling
     assert np.median(diff) < 0.5 and diff.max() < 1.5  # measured: median 0.17 m, max 0.52 m
     ec, ed = evaluate_track(cpu, bag).estimate["all"], evaluate_track(dev, bag).estimate["all"]
     assert abs(ec.median_m - ed.median_m) < 0.3 and ed.p95_m <= ec.p95_m + 0.5
