@@ -22,7 +22,7 @@ What moved between the versions SkyFix supports (opencv-python >= 4.8, including
   finds which by sampling a step once per channel count and type; the torch sampler
   (:mod:`calibration.torch_remap`) follows it so that CPU and device views agree with either.
 
-Verified against opencv-python-headless 4.8.1 and 5.0.0.
+Verified against opencv-python-headless 4.8.1 and 5.0.0; the remap probe against 4.13, 4.14 and 5.1.
 
 Every function imports OpenCV when called; importing this module has no side effects.
 """
