@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from calibration.cv_compat import remap_fraction_bits
 from runtime import native
 
 FRAME_H, FRAME_W = 480, 640
@@ -70,12 +71,9 @@ def numpy_reference(frame, map_x, map_y) -> np.ndarray:
 def opencv_remap_tolerance(channels: int = 3) -> int:
     """Allowed |native - cv2.remap| in DN for frames of ``channels``. Where OpenCV's remap interpolates in float, as
     skyfix_native does (OpenCV 5 for 1, 3 and 4 channels): 1 DN (rounding). Where it rounds the coordinates to 1/32
-    px (fixed point: older OpenCV, and OpenCV 5 for 2 channels): up to 1/64 px per axis more, i.e. up to
-    255 * 2 / 64 = 8 DN more on random noise. Told apart by sampling [0, 255] at x = 1/3 (85 in float, 88 fixed)."""
-    src = np.repeat(np.array([[0, 255]], np.uint8)[:, :, None], channels, axis=2)
-    probe = cv2.remap(src, np.array([[1 / 3]], np.float32), np.zeros((1, 1), np.float32), cv2.INTER_LINEAR,
-                      borderMode=cv2.BORDER_REPLICATE).reshape(-1)
-    return 1 if int(probe[0]) == 85 else 9
+    px (fixed point: OpenCV 4, and OpenCV 5 for 2 channels): up to 1/64 px per axis more, i.e. up to
+    255 * 2 / 64 = 8 DN more on random noise. Told apart by :func:`calibration.cv_compat.remap_fraction_bits`."""
+    return 1 if remap_fraction_bits(channels) is None else 9
 
 
 @pytest.fixture(scope="module")
