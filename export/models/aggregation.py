@@ -108,6 +108,22 @@ class GeMSpatial(nn.Module):
         return torch.cat([self.gem(x), self.pool(self.reduce(x)).flatten(1)], dim=1)
 
 
+def layout_grid(map_size: int, grid: int = 4) -> int:
+    """The layout grid GeMSpatial uses for a ``map_size`` feature map: ``grid`` when it divides ``map_size``, else
+    the divisor of ``map_size`` nearest to ``grid`` (the larger on a tie), so cells stay whole feature-map cells.
+
+    128 px inputs give a 4x4 map (grid 4); 160 px a 5x5 map (grid 5: 5 cells of 1 feature); 192 px a 6x6 map (grid 3
+    of 2x2 features). Deterministic in ``map_size``, so a checkpoint rebuilds the same head.
+    """
+    map_size, grid = int(map_size), int(grid)
+    if map_size < 1 or grid < 1:
+        raise ModelConfigError(f"layout_grid: map_size and grid must be >= 1, got {map_size}, {grid}")
+    if map_size % grid == 0:
+        return grid
+    divisors = [d for d in range(1, map_size + 1) if map_size % d == 0]
+    return min(divisors, key=lambda d: (abs(d - grid), -d))
+
+
 def build_aggregation(name: str, in_channels: int, **kwargs) -> nn.Module:
     """``"gem"`` -> :class:`GeM`, ``"netvlad"`` -> :class:`NetVLAD`, ``"gem_spatial"`` -> :class:`GeMSpatial`
     (needs ``map_size``); the module has ``out_dim``."""

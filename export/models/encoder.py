@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelConfigError, ModelInputError
-from .aggregation import build_aggregation
+from .aggregation import build_aggregation, layout_grid
 from .efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0
 from .small_cnn import SmallCNN
 
@@ -244,6 +244,7 @@ def _build_branch(config: EncoderConfig) -> Encoder:
             backbone.eval()
             kwargs["map_size"] = int(backbone(torch.zeros(1, 3, config.input_size, config.input_size)).shape[-1])
             backbone.train(was)
+        kwargs["grid"] = layout_grid(kwargs["map_size"])
     aggregation = build_aggregation(config.aggregation, backbone.out_channels, **kwargs)
     return Encoder(backbone, aggregation, config.dim, normalize=True)
 

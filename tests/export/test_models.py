@@ -231,3 +231,23 @@ def test_gem_spatial_sees_where_things_are():
         GeMSpatial(8, map_size=6, grid=4)
     with pytest.raises(ModelInputError, match="built for a 4x4 feature map"):
         head(torch.zeros(1, 8, 8, 8))
+
+
+def test_layout_grid_keeps_whole_cells_for_other_input_sizes():
+    """128 px -> 4x4 map, grid 4; 160 px -> 5x5, grid 5; 192 px -> 6x6, grid 3; the head builds and runs for each."""
+    from export.errors import ModelConfigError
+    from export.models.aggregation import GeMSpatial, layout_grid
+    from export.models.encoder import EncoderConfig, build_encoder
+
+    assert [layout_grid(m) for m in (1, 2, 4, 5, 6, 7, 8, 12)] == [1, 2, 4, 5, 3, 7, 4, 4]
+    for m in range(1, 13):
+        GeMSpatial(8, map_size=m, grid=layout_grid(m))  # never "not a multiple"
+    with pytest.raises(ModelConfigError, match="must be >= 1"):
+        layout_grid(0)
+    for size, grid in ((128, 4), (160, 5), (192, 3)):
+        cfg = EncoderConfig(backbone="efficientnet_lite0", pretrained=False, aggregation="gem_spatial", dim=32,
+                            input_size=size)
+        model = build_encoder(cfg).eval()
+        assert model.camera.aggregation.grid == grid and model.aerial.aggregation.grid == grid
+        with torch.no_grad():
+            assert model.encode_aerial(torch.zeros(2, 3, size, size)).shape == (2, 32)
