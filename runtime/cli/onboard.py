@@ -1,5 +1,5 @@
 """``runtime``: the onboard commands (``replay``, ``run``, ``eval``, ``bench``, ``scenarios``, ``matrix``,
-``likelihood``, ``inspect``, ``photo-eval``)."""
+``likelihood``, ``inspect``, ``photo-eval``, ``photo-check``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ GROUPS = (
     ("runtime.scenarios", "register"),
     ("runtime.tools.matrix", "register"),
     ("runtime.tools.photo_protocol", "register"),
+    ("runtime.tools.photo_check", "register"),
     ("runtime.bag_cli", "register"),
     ("runtime.likelihood_cli", "register"),
 )

@@ -1,0 +1,368 @@
+"""How far a survey's recorded attitude is off, measured from its own overlapping photos (flat ground).
+
+A survey's photos carry a recorded attitude (senseFly/eBee XMP, a DJI gimbal) and a GPS fix. When the images of
+the survey disagree with where the GPS puts them, either could be at fault; this module measures the attitude from
+the images alone and says which.
+
+Method (flat ground is the stated assumption): two photos of flat ground taken from two places are related by a
+homography ``H = K (R - t n^T / d) K^-1`` (``R``, ``t``: the second camera's pose in the first's axes; ``n``,
+``d``: the ground plane's unit normal and distance in the first camera's axes). Consecutive photos of a flight line
+are matched (SIFT, Lowe's ratio test, RANSAC homography on undistorted pixels); ``cv2.decomposeHomographyMat``
+gives up to four (R, t/d, n); the one kept has its ground normal within ``max_tilt_error_deg`` of the recorded
+vertical and, among those, the rotation nearest the recorded one. Per pair and per photo:
+
+- **rotation error**: ``R_images @ R_recorded^T`` as a rotation vector, degrees, in the second camera's axes (x
+  right, y down, z along the optical axis: for a nadir camera x/y are the tilt errors and z the heading error). If
+  each photo's recorded attitude is off by independent errors of sigma ``s`` per axis, a pair's error has sigma
+  ``s * sqrt(2)``: :attr:`AttitudeCheck.photo_sigma_deg`.
+- **tilt error**: the angle between the ground normal the images give and the vertical the recorded attitude gives,
+  per photo (the mean of its pairs' normals). It needs a baseline: pairs whose ``|t| / d`` is below
+  ``min_baseline`` (video frames a fraction of a second apart) leave the normal undetermined and are skipped.
+- **nadir shift**: where the recorded attitude puts the ground point below the camera against where the images put
+  it, ``height * tan(tilt error)`` in its direction, east/north metres: what the recorded attitude costs a visual
+  fix (and a mosaic placed by it). Its robust per-axis sigma is comparable to the mosaic's placement noise
+  (:func:`runtime.mapping.mosaic.placement_sigma`).
+- **GPS smoothness**: each photo's GPS fix against the straight line in time between its neighbours' in the same
+  flight line, along and across the track (robust sigma, metres). White GPS noise of sigma ``g`` gives about
+  ``g * sqrt(1.5)``; the vehicle's own manoeuvres add to it, so it is an upper bound of the GPS noise.
+
+Measured on the Seneca survey (167 photos, senseFly Swinglet, no gimbal): see ``runtime photo-check`` in the README.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from calibration.geometry import R_cam2world
+
+from ..errors import OnboardError
+
+__all__ = ["AttitudeCheckError", "CheckConfig", "PairCheck", "AttitudeCheck", "pair_check", "check_attitude"]
+
+
+class AttitudeCheckError(OnboardError):
+    """Settings or inputs the attitude check cannot use (bad config value, a flight line naming no photo)."""
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """Settings of the check.
+
+    Attributes:
+        features: SIFT features per photo. ratio: Lowe's ratio test. ransac_px: RANSAC reprojection threshold,
+        pixels. min_inliers: least homography inliers for a pair to count. min_baseline: least ``|t| / d`` of a
+        pair (camera displacement over height above the ground) for its ground normal to count.
+        max_tilt_error_deg: a decomposition's ground normal must lie within this of the recorded vertical.
+    """
+
+    features: int = 4000
+    ratio: float = 0.75
+    ransac_px: float = 3.0
+    min_inliers: int = 30
+    min_baseline: float = 0.1
+    max_tilt_error_deg: float = 35.0
+
+    def __post_init__(self) -> None:
+        for key in ("features", "min_inliers"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 8:
+                raise AttitudeCheckError(f"attitude check {key} must be an integer >= 8, got {v!r}")
+        for key, lo, hi in (("ratio", 0.0, 1.0), ("ransac_px", 0.0, math.inf), ("min_baseline", 0.0, math.inf),
+                            ("max_tilt_error_deg", 0.0, 90.0)):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo < v < hi):
+                raise AttitudeCheckError(f"attitude check {key} must be a number in ({lo:g}, {hi:g}), got {v!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CheckConfig":
+        from maps.config import strict_from_dict
+
+        return strict_from_dict(cls, d, "attitude check", error=AttitudeCheckError)
+
+
+@dataclass(frozen=True)
+class PairCheck:
+    """One pair of consecutive photos.
+
+    Attributes:
+        a, b: file names. inliers: homography inliers. reprojection_px: their median reprojection error, pixels.
+        baseline: ``|t| / d`` (displacement over height). rotation_error_deg: float64[3] ``R_images R_recorded^T``
+        as a rotation vector in b's camera axes, degrees. down_a, down_b: float64[3] unit vectors towards the
+        ground plane the images give, in a's and b's camera axes.
+    """
+
+    a: str
+    b: str
+    inliers: int
+    reprojection_px: float
+    baseline: float
+    rotation_error_deg: np.ndarray
+    down_a: np.ndarray
+    down_b: np.ndarray
+
+
+@dataclass(frozen=True)
+class AttitudeCheck:
+    """The check of one survey (module docstring).
+
+    Attributes:
+        pairs: the pairs that counted. skipped: ``(a, b, reason)`` of the pairs that did not.
+        tilt_error_deg: name -> angle between the images' and the recorded vertical, degrees, per photo in a pair.
+        nadir_shift_m: name -> float64[2] east/north shift of the nadir point the recorded attitude makes, metres.
+        gps_along_m, gps_cross_m: float64[k] each inner photo's GPS fix against its neighbours' line, metres.
+    """
+
+    pairs: tuple[PairCheck, ...]
+    skipped: tuple[tuple[str, str, str], ...]
+    tilt_error_deg: dict = field(default_factory=dict)
+    nadir_shift_m: dict = field(default_factory=dict)
+    gps_along_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    gps_cross_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def rotation_sigma_deg(self) -> np.ndarray:
+        """float64[3]: robust sigma of the pairs' rotation error per camera axis (x, y tilt; z heading), degrees."""
+        if not self.pairs:
+            return np.full(3, math.nan)
+        return robust_sigma(np.array([p.rotation_error_deg for p in self.pairs]))
+
+    @property
+    def photo_sigma_deg(self) -> np.ndarray:
+        """float64[3]: the per-photo error (sigma per axis, degrees) that independent errors would need to give
+        :attr:`rotation_sigma_deg` (its value / sqrt 2)."""
+        return self.rotation_sigma_deg / math.sqrt(2.0)
+
+    @property
+    def nadir_sigma_m(self) -> np.ndarray:
+        """float64[2]: robust east/north sigma of :attr:`nadir_shift_m`, metres (NaN with fewer than 3 photos)."""
+        if len(self.nadir_shift_m) < 3:
+            return np.full(2, math.nan)
+        return robust_sigma(np.array(list(self.nadir_shift_m.values())))
+
+    @property
+    def gps_sigma_m(self) -> np.ndarray:
+        """float64[2]: robust along/across-track sigma of the GPS smoothness residuals, metres."""
+        if len(self.gps_along_m) < 3:
+            return np.full(2, math.nan)
+        return np.array([robust_sigma(self.gps_along_m), robust_sigma(self.gps_cross_m)])
+
+    def to_dict(self) -> dict:
+        tilt = np.array(list(self.tilt_error_deg.values())) if self.tilt_error_deg else np.zeros(0)
+
+        def num(v):
+            return None if not math.isfinite(float(v)) else round(float(v), 3)
+
+        return {
+            "pairs_used": len(self.pairs), "pairs_skipped": len(self.skipped),
+            "skipped": [{"a": a, "b": b, "reason": r} for a, b, r in self.skipped],
+            "rotation_sigma_deg": {k: num(v) for k, v in zip("xyz", self.rotation_sigma_deg)},
+            "photo_sigma_deg": {k: num(v) for k, v in zip("xyz", self.photo_sigma_deg)},
+            "tilt_error_deg": {"photos": len(tilt), "median": num(np.median(tilt)) if len(tilt) else None,
+                               "p90": num(np.percentile(tilt, 90)) if len(tilt) else None},
+            "nadir_sigma_m": {k: num(v) for k, v in zip(("east", "north"), self.nadir_sigma_m)},
+            "gps_smoothness_sigma_m": {k: num(v) for k, v in zip(("along", "cross"), self.gps_sigma_m)},
+            "pairs": [{"a": p.a, "b": p.b, "inliers": p.inliers, "reprojection_px": round(p.reprojection_px, 3),
+                       "baseline": round(p.baseline, 3),
+                       "rotation_error_deg": [round(float(v), 3) for v in p.rotation_error_deg]}
+                      for p in self.pairs],
+            "photos": [{"photo": n, "tilt_error_deg": round(float(self.tilt_error_deg[n]), 3),
+                        "nadir_shift_m": [round(float(v), 3) for v in self.nadir_shift_m.get(n, (math.nan,) * 2)]}
+                       for n in self.tilt_error_deg],
+        }
+
+    def format_text(self) -> str:
+        """A few lines for a person: the figures of :meth:`to_dict` without the per-pair and per-photo lists."""
+        def f(v) -> str:
+            return "-" if not math.isfinite(float(v)) else f"{float(v):.1f}"
+
+        r, p, n, g = self.rotation_sigma_deg, self.photo_sigma_deg, self.nadir_sigma_m, self.gps_sigma_m
+        tilt = np.array(list(self.tilt_error_deg.values())) if self.tilt_error_deg else np.zeros(0)
+        t50, t90 = (np.median(tilt), np.percentile(tilt, 90)) if len(tilt) else (math.nan, math.nan)
+        return "\n".join([
+            f"pairs of consecutive photos: {len(self.pairs)} used, {len(self.skipped)} skipped",
+            f"recorded attitude vs images, rotation error per pair (robust sigma, camera x / y / z): {f(r[0])} / "
+            f"{f(r[1])} / {f(r[2])} deg; as independent per-photo errors: {f(p[0])} / {f(p[1])} / {f(p[2])} deg",
+            f"tilt error per photo (images' ground normal vs recorded vertical): median {f(t50)} deg, p90 {f(t90)} "
+            f"deg over {len(tilt)} photos",
+            f"nadir shift the recorded attitude makes (robust sigma east / north): {f(n[0])} / {f(n[1])} m",
+            f"GPS smoothness (each fix against its neighbours' line, robust sigma along / across): {f(g[0])} / "
+            f"{f(g[1])} m (white GPS noise of sigma s gives about 1.2 s; manoeuvres add to it)",
+        ])
+
+
+def robust_sigma(v: np.ndarray) -> np.ndarray:
+    """1.4826 x the median absolute deviation from the median, per column (float64)."""
+    v = np.asarray(v, dtype=np.float64)
+    return 1.4826 * np.median(np.abs(v - np.median(v, axis=0)), axis=0)
+
+
+def _rotation_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The smallest rotation (float64[3, 3]) taking direction ``u`` to direction ``v``."""
+    import cv2
+
+    u = u / np.linalg.norm(u)
+    v = v / np.linalg.norm(v)
+    axis = np.cross(u, v)
+    s = float(np.linalg.norm(axis))
+    if s < 1e-12:
+        return np.eye(3)
+    return cv2.Rodrigues(axis / s * math.atan2(s, float(u @ v)))[0]
+
+
+def _undistorted_px(camera, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (float[n, 2]) -> the pixels an ideal pinhole with the same K would see (float64[n, 2]), valid mask."""
+    rays, ok = camera.unproject(uv)
+    rays = np.where(ok[:, None], rays, np.array([0.0, 0.0, 1.0]))
+    p = (camera.K @ (rays / rays[:, 2:3]).T).T
+    return p[:, :2], ok & (rays[:, 2] > 1e-6)
+
+
+def _sift(gray: np.ndarray, features: int):
+    import cv2
+
+    gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)  # exposure differences between photos
+    kps, desc = cv2.SIFT_create(nfeatures=features).detectAndCompute(gray, None)
+    return np.array([k.pt for k in kps], dtype=np.float64).reshape(-1, 2), desc
+
+
+def pair_check(meta_a, meta_b, feats_a, feats_b, config: CheckConfig | None = None) -> PairCheck | str:
+    """The check of one pair (module docstring), or the reason it does not count.
+
+    Args:
+        meta_a, meta_b: :class:`runtime.sources.photos.PhotoMeta` with a recorded attitude and the same camera.
+        feats_a, feats_b: (keypoints float64[n, 2] pixels, SIFT descriptors) of their images.
+    """
+    import cv2
+
+    cfg = config or CheckConfig()
+    if meta_a.attitude is None or meta_b.attitude is None:
+        return "no recorded attitude"
+    if meta_a.camera != meta_b.camera:
+        return "the two photos have different cameras"
+    (pa, da), (pb, db) = feats_a, feats_b
+    if da is None or db is None or len(pa) < cfg.min_inliers or len(pb) < cfg.min_inliers:
+        return "too few features (uniform ground?)"
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(da, db, k=2)
+    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < cfg.ratio * m[1].distance]
+    if len(good) < cfg.min_inliers:
+        return f"{len(good)} matches < {cfg.min_inliers}"
+    cam = meta_a.camera
+    ua, oka = _undistorted_px(cam, pa[[m.queryIdx for m in good]])
+    ub, okb = _undistorted_px(cam, pb[[m.trainIdx for m in good]])
+    keep = oka & okb
+    ua, ub = ua[keep], ub[keep]
+    if len(ua) < cfg.min_inliers:
+        return f"{len(ua)} matches inside the lens model < {cfg.min_inliers}"
+    H, inl = cv2.findHomography(ua, ub, cv2.RANSAC, cfg.ransac_px, maxIters=4000, confidence=0.999)
+    if H is None or inl is None or int(inl.sum()) < cfg.min_inliers:
+        return f"{0 if inl is None else int(inl.sum())} homography inliers < {cfg.min_inliers}"
+    inl = inl.ravel().astype(bool)
+    proj = cv2.perspectiveTransform(ua[inl].reshape(-1, 1, 2), H).reshape(-1, 2)
+    reproj = float(np.median(np.linalg.norm(proj - ub[inl], axis=1)))
+    n_sol, Rs, ts, ns = cv2.decomposeHomographyMat(H, cam.K)
+    Ra = R_cam2world(meta_a.attitude, meta_a.mount)
+    Rb = R_cam2world(meta_b.attitude, meta_b.mount)
+    R_rec = Rb.T @ Ra  # a's camera axes -> b's, as recorded
+    down_a_rec = Ra.T @ np.array([0.0, 0.0, -1.0])
+    cos_max = math.cos(math.radians(cfg.max_tilt_error_deg))
+    cands = [i for i in range(n_sol) if float(ns[i].ravel() @ down_a_rec) / np.linalg.norm(ns[i]) >= cos_max]
+    if not cands:
+        return f"no decomposition with a ground normal within {cfg.max_tilt_error_deg:g} deg of the recorded vertical"
+    i = min(cands, key=lambda k: float(np.linalg.norm(cv2.Rodrigues(Rs[k] @ R_rec.T)[0])))
+    baseline = float(np.linalg.norm(ts[i]))
+    if baseline < cfg.min_baseline:
+        return f"baseline |t|/d {baseline:.3f} < {cfg.min_baseline:g} (the ground normal is undetermined)"
+    n_a = ns[i].ravel() / np.linalg.norm(ns[i])
+    n_b = Rs[i] @ n_a
+    err = np.degrees(cv2.Rodrigues(Rs[i] @ R_rec.T)[0].ravel())
+    return PairCheck(meta_a.name, meta_b.name, int(inl.sum()), reproj, baseline, err, n_a, n_b / np.linalg.norm(n_b))
+
+
+def _read_gray(meta) -> np.ndarray:
+    import cv2
+
+    gray = cv2.imread(str(meta.path), cv2.IMREAD_GRAYSCALE)
+    if gray is None:
+        raise AttitudeCheckError(f"{meta.path}: the image cannot be decoded")
+    return gray
+
+
+def check_attitude(photos: Sequence, lines: Sequence[Sequence[int]], *, config: CheckConfig | None = None,
+                   load: Callable | None = None, progress: Callable | None = None) -> AttitudeCheck:
+    """Check a survey's recorded attitude against its images (module docstring).
+
+    Args:
+        photos: :class:`runtime.sources.photos.PhotoMeta` in time order.
+        lines: flight lines, lists of indices into ``photos`` (e.g.
+            :func:`runtime.tools.photo_protocol.flight_lines`); consecutive photos of a line are paired.
+        load: photo -> grey image uint8[h, w] (default: decode the file).
+        progress: called with (done, total) pairs.
+    Raises:
+        AttitudeCheckError: a line names an index outside ``photos``; a photo that cannot be decoded.
+    """
+    from maps.geodesy import LocalFrame
+
+    cfg = config or CheckConfig()
+    load = load or _read_gray
+    n = len(photos)
+    for line in lines:
+        bad = [k for k in line if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < n]
+        if bad:
+            raise AttitudeCheckError(f"flight line {list(line)} names photos {bad} outside the {n} photos given")
+    feats: dict[int, tuple] = {}
+
+    def features(k: int):
+        if k not in feats:
+            feats[k] = _sift(load(photos[k]), cfg.features)
+        return feats[k]
+
+    pairs, skipped = [], []
+    downs: dict[int, list] = {}
+    total = sum(max(len(line) - 1, 0) for line in lines)
+    done = 0
+    for line in lines:
+        for a, b in zip(line, line[1:]):
+            res = pair_check(photos[a], photos[b], features(a), features(b), cfg)
+            if isinstance(res, str):
+                skipped.append((photos[a].name, photos[b].name, res))
+            else:
+                pairs.append(res)
+                downs.setdefault(a, []).append(res.down_a)
+                downs.setdefault(b, []).append(res.down_b)
+            done += 1
+            if progress:
+                progress(done, total)
+        for k in line[:-1]:
+            feats.pop(k, None)  # a line's photos are not paired again
+    tilt, shift = {}, {}
+    for k, vs in downs.items():
+        m = photos[k]
+        d = np.mean(vs, axis=0)
+        d /= np.linalg.norm(d)
+        w = R_cam2world(m.attitude, m.mount) @ d  # where the recorded attitude puts the images' "down"
+        tilt[m.name] = math.degrees(math.acos(float(np.clip(-w[2], -1.0, 1.0))))
+        if m.height_m is not None and w[2] < -1e-6:
+            shift[m.name] = float(m.height_m) * w[:2] / -w[2]
+    along, cross = [], []
+    if n >= 3:
+        frame = LocalFrame(float(np.mean([m.lat for m in photos])), float(np.mean([m.lon for m in photos])))
+        xy = np.array([frame.to_local(m.lat, m.lon) for m in photos], dtype=np.float64).reshape(-1, 2)
+        t = np.array([m.t_ns for m in photos], dtype=np.float64) * 1e-9
+        for line in lines:
+            for a, b, c in zip(line, line[1:], line[2:]):
+                if t[c] <= t[a]:
+                    continue
+                w = (t[b] - t[a]) / (t[c] - t[a])
+                r = xy[b] - (xy[a] + (xy[c] - xy[a]) * w)
+                f = xy[c] - xy[a]
+                norm = float(np.linalg.norm(f))
+                if norm < 1e-6:
+                    continue
+                f /= norm
+                along.append(float(r @ f))
+                cross.append(float(r[0] * f[1] - r[1] * f[0]))
+    return AttitudeCheck(tuple(pairs), tuple(skipped), tilt, shift, np.array(along), np.array(cross))
