@@ -29,6 +29,14 @@ of the search window (the true position may be outside it). On rendered frames w
 errors were below ``sigma_m`` in ~90% of cases (it is conservative on texture; heuristic, not a calibrated
 covariance).
 
+Real photometry (``highpass_m`` > 0): a real camera's frame carries brightness that moves with the camera, not the
+ground -- vignetting, the sun's hotspot (the bright spot around the antisolar point), exposure gradients -- at
+scales of tens of metres on the ground, and a mosaic of many photos carries a blend of theirs. Over uniform fields
+those gradients are most of the view's variance, so NCC follows them to wrong places with a high score. With
+``highpass_m`` the grey map and each grey view lose what a masked Gaussian of that sigma (metres) keeps (the mask's
+own weight divides it out, so the footprint's edge is no step): field edges, roads and buildings stay. Off (0) by
+default; photo folders turn it on (``runtime.sources.photos``, 4 m).
+
 What the image cannot tell: a roll/pitch error ``e`` of the attitude used for the view moves the result by about
 ``height * tan(e)`` (1.4 m at 80 m per degree) and a height error scales the view about the nadir point; neither is
 in ``sigma_m``: add them in the filter.
@@ -47,12 +55,34 @@ import numpy as np
 
 from .errors import OnboardError
 
-__all__ = ["AlignError", "AlignResult", "FineAligner"]
+__all__ = ["AlignError", "AlignResult", "FineAligner", "highpass_gray"]
 
 _SCORE_FLOOR = 0.01  # second-best peaks below this count as this in peak_ratio (so the ratio stays finite)
 _SIGMA_SCALE = 1.0  # multiplier of the curvature-based sigma (checked on rendered flights: conservative)
 _AMBIGUOUS_RATIO = 1.2  # below this peak ratio sigma_m grows towards the distance of the rival peak (at ratio 1)
 _MIN_VALID_PX = 64  # a template needs at least this many valid pixels at the coarse level
+
+
+def highpass_gray(gray: np.ndarray, valid: np.ndarray, sigma_px: float) -> np.ndarray:
+    """``gray`` minus its masked Gaussian low-pass, re-centred on 128: uint8[h, w] (0 where ``valid`` is False).
+
+    Args:
+        gray: uint8[h, w] grey image. valid: bool[h, w] pixels with imagery. sigma_px: the Gaussian's sigma, pixels
+            (> 0).
+    The low-pass is ``G * (gray valid) / G * valid``, so pixels outside ``valid`` do not pull it towards 0 at the
+    footprint's edge; the result is clipped to 0..255 (differences beyond +/-127 grey levels are rare: edges of
+    strong contrast).
+    """
+    import cv2
+
+    g = np.asarray(gray, dtype=np.float32)
+    m = np.asarray(valid, dtype=bool)
+    w = m.astype(np.float32)
+    low = cv2.GaussianBlur(g * w, (0, 0), float(sigma_px)) / np.maximum(cv2.GaussianBlur(w, (0, 0), float(sigma_px)),
+                                                                          1e-3)
+    out = np.clip(np.rint(g - low + 128.0), 0.0, 255.0).astype(np.uint8)
+    out[~m] = 0
+    return out
 
 
 class AlignError(OnboardError):
@@ -166,6 +196,8 @@ class FineAligner:
         fine_factor: fine level = this x the imagery gsd (integer, 1 <= fine_factor <= coarse_factor).
         distinct_m: peaks closer than this to the best are not "distinct" for ``peak_ratio``, metres.
         refine_yaw: also refine the yaw at the fine level (3 fine matches instead of 1 per candidate).
+        highpass_m: sigma (metres, >= 0) of the low frequencies removed from the grey map and views (module
+            docstring, "Real photometry"); 0: none.
 
     A grey copy of the imagery is made here (one byte per pixel), not per frame; the imagery must stay unchanged.
 
@@ -175,7 +207,7 @@ class FineAligner:
 
     def __init__(self, imagery, *, search_m: float = 16.0, yaw_search_deg: float = 10.0, yaw_step_deg: float = 2.5,
                  coarse_factor: int = 4, fine_factor: int = 2, distinct_m: float = 4.0,
-                 refine_yaw: bool = False) -> None:
+                 refine_yaw: bool = False, highpass_m: float = 0.0) -> None:
         gray_given = hasattr(imagery, "gray")  # a region shard's grey imagery (maps.region.ShardImagery)
         need = ("gray" if gray_given else "image", "mask", "gsd", "x_min", "y_max")
         missing = [n for n in need if not hasattr(imagery, n)]
@@ -216,6 +248,9 @@ class FineAligner:
             raise AlignError(f"fine_factor ({fine_factor}) must be <= coarse_factor ({coarse_factor})")
         self.coarse_factor, self.fine_factor = int(coarse_factor), int(fine_factor)
         self.refine_yaw = bool(refine_yaw)
+        self.highpass_m = self._number("highpass_m", highpass_m)
+        if self.highpass_m < 0.0:
+            raise AlignError(f"highpass_m must be >= 0 metres (0: off), got {highpass_m!r}")
         n = int(math.floor(self.yaw_search_deg / self.yaw_step_deg + 1e-9))
         self.yaw_offsets_deg = np.arange(-n, n + 1) * self.yaw_step_deg  # coarse yaw corrections
         import cv2
@@ -223,6 +258,8 @@ class FineAligner:
         # grey imagery once (1 byte/px, a third of the RGB), so each candidate only cuts a window
         self._gray = img if gray_given else cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
         self._mask = mask
+        if self.highpass_m > 0.0:
+            self._gray = highpass_gray(self._gray, mask, self.highpass_m / self.gsd)
 
     @staticmethod
     def _number(name: str, value, positive: bool = False) -> float:
@@ -408,7 +445,10 @@ class FineAligner:
         cands = self._check_candidates(candidates)
         if len(cands) == 0:
             return []
-        gray = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        gray = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
+        if self.highpass_m > 0.0:
+            gray = highpass_gray(gray, valid, self.highpass_m / self.gsd)
+        gray = gray.astype(np.float32)
         nadir = img.shape[0] / 2.0
         cf, ff = self.coarse_factor, self.fine_factor
         coarse = self._level(gray, valid, cf, nadir)

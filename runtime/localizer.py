@@ -92,6 +92,7 @@ def turn_tilt(velocity_xy, yaw_rate_rps: float) -> tuple[float, np.ndarray]:
 LOCALIZER_RANGES = {
     "k": (1, 1000, "candidates"), "align_top": (0, 100, "candidates"), "align_min_score": (-1.0, 1.0, "(NCC)"),
     "align_min_peak_ratio": (1.0, 100.0, "(ratio)"), "align_max_sigma_m": (0.0, 1000.0, "m"),
+    "align_highpass_m": (0.0, 1000.0, "m"),
     "retrieval_only_sigma_m": (0.0, 1e5, "m"), "attitude_sigma_deg": (0.0, 90.0, "degrees"),
     "attitude_yaw_sigma_deg": (0.0, 90.0, "degrees"), "yaw_step_deg": (1.0, 180.0, "degrees"),
     "unknown_tilt_sigma_deg": (0.0, 60.0, "degrees"), "unseen_bank_deg": (0.0, 90.0, "degrees"),
@@ -120,6 +121,9 @@ class LocalizerConfig:
             aligned positions above 3 m were more than 6 m off 28 % of the time, below 1.5 m never). Without an IMU
             it widens to ``hypot(align_max_sigma_m, height * tan(unknown_tilt_sigma_deg))``: the unseen bank of a
             level-camera view blurs the peaks (zurich_a without IMU at 3 m: 13 frames reported OK > 10 m off).
+        align_highpass_m: sigma (metres) of the low frequencies the aligner removes from the map and the views
+            (:class:`runtime.align.FineAligner` ``highpass_m``: vignetting, the sun's hotspot and exposure gradients
+            of real photos); 0 (default): none. Photo folders set 4 m. CPU alignment only.
         retrieval_only_sigma_m: tile-level candidates (no fine-aligned position passed) are given to the filter only
             while its belief is wider than this (metres) or it has none; a tight belief would only be pulled off by
             them.
@@ -192,6 +196,7 @@ class LocalizerConfig:
     align_min_score: float = 0.5
     align_min_peak_ratio: float = 1.1
     align_max_sigma_m: float = 3.0
+    align_highpass_m: float = 0.0
     retrieval_only_sigma_m: float = 12.0
     attitude_sigma_deg: float = 1.0
     attitude_yaw_sigma_deg: float = 0.0
@@ -251,6 +256,9 @@ class LocalizerConfig:
             raise LocalizerError(f"localizer imu_time_offset_s must be a number of seconds within [-1, 1], got {v!r}")
         if self.imu_frame not in IMU_FRAMES:
             raise LocalizerError(f"localizer imu_frame must be one of {', '.join(IMU_FRAMES)}, got {self.imu_frame!r}")
+        v = self.align_highpass_m
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0.0):
+            raise LocalizerError(f"localizer align_highpass_m must be metres >= 0 (0: off), got {v!r}")
         v = self.attitude_yaw_sigma_deg
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v <= 90.0):
             raise LocalizerError(f"localizer attitude_yaw_sigma_deg must be degrees in [0, 90], got {v!r}")
@@ -398,6 +406,10 @@ class Localizer:
         if self.region and loop_device(device) is not None:
             raise LocalizerError(f"region maps run the loop on the CPU (device 'cpu'), got device {device!r}; run "
                                  "with --device cpu, or build one map package of the area for the GPU loop")
+        if self.config.align_highpass_m > 0.0 and loop_device(device) is not None:
+            raise LocalizerError(f"align_highpass_m {self.config.align_highpass_m:g} (photo folders set it) runs on "
+                                 f"the CPU aligner only, got device {device!r}; run with --device cpu, or set "
+                                 "align_highpass_m 0")
         self.device = device
         #: the torch stages (:class:`runtime.gpu.stages.TorchStages`), None on the numpy/OpenCV path
         self.stages = None
@@ -479,7 +491,7 @@ class Localizer:
             if self.config.align_top > 0 and self.region:
                 from .region_align import ShardedAligner
 
-                self._aligner = ShardedAligner(self.package)
+                self._aligner = ShardedAligner(self.package, **self._align_settings())
             elif self.config.align_top > 0:
                 imagery = self.package.imagery()
                 if imagery is None:
@@ -488,10 +500,14 @@ class Localizer:
                 elif self.stages is None:
                     from .align import FineAligner
 
-                    self._aligner = FineAligner(imagery)
+                    self._aligner = FineAligner(imagery, **self._align_settings())
                 else:
                     self._aligner = self.stages.aligner(imagery)
         return self._aligner
+
+    def _align_settings(self) -> dict:
+        """FineAligner settings that differ from its defaults (none unless ``align_highpass_m`` is set)."""
+        return {"highpass_m": self.config.align_highpass_m} if self.config.align_highpass_m > 0.0 else {}
 
     def _note(self, text: str) -> None:
         if text not in self.notes:

@@ -368,6 +368,9 @@ def run(args: argparse.Namespace) -> int:
 
             given = _config_keys(args)
             extra = {k: v for k, v in implied().items() if k not in given}
+            if loop.stages is not None and extra.pop("align_highpass_m", 0.0):
+                _err("note: the photos' align_highpass_m is not applied: the torch aligner has none (--device cpu "
+                     "aligns with it)")
             if extra:
                 loop.config = _replace(loop.config, **extra)
                 shown = ", ".join(f"{k}={v}" if isinstance(v, bool) else f"{k}={v:g}" for k, v in extra.items())

@@ -216,7 +216,8 @@ def masked_ncc(windows, templates, masks, n: int):
 class TorchFineAligner(FineAligner):
     """:class:`runtime.align.FineAligner` whose NCC runs on a torch device, for all candidates and yaws at once.
 
-    Same arguments, checks and results as FineAligner (:meth:`align`), plus:
+    Same arguments, checks and results as FineAligner (:meth:`align`), except ``highpass_m`` (0 only: an
+    AlignError otherwise), plus:
 
     Args:
         device: the ``torch.device`` (or its name). The grey imagery (one byte per pixel) and its mask go there once.
@@ -227,6 +228,9 @@ class TorchFineAligner(FineAligner):
     """
 
     def __init__(self, imagery, *, device="cpu", clock=None, **settings) -> None:
+        if float(settings.get("highpass_m", 0.0) or 0.0) != 0.0:
+            raise AlignError(f"highpass_m {settings['highpass_m']!r}: the torch aligner has no high-pass of the views "
+                             "yet; align on the CPU (--device cpu) or set align_highpass_m 0")
         super().__init__(imagery, **settings)
         torch = import_torch()
         self.device = torch.device(device)

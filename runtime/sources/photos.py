@@ -169,6 +169,10 @@ SENSEFLY_PITCH_SIGN = -1.0
 """REP-103 pitch = this * ``PitchAngle``: senseFly's positive pitch is nose UP (aerospace), REP-103's nose down
 (measured)."""
 SENSEFLY_HEADING_SIGMA_DEG = 17.0
+#: the aligner's high-pass for real photos (LocalizerConfig ``align_highpass_m``, metres): vignetting, the sun's hotspot
+#: and exposure gradients move with the camera; chosen on Seneca from 2 / 4 / 10 m at the held-out photos' own
+#: positions (photos passing the aligner's gates 3 / 13 / 12 of 56, against 8 without)
+PHOTO_HIGHPASS_M = 4.0
 """How far a senseFly XMP Heading scatters around the heading the images show (degrees; measured: +/-17, IQR 35)."""
 SENSEFLY_MOUNT = mount_with_image_top(SENSEFLY_IMAGE_TOP)
 """The camera of a senseFly swinglet CAM in its body: nadir, image top towards the nose (equal to NADIR_MOUNT)."""
@@ -841,7 +845,8 @@ class PhotoFolder:
         how far the photos' recorded attitude is off (:attr:`PhotoSurvey.attitude_sigma_deg`: each visual fix then
         carries the nadir shift that error makes), ``height_m`` the median height above ground of the
         photos (what the loop assumes until a GPS altitude comes: with the GPS cut or absent, the autopilot's
-        barometric height)."""
+        barometric height), and ``align_highpass_m`` (:data:`PHOTO_HIGHPASS_M`: real photometry, see
+        :class:`runtime.align.FineAligner`)."""
         out: dict = {}
         if self.selection.get("imu"):
             # the IMU samples carry the photos' attitude only: their (static) specific force is no measurement, and
@@ -854,6 +859,7 @@ class PhotoFolder:
         heights = [m.height_m for m in self.photos if m.height_m is not None]
         if heights:
             out["height_m"] = float(np.median(heights))
+        out["align_highpass_m"] = PHOTO_HIGHPASS_M
         return out
 
     # ------------------------------------------------------------------ lifecycle (nothing stays open)

@@ -281,8 +281,57 @@ def test_aligner_constructor_errors(maps):
         ({"coarse_factor": 2.5}, "coarse_factor must be an integer >= 1"),
         ({"fine_factor": True}, "fine_factor must be an integer >= 1"),
         ({"coarse_factor": 2, "fine_factor": 4}, r"fine_factor \(4\) must be <= coarse_factor \(2\)"),
+        ({"highpass_m": -1.0}, r"highpass_m must be >= 0 metres \(0: off\), got -1.0"),
+        ({"highpass_m": "soft"}, "highpass_m must be a number, got 'soft'"),
     ]:
         with pytest.raises(AlignError, match=msg):
             FineAligner(o, **kw)
     assert FineAligner(o, yaw_search_deg=10.0, yaw_step_deg=2.5).yaw_offsets_deg.tolist() == [
         -10.0, -7.5, -5.0, -2.5, 0.0, 2.5, 5.0, 7.5, 10.0]
+
+
+def test_highpass_gray_removes_smooth_light_and_keeps_edges():
+    """A smooth exposure ramp is gone (the result stays near 128), a step edge stays, and the mask's own edge makes
+    no step (the low-pass is normalised by the mask's weight); outside the mask the result is 0."""
+    from runtime.align import highpass_gray
+
+    h, w = 200, 240
+    yy, xx = np.mgrid[0:h, 0:w]
+    ramp = 60.0 + 0.5 * xx  # 60 .. 180 grey levels across the image
+    edge = np.where(xx > 160, 40.0, 0.0)
+    valid = (xx - 100) ** 2 + (yy - 100) ** 2 < 90 ** 2  # a round footprint
+    out = highpass_gray(np.clip(ramp + edge, 0, 255).astype(np.uint8), valid, 10.0)
+    assert out.dtype == np.uint8 and out.shape == (h, w)
+    assert np.all(out[~valid] == 0)
+    flat = valid & (np.abs(xx - 160) > 35)  # away from the step
+    dev = np.abs(out.astype(int) - 128)
+    inner = flat & ((xx - 100) ** 2 + (yy - 100) ** 2 < 60 ** 2)
+    assert dev[inner].max() <= 1  # the ramp is gone
+    # at the footprint's edge the window's valid part is off-centre: a ramp leaves slope x that shift (a few levels),
+    # not the 60-level step towards 0 that an unnormalised low-pass would make
+    assert dev[flat].max() <= 6
+    assert int(out[100, 161]) - int(out[100, 160]) >= 35  # the step (40 grey levels) stays
+    with_edge = highpass_gray(np.full((h, w), 90, np.uint8), valid, 10.0)
+    assert np.all(with_edge[valid] == 128)
+
+
+def test_highpass_aligns_through_a_hotspot_and_vignetting(maps, camera, viewer):
+    """A real camera's brightness that moves with it (the sun's hotspot, vignetting) lowers the plain NCC at the
+    true place; with highpass_m the aligner scores the true place higher and recovers it."""
+    ortho, ortho04 = maps
+    poses = _random_poses(ortho04, 4, seed=21)
+    h_img, w_img = camera.height, camera.width
+    yy, xx = np.mgrid[0:h_img, 0:w_img].astype(np.float32)
+    r2 = ((xx - w_img / 2) ** 2 + (yy - h_img / 2) ** 2) / (0.5 * math.hypot(w_img, h_img)) ** 2
+    vignette = 1.0 - 0.45 * r2  # 45 % darker in the corners
+    spot = 70.0 * np.exp(-((xx - 0.7 * w_img) ** 2 + (yy - 0.35 * h_img) ** 2) / (2 * (0.15 * w_img) ** 2))
+    plain, high = FineAligner(ortho04), FineAligner(ortho04, highpass_m=4.0)
+    for xy, h, att, _, cands in poses:
+        frame, _ = render(ortho, camera, xy, h, att)
+        lit = np.clip(frame.astype(np.float32) * vignette[..., None] + spot[..., None], 0, 255).astype(np.uint8)
+        view = viewer.views(lit, height_m=h, attitude=att)[0]
+        at_truth = np.array([xy])
+        a, b = plain.align(view, at_truth)[0], high.align(view, at_truth)[0]
+        assert b.score > a.score
+        for r in high.align(view, cands):
+            assert math.hypot(r.x - xy[0], r.y - xy[1]) < 1.0

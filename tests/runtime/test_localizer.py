@@ -199,6 +199,14 @@ def test_config_and_mismatch_errors(area):
 
     with pytest.raises(EncoderMismatchError, match=r"built with encoder .*classical.* but the model is other \(other-v1\)"):
         Localizer(package, Other())
+    with pytest.raises(LocalizerError, match=r"align_highpass_m must be metres >= 0 \(0: off\), got -1"):
+        LocalizerConfig(align_highpass_m=-1.0)
+    with pytest.raises(LocalizerError, match=r"align_highpass_m range: 0.0 .. 1000.0 m|align_highpass_m"):
+        LocalizerConfig.from_dict({"align_highpass_m": 5000.0})
+    pytest.importorskip("torch")
+    with pytest.raises(LocalizerError, match=r"align_highpass_m 4 \(photo folders set it\) runs on the CPU aligner "
+                                             r"only, got device 'torch:cpu'"):
+        Localizer(package, enc, config=LocalizerConfig(align_highpass_m=4.0), device="torch:cpu")
     loop = Localizer(package, enc)
     out = loop.process(type("E", (), {})())  # an event type the loop does not use
     assert out is None and math.isnan(loop.tracker.estimate().x)
