@@ -169,11 +169,11 @@ SENSEFLY_PITCH_SIGN = -1.0
 """REP-103 pitch = this * ``PitchAngle``: senseFly's positive pitch is nose UP (aerospace), REP-103's nose down
 (measured)."""
 SENSEFLY_HEADING_SIGMA_DEG = 17.0
+"""How far a senseFly XMP Heading scatters around the heading the images show (degrees; measured: +/-17, IQR 35)."""
 #: the aligner's high-pass for real photos (LocalizerConfig ``align_highpass_m``, metres): vignetting, the sun's hotspot
 #: and exposure gradients move with the camera; chosen on Seneca from 2 / 4 / 10 m at the held-out photos' own
 #: positions (photos passing the aligner's gates 3 / 13 / 12 of 56, against 8 without)
 PHOTO_HIGHPASS_M = 4.0
-"""How far a senseFly XMP Heading scatters around the heading the images show (degrees; measured: +/-17, IQR 35)."""
 SENSEFLY_MOUNT = mount_with_image_top(SENSEFLY_IMAGE_TOP)
 """The camera of a senseFly swinglet CAM in its body: nadir, image top towards the nose (equal to NADIR_MOUNT)."""
 
