@@ -40,6 +40,7 @@ import numpy as np
 from calibration.geometry import R_cam2world
 
 from ..errors import OnboardError
+from .mosaic import ratio_matches, sift_features
 
 __all__ = ["AttitudeCheckError", "CheckConfig", "PairCheck", "AttitudeCheck", "pair_check", "check_attitude"]
 
@@ -170,7 +171,8 @@ class AttitudeCheck:
                        "rotation_error_deg": [round(float(v), 3) for v in p.rotation_error_deg]}
                       for p in self.pairs],
             "photos": [{"photo": n, "tilt_error_deg": round(float(self.tilt_error_deg[n]), 3),
-                        "nadir_shift_m": [round(float(v), 3) for v in self.nadir_shift_m.get(n, (math.nan,) * 2)]}
+                        "nadir_shift_m": ([round(float(v), 3) for v in self.nadir_shift_m[n]]
+                                          if n in self.nadir_shift_m else None)}
                        for n in self.tilt_error_deg],
         }
 
@@ -221,14 +223,6 @@ def _undistorted_px(camera, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p[:, :2], ok & (rays[:, 2] > 1e-6)
 
 
-def _sift(gray: np.ndarray, features: int):
-    import cv2
-
-    gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)  # exposure differences between photos
-    kps, desc = cv2.SIFT_create(nfeatures=features).detectAndCompute(gray, None)
-    return np.array([k.pt for k in kps], dtype=np.float64).reshape(-1, 2), desc
-
-
 def pair_check(meta_a, meta_b, feats_a, feats_b, config: CheckConfig | None = None) -> PairCheck | str:
     """The check of one pair (module docstring), or the reason it does not count.
 
@@ -246,8 +240,7 @@ def pair_check(meta_a, meta_b, feats_a, feats_b, config: CheckConfig | None = No
     (pa, da), (pb, db) = feats_a, feats_b
     if da is None or db is None or len(pa) < cfg.min_inliers or len(pb) < cfg.min_inliers:
         return "too few features (uniform ground?)"
-    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(da, db, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < cfg.ratio * m[1].distance]
+    good = ratio_matches(da, db, cfg.ratio)
     if len(good) < cfg.min_inliers:
         return f"{len(good)} matches < {cfg.min_inliers}"
     cam = meta_a.camera
@@ -317,7 +310,7 @@ def check_attitude(photos: Sequence, lines: Sequence[Sequence[int]], *, config: 
 
     def features(k: int):
         if k not in feats:
-            feats[k] = _sift(load(photos[k]), cfg.features)
+            feats[k] = sift_features(load(photos[k]), features=cfg.features)
         return feats[k]
 
     pairs, skipped = [], []

@@ -246,15 +246,29 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     return float(area) / max(1e-9, min(_polygon_area(a), _polygon_area(b)))
 
 
+def sift_features(gray: np.ndarray, mask: np.ndarray | None = None, features: int = 4000):
+    """SIFT keypoints of a grey uint8[h, w] image after CLAHE (exposure differences between photos), inside ``mask``
+    (uint8, 255 = use; None: everywhere): (points float64[n, 2] pixels, descriptors float32[n, 128] or None)."""
+    import cv2
+
+    gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
+    kps, desc = cv2.SIFT_create(nfeatures=features).detectAndCompute(gray, mask)
+    return np.array([k.pt for k in kps], dtype=np.float64).reshape(-1, 2), desc
+
+
+def ratio_matches(da, db, ratio: float) -> list:
+    """Lowe's ratio test over 2-nearest-neighbour L2 matches of descriptors ``da`` to ``db`` (cv2.DMatch list)."""
+    import cv2
+
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(da, db, k=2)
+    return [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
+
+
 def _features(g: _Ground):
     import cv2
 
-    gray = cv2.cvtColor(g.image, cv2.COLOR_RGB2GRAY)
-    gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)  # exposure differences between photos
     mask = cv2.erode(g.mask.astype(np.uint8) * 255, np.ones((9, 9), np.uint8))  # no corners on the mask's edge
-    kps, desc = cv2.SIFT_create(nfeatures=4000).detectAndCompute(gray, mask)
-    pts = np.array([k.pt for k in kps], dtype=np.float64).reshape(-1, 2)
-    return pts, desc
+    return sift_features(cv2.cvtColor(g.image, cv2.COLOR_RGB2GRAY), mask)
 
 
 def _to_local(g: _Ground, uv: np.ndarray, gsd: float) -> np.ndarray:
@@ -269,8 +283,7 @@ def _match(fa, fb, ga: _Ground, gb: _Ground, cfg: MosaicConfig):
     (pa, da), (pb, db) = fa, fb
     if da is None or db is None or len(pa) < cfg.min_inliers or len(pb) < cfg.min_inliers:
         return None
-    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(da, db, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < cfg.ratio * m[1].distance]
+    good = ratio_matches(da, db, cfg.ratio)
     if len(good) < cfg.min_inliers:
         return None
     a = _to_local(ga, pa[[m.queryIdx for m in good]], cfg.match_gsd)

@@ -105,9 +105,9 @@ def test_every_skip_says_why(ground):
     metas, images, _ = _survey(ground)
 
     def f(m, img=None):
-        from runtime.mapping.attitude_check import _sift
+        from runtime.mapping.mosaic import sift_features
 
-        return _sift(images[m.name] if img is None else img, 4000)
+        return sift_features(images[m.name] if img is None else img)
 
     assert pair_check(replace(metas[0], attitude=None), metas[1], f(metas[0]), f(metas[1])) == "no recorded attitude"
     other = replace(metas[1], camera=CameraModel.from_fov(640, 480, 60.0))
@@ -166,7 +166,8 @@ def test_real_sensefly_photos(shared_data):
     photo's recorded attitude by the error the check measured makes the pair agree with the images: the
     senseFly conventions (roll as given, pitch negated, image top to the nose) hold through the check."""
     from calibration.geometry import R_cam2world
-    from runtime.mapping.attitude_check import _read_gray, _sift
+    from runtime.mapping.attitude_check import _read_gray
+    from runtime.mapping.mosaic import sift_features
     from runtime.sources.photos import read_photo_folder
 
     src = shared_data(SENECA)
@@ -184,7 +185,7 @@ def test_real_sensefly_photos(shared_data):
     Rb = R_cam2world(b.attitude, b.mount)
     Rb_fixed = Rb @ R_err.T  # b's camera -> world such that Rb_fixed^T Ra = R_err Rb^T Ra
     fixed = Attitude.from_matrix(Rb_fixed @ b.mount.R_cam2body.T)
-    again = pair_check(a, replace(b, attitude=fixed), _sift(_read_gray(a), 4000), _sift(_read_gray(b), 4000))
+    again = pair_check(a, replace(b, attitude=fixed), sift_features(_read_gray(a)), sift_features(_read_gray(b)))
     assert np.abs(again.rotation_error_deg).max() < 0.1
     # the tilt parts are a few degrees (the whole flight: ~3 deg per photo and axis); about the optical axis the
     # senseFly Heading scatters by ~17 deg (this pair: 26 deg), which the loop covers with its yaw views
