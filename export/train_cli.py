@@ -101,7 +101,7 @@ def _eval_photos(encoders: dict, args: argparse.Namespace) -> int:
     if not Path(args.photos).is_dir():
         raise TrainError(f"--photos {args.photos}: not a folder of geotagged photos")
     cfg = EvalConfig(prior_sigma_m=args.prior_sigma)
-    pcfg = ProtocolConfig(split=args.photo_split)
+    pcfg = ProtocolConfig(split=args.photo_split, tilt_from_images=False)  # as the model card's figures were measured
     results, cache = [], {}
     with tempfile.TemporaryDirectory(prefix="skyfix-photos-") as tmp:
         out = Path(args.photo_out) if args.photo_out else Path(tmp)

@@ -43,8 +43,8 @@ def register(subparsers, *, load_encoder=None, photo_mosaic=None) -> None:
             carries its contract as ``embed.contract`` (:func:`runtime.encoder.load_encoder`); the CLI wiring
             passes it, so that ``maps build --model`` works without the maps package importing any runtime.
             ``"default"`` names the shipped default model (the loader resolves it).
-        photo_mosaic: ``photo_mosaic(paths, *, gsd, camera, progress) -> (Orthophoto, report dict)`` that makes an
-            orthomosaic from geotagged photos (:func:`runtime.mapping.photo_map.mosaic_from_photos`), for
+        photo_mosaic: ``photo_mosaic(paths, *, gsd, camera, progress, tilt_from_images) -> (Orthophoto, report
+            dict)`` that makes an orthomosaic from geotagged photos (:func:`runtime.mapping.photo_map.mosaic_from_photos`), for
             ``maps build --photos``.
     """
     maps = subparsers.add_parser(
@@ -95,6 +95,9 @@ def register(subparsers, *, load_encoder=None, photo_mosaic=None) -> None:
                    help="with --photos: orthomosaic resolution, m/px (default 0.25)")
     b.add_argument("--camera", metavar="CAMERA.yaml", default=None,
                    help="with --photos: camera intrinsics for photos whose EXIF does not give them")
+    b.add_argument("--recorded-tilt", action="store_true",
+                   help="with --photos: keep each photo's recorded roll and pitch (default: taken from the images of "
+                        "the photos before and after it in its flight line where they register)")
     b.add_argument("-o", "--output", required=True, metavar="MAP", help="map package directory to write")
     b.add_argument("--model", metavar="MODEL", default=None,
                    help="encoder: an exported model file (.onnx, .engine, ...), 'default' (the shipped learned "
@@ -367,7 +370,8 @@ def _mosaic(args: argparse.Namespace):
         if done == total:
             _err(f"  mosaic {stage}: {done}/{total}")
 
-    ortho, report = args.photo_mosaic(args.photos, gsd=args.mosaic_gsd, camera=args.camera, progress=progress)
+    ortho, report = args.photo_mosaic(args.photos, gsd=args.mosaic_gsd, camera=args.camera, progress=progress,
+                                      tilt_from_images=not args.recorded_tilt)
     write_geotiff(out, ortho)
     rep_path = out.with_suffix(".json")
     rep_path.write_text(json.dumps(report, indent=1))
@@ -376,6 +380,13 @@ def _mosaic(args: argparse.Namespace):
          f"registered; residual median {r['after_median']:.2f} m, p95 {r['after_p95']:.2f} m (placed by GPS alone: "
          f"{r['before_median']:.1f} / {r['before_p95']:.1f} m) -> {out} ({ortho.width}x{ortho.height} px at "
          f"{ortho.gsd:g} m/px), report {rep_path}")
+    tilt = report.get("tilt_from_images")
+    if tilt:
+        f = lambda v: "?" if v is None else f"{v:.1f}"
+        _err(f"tilt from the images: {tilt['photos']} of {report['photos']} photos ({tilt['pairs_used']} consecutive "
+             f"pairs registered), a median {f(tilt['median_change_deg'])} deg from the recorded tilt; one pair gives "
+             f"it to {f(tilt['pair_tilt_sigma_deg'])} deg per axis, the recorded tilt is off by "
+             f"{f(tilt['recorded_tilt_sigma_deg'])} deg (--recorded-tilt: keep the recorded roll and pitch)")
     # the survey's calibration travels with the map: a later flight of the same aircraft takes it with
     # `runtime replay PHOTOS --survey-calibration MAP`
     keys = ("camera_offset_m", "survey_scale", "placement_sigma_m", "survey_height_m", "attitude_sigma_deg")

@@ -324,6 +324,8 @@ class ImuSample:
         linear_acceleration: (x, y, z) m/s^2 in the body frame, specific force (includes gravity: +9.81 on z at
             rest, level).
         topic, frame_id: source topic and header.frame_id.
+        tilt_sigma_rad: 1-sigma of the orientation's roll and pitch, radians, when the source states it (a photo
+            whose tilt came from its images); None: the loop's ``attitude_sigma_deg``.
     """
 
     t_ns: int
@@ -332,6 +334,7 @@ class ImuSample:
     linear_acceleration: tuple[float, float, float] = (0.0, 0.0, 0.0)
     topic: str = ""
     frame_id: str = ""
+    tilt_sigma_rad: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "t_ns", _int_ns(self.t_ns, "ImuSample.t_ns"))
@@ -341,6 +344,11 @@ class ImuSample:
         object.__setattr__(
             self, "linear_acceleration", _vec3(self.linear_acceleration, "ImuSample.linear_acceleration")
         )
+        if self.tilt_sigma_rad is not None:
+            v = self.tilt_sigma_rad
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0.0 <= v < math.pi / 2):
+                raise BagError(f"ImuSample.tilt_sigma_rad must be a number in [0, pi/2) radians or None, got {v!r}")
+            object.__setattr__(self, "tilt_sigma_rad", float(v))
 
     @property
     def R_body2world(self) -> np.ndarray | None:

@@ -40,7 +40,8 @@ def ned_frd_to_enu_flu(sample: ImuSample) -> ImuSample:
     """The same IMU sample, given in NED world / FRD body (PX4), expressed in ENU world / FLU body (REP-103).
 
     ``orientation`` (``R_frd2ned``) becomes ``R_flu2enu = R_ned2enu @ R_frd2ned @ R_flu2frd`` (None stays None);
-    ``angular_velocity`` and ``linear_acceleration`` become ``diag(1, -1, -1) @ v``. Time, topic and frame_id are kept.
+    ``angular_velocity`` and ``linear_acceleration`` become ``diag(1, -1, -1) @ v``. Time, topic, frame_id and
+    ``tilt_sigma_rad`` are kept.
 
     Raises:
         ImuFrameError: ``sample`` is not an :class:`~runtime.events.ImuSample`.
@@ -58,6 +59,7 @@ def ned_frd_to_enu_flu(sample: ImuSample) -> ImuSample:
         linear_acceleration=tuple(R_FRD2FLU @ np.asarray(sample.linear_acceleration)),
         topic=sample.topic,
         frame_id=sample.frame_id,
+        tilt_sigma_rad=sample.tilt_sigma_rad,
     )
 
 

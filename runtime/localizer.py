@@ -678,6 +678,14 @@ class Localizer:
             return None
         return Attitude.from_quaternion(*s.orientation)
 
+    def _imu_tilt_sigma_deg(self) -> float:
+        """The roll/pitch sigma of the attitude :meth:`_imu_attitude` gave: the sample's own when it states one
+        (:attr:`ImuSample.tilt_sigma_rad`), else ``attitude_sigma_deg``."""
+        s = self._imu
+        if s is not None and s.tilt_sigma_rad is not None:
+            return math.degrees(s.tilt_sigma_rad)
+        return self.config.attitude_sigma_deg
+
     def _imu_yaw(self, t_ns: int) -> float | None:
         att = self._imu_attitude(t_ns)
         return None if att is None else float(att.yaw)
@@ -791,7 +799,7 @@ class Localizer:
         # without an IMU the level-camera views carry an unseen tilt (what the vehicle's acceleration implies, plus
         # unknown_tilt_sigma_deg): it moves the nadir point and blurs the peaks, so the sigmas and the gate widen by it
         bank, outward = (0.0, np.zeros(2)) if attitude is not None else self._unseen_tilt(frame.t_ns)
-        tilt_sigma = cfg.attitude_sigma_deg if attitude is not None else min(
+        tilt_sigma = self._imu_tilt_sigma_deg() if attitude is not None else min(
             cfg.unknown_tilt_sigma_deg + cfg.bank_error * bank, 60.0)
         tilt_shift = height * math.tan(math.radians(bank)) * outward  # the views' nadir shift in a turn, metres
         max_sigma = cfg.align_max_sigma_m if attitude is not None else math.hypot(

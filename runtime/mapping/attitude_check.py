@@ -359,3 +359,90 @@ def check_attitude(photos: Sequence, lines: Sequence[Sequence[int]], *, config: 
                 along.append(float(r @ f))
                 cross.append(float(r[0] * f[1] - r[1] * f[0]))
     return AttitudeCheck(tuple(pairs), tuple(skipped), tilt, shift, np.array(along), np.array(cross))
+
+
+
+def _downs(check: AttitudeCheck, causal: bool) -> dict:
+    """name -> the images' ground normals (camera axes) of the photo's counted pairs: as the second photo of a
+    pair (``down_b``) and, unless ``causal``, as the first (``down_a``)."""
+    downs: dict[str, list] = {}
+    for p in check.pairs:
+        downs.setdefault(p.b, []).append(p.down_b)
+        if not causal:
+            downs.setdefault(p.a, []).append(p.down_a)
+    return downs
+
+
+def pair_tilt_sigma_deg(check: AttitudeCheck, min_photos: int = 5) -> float | None:
+    """How precisely one pair gives a photo's tilt, degrees per axis: the photos in two counted pairs (with the
+    photo before and the one after) get two independent normals; the robust sigma of their difference per camera
+    axis (x, y), over sqrt(2), the larger axis. None with fewer than ``min_photos`` such photos."""
+    before = {p.b: p.down_b for p in check.pairs}
+    diffs = [before[p.a] - p.down_a for p in check.pairs if p.a in before]
+    if len(diffs) < min_photos:
+        return None
+    d = np.array(diffs)[:, :2]  # small angles: the normals' x, y components are radians
+    return float(np.degrees(robust_sigma(d).max() / math.sqrt(2.0)))
+
+
+def recorded_tilt_sigma_deg(photos: Sequence, check: AttitudeCheck, min_photos: int = 5) -> float | None:
+    """How far the photos' recorded roll and pitch are off, degrees per axis: the angle between the images' ground
+    normal (both pairs) and the recorded vertical, per world axis (east, north), robust sigma, the larger axis.
+    None with fewer than ``min_photos`` photos in a counted pair."""
+    downs = _downs(check, causal=False)
+    ang = []
+    for m in photos:
+        vs = downs.get(m.name)
+        if not vs or m.attitude is None:
+            continue
+        d = np.mean(vs, axis=0)
+        w = R_cam2world(m.attitude, m.mount) @ (d / np.linalg.norm(d))
+        if w[2] < -1e-6:
+            ang.append(np.arctan2(w[:2], -w[2]))
+    if len(ang) < min_photos:
+        return None
+    return float(np.degrees(robust_sigma(np.array(ang)).max()))
+
+
+def images_tilt(photos: Sequence, check: AttitudeCheck, *, causal: bool = False,
+                min_photos: int = 5) -> tuple[list, dict]:
+    """``photos`` with each recorded roll and pitch replaced by the tilt their images give (the heading kept).
+
+    For each photo the images' ground normal (the ``down`` of its pairs in ``check``, averaged) is made the
+    vertical: the recorded body attitude is turned by the smallest rotation that takes the recorded attitude's
+    image of that normal to the world's down, i.e. about a horizontal axis, leaving the heading as recorded. A photo
+    in no counted pair keeps its recorded attitude.
+
+    Args:
+        photos: :class:`runtime.sources.photos.PhotoMeta` (those the check ran on, or any subset: matched by name).
+        check: :func:`check_attitude` of the survey.
+        causal: use only the pair with the photo *before* each photo, as a loop flying the photos in order would
+            have it (its first photo of a line keeps the recorded attitude); False: both neighbours (map
+            building, offline).
+        min_photos: passed to :func:`pair_tilt_sigma_deg`.
+    Returns:
+        (the photos, ``dataclasses.replace`` d; name -> the tilt change, degrees, of each photo changed). A photo
+        changed states its tilt's precision, ``tilt_sigma_deg``: :func:`pair_tilt_sigma_deg` over the square root
+        of its pairs (None when the survey has too few photos in two pairs to measure it).
+    """
+    from dataclasses import replace
+
+    from calibration.geometry import Attitude
+
+    downs = _downs(check, causal)
+    one = pair_tilt_sigma_deg(check, min_photos)
+    out, changed = [], {}
+    for m in photos:
+        vs = downs.get(m.name)
+        if not vs or m.attitude is None:
+            out.append(m)
+            continue
+        d = np.mean(vs, axis=0)
+        d /= np.linalg.norm(d)
+        w = R_cam2world(m.attitude, m.mount) @ d
+        R_fix = _rotation_between(w, np.array([0.0, 0.0, -1.0]))
+        att = Attitude.from_matrix(R_fix @ m.attitude.R_body2world)
+        changed[m.name] = math.degrees(math.acos(float(np.clip(-w[2], -1.0, 1.0))))
+        sigma = None if one is None else one / math.sqrt(len(vs))
+        out.append(replace(m, attitude=att, tilt_sigma_deg=sigma))
+    return out, changed

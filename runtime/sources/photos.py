@@ -245,6 +245,9 @@ class PhotoMeta:
         mount: the camera in the body.
         maker: ``"dji"``, ``"sensefly"`` or ``"exif"`` (no maker attitude).
         notes: assumptions and fallbacks taken for this photo.
+        tilt_sigma_deg: 1-sigma of the attitude's roll and pitch, degrees, when it is known for this photo (its
+            tilt taken from its images: :func:`runtime.mapping.attitude_check.images_tilt`); None: the survey's
+            (:attr:`PhotoSurvey.attitude_sigma_deg`) or the loop's default.
     """
 
     path: Path
@@ -258,6 +261,7 @@ class PhotoMeta:
     mount: Mount
     maker: str
     notes: tuple[str, ...] = ()
+    tilt_sigma_deg: float | None = None
 
     @property
     def name(self) -> str:
@@ -925,8 +929,9 @@ class PhotoFolder:
         """Yield, per photo in time order: an :class:`~runtime.events.ImuSample` at the photo time (role ``imu``,
         photos with a maker attitude (DJI, senseFly): orientation = the body attitude, zero angular velocity, linear
         acceleration = the specific force at rest ``R_body2world.T @ (0, 0, 9.80665)`` m/s^2, since a photo carries
-        no acceleration; the heading-from-track attitude of plain EXIF photos is an assumption, not a measurement, so
-        the loop gets no IMU sample for it and keeps its own no-IMU handling of the unknown tilt),
+        no acceleration; ``tilt_sigma_rad`` from :attr:`PhotoMeta.tilt_sigma_deg`; the heading-from-track
+        attitude of plain EXIF photos is an assumption, not a measurement, so the loop gets no IMU sample for it
+        and keeps its own no-IMU handling of the unknown tilt),
         a :class:`~runtime.events.GpsFix` (role ``gps``: lat, lon, alt per :attr:`altitude`, ``cov_enu`` =
         ``diag(s^2, s^2, (2 s)^2)``, topic ``"exif"``) and the :class:`~runtime.events.Frame` (role ``camera``: the
         file's bytes, decoded on first use; camera = the photo's intrinsics; topic ``"photos"``; frame_id = the file
@@ -949,7 +954,8 @@ class PhotoFolder:
                 continue
             if "imu" in roles and m.attitude is not None and m.maker in _ATTITUDE_MAKERS:
                 yield ImuSample(m.t_ns, m.attitude.to_quaternion(), (0.0, 0.0, 0.0), _specific_force(m.attitude),
-                                topic="xmp", frame_id=m.name)
+                                topic="xmp", frame_id=m.name,
+                                tilt_sigma_rad=None if m.tilt_sigma_deg is None else math.radians(m.tilt_sigma_deg))
             if "gps" in roles:
                 alt = m.height_m if self.altitude == "relative" else m.alt_m
                 yield GpsFix(m.t_ns, m.lat, m.lon, float(alt), cov, topic="exif", frame_id=m.name)

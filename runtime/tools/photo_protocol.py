@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..mapping.flight_lines import flight_lines  # noqa: F401 (re-exported: the protocol's step 1)
+
 CASES = ("noisy", "cut", "no_gps")
 
 
@@ -54,6 +56,7 @@ class ProtocolConfig:
     seed: int = 0
     split: str = "lines"
     calibrate_offset: bool = True
+    tilt_from_images: bool = True
 
 
 def split_survey(lines: list[list[int]], how: str) -> tuple[list[int], list[int]]:
@@ -100,31 +103,6 @@ def shift_to_camera(metas, offset_m, lines: list[list[int]]) -> list:
             lat, lon = frame.to_wgs84(xi + d[0], yi + d[1])
             out[k] = replace(metas[k], lat=float(lat), lon=float(lon))
     return out
-
-
-def flight_lines(metas, turn_deg: float = 60.0, gap_s: float = 20.0) -> list[list[int]]:
-    """Indices of ``metas`` (time order) grouped into flight lines: a new line where the bearing from one photo to
-    the next turns by more than ``turn_deg`` from the previous bearing, or the photos are more than ``gap_s``
-    apart."""
-    from maps.geodesy import LocalFrame
-
-    if not metas:
-        return []
-    frame = LocalFrame(float(np.mean([m.lat for m in metas])), float(np.mean([m.lon for m in metas])))
-    x, y = frame.to_local(np.array([m.lat for m in metas]), np.array([m.lon for m in metas]))
-    lines, cur, prev_b = [], [0], None
-    for k in range(1, len(metas)):
-        b = math.atan2(y[k] - y[k - 1], x[k] - x[k - 1])
-        dt = (metas[k].t_ns - metas[k - 1].t_ns) * 1e-9
-        turn = prev_b is not None and abs((b - prev_b + math.pi) % (2 * math.pi) - math.pi) > math.radians(turn_deg)
-        if turn or dt > gap_s:
-            lines.append(cur)
-            cur, prev_b = [k], None
-            continue
-        cur.append(k)
-        prev_b = b
-    lines.append(cur)
-    return lines
 
 
 def structure_of(meta, gsd: float, edge_level: float) -> float:
@@ -178,6 +156,9 @@ class SurveyMap:
         ortho: the mosaic (:class:`maps.ortho.Orthophoto`), also written to ``mosaic_path`` (GeoTIFF) with its
             registration report (``mosaic.json``). report: :class:`runtime.mapping.mosaic.MosaicReport`.
         offset_m: (forward, right) camera-to-GPS offset applied, metres. scale: ground scale applied to heights.
+        tilt_changed: name -> degrees, the photos whose roll and pitch came from their images
+            (``tilt_from_images``), and how far that moved their tilt. recorded_tilt_sigma_deg: how far the
+            recorded roll and pitch are off against the images (degrees per axis; None: not measured).
     """
 
     metas: list
@@ -189,6 +170,8 @@ class SurveyMap:
     mosaic_path: Path
     offset_m: tuple
     scale: float
+    tilt_changed: dict = None
+    recorded_tilt_sigma_deg: float | None = None
 
 
 def survey_map(photos_dir, out_dir, cfg: "ProtocolConfig", say=None) -> SurveyMap:
@@ -210,6 +193,9 @@ def survey_map(photos_dir, out_dir, cfg: "ProtocolConfig", say=None) -> SurveyMa
     map_idx, test_idx = split_survey(lines, cfg.split)
     say(f"{len(metas)} photos in {len(lines)} flight lines: {len(map_idx)} make the map, {len(test_idx)} are "
         "localized")
+    tilt_changed, recorded_sigma = {}, None
+    if cfg.tilt_from_images:
+        metas, tilt_changed, recorded_sigma = _tilt_from_images(metas, lines, map_idx, test_idx, say)
     ortho, report = build_mosaic(mosaic_photos([metas[k] for k in map_idx]), MosaicConfig(gsd=cfg.mosaic_gsd))
     mosaic_path = write_geotiff(out / "mosaic.tif", ortho)  # the map is built from the file a user would get
     (out / "mosaic.json").write_text(json.dumps(report.to_dict(), indent=1))
@@ -226,7 +212,35 @@ def survey_map(photos_dir, out_dir, cfg: "ProtocolConfig", say=None) -> SurveyMa
             "reference GPS, the GPS fed and their heights); the photos' own placement noise (images against GPS) "
             f"{report.placement_sigma_m:.1f} m per axis, {report.attitude_sigma_deg:.1f} deg of attitude at "
             f"{report.height_m:.0f} m")
-    return SurveyMap(metas, lines, map_idx, test_idx, ortho, report, mosaic_path, tuple(offset), float(scale))
+    return SurveyMap(metas, lines, map_idx, test_idx, ortho, report, mosaic_path, tuple(offset), float(scale),
+                     tilt_changed, recorded_sigma)
+
+
+def _tilt_from_images(metas, lines, map_idx, test_idx, say):
+    """Each photo's roll and pitch from its images (:func:`runtime.mapping.attitude_check.images_tilt`): the map's
+    photos from both neighbours in their flight line (the map is made offline), the localized photos from the
+    photo before them only (as the loop would have it in flight). Returns (metas, name -> tilt change degrees, the
+    recorded tilt's error in degrees per axis or None)."""
+    from ..mapping.attitude_check import check_attitude, images_tilt, pair_tilt_sigma_deg, recorded_tilt_sigma_deg
+
+    check = check_attitude(metas, lines)
+    recorded = recorded_tilt_sigma_deg(metas, check)
+    one = pair_tilt_sigma_deg(check)
+    out = list(metas)
+    changed = {}
+    for idx, causal in ((map_idx, False), (test_idx, True)):
+        new, ch = images_tilt([metas[k] for k in idx], check, causal=causal)
+        for k, m in zip(idx, new):
+            out[k] = m
+        changed.update(ch)
+    n_map = sum(1 for k in map_idx if metas[k].name in changed)
+    n_test = sum(1 for k in test_idx if metas[k].name in changed)
+    say(f"tilt from the images: {len(check.pairs)} of {len(check.pairs) + len(check.skipped)} consecutive pairs "
+        f"register; {n_map} of {len(map_idx)} map photos and {n_test} of {len(test_idx)} localized photos (from the "
+        f"photo before) take it, a median {np.median(list(changed.values())) if changed else 0.0:.1f} deg from "
+        f"the recorded tilt; one pair's tilt is good to {one if one is not None else float('nan'):.1f} deg per axis, "
+        f"the recorded tilt to {recorded if recorded is not None else float('nan'):.1f} deg")
+    return out, changed, recorded
 
 
 def run_protocol(photos_dir, out_dir, *, model: str = "default", config: ProtocolConfig | None = None,
@@ -270,7 +284,15 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
                "mosaic_pairs": {"tried": report.tried, "used": len(report.pairs), "dropped": report.dropped},
                "config": cfg.__dict__, "cases": {}}
     att_sigma = report.attitude_sigma_deg if cfg.calibrate_offset else math.nan
+    if cfg.tilt_from_images and sm.recorded_tilt_sigma_deg is not None:
+        # the mosaic's figure is that of the map photos' tilt from images; the localized photos without a pair keep
+        # the recorded tilt, whose error the check measured (those with one state their own, PhotoMeta.tilt_sigma_deg)
+        att_sigma = sm.recorded_tilt_sigma_deg
     results["attitude_sigma_deg"] = att_sigma if math.isfinite(att_sigma) else None
+    tilt = sm.tilt_changed or {}
+    results["tilt_from_images"] = {"map_photos": sum(1 for k in map_idx if metas[k].name in tilt),
+                                   "test_photos": sum(1 for m in test if m.name in tilt),
+                                   "median_change_deg": float(np.median(list(tilt.values()))) if tilt else None}
     results["placement_sigma_m"] = report.placement_sigma_m if math.isfinite(report.placement_sigma_m) else None
     test_survey = PhotoSurvey(tuple(test), (), (), att_sigma if math.isfinite(att_sigma) else None)
     for name, deg in cases.items():
@@ -373,11 +395,15 @@ def register(subparsers) -> None:
                         "flight's lines make the map (a survey that covers its area twice)")
     p.add_argument("--no-offset", action="store_true",
                    help="do not move the localized photos' GPS by the camera-to-GPS offset the mosaic estimates")
+    p.add_argument("--recorded-tilt", action="store_true",
+                   help="keep the photos' recorded roll and pitch (default: from the images of consecutive photos, "
+                        "runtime photo-check)")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    cfg = ProtocolConfig(split=args.split, calibrate_offset=not args.no_offset)
+    cfg = ProtocolConfig(split=args.split, calibrate_offset=not args.no_offset,
+                         tilt_from_images=not args.recorded_tilt)
     res = run_protocol(args.photos, args.out, model=args.model, config=cfg,
                        progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(res))

@@ -61,3 +61,29 @@ def test_imu_settings_are_checked(kw, msg):
     with pytest.raises(LocalizerError) as exc:
         LocalizerConfig(**kw)
     assert msg in str(exc.value)
+
+
+@pytest.mark.parametrize("frame", ["enu_flu", "ned_frd"])
+def test_a_sample_that_states_its_tilt_sigma_is_used_for_its_frames(frame):
+    """A photo whose tilt came from its images states its own roll/pitch sigma: the loop's visual fixes use it
+    instead of ``attitude_sigma_deg`` (kept through the NED/FRD conversion); a sample without one falls back."""
+    from dataclasses import replace
+
+    import math
+
+    loop = Localizer(None, None, config=LocalizerConfig(imu_frame=frame, attitude_sigma_deg=4.7))
+    enu = _enu_sample(10**9)
+    s = enu if frame == "enu_flu" else _ned_frd(enu)
+    loop.on_imu(replace(s, tilt_sigma_rad=math.radians(0.8)))
+    assert loop._imu_tilt_sigma_deg() == pytest.approx(0.8)
+    loop.on_imu(replace(s, t_ns=2 * 10**9))
+    assert loop._imu_tilt_sigma_deg() == pytest.approx(4.7)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 2.0, float("nan"), True, "1"])
+def test_a_bad_tilt_sigma_says_what_was_expected(bad):
+    from runtime.errors import BagError
+
+    with pytest.raises(BagError) as exc:
+        ImuSample(0, (0.0, 0.0, 0.0, 1.0), tilt_sigma_rad=bad)
+    assert f"ImuSample.tilt_sigma_rad must be a number in [0, pi/2) radians or None, got {bad!r}" in str(exc.value)

@@ -209,3 +209,67 @@ def test_photo_check_cli(shared_data, tmp_path):
 
     d = json.loads(out.read_text())
     assert d["pairs_used"] == 2 and len(d["pairs"]) == 2 and d["tilt_error_deg"]["photos"] == 3
+
+
+def _five(ground, wrong_deg: dict):
+    """Five photos along a line, 24 m apart; photo k's recorded roll/pitch off by ``wrong_deg[k]`` degrees."""
+    atts = [Attitude.from_degrees(2.0, -3.0, 10.0), Attitude.from_degrees(-1.5, 2.0, 12.0),
+            Attitude.from_degrees(1.0, 1.0, 8.0), Attitude.from_degrees(-2.0, 0.5, 9.0),
+            Attitude.from_degrees(0.5, -1.0, 11.0)]
+    shots = []
+    for k, att in enumerate(atts):
+        dr, dp = wrong_deg.get(k, (0.0, 0.0))
+        rec = Attitude(att.roll + math.radians(dr), att.pitch + math.radians(dp), att.yaw)
+        shots.append(_shot(ground, f"p{k}.jpg", (-48.0 + 24.0 * k, 0.0), att, rec, 4.0 * k))
+    return [m for m, _ in shots], {m.name: g for m, g in shots}, atts
+
+
+def _tilt_deg(a: Attitude, b: Attitude) -> float:
+    """Angle between the two attitudes' body z axes, degrees (the tilt difference; heading ignored)."""
+    za, zb = a.R_body2world[:, 2], b.R_body2world[:, 2]
+    return math.degrees(math.acos(float(np.clip(za @ zb, -1.0, 1.0))))
+
+
+def test_images_tilt_replaces_a_wrong_recorded_tilt(ground):
+    """Photos 1 and 3 are recorded 4-5 degrees off in roll/pitch: from the images their tilt comes back within
+    0.5 degree of the truth, the heading stays as recorded, and each changed photo states its tilt's precision."""
+    from runtime.mapping.attitude_check import images_tilt, pair_tilt_sigma_deg, recorded_tilt_sigma_deg
+
+    metas, images, atts = _five(ground, {1: (4.0, 0.0), 3: (-3.0, 3.0)})
+    check = check_attitude(metas, [[0, 1, 2, 3, 4]], load=lambda m: images[m.name])
+    assert len(check.pairs) == 4
+    fixed, changed = images_tilt(metas, check, min_photos=3)
+    assert set(changed) == {m.name for m in metas}
+    assert abs(changed["p1.jpg"] - 4.0) < 0.6 and abs(changed["p3.jpg"] - math.hypot(3.0, 3.0)) < 0.8
+    for m, f, att in zip(metas, fixed, atts):
+        assert _tilt_deg(f.attitude, att) < 0.5, m.name
+        assert abs(math.degrees(f.attitude.yaw - m.attitude.yaw)) < 0.5  # the heading is not the images' to fix
+    one = pair_tilt_sigma_deg(check, min_photos=3)
+    assert one is not None and one < 0.5  # rendered pairs: each pair's normal is near exact
+    assert fixed[2].tilt_sigma_deg == pytest.approx(one / math.sqrt(2.0))  # photo 2 has two pairs
+    assert fixed[0].tilt_sigma_deg == pytest.approx(one)  # photo 0 has one
+    assert pair_tilt_sigma_deg(check) is None  # 3 photos in two pairs < the default 5
+    assert images_tilt(metas, check)[0][2].tilt_sigma_deg is None
+    assert recorded_tilt_sigma_deg(metas, check, min_photos=3) < 0.5  # robust: 2 of 5 off do not make the sigma
+    # every photo's recorded roll off by -4, -2, 0, 2, 4 degrees: robust sigma 1.4826 * 2 = 3.0 degrees
+    metas, images, _ = _five(ground, {k: (2.0 * k - 4.0, 0.0) for k in range(5)})
+    check = check_attitude(metas, [[0, 1, 2, 3, 4]], load=lambda m: images[m.name])
+    assert recorded_tilt_sigma_deg(metas, check, min_photos=3) == pytest.approx(1.4826 * 2.0, abs=0.4)
+    assert recorded_tilt_sigma_deg(metas, check, min_photos=6) is None
+
+
+def test_images_tilt_causal_uses_the_photo_before_only(ground):
+    from runtime.mapping.attitude_check import images_tilt
+
+    metas, images, atts = _five(ground, {0: (4.0, 0.0), 2: (0.0, 4.0)})
+    check = check_attitude(metas, [[0, 1, 2, 3, 4]], load=lambda m: images[m.name])
+    fixed, changed = images_tilt(metas, check, causal=True)
+    assert "p0.jpg" not in changed  # the first photo of the line has no photo before it
+    assert fixed[0].attitude == metas[0].attitude and fixed[0].tilt_sigma_deg is None
+    assert _tilt_deg(fixed[2].attitude, atts[2]) < 0.5
+    # a subset (the held-out photos of a split) is matched by name
+    sub, ch = images_tilt([metas[3]], check, causal=True)
+    assert list(ch) == ["p3.jpg"] and _tilt_deg(sub[0].attitude, atts[3]) < 0.5
+    # a photo without a recorded attitude is left alone
+    none, ch = images_tilt([replace(metas[2], attitude=None)], check)
+    assert ch == {} and none[0].attitude is None

@@ -31,7 +31,8 @@ def test_held_out_photos_become_ground_views_at_their_calibrated_positions(surve
     from runtime.tools.photo_protocol import ProtocolConfig
 
     folder, lines = survey
-    pairs = survey_pairs(folder, tmp_path, 0.4, 128, config=ProtocolConfig(split="lines"))
+    pairs = survey_pairs(folder, tmp_path, 0.4, 128, config=ProtocolConfig(split="lines",
+                                                                               tilt_from_images=False))
     held_out = len(lines[1]) + len(lines[3])
     assert len(pairs) == held_out == pairs.info["queries"] and pairs.info["map_photos"] == len(lines[0]) + len(lines[2])
     assert pairs.query.shape == (held_out, 128, 128, 3) and pairs.query.dtype == np.uint8

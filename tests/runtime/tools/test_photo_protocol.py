@@ -62,3 +62,33 @@ def test_the_table_says_what_happened_inside_the_cut_and_without_gps():
             "within 10 m: 33%") in text
     assert "| no_gps | 12% | - / - / - |" in text
     assert "no_gps: first estimate within 10 m never" in text
+
+
+def test_the_split_takes_its_tilt_from_the_images_map_both_ways_held_out_from_the_photo_before(shared_data):
+    """Four real flight lines: the map photos (lines 0 and 2) take their tilt from both neighbours, the held-out
+    ones (lines 1 and 3) only from the photo before them (as the loop would have it in flight): each line's first
+    held-out photo keeps its recorded attitude; each photo changed states a tilt sigma well under the recorded
+    tilt's error, and the two-pair ones a smaller one."""
+    from runtime.sources.photos import read_photo_folder
+    from runtime.tools.photo_protocol import _tilt_from_images, flight_lines, split_survey
+
+    every = list(read_photo_folder(shared_data("real/seneca/images")).photos)
+    keep = [k for line in flight_lines(every)[6:10] for k in line]
+    metas = [every[k] for k in keep]
+    lines = flight_lines(metas)
+    assert len(lines) == 4
+    map_idx, test_idx = split_survey(lines, "lines")
+    said = []
+    out, changed, recorded = _tilt_from_images(metas, lines, map_idx, test_idx, said.append)
+    assert recorded is not None and 2.0 < recorded < 10.0
+    assert "tilt from the images:" in said[0] and "the recorded tilt to" in said[0]
+    for line in (lines[1], lines[3]):
+        assert out[line[0]] is metas[line[0]] and metas[line[0]].name not in changed
+    held = [k for k in test_idx if metas[k].name in changed]
+    inner = {k for line in (lines[0], lines[2]) for k in line[1:-1]}  # map photos with a photo before and after
+    both = [k for k in map_idx if k in inner and metas[k].name in changed]
+    assert held and both
+    one = max(out[k].tilt_sigma_deg for k in held)
+    assert one < recorded / 2.0
+    assert all(out[k].tilt_sigma_deg <= one for k in both)
+    assert all(out[k].attitude != metas[k].attitude for k in held + both)
