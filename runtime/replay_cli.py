@@ -92,6 +92,9 @@ def register(subparsers) -> None:
                    help="a photo folder of the aircraft whose survey made the map: apply the camera-to-GPS offset, "
                         "the ground scale and the attitude error that `skyfix maps build --photos` measured (the map "
                         "it built keeps them, as does its JSON report)")
+    p.add_argument("--recorded-tilt", action="store_true",
+                   help="a photo folder: keep each photo's recorded roll and pitch (default: from the images of the "
+                        "photo before it in its flight line where the two register, as in flight)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(handler=run)
 
@@ -233,15 +236,17 @@ def run_events(loop, events, writer=None, *, gps_only: bool = False, on_event=No
     return records
 
 
-def open_recording(paths, *, topics=None, camera=None, survey_calibration=None, typestore="auto"):
+def open_recording(paths, *, topics=None, camera=None, survey_calibration=None, typestore="auto",
+                   tilt_from_images: bool = False):
     """A reader of ``paths``: a :class:`runtime.sources.photos.PhotoFolder` when they are one folder of photos (or
     photo files), else a :class:`runtime.bags.BagReader`. Role overrides set to ``'none'`` (``--gps-topic none``,
     ``--imu-topic none``) leave that role out of a photo folder too. ``survey_calibration``: the JSON report of
     ``skyfix maps build --photos`` (its ``camera_offset_m``, ``survey_scale`` and ``attitude_sigma_deg``), applied to
     a photo folder of the same aircraft: each photo's GPS moved to where its camera was, its height scaled, the
-    error of its recorded attitude stated."""
+    error of its recorded attitude stated. ``tilt_from_images``: each photo's roll and pitch from the images of the
+    photo before it (:func:`_images_tilt_survey`)."""
     from .bags import BagReader
-    from .sources.photos import PhotoFolder, is_photo_folder
+    from .sources.photos import PhotoFolder, is_photo_folder, read_photo_folder
 
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if len(paths) == 1 and is_photo_folder(paths[0]) or paths and all(
@@ -252,6 +257,8 @@ def open_recording(paths, *, topics=None, camera=None, survey_calibration=None, 
             camera = load_camera(camera)
         src = paths[0] if len(paths) == 1 else paths
         survey = None if survey_calibration is None else _calibrated_survey(src, camera, survey_calibration)
+        if tilt_from_images:
+            survey = _images_tilt_survey(survey if survey is not None else read_photo_folder(src, camera=camera))
         folder = PhotoFolder(src, camera=camera, survey=survey)
         return _RoleFilter(folder, {r for r, v in (topics or {}).items() if v in ("none", "")})
     if survey_calibration is not None:
@@ -277,6 +284,32 @@ def _survey_report(path) -> dict:
                               "from photos with `skyfix maps build --photos`); give that map, or its MAP.mosaic.json")
         return survey
     return json.loads(p.read_text())
+
+
+def _images_tilt_survey(survey):
+    """``survey`` (:class:`runtime.sources.photos.PhotoSurvey`) with each photo's roll and pitch taken from its
+    images and the photo before it in its flight line (causal: what the loop would have in flight;
+    :func:`runtime.mapping.attitude_check.images_tilt`), each such photo stating its tilt's sigma. Photos without a
+    registered pair keep the recorded attitude, stated off by the survey calibration's figure or, without one, by
+    what this folder's own pairs measure (:func:`runtime.mapping.attitude_check.recorded_tilt_sigma_deg`)."""
+    from dataclasses import replace
+
+    from .mapping.attitude_check import check_attitude, images_tilt, recorded_tilt_sigma_deg
+    from .mapping.flight_lines import flight_lines
+
+    metas = list(survey.photos)
+    if sum(m.attitude is not None for m in metas) < 2:
+        return survey
+    check = check_attitude(metas, flight_lines(metas))
+    sigma = survey.attitude_sigma_deg
+    if sigma is None:
+        sigma = recorded_tilt_sigma_deg(metas, check)
+    metas, changed = images_tilt(metas, check, causal=True)
+    note = (f"tilt from the images: {len(changed)} of {len(metas)} photos take their roll and pitch from the photo "
+            f"before them ({len(check.pairs)} of {len(check.pairs) + len(check.skipped)} consecutive pairs "
+            "register; --recorded-tilt keeps the recorded ones)"
+            + ("" if sigma is None else f"; the others' recorded tilt stated off by {sigma:.1f} deg"))
+    return replace(survey, photos=tuple(metas), notes=survey.notes + (note,), attitude_sigma_deg=sigma)
 
 
 def _calibrated_survey(src, camera, report_path):
@@ -357,7 +390,8 @@ def run(args: argparse.Namespace) -> int:
 
     deg = GpsDegradation.parse(args.gps_noise, args.gps_cut, args.gps_seed)
     with open_recording(args.bag, topics=overrides, camera=args.camera,
-                        survey_calibration=args.survey_calibration, typestore=args.typestore) as bag:
+                        survey_calibration=args.survey_calibration, typestore=args.typestore,
+                        tilt_from_images=not args.recorded_tilt) as bag:
         if deg.active:
             _err(f"note: {deg.describe()}")
         if not args.mount and getattr(bag, "mount", None) is not None:

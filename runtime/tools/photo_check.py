@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..mapping.attitude_check import check_attitude
     from ..sources.photos import read_photo_folder
-    from .photo_protocol import flight_lines
+    from ..mapping.flight_lines import flight_lines
 
     camera = None
     if args.camera:

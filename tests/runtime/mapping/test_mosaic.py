@@ -148,6 +148,10 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
     assert "the map was made from a photo survey whose calibration it keeps" in err
     assert f"pass --survey-calibration {out}" in err
     assert "from the photos: imu_accel=False, attitude_yaw_sigma_deg=17, height_m=" in err
+    # the three photos' tilt from their images: the 2nd and 3rd from the photo before them (the 1st has none and
+    # keeps its recorded tilt; three photos are too few to measure how far that is off: the loop's default)
+    assert "tilt from the images: 2 of 3 photos take their roll and pitch from the photo before them (2 of 2 " in err
+    assert "the others' recorded tilt stated off by " not in err
     recs = read_track(track)
     assert len(recs) >= 3 and all(r.lat is not None for r in recs)
     assert runtime_main(["eval", str(track), "--truth", str(fly)]) == 0
@@ -158,6 +162,7 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
                          "--survey-calibration", str(cal)]) == 0
     err = capsys.readouterr().err
     assert f"note: survey calibration {cal}: camera" in err
+    assert f"the others' recorded tilt stated off by {report['attitude_sigma_deg']:.1f} deg" in err
     # the survey's measured attitude error reaches the loop (each fix carries the nadir shift it makes)
     assert f"recorded attitude off by {report['attitude_sigma_deg']:.1f} deg (1 sigma)" in err
     assert f"attitude_sigma_deg={report['attitude_sigma_deg']:g}" in err
@@ -166,9 +171,10 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
     assert kept["survey_scale"] == report["survey_scale"] and kept["report"] == "map.mosaic.json"
     assert kept["attitude_sigma_deg"] == report["attitude_sigma_deg"]
     assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t5.jsonl"), "--quiet",
-                         "--survey-calibration", str(out)]) == 0
+                         "--survey-calibration", str(out), "--recorded-tilt"]) == 0
     err = capsys.readouterr().err
     assert f"note: survey calibration {out}: camera" in err and "pass --survey-calibration" not in err
+    assert "tilt from the images" not in err
     plain = tmp_path / "plain.map"
     from maps.build import build_map
     from maps.descriptors import ClassicalDescriptor, classical_contract
