@@ -75,6 +75,9 @@ def register(subparsers) -> None:
                         "camera-vs-map pairs, the photos' own GPS as the truth (a few metres off)")
     e.add_argument("--photo-split", choices=("lines", "halves"), default="halves",
                    help="with --photos: which photos make the map (as runtime photo-eval; default halves)")
+    e.add_argument("--photo-recorded-tilt", action="store_true",
+                   help="with --photos: keep the photos' recorded roll and pitch (default: from their images, as "
+                        "runtime photo-eval)")
     e.add_argument("--photo-out", default=None, metavar="DIR",
                    help="with --photos: where the mosaic is written (default: a temporary folder)")
     e.add_argument("--queries", type=_positive_int, default=200, help="queries per area (default 200)")
@@ -101,7 +104,7 @@ def _eval_photos(encoders: dict, args: argparse.Namespace) -> int:
     if not Path(args.photos).is_dir():
         raise TrainError(f"--photos {args.photos}: not a folder of geotagged photos")
     cfg = EvalConfig(prior_sigma_m=args.prior_sigma)
-    pcfg = ProtocolConfig(split=args.photo_split, tilt_from_images=False)  # as the model card's figures were measured
+    pcfg = ProtocolConfig(split=args.photo_split, tilt_from_images=not args.photo_recorded_tilt)
     results, cache = [], {}
     with tempfile.TemporaryDirectory(prefix="skyfix-photos-") as tmp:
         out = Path(args.photo_out) if args.photo_out else Path(tmp)

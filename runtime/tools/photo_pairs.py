@@ -82,8 +82,7 @@ def survey_pairs(photos_dir, out_dir, gsd_m: float, size_px: int, *, config=None
 
     from .photo_protocol import ProtocolConfig, structure_of, survey_map
 
-    # the recorded tilt, as the model card's Seneca retrieval figures were measured (tilt from images: not yet)
-    cfg = config or ProtocolConfig(tilt_from_images=False)
+    cfg = config or ProtocolConfig()
     sm = survey_map(photos_dir, out_dir, cfg, progress)
     frame = sm.ortho.frame
     yaws = _line_yaw(sm.metas, sm.lines, frame)

@@ -41,7 +41,7 @@ def test_held_out_photos_become_ground_views_at_their_calibrated_positions(surve
     m = pairs.mosaic
     col = ((pairs.position[:, 0] - m.x_min) / m.gsd).astype(int)
     row = ((m.y_max - pairs.position[:, 1]) / m.gsd).astype(int)
-    assert m.mask[row, col].all()  # the held-out lines lie between the mapped ones
+    assert m.mask[row, col].all()  # the held-out lines lie between (the 2nd) and beside (the 4th) the mapped ones
     assert (tmp_path / "mosaic.tif").is_file() and (tmp_path / "mosaic.json").is_file()
     some = pairs.structure >= 0.03
     sub = pairs.subset(some)
@@ -59,10 +59,13 @@ def test_eval_encoder_on_photos(survey, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="skyfix")
     train_cli.register(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "r.json"
+    # the recorded tilt: the outer held-out line (the 4th) then lies inside the mosaic of the 1st and 3rd lines
+    # (with the tilt from images, the default, one of its photos falls just outside it: no positive tile)
     args = parser.parse_args(["eval-encoder", "classical", "--photos", str(folder), "--photo-split", "lines",
-                              "--json", str(out)])
+                              "--json", str(out), "--photo-recorded-tilt"])
     assert args.handler(args) == 0
     text = capsys.readouterr().out
+    assert "tilt from the images" not in text
     assert f"{folder.name}/lines " in text and f"{folder.name}/lines/structure" in text
     rep = json.loads(out.read_text())
     assert rep["config"]["split"] == "lines" and "placement noise" in rep["config"]["truth"]
