@@ -137,6 +137,22 @@ def _errors(records, metas, frame):
     return out
 
 
+def covariance_held(errs, metas, frame, reference_sigma_m: float, chi2: float = 5.991) -> float | None:
+    """Share of the localized frames (status not LOST) whose error against the photo's GPS lies inside the 95 %
+    ellipse (``chi2``, 2 degrees of freedom) of the reported covariance plus the reference's own noise
+    (``reference_sigma_m`` per axis: the photos' GPS is not the truth). None without such frames."""
+    inside = []
+    for (r, e), m in zip(errs, metas):
+        if r is None or r.status == "LOST" or not math.isfinite(e) or r.cov_en is None:
+            continue
+        ex, ey = frame.to_local(r.lat, r.lon)
+        tx, ty = frame.to_local(m.lat, m.lon)
+        d = np.array([float(ex) - float(tx), float(ey) - float(ty)])
+        C = np.asarray(r.cov_en, dtype=np.float64) + reference_sigma_m ** 2 * np.eye(2)
+        inside.append(float(d @ np.linalg.solve(C, d)) <= chi2)
+    return float(np.mean(inside)) if inside else None
+
+
 def _stats(d: np.ndarray) -> dict:
     d = d[np.isfinite(d)]
     if not len(d):
@@ -295,6 +311,10 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
                                    "median_change_deg": float(np.median(list(tilt.values()))) if tilt else None}
     results["placement_sigma_m"] = report.placement_sigma_m if math.isfinite(report.placement_sigma_m) else None
     test_survey = PhotoSurvey(tuple(test), (), (), att_sigma if math.isfinite(att_sigma) else None)
+    # the reference's own noise for the covariance check: the mosaic's placement noise (images against GPS), an
+    # upper bound of the GPS's; unmeasured: the GPS smoothness bound of a consumer receiver, 2.5 m
+    ref_sigma = report.placement_sigma_m if math.isfinite(report.placement_sigma_m) else 2.5
+    results["reference_sigma_m"] = ref_sigma
     for name, deg in cases.items():
         with PhotoFolder(None, survey=test_survey) as src:
             loop = Localizer(package, encoder, mount=src.mount, config=LocalizerConfig.from_dict(src.loop_settings()))
@@ -313,7 +333,8 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
                 "structured_within_10m": float(np.mean([(loc and e <= 10.0) for loc, e, s in
                                                         zip(localized, d, structured) if s]) if structured.any()
                                                else math.nan),
-                "ok_over_10m": ok_far, "status": {s: status.count(s) for s in set(status) if s is not None}}
+                "ok_over_10m": ok_far, "status": {s: status.count(s) for s in set(status) if s is not None},
+                "covariance_held_95": covariance_held(errs, test, frame, ref_sigma)}
         if deg is not None and deg.cuts_s:
             a, b = deg.cuts_s[0]
             inside = np.array([a <= (m.t_ns - t_first) * 1e-9 < b for m in test])
@@ -369,6 +390,10 @@ def format_table(res: dict) -> str:
         rows.append(f"| {name} | {c['localized']:.0%} | {f(a['median_m'])} / {f(a['p95_m'])} / {f(a['max_m'])} | "
                     f"{f(s['median_m'])} / {f(s['p95_m'])} | {c['structured_within_10m']:.0%} | {c['ok_over_10m']} | "
                     f"{f(g.get('median_m'))} / {f(g.get('p95_m'))} |")
+    held = {n: c.get("covariance_held_95") for n, c in res["cases"].items() if c.get("covariance_held_95") is not None}
+    if held:
+        rows.append(f"95 % ellipse (reported covariance + the reference's {res.get('reference_sigma_m', 0.0):.1f} m) "
+                    "holds " + ", ".join(f"{n} {v:.0%}" for n, v in held.items()) + " of the localized frames' errors")
     for name, c in res["cases"].items():
         if "during_cut" in c:
             dc, share = c["during_cut"], c.get("during_cut_structured_within_10m")

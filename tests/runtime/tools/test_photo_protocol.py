@@ -92,3 +92,33 @@ def test_the_split_takes_its_tilt_from_the_images_map_both_ways_held_out_from_th
     assert one < recorded / 2.0
     assert all(out[k].tilt_sigma_deg <= one for k in both)
     assert all(out[k].attitude != metas[k].attitude for k in held + both)
+
+
+def test_the_covariance_check_counts_errors_inside_the_95_ellipse_with_the_reference_noise():
+    """Errors of 3 m and 5 m east against a reported 1 m sigma plus a reference of 1 m per axis: 9 / 2 = 4.5 is inside
+    the 95 % ellipse (5.99), 12.5 is not; LOST frames and frames without an estimate are not counted."""
+    from types import SimpleNamespace
+
+    from maps.geodesy import LocalFrame
+    from runtime.tools.photo_protocol import covariance_held, format_table
+
+    frame = LocalFrame(41.0, -83.0)
+    metas, errs = [], []
+    for k, (east, status) in enumerate(((3.0, "DEGRADED"), (5.0, "OK"), (50.0, "LOST"), (0.0, None))):
+        lat, lon = frame.to_wgs84(100.0 * k, 0.0)
+        metas.append(SimpleNamespace(lat=float(lat), lon=float(lon)))
+        if status is None:
+            errs.append((None, math.nan))
+            continue
+        elat, elon = frame.to_wgs84(100.0 * k + east, 0.0)
+        rec = SimpleNamespace(lat=float(elat), lon=float(elon), status=status, cov_en=((1.0, 0.0), (0.0, 1.0)))
+        errs.append((rec, east))
+    assert covariance_held(errs, metas, frame, 1.0) == 0.5  # 3 m: 9 / 2 = 4.5 <= 5.99; 5 m: 12.5 > 5.99
+    assert covariance_held(errs, metas, frame, 3.0) == 1.0  # 25 / 10 = 2.5
+    assert covariance_held(errs[2:], metas[2:], frame, 1.0) is None
+    none = {"n": 0, "median_m": None, "p95_m": None, "max_m": None, "within_10m": None}
+    res = {"reference_sigma_m": 2.1, "cases": {"noisy": {"localized": 1.0, "all": none, "structured": none,
+                                                         "structured_within_10m": 0.5, "ok_over_10m": 0,
+                                                         "covariance_held_95": 0.93}}}
+    assert ("95 % ellipse (reported covariance + the reference's 2.1 m) holds noisy 93% of the localized frames' "
+            "errors") in format_table(res)
