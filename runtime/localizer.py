@@ -128,7 +128,8 @@ class LocalizerConfig:
             while its belief is wider than this (metres) or it has none; a tight belief would only be pulled off by
             them.
         attitude_sigma_deg: roll/pitch error assumed for the IMU attitude (moves the nadir point by
-            ``height * tan(error)``), degrees.
+            ``height * tan(error)``), degrees; a sample that states its own (:attr:`runtime.events.ImuSample.
+            tilt_sigma_rad`, a photo whose tilt came from its images) overrides it for the frames that use it.
         attitude_yaw_sigma_deg: how far the attitude's yaw may be off, degrees (0: trusted, one view per frame). A
             source whose heading is poor (a senseFly survey's XMP heading scatters by ~17 degrees around the one its
             images show) sets it: each frame is then viewed at the attitude's roll and pitch and at yaws

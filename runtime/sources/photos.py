@@ -287,8 +287,10 @@ class PhotoSurvey:
         photos: :class:`PhotoMeta` sorted by ``t_ns``, then file name.
         skipped: ``(path, reason)`` of every file that could not be used.
         notes: one line per skipped file and per survey-level assumption (heading from the GPS track).
-        attitude_sigma_deg: how far the photos' recorded roll and pitch are off (degrees), when a survey
-            calibration measured it (:attr:`runtime.mapping.mosaic.MosaicReport.attitude_sigma_deg`); None: unknown.
+        attitude_sigma_deg: how far the photos' recorded roll and pitch are off (degrees), when it was measured (a
+            survey calibration's ``attitude_sigma_deg``, or the folder's own consecutive pairs:
+            :func:`runtime.mapping.attitude_check.recorded_tilt_sigma_deg`); None: unknown. A photo whose tilt came
+            from its images states its own (:attr:`PhotoMeta.tilt_sigma_deg`).
     """
 
     photos: tuple[PhotoMeta, ...]
@@ -844,10 +846,11 @@ class PhotoFolder:
 
     def loop_settings(self) -> dict:
         """Localizer settings these photos imply (:class:`runtime.localizer.LocalizerConfig` keys): ``imu_accel``
-        False when they carry an attitude (no acceleration is measured), ``attitude_yaw_sigma_deg`` 17 for senseFly photos (their Heading scatters by about that around the heading
-        their images show, measured on the Seneca flight), ``attitude_sigma_deg`` when a survey calibration measured
-        how far the photos' recorded attitude is off (:attr:`PhotoSurvey.attitude_sigma_deg`: each visual fix then
-        carries the nadir shift that error makes), ``height_m`` the median height above ground of the
+        False when they carry an attitude (no acceleration is measured), ``attitude_yaw_sigma_deg`` 17 for senseFly
+        photos (their Heading scatters by about that around the heading their images show, measured on the Seneca
+        flight), ``attitude_sigma_deg`` when it is known how far the photos' recorded attitude is off
+        (:attr:`PhotoSurvey.attitude_sigma_deg`: each visual fix then carries the nadir shift that error makes;
+        photos whose tilt came from their images state their own with each sample), ``height_m`` the median height above ground of the
         photos (what the loop assumes until a GPS altitude comes: with the GPS cut or absent, the autopilot's
         barometric height), and ``align_highpass_m`` (:data:`PHOTO_HIGHPASS_M`: real photometry, see
         :class:`runtime.align.FineAligner`)."""

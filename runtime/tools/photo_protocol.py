@@ -9,17 +9,20 @@ none. The protocol plays this out on one survey:
    orthomosaic (:mod:`runtime.mapping.mosaic`), written as a GeoTIFF, and a map package built from it. The mosaic's
    survey calibration (the camera's offset from its GPS fix, the ground scale of the heights, the error of the
    recorded attitude) is applied to the localized photos, as it would be to a later flight of the same aircraft
-   (``--no-offset``: not).
+   (``--no-offset``: not). Each photo's roll and pitch come from its images (``--recorded-tilt``: not): the map's
+   photos from the pairs with both neighbours in their line, the localized ones from the pair with the photo before
+   them only, as the loop would have it in flight (:func:`runtime.mapping.attitude_check.images_tilt`).
 3. **The other lines are localized** (one replay of their photos in time order, the time between them included),
    with the photos' own GPS as the reference, in three cases: (a) the GPS fed with added noise (sigma, bias); (b)
    the same with the GPS cut for ``cut_s`` seconds in the middle of the held-out photos; (c) no GPS at all.
 4. **Measured** per case: the share of frames with an estimate that is not LOST, median / p95 / max distance to the
    photos' GPS (itself a few metres off: a consumer receiver, a fix time that is not the exposure's), the same
    over the frames that show structure, estimates OK while more than 10 m off, and for (c) how many frames after
-   the first frame with structure the first estimate within 10 m came. Each frame's *structure* is the share of
-   its ground view (at the map's resolution) whose smoothed gradient exceeds ``edge_level`` (grey levels per
-   pixel): roads, buildings and field edges make it high, uniform fields low; frames at or above
-   ``structure_min`` count as showing structure. Frames more than 10 m off are listed with their structure,
+   the first frame with structure the first estimate within 10 m came, and how many of the localized frames' errors
+   the 95 % ellipse of the reported covariance holds once widened by the reference's own noise (the mosaic's
+   placement noise per axis). Each frame's *structure* is the share of its ground view (at the map's
+   resolution) whose smoothed gradient exceeds ``edge_level`` (grey levels per pixel): roads, buildings and field
+   edges make it high, uniform fields low; frames at or above ``structure_min`` count as showing structure. Frames more than 10 m off are listed with their structure,
    roll/pitch and the reason the loop gave.
 
 Printed: a table (and ``--json``); the mosaic's registration report is written next to the map.
