@@ -361,7 +361,6 @@ def check_attitude(photos: Sequence, lines: Sequence[Sequence[int]], *, config: 
     return AttitudeCheck(tuple(pairs), tuple(skipped), tilt, shift, np.array(along), np.array(cross))
 
 
-
 def _downs(check: AttitudeCheck, causal: bool) -> dict:
     """name -> the images' ground normals (camera axes) of the photo's counted pairs: as the second photo of a
     pair (``down_b``) and, unless ``causal``, as the first (``down_a``)."""
@@ -373,16 +372,30 @@ def _downs(check: AttitudeCheck, causal: bool) -> dict:
     return downs
 
 
-def pair_tilt_sigma_deg(check: AttitudeCheck, min_photos: int = 5) -> float | None:
-    """How precisely one pair gives a photo's tilt, degrees per axis: the photos in two counted pairs (with the
-    photo before and the one after) get two independent normals; the robust sigma of their difference per camera
-    axis (x, y), over sqrt(2), the larger axis. None with fewer than ``min_photos`` such photos."""
+def _pair_tilt_stats(check: AttitudeCheck, min_photos: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(bias, noise), float64[2] radians per camera axis (x, y), of one pair's ground normal, from the photos in two
+    counted pairs: their normal from the pair with the photo before (``d_b``) and from the pair with the photo after
+    (``d_a``) differ by ``2 bias + noise * sqrt(2)`` (a pair's normal leans along its baseline, which points back in
+    one pair and forward in the other). bias = |median(d_b - d_a)| / 2, noise = robust sigma / sqrt(2). None with
+    fewer than ``min_photos`` such photos."""
     before = {p.b: p.down_b for p in check.pairs}
     diffs = [before[p.a] - p.down_a for p in check.pairs if p.a in before]
     if len(diffs) < min_photos:
         return None
     d = np.array(diffs)[:, :2]  # small angles: the normals' x, y components are radians
-    return float(np.degrees(robust_sigma(d).max() / math.sqrt(2.0)))
+    return np.abs(np.median(d, axis=0)) / 2.0, robust_sigma(d) / math.sqrt(2.0)
+
+
+def pair_tilt_sigma_deg(check: AttitudeCheck, min_photos: int = 5, pairs: int = 1) -> float | None:
+    """How precisely ``pairs`` pairs give a photo's tilt, degrees per axis (the larger axis), from
+    :func:`_pair_tilt_stats`: one pair ``sqrt(bias^2 + noise^2)``; two (the pair before and the pair after, whose
+    biases cancel) ``noise / sqrt(2)``. None with fewer than ``min_photos`` photos in two pairs."""
+    stats = _pair_tilt_stats(check, min_photos)
+    if stats is None:
+        return None
+    bias, noise = stats
+    sigma = np.hypot(bias, noise) if pairs == 1 else noise / math.sqrt(2.0)
+    return float(np.degrees(sigma.max()))
 
 
 def recorded_tilt_sigma_deg(photos: Sequence, check: AttitudeCheck, min_photos: int = 5) -> float | None:
@@ -422,15 +435,15 @@ def images_tilt(photos: Sequence, check: AttitudeCheck, *, causal: bool = False,
         min_photos: passed to :func:`pair_tilt_sigma_deg`.
     Returns:
         (the photos, ``dataclasses.replace`` d; name -> the tilt change, degrees, of each photo changed). A photo
-        changed states its tilt's precision, ``tilt_sigma_deg``: :func:`pair_tilt_sigma_deg` over the square root
-        of its pairs (None when the survey has too few photos in two pairs to measure it).
+        changed states its tilt's precision, ``tilt_sigma_deg``: :func:`pair_tilt_sigma_deg` for its number of
+        pairs (None when the survey has too few photos in two pairs to measure it).
     """
     from dataclasses import replace
 
     from calibration.geometry import Attitude
 
     downs = _downs(check, causal)
-    one = pair_tilt_sigma_deg(check, min_photos)
+    sigmas = {n: pair_tilt_sigma_deg(check, min_photos, pairs=n) for n in (1, 2)}
     out, changed = [], {}
     for m in photos:
         vs = downs.get(m.name)
@@ -443,6 +456,5 @@ def images_tilt(photos: Sequence, check: AttitudeCheck, *, causal: bool = False,
         R_fix = _rotation_between(w, np.array([0.0, 0.0, -1.0]))
         att = Attitude.from_matrix(R_fix @ m.attitude.R_body2world)
         changed[m.name] = math.degrees(math.acos(float(np.clip(-w[2], -1.0, 1.0))))
-        sigma = None if one is None else one / math.sqrt(len(vs))
-        out.append(replace(m, attitude=att, tilt_sigma_deg=sigma))
+        out.append(replace(m, attitude=att, tilt_sigma_deg=sigmas[min(len(vs), 2)]))
     return out, changed

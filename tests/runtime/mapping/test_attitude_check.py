@@ -246,7 +246,7 @@ def test_images_tilt_replaces_a_wrong_recorded_tilt(ground):
         assert abs(math.degrees(f.attitude.yaw - m.attitude.yaw)) < 0.5  # the heading is not the images' to fix
     one = pair_tilt_sigma_deg(check, min_photos=3)
     assert one is not None and one < 0.5  # rendered pairs: each pair's normal is near exact
-    assert fixed[2].tilt_sigma_deg == pytest.approx(one / math.sqrt(2.0))  # photo 2 has two pairs
+    assert fixed[2].tilt_sigma_deg == pytest.approx(pair_tilt_sigma_deg(check, 3, pairs=2))  # photo 2: two pairs
     assert fixed[0].tilt_sigma_deg == pytest.approx(one)  # photo 0 has one
     assert pair_tilt_sigma_deg(check) is None  # 3 photos in two pairs < the default 5
     assert images_tilt(metas, check)[0][2].tilt_sigma_deg is None
@@ -273,3 +273,24 @@ def test_images_tilt_causal_uses_the_photo_before_only(ground):
     # a photo without a recorded attitude is left alone
     none, ch = images_tilt([replace(metas[2], attitude=None)], check)
     assert ch == {} and none[0].attitude is None
+
+
+def test_one_pairs_tilt_sigma_counts_the_lean_along_the_baseline():
+    """Synthetic pairs: each photo's normal from the pair before leans +0.7 degree in camera y, from the pair after
+    -0.7 (a pair's normal leaning along its baseline), plus 0.5 degree of white noise per axis. One pair's tilt is
+    then good to hypot(0.7, 0.5) = 0.86 degree in y; two pairs' mean to 0.5 / sqrt(2) = 0.35 (the leans cancel)."""
+    from runtime.mapping.attitude_check import AttitudeCheck, PairCheck, pair_tilt_sigma_deg
+
+    rng = np.random.default_rng(2)
+    lean, noise = math.radians(0.7), math.radians(0.5)
+
+    def down(sign):
+        v = np.array([0.0, sign * lean, 1.0]) + np.append(rng.normal(0.0, noise, 2), 0.0)
+        return v / np.linalg.norm(v)
+
+    pairs = tuple(PairCheck(f"p{k}", f"p{k + 1}", 100, 0.5, 0.4, np.zeros(3), down(-1.0), down(+1.0))
+                  for k in range(4000))
+    check = AttitudeCheck(pairs, ())
+    assert pair_tilt_sigma_deg(check) == pytest.approx(math.hypot(0.7, 0.5), rel=0.05)
+    assert pair_tilt_sigma_deg(check, pairs=2) == pytest.approx(0.5 / math.sqrt(2.0), rel=0.05)
+    assert pair_tilt_sigma_deg(AttitudeCheck(pairs[:3], ())) is None  # 2 photos in two pairs < 5
