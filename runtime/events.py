@@ -346,7 +346,8 @@ class ImuSample:
         )
         if self.tilt_sigma_rad is not None:
             v = self.tilt_sigma_rad
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0.0 <= v < math.pi / 2):
+            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v < math.pi / 2
+            if not ok:
                 raise BagError(f"ImuSample.tilt_sigma_rad must be a number in [0, pi/2) radians or None, got {v!r}")
             object.__setattr__(self, "tilt_sigma_rad", float(v))
 

@@ -850,9 +850,9 @@ class PhotoFolder:
         photos (their Heading scatters by about that around the heading their images show, measured on the Seneca
         flight), ``attitude_sigma_deg`` when it is known how far the photos' recorded attitude is off
         (:attr:`PhotoSurvey.attitude_sigma_deg`: each visual fix then carries the nadir shift that error makes;
-        photos whose tilt came from their images state their own with each sample), ``height_m`` the median height above ground of the
-        photos (what the loop assumes until a GPS altitude comes: with the GPS cut or absent, the autopilot's
-        barometric height), and ``align_highpass_m`` (:data:`PHOTO_HIGHPASS_M`: real photometry, see
+        photos whose tilt came from their images state their own with each sample), ``height_m`` the median height
+        above ground of the photos (what the loop assumes until a GPS altitude comes: with the GPS cut or absent, the
+        autopilot's barometric height), and ``align_highpass_m`` (:data:`PHOTO_HIGHPASS_M`: real photometry, see
         :class:`runtime.align.FineAligner`)."""
         out: dict = {}
         if self.selection.get("imu"):

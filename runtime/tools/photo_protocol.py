@@ -22,8 +22,8 @@ none. The protocol plays this out on one survey:
    the 95 % ellipse of the reported covariance holds once widened by the reference's own noise (the mosaic's
    placement noise per axis). Each frame's *structure* is the share of its ground view (at the map's
    resolution) whose smoothed gradient exceeds ``edge_level`` (grey levels per pixel): roads, buildings and field
-   edges make it high, uniform fields low; frames at or above ``structure_min`` count as showing structure. Frames more than 10 m off are listed with their structure,
-   roll/pitch and the reason the loop gave.
+   edges make it high, uniform fields low; frames at or above ``structure_min`` count as showing structure.
+   Frames more than 10 m off are listed with their structure, roll/pitch and the reason the loop gave.
 
 Printed: a table (and ``--json``); the mosaic's registration report is written next to the map.
 """
@@ -189,7 +189,7 @@ class SurveyMap:
     mosaic_path: Path
     offset_m: tuple
     scale: float
-    tilt_changed: dict = None
+    tilt_changed: dict | None = None
     recorded_tilt_sigma_deg: float | None = None
 
 
