@@ -26,6 +26,16 @@ def _nonneg_int(text: str) -> int:
     return int(text)
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def register(subparsers) -> None:
     """Add ``train`` and ``eval-encoder`` to a ``skyfix`` subparsers object."""
     p = subparsers.add_parser(
@@ -44,6 +54,12 @@ def register(subparsers) -> None:
     g.add_argument("--steps", type=_positive_int, default=None, help="optimisation steps (overrides the preset)")
     g.add_argument("--epochs", type=_positive_int, default=None, help="epochs of steps_per_epoch steps")
     p.add_argument("--seed", type=_nonneg_int, default=None, help="seed (overrides the preset)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="start from random weights rather than the ImageNet ones (needs no efficientnet-lite0-pytorch-"
+                        "model; a preset that freezes pretrained blocks refuses it)")
+    p.add_argument("--time-budget", type=_positive_seconds, default=None, metavar="S",
+                   help="stop (with a checkpoint in OUT/last.pt, which --resume continues) once this invocation has "
+                        "trained for S seconds (overrides the preset's guard)")
     p.add_argument("--no-shared-data", action="store_true",
                    help="ignore ../shared/data: train and hold out blocks of the NEON sample only")
     p.add_argument("--no-onnx", action="store_true", help="do not export OUT/model.onnx at the end")
@@ -153,6 +169,10 @@ def run_train(args: argparse.Namespace) -> int:
     overrides = {}
     if args.seed is not None:
         overrides["seed"] = args.seed
+    if getattr(args, "from_scratch", False):
+        overrides["pretrained"] = False
+    if getattr(args, "time_budget", None) is not None:
+        overrides["time_budget_s"] = args.time_budget
     base = get_preset(args.preset)
     if args.steps is not None:
         overrides["steps"] = args.steps

@@ -172,6 +172,38 @@ def test_cli_registers_and_parses():
         parser.parse_args(["train", "--steps", "0"])
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--steps", "3", "--epochs", "2"])
+    assert parser.parse_args(["train", "--time-budget", "90"]).time_budget == 90.0
+    assert parser.parse_args(["train"]).time_budget is None
+    assert parser.parse_args(["train", "--from-scratch"]).from_scratch
+    for bad in ("0", "-5", "inf", "nan", "ten"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["train", "--time-budget", bad])
+
+
+def test_cli_time_budget_stops_with_a_checkpoint(tmp_path, capsys):
+    """--time-budget overrides the preset's guard: the run stops after its first step with OUT/last.pt."""
+    from export import train_cli
+
+    args = argparse.Namespace(preset="tiny", seed=None, steps=50, epochs=None, out=str(tmp_path / "run"),
+                              resume=False, no_shared_data=True, no_onnx=True, time_budget=1e-3, device="cpu")
+    assert train_cli.run_train(args) == 0
+    out = capsys.readouterr().out
+    assert "trained 1/50 steps" in out and "stopped early (time budget) at step 1" in out
+    assert (tmp_path / "run" / "last.pt").is_file() and not (tmp_path / "run" / "final.pt").exists()
+
+
+def test_cli_from_scratch(tmp_path):
+    """--from-scratch sets pretrained = False; a preset that freezes ImageNet blocks refuses it with a typed error."""
+    from export import train_cli
+    from export.train import get_preset
+
+    assert get_preset("default").freeze_blocks > 0 and get_preset("gpu").pretrained
+    args = argparse.Namespace(preset="default", seed=None, steps=1, epochs=None, out=str(tmp_path / "run"),
+                              resume=False, no_shared_data=True, no_onnx=True, time_budget=None, from_scratch=True,
+                              device="cpu")
+    with pytest.raises(PresetError, match="freeze_blocks > 0 keeps ImageNet weights"):
+        train_cli.run_train(args)
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_train_unknown_preset_is_typed_error():
