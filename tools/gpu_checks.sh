@@ -8,7 +8,10 @@
 #                                              only serves the training's throughput there); about 43 MB, which with
 #                                              the repository stays under the 64 MiB a call may carry
 #                                              (PYTHON: a python that imports skyfix)
-#   there:  bash tools/gpu_checks.sh run       (carry .devpack) unpack into .site/, then every check
+#   there:  bash tools/gpu_checks.sh run [GROUP...]
+#                                              (carry .devpack) unpack into .site/, then every check, or those of the
+#                                              groups named: tests (native build, GPU tests), train (training, torch
+#                                              export, encoder bench), loop (maps, loop benches; needs train's export)
 #
 # `run` writes under $OUT (or .run/out) summary.txt, versions.txt, gpu.txt, four JSON results and logs.tgz (the
 # device tool returns at most 8 files; logs.tgz is rewritten after every step, so a call cut short still returns
@@ -84,8 +87,19 @@ step() {  # step NAME LIMIT_S COMMAND...: one check, its output in $LOGS/NAME.lo
   return 0
 }
 
+GROUPS_WANTED=()
+want() {  # want GROUP: true when `run` was given no group or this one (tests, train, loop)
+  [[ ${#GROUPS_WANTED[@]} -eq 0 ]] && return 0
+  local g
+  for g in "${GROUPS_WANTED[@]}"; do [[ "$g" == "$1" ]] && return 0; done
+  return 1
+}
+
 run() {
-  rm -rf "${RUN:?}"/train "$RUN"/map "$RUN"/map_pt2 "$RUN"/enc_fp16.pt2 "$RUN"/logs  # this script's scratch
+  # this script's scratch: what the groups run now write starts clean (a `loop` after a `train` keeps its export)
+  rm -rf "${RUN:?}"/logs
+  if want train; then rm -rf "$RUN"/train "$RUN"/enc_fp16.pt2; fi
+  if want loop; then rm -rf "$RUN"/map "$RUN"/map_pt2; fi
   mkdir -p "$OUT" "$RUN/logs"
   LOGS="$RUN/logs"
   : > "$OUT/summary.txt"
@@ -94,9 +108,10 @@ run() {
   local native_args=()
   if [[ "$DEVICE" != cpu ]]; then
     nvidia-smi > "$OUT/gpu.txt" 2>&1
-    step unpack 60 tar xJf .devpack/site.tar.xz -C "$(mkdir -p .site && echo .site)"
-    step hnswlib 240 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --target .site \
-      .devpack/hnswlib-0.8.0.tar.gz
+    # a machine still warm from an earlier call keeps .site/
+    [[ -d .site/rasterio ]] || step unpack 60 tar xJf .devpack/site.tar.xz -C "$(mkdir -p .site && echo .site)"
+    "$PY" -c "import hnswlib" 2>/dev/null || step hnswlib 240 "$PY" -m pip install -q --no-index --no-deps \
+      --no-build-isolation --no-cache-dir --target .site .devpack/hnswlib-0.8.0.tar.gz
     native_args=(-DSKYFIX_CUDA_ARCHITECTURES=90)  # the lent GPUs are Hopper: one architecture builds faster
   fi
   "$PY" -c "import torch, cv2, numpy, onnxruntime, rasterio, pyproj, rosbags, hnswlib; \
@@ -107,31 +122,45 @@ print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'opencv', c
   local preset=gpu loop_dev=$DEVICE xdist=()
   if [[ "$DEVICE" == cpu ]]; then preset=tiny; loop_dev=torch:cpu; fi
   "$PY" -c "import xdist" 2>/dev/null && [[ "$DEVICE" != cpu ]] && xdist=(-n 4 --dist loadfile)
-  step native 60 cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Release "${native_args[@]}"
-  step native_build 120 cmake --build build/native -j
-  step pytest 200 "$PY" -m pytest -q -rs "${xdist[@]}" tests/runtime/gpu tests/runtime/native \
-    tests/runtime/test_torch_graphs.py tests/export/test_gpu_pairs.py tests/export/test_train_device.py \
-    tests/runtime/test_bench_encoder.py
-  step train 140 "$PY" -m runtime.cli.skyfix train --preset "$preset" --device "$DEVICE" --steps "$STEPS" \
-    --time-budget "${TRAIN_BUDGET_S:-90}" --from-scratch --out "$RUN/train" --no-onnx
-  step export 90 "$PY" -m runtime.cli.skyfix export torch "$RUN/train/last.pt" -o "$RUN/enc_fp16.pt2" --fp16
-  step bench_enc 120 "$PY" -m runtime.cli.skyfix bench encoder "$RUN/enc_fp16.pt2" --device "$DEVICE" \
-    --batch 1,8,64 --json "$OUT/bench_encoder.json"
-  step map 90 "$PY" -m runtime.cli.skyfix maps build "$SKYFIX_DATA/ortho/swissimage_zurich_a_0.5m.tif" \
-    -o "$RUN/map" --model default --overwrite
-  step map_pt2 90 "$PY" -m runtime.cli.skyfix maps build "$SKYFIX_DATA/ortho/swissimage_zurich_a_0.5m.tif" \
-    -o "$RUN/map_pt2" --model "$RUN/enc_fp16.pt2" --overwrite
-  step bench_pt2 90 "$PY" -m runtime.cli.onboard bench --map "$RUN/map_pt2" --model "$RUN/enc_fp16.pt2" \
-    --device "$loop_dev" --frames 200 --json "$OUT/bench_loop_pt2.json"
-  step bench_loop 90 "$PY" -m runtime.cli.onboard bench --map "$RUN/map" --device "$loop_dev" --frames 200 \
-    --json "$OUT/bench_loop_device.json"
-  step bench_cpu 90 "$PY" -m runtime.cli.onboard bench --map "$RUN/map" --device cpu --frames 200 \
-    --json "$OUT/bench_loop_cpu.json"
+  if want tests; then
+    step native 60 cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Release "${native_args[@]}"
+    step native_build 120 cmake --build build/native -j
+    step pytest 200 "$PY" -m pytest -q -rs "${xdist[@]}" tests/runtime/gpu tests/runtime/native \
+      tests/runtime/test_torch_graphs.py tests/export/test_gpu_pairs.py tests/export/test_train_device.py \
+      tests/runtime/test_bench_encoder.py
+  fi
+  if want train; then
+    step train 140 "$PY" -m runtime.cli.skyfix train --preset "$preset" --device "$DEVICE" --steps "$STEPS" \
+      --time-budget "${TRAIN_BUDGET_S:-90}" --from-scratch --out "$RUN/train" --no-onnx
+    step export 90 "$PY" -m runtime.cli.skyfix export torch "$RUN/train/last.pt" -o "$RUN/enc_fp16.pt2" --fp16
+    step bench_enc 120 "$PY" -m runtime.cli.skyfix bench encoder "$RUN/enc_fp16.pt2" --device "$DEVICE" \
+      --batch 1,8,64 --json "$OUT/bench_encoder.json"
+  fi
+  if want loop; then
+    step map 90 "$PY" -m runtime.cli.skyfix maps build "$SKYFIX_DATA/ortho/swissimage_zurich_a_0.5m.tif" \
+      -o "$RUN/map" --model default --overwrite
+    step map_pt2 90 "$PY" -m runtime.cli.skyfix maps build "$SKYFIX_DATA/ortho/swissimage_zurich_a_0.5m.tif" \
+      -o "$RUN/map_pt2" --model "$RUN/enc_fp16.pt2" --overwrite
+    step bench_pt2 90 "$PY" -m runtime.cli.onboard bench --map "$RUN/map_pt2" --model "$RUN/enc_fp16.pt2" \
+      --device "$loop_dev" --frames 200 --json "$OUT/bench_loop_pt2.json"
+    step bench_loop 90 "$PY" -m runtime.cli.onboard bench --map "$RUN/map" --device "$loop_dev" --frames 200 \
+      --json "$OUT/bench_loop_device.json"
+    step bench_cpu 90 "$PY" -m runtime.cli.onboard bench --map "$RUN/map" --device cpu --frames 200 \
+      --json "$OUT/bench_loop_cpu.json"
+  fi
   cat "$OUT/summary.txt"
 }
 
 case "${1:-}" in
   prepare) prepare ;;
-  run) run ;;
-  *) echo "usage: bash tools/gpu_checks.sh prepare|run (see the header)" >&2; exit 2 ;;
+  run)
+    shift
+    for g in "$@"; do
+      case "$g" in
+        tests|train|loop) GROUPS_WANTED+=("$g") ;;
+        *) echo "unknown group $g: expected tests, train or loop" >&2; exit 2 ;;
+      esac
+    done
+    run ;;
+  *) echo "usage: bash tools/gpu_checks.sh prepare|run [tests|train|loop...] (see the header)" >&2; exit 2 ;;
 esac
