@@ -28,7 +28,7 @@ from .localizer import STAGES
 
 
 def register(subparsers) -> None:
-    from .replay_cli import add_model_args
+    from .cli.replay import add_model_args
 
     p = subparsers.add_parser("bench", help="per-stage latency of the onboard loop (table + JSON)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,7 +159,7 @@ def format_device_table(result: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     import platform
 
-    from .replay_cli import load_loop
+    from .cli.replay import load_loop
 
     loop, package, encoder = load_loop(args)
     n = args.frames + args.warmup

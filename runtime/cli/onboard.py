@@ -9,16 +9,16 @@ import sys
 from runtime.cli.common import run_handler
 
 GROUPS = (
-    ("runtime.replay_cli", "register"),
-    ("runtime.live_cli", "register"),
-    ("runtime.eval_cli", "register"),
+    ("runtime.cli.replay", "register"),
+    ("runtime.cli.live", "register"),
+    ("runtime.cli.eval", "register"),
     ("runtime.bench_loop", "register"),
     ("runtime.scenarios", "register"),
     ("runtime.tools.matrix", "register"),
     ("runtime.tools.photo_protocol", "register"),
     ("runtime.tools.photo_check", "register"),
-    ("runtime.bag_cli", "register"),
-    ("runtime.likelihood_cli", "register"),
+    ("runtime.cli.bag", "register"),
+    ("runtime.cli.likelihood", "register"),
 )
 
 

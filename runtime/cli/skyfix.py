@@ -20,7 +20,7 @@ GROUPS = (
     ("runtime.sim.cli", "register"),
     ("export.cli", "register"),
     ("export.train_cli", "register"),
-    ("runtime.bench_cli", "register"),
+    ("runtime.cli.bench", "register"),
     ("runtime.cli.demo", "register"),
 )
 

@@ -4,7 +4,7 @@ A mapping flight leaves a folder of JPEGs, each with its position (EXIF GPS), it
 vehicle's or gimbal's attitude (maker XMP). :class:`PhotoFolder` replays such a folder like a recording: per photo,
 in time order, an :class:`~runtime.events.ImuSample` (the attitude), a :class:`~runtime.events.GpsFix` and the
 :class:`~runtime.events.Frame`; it offers the surface of :class:`runtime.bags.BagReader` that
-``runtime/replay_cli.py`` uses (``notes``, ``selection``, ``start_ns``, ``end_ns``, ``duration_s``,
+``runtime/cli/replay.py`` uses (``notes``, ``selection``, ``start_ns``, ``end_ns``, ``duration_s``,
 ``first_camera()``, ``events()``, context manager).
 
 Metadata is read with Pillow: it is the most widely kept Python imaging library, reads the EXIF, Exif-IFD and GPS IFDs
@@ -768,7 +768,7 @@ _ATTITUDE_MAKERS = ("dji", "sensefly")  # photos whose attitude is measured (mak
 
 class PhotoFolder:
     """A folder of geotagged photos replayed as events, with the surface of :class:`runtime.bags.BagReader` that
-    ``runtime/replay_cli.py`` uses.
+    ``runtime/cli/replay.py`` uses.
 
     Args:
         folder_or_paths: a folder (its photos, not recursive) or a list of photo paths (ignored with ``survey``).

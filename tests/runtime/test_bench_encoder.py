@@ -201,7 +201,7 @@ def test_missing_model_is_a_typed_error(tmp_path):
 
 
 def _parser():
-    from runtime import bench_cli
+    from runtime.cli import bench as bench_cli
 
     parser = argparse.ArgumentParser(prog="skyfix")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -234,7 +234,7 @@ def test_help_without_heavy_imports():
     import sys
 
     code = ("import sys, argparse\n"
-            "from runtime import bench_cli\n"
+            "from runtime.cli import bench as bench_cli\n"
             "p = argparse.ArgumentParser(prog='skyfix'); s = p.add_subparsers(dest='c')\n"
             "bench_cli.register(s)\n"
             "import runtime.bench_encoder\n"

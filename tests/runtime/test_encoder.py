@@ -157,7 +157,7 @@ def test_a_map_of_the_concatenation_replays_with_it_by_default(tmp_path, capsys)
     from maps.ortho import Orthophoto
     from runtime.cli.onboard import main as runtime_main
     from runtime.cli.skyfix import main as skyfix_main
-    from runtime.replay_cli import load_loop
+    from runtime.cli.replay import load_loop
 
     noise = cv2.GaussianBlur(np.random.default_rng(0).standard_normal((300, 300, 3)).astype(np.float32), (0, 0), 3)
     img = np.clip(128 + 60 * noise / noise.std(), 0, 255).astype(np.uint8)
@@ -189,7 +189,7 @@ def test_a_map_built_with_default_is_searched_with_default_int8(tmp_path, capsys
     from maps.ortho import Orthophoto
     from maps.package import MapPackage
     from runtime.cli.skyfix import main as skyfix_main
-    from runtime.replay_cli import load_loop
+    from runtime.cli.replay import load_loop
 
     noise = cv2.GaussianBlur(np.random.default_rng(1).standard_normal((300, 300, 3)).astype(np.float32), (0, 0), 3)
     img = np.clip(128 + 60 * noise / noise.std(), 0, 255).astype(np.uint8)

@@ -224,8 +224,8 @@ def test_fit_and_check_commands_on_simulated_flights(shared_data, tmp_path, caps
 
 
 def test_candidate_data_round_trip_and_errors(tmp_path):
-    from runtime.likelihood_cli import LikelihoodError as CliError
-    from runtime.likelihood_cli import fit, labelled, load_data, merge, save_data
+    from runtime.cli.likelihood import LikelihoodError as CliError
+    from runtime.cli.likelihood import fit, labelled, load_data, merge, save_data
 
     g = np.random.default_rng(0)
 

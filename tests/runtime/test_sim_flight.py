@@ -59,7 +59,7 @@ def _skyfix(argv):
 
 
 def _runtime(argv):
-    from runtime.bag_cli import register
+    from runtime.cli.bag import register
 
     return run_handler(_parser(register).parse_args(argv))
 
@@ -539,7 +539,7 @@ def test_runtime_inspect_errors(shared_data, tmp_path, capsys):
 
 
 def test_help_of_both_commands(capsys):
-    from runtime.bag_cli import register as reg_inspect
+    from runtime.cli.bag import register as reg_inspect
     from runtime.sim.cli import register as reg_sim
 
     for reg, argv, words in ((reg_sim, ["simulate", "--help"], ["--gps-outage START:END", "--gps-spoof"]),
@@ -563,7 +563,7 @@ def test_simulate_cli_racetrack_and_max_outside_flags():
 
 
 def test_runtime_inspect_columns_stay_aligned_for_long_type_names():
-    from runtime.bag_cli import format_text
+    from runtime.cli.bag import format_text
 
     info = {"paths": ["f.bag"], "bytes": 1e6, "duration_s": 10.0, "messages": 60, "start_ns": None, "notes": [],
             "selection": {"gps_velocity": "/gps/vel"},

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .likelihood import (CORRECT_SIGMAS, FIX_RULES, LikelihoodError, ScoreModel, VisualLikelihood, aligned_features,
+from ..likelihood import (CORRECT_SIGMAS, FIX_RULES, LikelihoodError, ScoreModel, VisualLikelihood, aligned_features,
                          fit_logistic, reliability, retrieved_features)
 
 FLIGHTS = ("noisy", "outage", "spoof", "no_gps", "noisy-noimu", "outage-noimu", "no_gps-noimu")
@@ -40,12 +40,12 @@ def collect_flight(package, encoder, bag_path, *, drop_imu: bool = False, locali
         rows, then the probes' rows), ``retrieved_dist``, ``retrieved_frame``, ``retrieved_used`` bool[m] (the
         retrieval candidates formed that frame's fix), ``retrieved_probe`` bool[m] (a whole-map probe).
     """
-    from .likelihood import scope_log_ratio
+    from ..likelihood import scope_log_ratio
 
-    from .bags import BagReader
-    from .evaluation import read_truth_and_gps
-    from .localizer import Localizer, LocalizerConfig
-    from .replay_cli import ROLES
+    from ..bags import BagReader
+    from ..evaluation import read_truth_and_gps
+    from ..localizer import Localizer, LocalizerConfig
+    from .replay import ROLES
 
     truth, _ = read_truth_and_gps(bag_path)
     tt = np.array([t.t_ns for t in truth], np.int64)
@@ -243,9 +243,9 @@ def _gather(args, progress) -> dict:
     from maps.geotiff import load_orthophoto
     from maps.package import MapPackage
 
-    from .encoder import load_encoder
-    from .scenarios import _sim_config, choose_flight, scaled_config
-    from .sim.flight import simulate
+    from ..encoder import load_encoder
+    from ..scenarios import _sim_config, choose_flight, scaled_config
+    from ..sim.flight import simulate
 
     encoder = load_encoder(args.model)
     parts = []
@@ -325,7 +325,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .likelihood import default_likelihood
+    from ..likelihood import default_likelihood
 
     def progress(s: str) -> None:
         print(s, file=sys.stderr, flush=True)

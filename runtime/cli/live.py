@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from .replay_cli import add_model_args
+    from .replay import add_model_args
 
     p = subparsers.add_parser("run", help="the live onboard process (camera + serial NMEA GPS -> estimates)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,7 +92,7 @@ def _gps_sats(gps, rec) -> int:
 
 def _open_mavlink(args):
     """The MAVLink side (:class:`runtime.mavlink.live.LiveMavlink`) of --mavlink-in / --mavlink-out."""
-    from .mavlink.live import LiveMavlink
+    from ..mavlink.live import LiveMavlink
 
     return LiveMavlink(args.mavlink_in, args.mavlink_out, message=args.mavlink_msg, rate_hz=args.mavlink_rate,
                        gps=not args.gps, source_system=args.mavlink_sysid)
@@ -111,19 +111,19 @@ def _send_mavlink(mav, rec, loop, package, gps) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .outputs import TrackWriter
-    from .replay_cli import load_loop, record_of
-    from .sources import EndOfStream
-    from .sources.camera import LatestFrameCamera
-    from .sources.serial_gps import NmeaSerialWriter, SerialGps
+    from ..outputs import TrackWriter
+    from .replay import load_loop, record_of
+    from ..sources import EndOfStream
+    from ..sources.camera import LatestFrameCamera
+    from ..sources.serial_gps import NmeaSerialWriter, SerialGps
 
     if not args.camera:
-        from .errors import OnboardError
+        from ..errors import OnboardError
 
         raise OnboardError("runtime run needs the camera's intrinsics: pass --camera CAMERA.yaml (from `skyfix "
                            "calibrate`, OpenCV or ROS camera_info YAML)")
     loop, package, encoder = load_loop(args)
-    from .sources.sanitize import EventSanitizer, skip_report
+    from ..sources.sanitize import EventSanitizer, skip_report
 
     checks = EventSanitizer(max_behind_s=loop.tracker.config.max_backstep_s)
     source = int(args.source) if str(args.source).isdigit() else args.source

@@ -79,8 +79,8 @@ def _write_json(result: dict, dest: str | None) -> None:
 
 
 def _nmea_fuzz(args: argparse.Namespace) -> int:
-    from .errors import OnboardError
-    from .tools.nmea_fuzz import format_report, run_fuzz
+    from ..errors import OnboardError
+    from ..tools.nmea_fuzz import format_report, run_fuzz
 
     if args.inputs < 1 or args.inputs > 100_000_000:
         raise OnboardError(f"--inputs must be 1 to 100000000, got {args.inputs}")
@@ -91,7 +91,7 @@ def _nmea_fuzz(args: argparse.Namespace) -> int:
 
 
 def _encoder(args: argparse.Namespace) -> int:
-    from .bench_encoder import BenchConfig, format_table, parse_batches, parse_input_size, run_bench
+    from ..bench_encoder import BenchConfig, format_table, parse_batches, parse_input_size, run_bench
 
     config = BenchConfig(
         batches=parse_batches(args.batch),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .evaluation import EvaluationError
-from .outputs import OutputError
+from ..evaluation import EvaluationError
+from ..outputs import OutputError
 
 #: Typed errors of this group (both are OnboardErrors; declared for the CLI plumbing).
 ERRORS = (OutputError, EvaluationError)
@@ -70,8 +70,8 @@ def load_imagery(path):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .evaluation import evaluate_events, plot_track, read_truth_and_gps
-    from .outputs import read_track
+    from ..evaluation import evaluate_events, plot_track, read_truth_and_gps
+    from ..outputs import read_track
 
     kw = dict(outage_s=args.outage_s, spoof_m=args.spoof_m, converge_m=args.converge_m)
     for name in kw:

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from .bag_cli import _ROLE_FLAGS, add_typestore_arg
+from .bag import _ROLE_FLAGS, add_typestore_arg
 
 
 def add_model_args(p: argparse.ArgumentParser, *, required_map: bool = True) -> None:
@@ -124,8 +124,8 @@ def load_loop(args: argparse.Namespace):
     """(Localizer, package, encoder) from the common model arguments."""
     from maps.region import open_map
 
-    from .encoder import CLASSICAL, DEFAULT, PLUS_CLASSICAL, load_encoder
-    from .localizer import Localizer, LocalizerConfig
+    from ..encoder import CLASSICAL, DEFAULT, PLUS_CLASSICAL, load_encoder
+    from ..localizer import Localizer, LocalizerConfig
 
     if args.map is None:
         return Localizer(None, None), None, None
@@ -136,7 +136,7 @@ def load_loop(args: argparse.Namespace):
         eid = package.contract.encoder_id
         model = CLASSICAL if eid.startswith("classical") else (
             DEFAULT + PLUS_CLASSICAL if "+classical" in eid else DEFAULT)
-    from .gpu import import_torch, loop_device
+    from ..gpu import import_torch, loop_device
 
     if loop_device(args.device) == "cpu":
         # the torch stages on the CPU: torch's own thread pool would compete with the loop's other work (measured on
@@ -157,7 +157,7 @@ def load_loop(args: argparse.Namespace):
     if args.config:
         import yaml
 
-        from .localizer import LocalizerError
+        from ..localizer import LocalizerError
 
         try:
             cfg = yaml.safe_load(Path(args.config).read_text()) or {}
@@ -193,7 +193,7 @@ def _config_keys(args: argparse.Namespace) -> set:
 
 def record_of(out):
     """:class:`runtime.outputs.EstimateRecord` of a :class:`runtime.localizer.Output`."""
-    from .outputs import EstimateRecord
+    from ..outputs import EstimateRecord
 
     est = out.estimate
     cov = est.cov_xy
@@ -221,7 +221,7 @@ def run_events(loop, events, writer=None, *, gps_only: bool = False, on_event=No
     :class:`runtime.outputs.EstimateRecord`, written to ``writer`` (a ``TrackWriter``, optional) and returned.
     ``gps_only``: each GPS fix gives an estimate (a recording without camera). ``on_event(event, n_records)`` is
     called after each event (progress)."""
-    from .events import GpsFix
+    from ..events import GpsFix
 
     records = []
     for ev in events:
@@ -245,8 +245,8 @@ def open_recording(paths, *, topics=None, camera=None, survey_calibration=None, 
     a photo folder of the same aircraft: each photo's GPS moved to where its camera was, its height scaled, the
     error of its recorded attitude stated. ``tilt_from_images``: each photo's roll and pitch from the images of the
     photo before it (:func:`_images_tilt_survey`)."""
-    from .bags import BagReader
-    from .sources.photos import PhotoFolder, is_photo_folder, read_photo_folder
+    from ..bags import BagReader
+    from ..sources.photos import PhotoFolder, is_photo_folder, read_photo_folder
 
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if len(paths) == 1 and is_photo_folder(paths[0]) or paths and all(
@@ -262,7 +262,7 @@ def open_recording(paths, *, topics=None, camera=None, survey_calibration=None, 
         folder = PhotoFolder(src, camera=camera, survey=survey)
         return _RoleFilter(folder, {r for r, v in (topics or {}).items() if v in ("none", "")})
     if survey_calibration is not None:
-        from .sources import SourceError
+        from ..sources import SourceError
 
         raise SourceError("--survey-calibration applies to photo folders only (the recording is a bag)")
     return BagReader(paths, topics=topics, typestore=typestore)
@@ -273,7 +273,7 @@ def _survey_report(path) -> dict:
     map package built from photos (its manifest keeps the calibration under ``build.provenance``)."""
     import json
 
-    from .sources import SourceError
+    from ..sources import SourceError
 
     p = Path(path)
     if p.is_dir():
@@ -294,8 +294,8 @@ def _images_tilt_survey(survey):
     what this folder's own pairs measure (:func:`runtime.mapping.attitude_check.recorded_tilt_sigma_deg`)."""
     from dataclasses import replace
 
-    from .mapping.attitude_check import check_attitude, images_tilt, recorded_tilt_sigma_deg
-    from .mapping.flight_lines import flight_lines
+    from ..mapping.attitude_check import check_attitude, images_tilt, recorded_tilt_sigma_deg
+    from ..mapping.flight_lines import flight_lines
 
     metas = list(survey.photos)
     if sum(m.attitude is not None for m in metas) < 2:
@@ -317,9 +317,9 @@ def _calibrated_survey(src, camera, report_path):
     built) applied."""
     from dataclasses import replace
 
-    from .sources import SourceError
-    from .sources.photos import PhotoSurvey, read_photo_folder
-    from .tools.photo_protocol import flight_lines, shift_to_camera
+    from ..sources import SourceError
+    from ..sources.photos import PhotoSurvey, read_photo_folder
+    from ..tools.photo_protocol import flight_lines, shift_to_camera
 
     try:
         rep = _survey_report(report_path)
@@ -376,17 +376,17 @@ class _RoleFilter:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .errors import BagError
-    from .events import Frame, GpsFix
-    from .outputs import TrackWriter
-    from .sources.replay import replay_events
-    from .sources.sanitize import EventSanitizer, skip_report
+    from ..errors import BagError
+    from ..events import Frame, GpsFix
+    from ..outputs import TrackWriter
+    from ..sources.replay import replay_events
+    from ..sources.sanitize import EventSanitizer, skip_report
 
     overrides = {role: getattr(args, f"{role}_topic") for role, _ in _ROLE_FLAGS if getattr(args, f"{role}_topic")}
     loop, package, encoder = load_loop(args)
     out_path = Path(args.output)
     t0 = time.perf_counter()
-    from .sources.gps_faults import GpsDegradation, degrade_gps
+    from ..sources.gps_faults import GpsDegradation, degrade_gps
 
     deg = GpsDegradation.parse(args.gps_noise, args.gps_cut, args.gps_seed)
     with open_recording(args.bag, topics=overrides, camera=args.camera,

@@ -54,7 +54,7 @@ def register(subparsers) -> None:
 def describe(paths, overrides: dict | None = None, typestore: str = "auto") -> dict:
     """A JSON-friendly description of a bag: topics, selection per role, notes, first GPS fix, camera size, the
     message definitions used."""
-    from .bags import BagReader
+    from ..bags import BagReader
 
     with BagReader(paths, topics=overrides or {}, typestore=typestore) as bag:
         topics = [
