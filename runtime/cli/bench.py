@@ -91,7 +91,7 @@ def _nmea_fuzz(args: argparse.Namespace) -> int:
 
 
 def _encoder(args: argparse.Namespace) -> int:
-    from ..bench_encoder import BenchConfig, format_table, parse_batches, parse_input_size, run_bench
+    from ..tools.bench_encoder import BenchConfig, format_table, parse_batches, parse_input_size, run_bench
 
     config = BenchConfig(
         batches=parse_batches(args.batch),

@@ -36,8 +36,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from maps.package import MapPackage
     from maps.samples import default_orthophoto_path
     from runtime.encoder import load_encoder
-    from runtime.evaluation import evaluate_track, plot_track, read_truth_and_gps
-    from runtime.scenarios import replay
+    from runtime.tools.evaluation import evaluate_track, plot_track, read_truth_and_gps
+    from runtime.tools.scenarios import replay
     from runtime.sim.config import SimConfig, parse_outage, parse_spoof
     from runtime.sim.flight import simulate
 

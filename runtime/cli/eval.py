@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..evaluation import EvaluationError
+from ..tools.evaluation import EvaluationError
 from ..outputs import OutputError
 
 #: Typed errors of this group (both are OnboardErrors; declared for the CLI plumbing).
@@ -70,7 +70,7 @@ def load_imagery(path):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..evaluation import evaluate_events, plot_track, read_truth_and_gps
+    from ..tools.evaluation import evaluate_events, plot_track, read_truth_and_gps
     from ..outputs import read_track
 
     kw = dict(outage_s=args.outage_s, spoof_m=args.spoof_m, converge_m=args.converge_m)

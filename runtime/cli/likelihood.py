@@ -43,7 +43,7 @@ def collect_flight(package, encoder, bag_path, *, drop_imu: bool = False, locali
     from ..likelihood import scope_log_ratio
 
     from ..bags import BagReader
-    from ..evaluation import read_truth_and_gps
+    from ..tools.evaluation import read_truth_and_gps
     from ..localizer import Localizer, LocalizerConfig
     from .replay import ROLES
 
@@ -244,7 +244,7 @@ def _gather(args, progress) -> dict:
     from maps.package import MapPackage
 
     from ..encoder import load_encoder
-    from ..scenarios import _sim_config, choose_flight, scaled_config
+    from ..tools.scenarios import _sim_config, choose_flight, scaled_config
     from ..sim.flight import simulate
 
     encoder = load_encoder(args.model)

@@ -1,7 +1,7 @@
 """The product's rules as numbers: how a track behaves in each GPS phase of a flight whose fault windows are known.
 
 Pure functions over the onboard loop's :class:`~runtime.outputs.EstimateRecord` s, the ground truth and the GPS
-fixes as :func:`runtime.evaluation.read_truth_and_gps` reads them from a bag, and the flight's fault windows
+fixes as :func:`runtime.tools.evaluation.read_truth_and_gps` reads them from a bag, and the flight's fault windows
 (:class:`FlightWindows`, seconds from the flight's start, as in :class:`runtime.sim.config.SimConfig`).
 
 Phases (times t in seconds from the flight's start; a window ``(start, end, ...)`` holds ``start <= t < end``)
@@ -27,7 +27,7 @@ R4b    drag: detected (GPS rejected or status not OK) before the estimate is ``d
 =====  ======================================================================================================
 
 Errors are horizontal, metres, in a :class:`maps.geodesy.LocalFrame` (centred on the first truth sample unless
-given); truth is interpolated at each estimate's time as :mod:`runtime.evaluation` does (not across truth gaps
+given); truth is interpolated at each estimate's time as :mod:`runtime.tools.evaluation` does (not across truth gaps
 longer than ``max_truth_gap_s``). Estimates without a position have no error: they are left out of the statistics
 and count as "not within" for recovery.
 """
@@ -42,7 +42,7 @@ import numpy as np
 
 from maps.geodesy import LocalFrame
 
-from ..evaluation import ErrorStats, EvaluationError, _interp_index, read_truth_and_gps
+from .evaluation import ErrorStats, EvaluationError, _interp_index, read_truth_and_gps
 from ..events import GpsFix, TruthPose
 from ..outputs import EstimateRecord
 
@@ -520,7 +520,7 @@ def evaluate_integrity(records: Sequence[EstimateRecord], truth: Sequence[TruthP
     """Every metric of the module docstring for one run, with the broken rules filled in.
 
     Args:
-        records: the track; truth, gps: as :func:`runtime.evaluation.read_truth_and_gps` returns them.
+        records: the track; truth, gps: as :func:`runtime.tools.evaluation.read_truth_and_gps` returns them.
         windows: the flight's fault windows (:meth:`FlightWindows.from_sim`). rules: the thresholds.
         frame: the local frame of the metres (default: centred on the first truth sample).
     Raises:
@@ -546,7 +546,7 @@ def evaluate_integrity(records: Sequence[EstimateRecord], truth: Sequence[TruthP
 def integrity_of_bag(records: Sequence[EstimateRecord], bag_path, windows: FlightWindows, rules: Rules = Rules(),
                      *, topics: dict | None = None) -> IntegrityReport:
     """:func:`evaluate_integrity` with the truth and fixes read from ``bag_path`` by
-    :func:`runtime.evaluation.read_truth_and_gps`."""
+    :func:`runtime.tools.evaluation.read_truth_and_gps`."""
     truth, gps = read_truth_and_gps(bag_path, topics=topics)
     return evaluate_integrity(records, truth, gps, windows, rules)
 

@@ -20,8 +20,8 @@ imagery    the map built from a satellite-like copy of the orthophoto (:func:`ru
 
 ``short``: a handful of rows over one area (the first ORTHO), 60 s flights, for the test suite; ``full``: every row
 over every ORTHO (the held-out areas), 120 s flights. One map per (area, imagery variant) per run, built with the
-encoder (:func:`runtime.scenarios.build_area_map`) and reused by every row that needs it. The flight of each area
-is the one :func:`runtime.scenarios.choose_flight` picks (the held-out strip flies its route,
+encoder (:func:`runtime.tools.scenarios.build_area_map`) and reused by every row that needs it. The flight of each area
+is the one :func:`runtime.tools.scenarios.choose_flight` picks (the held-out strip flies its route,
 ``docs/routes/swissimage_strip_south.csv``); rows that change the speed, path or vehicle are re-planned.
 
 Printed: one line per row (name, family, area; healthy median / p95 next to GPS alone's; outage p95; spoof rejection
@@ -207,7 +207,7 @@ def select(rows, pattern: str | None) -> tuple[Scenario, ...]:
 @dataclass(frozen=True)
 class Area:
     """A held-out area: ``name`` (file stem or folder name), ``path`` (GeoTIFF or folder) and ``flight``, the
-    SimConfig fields of its flight (trajectory, speed, ... as :func:`runtime.scenarios.choose_flight` fits them)."""
+    SimConfig fields of its flight (trajectory, speed, ... as :func:`runtime.tools.scenarios.choose_flight` fits them)."""
 
     name: str
     path: str
@@ -221,12 +221,12 @@ def area_name(path) -> str:
 
 def plan_area(path, duration_s: float, *, seed: int = 1, ortho=None) -> Area:
     """The area's base flight: :data:`AREA_FLIGHTS` settings where it has some, else the flight
-    :func:`runtime.scenarios.choose_flight` fits (60 m, GPS sigma 5 m, bias 3 m).
+    :func:`runtime.tools.scenarios.choose_flight` fits (60 m, GPS sigma 5 m, bias 3 m).
 
     Raises:
         SimulationError: no flight fits.
     """
-    from runtime.scenarios import ScenarioConfig, choose_flight
+    from runtime.tools.scenarios import ScenarioConfig, choose_flight
 
     name = area_name(path)
     extra = dict(AREA_FLIGHTS.get(name, {}))
@@ -321,7 +321,7 @@ class MapCache:
 
     def get(self, area: Area, imagery: str):
         """The :class:`maps.package.MapPackage` of ``area`` in the ``imagery`` variant (:data:`IMAGERY`)."""
-        from runtime.scenarios import build_area_map
+        from runtime.tools.scenarios import build_area_map
 
         key = (area.name, imagery)
         if key not in self._maps:
@@ -354,7 +354,7 @@ def run_row(scenario: Scenario, area: Area, maps: MapCache, out_dir, *, ortho=No
     from maps.errors import MapError
 
     from runtime.errors import OnboardError, SimulationError
-    from runtime.scenarios import replay
+    from runtime.tools.scenarios import replay
     from runtime.sim.flight import simulate
 
     from .integrity import FlightWindows, Rules, integrity_of_bag

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from runtime.bench_encoder import (
+from runtime.tools.bench_encoder import (
     BenchConfig,
     EncoderBenchError,
     format_table,
@@ -237,7 +237,7 @@ def test_help_without_heavy_imports():
             "from runtime.cli import bench as bench_cli\n"
             "p = argparse.ArgumentParser(prog='skyfix'); s = p.add_subparsers(dest='c')\n"
             "bench_cli.register(s)\n"
-            "import runtime.bench_encoder\n"
+            "import runtime.tools.bench_encoder\n"
             "bad = {'torch', 'tensorrt', 'onnxruntime', 'onnx'} & {k.split('.')[0] for k in sys.modules}\n"
             "assert not bad, bad\n"
             "p.parse_args(['bench', 'encoder', '--help'])\n")
@@ -287,7 +287,7 @@ def test_torch_program_vs_onnx_on_cpu(pt2_and_onnx):
 
 
 def test_timer_choice():
-    from runtime.bench_encoder import TIMERS, ModelRun, timer_for
+    from runtime.tools.bench_encoder import TIMERS, ModelRun, timer_for
 
     assert timer_for("torch", "cuda:0") == "cuda_event" and timer_for("torch", "cuda:1") == "cuda_event"
     assert timer_for("torch", "cpu") == "wall_clock"

@@ -1,4 +1,4 @@
-"""runtime.evaluation and ``runtime eval``: errors in metres against interpolated truth, GPS phases (ok / outage /
+"""runtime.tools.evaluation and ``runtime eval``: errors in metres against interpolated truth, GPS phases (ok / outage /
 spoof) per estimate, the same numbers for GPS alone, convergence, heading, the PNG, and the CLI end to end on a
 small bag written with BagWriter."""
 
@@ -15,7 +15,7 @@ from maps.geodesy import LocalFrame
 from maps.ortho import Orthophoto
 from runtime.bags import BagWriter
 from runtime.cli import onboard
-from runtime.evaluation import (
+from runtime.tools.evaluation import (
     ErrorStats,
     EvaluationError,
     evaluate_events,

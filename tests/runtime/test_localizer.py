@@ -35,7 +35,7 @@ def area(shared_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scenario(area):
-    from runtime.scenarios import run_scenario, scaled_config
+    from runtime.tools.scenarios import run_scenario, scaled_config
 
     path, package, enc, root = area
     cache = {}
@@ -215,7 +215,7 @@ def test_config_and_mismatch_errors(area):
 
 def test_without_imu_the_heading_comes_from_the_images(area, scenario, tmp_path, capsys):
     """A recording without Imu: level camera, heading hypotheses; still tracks (banking is not seen: metres worse)."""
-    from runtime.evaluation import evaluate_track
+    from runtime.tools.evaluation import evaluate_track
     from runtime.outputs import read_track
 
     path, package, enc, root = area
@@ -241,8 +241,8 @@ def test_without_imu_the_turn_tilt_is_taken_out_of_the_fixes(area, scenario):
     """No IMU, a multicopter turning: its camera looks out of the turn by height * tan(bank), which the level views
     do not see; with ``turn_tilt="into_turn"`` (default) each fix is moved back by the bank the tracker's speed and
     yaw rate imply, and the turn's errors shrink against ``"level"`` (nothing predicted)."""
-    from runtime.evaluation import evaluate_track
-    from runtime.scenarios import replay
+    from runtime.tools.evaluation import evaluate_track
+    from runtime.tools.scenarios import replay
 
     path, package, enc, root = area
     scenario("noisy")
@@ -278,8 +278,8 @@ def test_the_turn_tilt_points_out_of_the_turn():
 def test_height_is_corrected_from_the_images_without_gps(area, scenario):
     """No GPS altitude and a wrong assumed height (52 m, truly 60 m): the views are checked against the map at
     neighbouring scales and the height converges to the truth; without that the error grows."""
-    from runtime.evaluation import evaluate_track
-    from runtime.scenarios import replay
+    from runtime.tools.evaluation import evaluate_track
+    from runtime.tools.scenarios import replay
 
     path, package, enc, root = area
     scenario("no_gps")
@@ -312,7 +312,7 @@ def test_ground_odometry_gives_the_velocity_without_gps(area, scenario):
     sets the particle velocities within a second or two of the first fix, and the IMU bias learns from it; without
     odometry the first seconds' velocity is what a few fixes imply."""
     from runtime.bags import BagReader
-    from runtime.evaluation import read_truth_and_gps
+    from runtime.tools.evaluation import read_truth_and_gps
     from runtime.cli.replay import ROLES
 
     path, package, enc, root = area

@@ -14,7 +14,7 @@ from maps.geotiff import write_geotiff
 from maps.ortho import Orthophoto
 from runtime.cli.common import run_handler
 from runtime.errors import SimulationError
-from runtime.scenarios import (
+from runtime.tools.scenarios import (
     ScenarioConfig,
     _sim_config,
     choose_flight,
@@ -126,7 +126,7 @@ def test_held_out_areas_get_the_flight_that_fits(shared_data):
 
 
 def test_trajectory_choices_are_the_simulators_plus_auto():
-    from runtime.scenarios import TRAJECTORY_CHOICES
+    from runtime.tools.scenarios import TRAJECTORY_CHOICES
     from runtime.sim.trajectory import TRAJECTORIES
 
     assert set(TRAJECTORY_CHOICES) == {"auto"} | set(TRAJECTORIES)
@@ -134,7 +134,7 @@ def test_trajectory_choices_are_the_simulators_plus_auto():
 
 def test_localizer_settings_from_the_command_line():
     from runtime.localizer import LocalizerError
-    from runtime.scenarios import localizer_settings
+    from runtime.tools.scenarios import localizer_settings
     from runtime.tracking import TrackingError
 
     assert localizer_settings(["align_min_score=0.4", "tracker.n_particles=2000", "tracker.seed=3"], "softmax") == {

@@ -116,7 +116,7 @@ def test_the_replayed_track_matches_the_cpu_track(flight):
     differences once its resampling picks another particle (measured: with OpenCV 5.1 the first difference at frame
     3, 1e-4 m; with 4.14 at frame 0, 6 mm), so the tracks differ by the filter's own noise, not by accuracy: both
     are compared with the truth. That the stages agree frame by frame is the lockstep test above."""
-    from runtime.evaluation import evaluate_track
+    from runtime.tools.evaluation import evaluate_track
     from runtime.cli.replay import run_events
 
     pkg, enc, bag, events, _ = flight

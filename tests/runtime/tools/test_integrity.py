@@ -263,7 +263,7 @@ def test_broken_rules_is_recomputable_and_report_is_json_ready():
 # ---------------------------------------------------------------------------------------------- end to end
 def test_end_to_end_over_a_simulated_bag_gps_only(tmp_path):
     """A short simulated flight with a spoof, tracked on GPS alone by the loop (no camera: no map needed), read
-    back from the bag by runtime.evaluation's readers."""
+    back from the bag by runtime.tools.evaluation's readers."""
     pytest.importorskip("rosbags")
     from maps.geotiff import write_geotiff
     from maps.ortho import Orthophoto
@@ -278,7 +278,7 @@ def test_end_to_end_over_a_simulated_bag_gps_only(tmp_path):
                     trajectory="racetrack", gps_spoofs=("15:20:200",), gps_outages=("5:10",), camera_rate_hz=1.0)
     simulate(cfg)
     # a track that is the GPS itself (rejected nowhere) -> R4a never rejected; R1 ties with GPS (holds)
-    from runtime.evaluation import read_truth_and_gps
+    from runtime.tools.evaluation import read_truth_and_gps
 
     truth, fixes = read_truth_and_gps(cfg.out)
     records = [EstimateRecord(f.t_ns, f.lat, f.lon, None, 5.0, ((25.0, 0.0), (0.0, 25.0)), "OK", {}, gps="ok")

@@ -5,7 +5,7 @@ each scenario a flight is simulated over it (:mod:`runtime.sim`, 60 m, camera 5 
 3 m bias; by default a lawnmower at 8 m/s, or where the area is too narrow for it a racetrack at the fastest of 8, 6,
 5, 4 m/s that fits: the flight used is printed and recorded in the JSON), replayed through the loop
 (:class:`runtime.localizer.Localizer`; ``--no-imu`` drops the IMU, ``--likelihood`` and ``--set KEY=VALUE`` change its
-settings) and evaluated against the ground truth (:mod:`runtime.evaluation`):
+settings) and evaluated against the ground truth (:mod:`runtime.tools.evaluation`):
 
 =========  =============================================================  ==========================================
 scenario   GPS                                                            reported (targets of the onboard issue)
@@ -88,7 +88,7 @@ def scaled_config(duration_s: float, **kwargs) -> ScenarioConfig:
 
 
 def _flight_config(cfg: ScenarioConfig, ortho: str, out: str, trajectory: str, speed_mps: float, **gps):
-    from .sim.config import SimConfig
+    from ..sim.config import SimConfig
 
     return SimConfig(ortho=ortho, out=out, duration_s=cfg.duration_s, altitude_m=cfg.altitude_m,
                      speed_mps=speed_mps, trajectory=trajectory, waypoints=cfg.waypoints,
@@ -116,8 +116,8 @@ def choose_flight(ortho_path, cfg: ScenarioConfig, ortho=None) -> ScenarioConfig
     from calibration.geometry import NADIR_MOUNT
     from maps.geotiff import load_orthophoto
 
-    from .errors import SimulationError
-    from .sim.flight import plan_flight
+    from ..errors import SimulationError
+    from ..sim.flight import plan_flight
 
     if cfg.trajectory not in TRAJECTORY_CHOICES:
         raise SimulationError(f"trajectory must be one of {', '.join(TRAJECTORY_CHOICES)}, got {cfg.trajectory!r}")
@@ -157,10 +157,10 @@ def _sim_config(cfg: ScenarioConfig, scenario: str, ortho: str, out: str):
 def replay(package, encoder, bag_path, out_jsonl, *, localizer: dict | None = None, imu: bool = True):
     """Run the loop over a bag (without its IMU when ``imu`` is False); returns (records, Localizer). Writes
     ``out_jsonl``."""
-    from .bags import BagReader
-    from .localizer import Localizer, LocalizerConfig
-    from .outputs import TrackWriter
-    from .cli.replay import ROLES, run_events
+    from ..bags import BagReader
+    from ..localizer import Localizer, LocalizerConfig
+    from ..outputs import TrackWriter
+    from ..cli.replay import ROLES, run_events
 
     loop = Localizer(package, encoder, config=LocalizerConfig.from_dict(dict(localizer or {})))
     with BagReader(bag_path) as bag, TrackWriter(out_jsonl, overwrite=True) as w:
@@ -172,10 +172,10 @@ def run_scenario(scenario: str, ortho_path, package, encoder, out_dir, cfg: Scen
     """Simulate, replay and evaluate one scenario; returns a JSON-ready dict of the measured numbers (with the
     ``trajectory`` and ``speed_mps`` flown: ``cfg`` is resolved by :func:`choose_flight` unless it names both)."""
     from .evaluation import evaluate_track
-    from .sim.flight import simulate
+    from ..sim.flight import simulate
 
     if scenario not in SCENARIOS:
-        from .localizer import LocalizerError
+        from ..localizer import LocalizerError
 
         raise LocalizerError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
     out = Path(out_dir)
@@ -253,7 +253,7 @@ def run_all(orthos, model, out_dir, cfg: ScenarioConfig, scenarios=SCENARIOS, *,
     """Build a map per orthophoto with ``model`` and run every scenario over it."""
     from maps.geotiff import load_orthophoto
 
-    from .encoder import load_encoder
+    from ..encoder import load_encoder
 
     encoder = load_encoder(model)
     rows = []
@@ -327,7 +327,7 @@ def localizer_settings(pairs, likelihood: str | None = None) -> dict:
     checked by :meth:`LocalizerConfig.from_dict` (unknown keys name the known ones)."""
     import yaml
 
-    from .localizer import LocalizerConfig, LocalizerError
+    from ..localizer import LocalizerConfig, LocalizerError
 
     out: dict = {}
     for item in pairs:
@@ -346,14 +346,14 @@ def localizer_settings(pairs, likelihood: str | None = None) -> dict:
     if likelihood is not None:
         out["likelihood"] = likelihood
     LocalizerConfig.from_dict(out)
-    from .tracking import TrackerConfig
+    from ..tracking import TrackerConfig
 
     TrackerConfig.from_dict(dict(out.get("tracker", {})))
     return out
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .errors import SimulationError
+    from ..errors import SimulationError
 
     if args.waypoints and args.trajectory == "auto":
         args.trajectory = "waypoints"

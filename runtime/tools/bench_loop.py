@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .localizer import STAGES
+from ..localizer import STAGES
 
 
 def register(subparsers) -> None:
-    from .cli.replay import add_model_args
+    from ..cli.replay import add_model_args
 
     p = subparsers.add_parser("bench", help="per-stage latency of the onboard loop (table + JSON)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,9 +52,9 @@ def synthetic_events(package, n: int, *, height_m: float = 60.0, speed_mps: floa
     from calibration.geometry import Attitude
     from calibration.view import render
 
-    from .bags.images import encode_jpeg
-    from .events import Frame, GpsFix
-    from .localizer import LocalizerError
+    from ..bags.images import encode_jpeg
+    from ..events import Frame, GpsFix
+    from ..localizer import LocalizerError
 
     imagery = package.imagery()
     if imagery is None:
@@ -82,8 +82,8 @@ def synthetic_events(package, n: int, *, height_m: float = 60.0, speed_mps: floa
 
 
 def bag_events(path, n: int):
-    from .bags import BagReader
-    from .events import Frame
+    from ..bags import BagReader
+    from ..events import Frame
 
     out, frames = [], 0
     with BagReader(path) as bag:
@@ -108,7 +108,7 @@ def peak_rss_mb() -> float:
 
 def bench(loop, events, warmup: int) -> dict:
     """Run ``events`` through ``loop``; per-stage percentiles over the frames after the first ``warmup``."""
-    from .events import Frame
+    from ..events import Frame
 
     rows: list[dict] = []
     frames = 0
@@ -123,7 +123,7 @@ def bench(loop, events, warmup: int) -> dict:
                 rows.append(out.latency_ms)
     wall = time.perf_counter() - t_wall if t_wall is not None else math.nan
     if not rows:
-        from .localizer import LocalizerError
+        from ..localizer import LocalizerError
 
         raise LocalizerError(f"no frame produced an estimate after {warmup} warm-up frames ({frames} frames); "
                              f"notes: {loop.notes}")
@@ -159,7 +159,7 @@ def format_device_table(result: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     import platform
 
-    from .cli.replay import load_loop
+    from ..cli.replay import load_loop
 
     loop, package, encoder = load_loop(args)
     n = args.frames + args.warmup

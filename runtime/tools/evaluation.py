@@ -43,9 +43,9 @@ import numpy as np
 
 from maps.geodesy import LocalFrame
 
-from .errors import OnboardError
-from .events import GpsFix, TruthPose
-from .outputs import EstimateRecord, OutputError
+from ..errors import OnboardError
+from ..events import GpsFix, TruthPose
+from ..outputs import EstimateRecord, OutputError
 
 PHASES = ("all", "gps_ok", "outage", "spoof")
 WITHIN_M = (1.0, 3.0, 10.0)
@@ -267,7 +267,7 @@ def _photo_reference(folder) -> tuple[list[TruthPose], list[GpsFix]]:
     """A photo survey's own GPS as the reference: one TruthPose per photo (its EXIF position, altitude and the
     attitude of its XMP) and the same positions as the GPS. That GPS is itself a few metres off (a consumer
     receiver, its fix time a fraction of a second from the exposure): errors measured against it include that."""
-    from .sources.photos import PhotoFolder
+    from ..sources.photos import PhotoFolder
 
     truth, gps = [], []
     with PhotoFolder(folder) as photos:
@@ -291,8 +291,8 @@ def read_truth_and_gps(bag_path, *, topics: dict | None = None) -> tuple[list[Tr
         EvaluationError: the bag has no ground truth (or none with a position in WGS84).
         BagError: the bag cannot be read.
     """
-    from .bags import BagReader
-    from .sources.photos import is_photo_folder
+    from ..bags import BagReader
+    from ..sources.photos import is_photo_folder
 
     if is_photo_folder(bag_path):
         return _photo_reference(bag_path)
