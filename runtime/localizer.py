@@ -708,8 +708,13 @@ class Localizer:
             self.counts["frames_no_camera"] += 1
             self._note("frames arrive without camera intrinsics (no CameraInfo, no --camera file): skipped")
             return None
+        image = None
+        if self.stages is not None:
+            self.stages.clock.next_frame()
+            image = self.stages.device_frame(frame)  # a JPEG decoded on the GPU, never on the host (else None)
         try:
-            image = frame.image
+            if image is None:
+                image = frame.image
         except BagError as exc:  # a zero-length or corrupt JPEG/PNG: this frame is lost, not the run
             self.counts["frames_undecodable"] = self.counts.get("frames_undecodable", 0) + 1
             self._skip_note("undecodable", f"{self._where(frame)}: {exc}; frame skipped")
@@ -754,7 +759,6 @@ class Localizer:
             if yaws is None:
                 yaws = [float(self.tracker.estimate().yaw_rad)]
         if self.stages is not None:
-            self.stages.clock.next_frame()
             image = self._viewer.upload(image)  # once per frame: every view of it (and the height check) samples it
         views = self._views(image, height, attitude, yaws)
         crops = [v.crop(self.size_px) for v in views]

@@ -12,6 +12,8 @@ within stated tolerances (tests/runtime/gpu/ checks them with torch on the CPU):
   float32, top-k on the device; the scope's tile ids from ``MapPackage.scope_ids``).
 * :mod:`runtime.gpu.align` -- the masked NCC of :class:`runtime.align.FineAligner` for every candidate and yaw
   hypothesis at once (FFT correlation), then FineAligner's own peak, yaw and sigma logic on the small NCC maps.
+* :mod:`runtime.gpu.decode` -- JPEG frames decoded on the GPU (nvJPEG through torchvision, where installed)
+  straight into the device frame; anything it does not take is decoded on the host as before.
 * :mod:`runtime.gpu.timing` -- per-stage device time (``torch.cuda.Event`` pairs on CUDA).
 
 Device names (:func:`loop_device`): ``"cpu"`` (numpy/OpenCV stages), ``"cuda"`` / ``"cuda:N"`` (torch stages on

@@ -84,6 +84,18 @@ class DeviceFrame:
         t = to_device(image, device)
         self._pyramid = Pyramid(t.permute(2, 0, 1).unsqueeze(0).to(torch.float32))  # [1, 3, H, W] DN (integers)
 
+    @classmethod
+    def from_chw(cls, chw, *, dtype=np.dtype(np.uint8)) -> "DeviceFrame":
+        """A frame already on the device: ``chw`` torch uint8[3, H, W] RGB (a GPU-decoded JPEG,
+        :mod:`runtime.gpu.decode`); its device is the frame's."""
+        torch = import_torch()
+        self = cls.__new__(cls)
+        self.shape = (int(chw.shape[1]), int(chw.shape[2]), 3)
+        self.dtype = np.dtype(dtype)
+        self.device = chw.device
+        self._pyramid = Pyramid(chw.unsqueeze(0).to(torch.float32))
+        return self
+
     def level(self, k: int):
         """Pyramid level ``k`` (0: the frame) as float32[1, 3, H_k, W_k], integer DN; built on first use."""
         return self._pyramid.level(k)
@@ -142,7 +154,11 @@ class TorchGroundViewer(GroundViewer):
         self.clock = clock
 
     def upload(self, image: np.ndarray) -> DeviceFrame:
-        """The frame on the device (checked as :meth:`views` checks it)."""
+        """The frame on the device (checked as :meth:`views` checks it); a :class:`DeviceFrame` is checked and
+        returned as it is."""
+        if isinstance(image, DeviceFrame):
+            self._check_frame(image)
+            return image
         super()._check_frame(image)
         return DeviceFrame(image, self.device)
 

@@ -25,6 +25,30 @@ class TorchStages:
         self.device = torch_device(device)
         self.clock = StageClock(self.device)
         self._searcher = None
+        self._jpeg = None
+
+    @property
+    def jpeg(self):
+        """The :class:`runtime.gpu.decode.JpegDecoder` of this device (made on first use; on CUDA with torchvision
+        it decodes JPEG frames there, else it declines and frames are decoded on the host)."""
+        if self._jpeg is None:
+            from .decode import JpegDecoder
+
+            self._jpeg = JpegDecoder.for_device(self.device)
+        return self._jpeg
+
+    @jpeg.setter
+    def jpeg(self, decoder) -> None:
+        self._jpeg = decoder
+
+    def device_frame(self, frame):
+        """``frame`` (:class:`runtime.events.Frame`) decoded on the device as a
+        :class:`runtime.gpu.rectify.DeviceFrame`, or None when the host decodes it (already decoded, not JPEG, no
+        device decoder, refused). Timed as the stage "decode"."""
+        if frame.is_decoded or frame.encoded is None or not self.jpeg.available:
+            return None
+        with self.clock.stage("decode"):
+            return self.jpeg.frame(frame.encoded)
 
     def viewer(self, camera, gsd: float, size_px: int, *, mount: Mount = NADIR_MOUNT):
         """A :class:`runtime.gpu.rectify.TorchGroundViewer` (``GroundViewer``'s arguments)."""

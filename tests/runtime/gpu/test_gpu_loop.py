@@ -131,6 +131,41 @@ def test_the_replayed_track_matches_the_cpu_track(flight):
     assert [r.status for r in cpu].count("OK") - [r.status for r in dev].count("OK") in (-1, 0, 1)
 
 
+def _fresh(events):
+    """The events with every frame rebuilt from its encoded bytes (a Frame keeps what it decoded once)."""
+    return [Frame(e.t_ns, image=e.encoded, camera=e.camera, topic=e.topic, frame_id=e.frame_id)
+            if isinstance(e, Frame) and e.encoded is not None else e for e in events]
+
+
+def test_frames_decoded_on_the_device_give_the_same_track(flight):
+    """A JPEG decoded by the stages' decoder goes straight into the device frame, never through the host image: with
+    OpenCV's decode as the device callable (no GPU here; the same pixels), the track is the host-decoded track to
+    the bit, every frame was decoded there, and a corrupt JPEG is the same counted skip."""
+    import torch
+
+    from runtime.cli.replay import run_events
+    from runtime.gpu.decode import JpegDecoder
+
+    from .test_gpu_decode import host_chw
+
+    pkg, enc, _, events, _ = flight
+    events = list(events)
+    bad = next(i for i, e in enumerate(events) if isinstance(e, Frame) and i > 20)
+    events.insert(bad, Frame(events[bad].t_ns - 1, image=b"\xff\xd8\xff\xe0 truncated", camera=events[bad].camera,
+                             topic=events[bad].topic))
+    host = Localizer(pkg, enc, device="torch:cpu")
+    assert not host.stages.jpeg.available  # off CUDA the stages decode nothing themselves
+    ref = run_events(host, _fresh(events))
+    dev = Localizer(pkg, enc, device="torch:cpu")
+    dev.stages.jpeg = JpegDecoder(torch.device("cpu"), host_chw)
+    fresh = _fresh(events)
+    got = run_events(dev, fresh)
+    assert [(r.t_ns, r.x_m, r.y_m, r.status) for r in got] == [(r.t_ns, r.x_m, r.y_m, r.status) for r in ref]
+    assert dev.stages.jpeg.decoded == 40 and dev.stages.jpeg.fallbacks == 1  # the truncated one: refused there
+    assert not any(e.is_decoded for e in fresh if isinstance(e, Frame) and e.t_ns != events[bad].t_ns)
+    assert dev.counts["frames_undecodable"] == host.counts["frames_undecodable"] == 1
+
+
 def test_device_setting_errors(flight):
     import torch
 
