@@ -45,7 +45,7 @@ def collect_flight(package, encoder, bag_path, *, drop_imu: bool = False, locali
     from ..bags import BagReader
     from ..tools.evaluation import read_truth_and_gps
     from ..localizer import Localizer, LocalizerConfig
-    from .replay import ROLES
+    from ..feed import ROLES
 
     truth, _ = read_truth_and_gps(bag_path)
     tt = np.array([t.t_ns for t in truth], np.int64)

@@ -112,7 +112,8 @@ def _send_mavlink(mav, rec, loop, package, gps) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from ..outputs import TrackWriter
-    from .replay import load_loop, record_of
+    from ..feed import record_of
+    from .replay import load_loop
     from ..sources import EndOfStream
     from ..sources.camera import LatestFrameCamera
     from ..sources.serial_gps import NmeaSerialWriter, SerialGps

@@ -272,7 +272,7 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
 
     from ..encoder import load_encoder
     from ..localizer import Localizer, LocalizerConfig
-    from ..cli.replay import ROLES, run_events
+    from ..feed import ROLES, run_events
     from ..sources.gps_faults import GpsDegradation, degrade_gps
     from ..sources.photos import PhotoFolder, PhotoSurvey
 

@@ -160,7 +160,7 @@ def replay(package, encoder, bag_path, out_jsonl, *, localizer: dict | None = No
     from ..bags import BagReader
     from ..localizer import Localizer, LocalizerConfig
     from ..outputs import TrackWriter
-    from ..cli.replay import ROLES, run_events
+    from ..feed import ROLES, run_events
 
     loop = Localizer(package, encoder, config=LocalizerConfig.from_dict(dict(localizer or {})))
     with BagReader(bag_path) as bag, TrackWriter(out_jsonl, overwrite=True) as w:

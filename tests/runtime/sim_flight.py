@@ -10,7 +10,7 @@ import pytest
 from maps.geodesy import LocalFrame
 from maps.ortho import Orthophoto
 from runtime.bags import BagReader
-from runtime.cli.replay import ROLES
+from runtime.feed import ROLES
 
 FRAME = LocalFrame(47.0, 8.0)
 CAMERA_YAML = """%YAML:1.0

@@ -313,7 +313,7 @@ def test_ground_odometry_gives_the_velocity_without_gps(area, scenario):
     odometry the first seconds' velocity is what a few fixes imply."""
     from runtime.bags import BagReader
     from runtime.tools.evaluation import read_truth_and_gps
-    from runtime.cli.replay import ROLES
+    from runtime.feed import ROLES
 
     path, package, enc, root = area
     scenario("no_gps")

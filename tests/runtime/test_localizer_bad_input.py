@@ -18,7 +18,7 @@ from runtime.bags import BagWriter
 from runtime.cli.onboard import main as runtime_main
 from runtime.events import CameraInfoEvent, Frame, GpsFix, ImuSample
 from runtime.localizer import LOCALIZER_RANGES, Localizer, LocalizerConfig, LocalizerError
-from runtime.cli.replay import run_events
+from runtime.feed import run_events
 from runtime.sources.sanitize import EventSanitizer
 from runtime.tracking import TrackerConfig
 from runtime.tracking.config import MAXIMA

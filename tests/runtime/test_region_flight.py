@@ -27,7 +27,7 @@ def region_flight(tmp_path_factory):
     from maps.geotiff import load_orthophoto, write_geotiff
     from maps.region_build import EncoderSpec, build_region
     from runtime.bags import BagReader
-    from runtime.cli.replay import ROLES
+    from runtime.feed import ROLES
     from runtime.sim.config import SimConfig
     from runtime.sim.flight import simulate
 

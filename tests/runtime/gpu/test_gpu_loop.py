@@ -36,7 +36,7 @@ def flight(shared_data, tmp_path_factory):
     from maps.package import MapPackage
     from runtime.bags import BagReader
     from runtime.encoder import load_encoder
-    from runtime.cli.replay import ROLES
+    from runtime.feed import ROLES
     from runtime.sim.config import SimConfig
     from runtime.sim.flight import simulate
 
@@ -117,7 +117,7 @@ def test_the_replayed_track_matches_the_cpu_track(flight):
     3, 1e-4 m; with 4.14 at frame 0, 6 mm), so the tracks differ by the filter's own noise, not by accuracy: both
     are compared with the truth. That the stages agree frame by frame is the lockstep test above."""
     from runtime.tools.evaluation import evaluate_track
-    from runtime.cli.replay import run_events
+    from runtime.feed import run_events
 
     pkg, enc, bag, events, _ = flight
     cpu = run_events(Localizer(pkg, enc), events)
@@ -143,7 +143,7 @@ def test_frames_decoded_on_the_device_give_the_same_track(flight):
     the bit, every frame was decoded there, and a corrupt JPEG is the same counted skip."""
     import torch
 
-    from runtime.cli.replay import run_events
+    from runtime.feed import run_events
     from runtime.gpu.decode import JpegDecoder
 
     from .test_gpu_decode import host_chw
@@ -194,7 +194,7 @@ from maps.package import MapPackage
 from runtime.bags import BagReader
 from runtime.encoder import load_encoder
 from runtime.localizer import Localizer
-from runtime.cli.replay import ROLES, run_events
+from runtime.feed import ROLES, run_events
 pkg = MapPackage.load({str(pkg.path)!r}, hnsw="off")
 loop = Localizer(pkg, load_encoder("classical"), device="cpu")
 with BagReader({str(bag)!r}) as r:
