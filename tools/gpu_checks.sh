@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
-# Issue 14's checks on a lent GPU machine (the workplace's `device` tool), in one call of its 15-minute lease.
+# Issue 14's checks on a lent GPU machine (the workplace's `device` tool), inside its 15-minute lease.
 #
 #   here:   bash tools/gpu_checks.sh prepare   .devpack/: the wheels the device's Python (3.12) lacks, unpacked and
 #                                              packed again as one xz tarball (rasterio, pyproj, rosbags, ...), the
-#                                              hnswlib sdist (no binary wheel: built there), the orthophotos and the NEON
-#                                              sample (JPEG-compressed at quality 90: same size, CRS and tag, the image
-#                                              only serves the training's throughput there); about 43 MB, which with
-#                                              the repository stays under the 64 MiB a call may carry
+#                                              hnswlib sdist (no binary wheel: built there), the orthophotos and the
+#                                              NEON sample (JPEG-compressed at quality 90: same size, CRS and tag, the
+#                                              image only serves the training's throughput there); about 43 MB, which
+#                                              with the repository stays under the 64 MiB a call may carry
 #                                              (PYTHON: a python that imports skyfix)
 #   there:  bash tools/gpu_checks.sh run [GROUP...]
 #                                              (carry .devpack) unpack into .site/, then every check, or those of the
 #                                              groups named: tests (native build, GPU tests), train (training, torch
 #                                              export, encoder bench), loop (maps, loop benches; needs train's export)
 #
-# `run` writes under $OUT (or .run/out) summary.txt, versions.txt, gpu.txt, four JSON results and logs.tgz (the
-# device tool returns at most 8 files; logs.tgz is rewritten after every step, so a call cut short still returns
-# what ran): the native build, the GPU test selection, a short `--preset gpu` training (its steps/s against the
-# preset's; from scratch, since the ImageNet weights' package, 18 MB, does not fit the carry and a step's speed does
-# not depend on the initial weights), the torch export of its checkpoint and `skyfix bench encoder` on it, two maps of zurich_a (the shipped
-# ONNX model and the exported program) and `runtime bench` with the loop on the GPU (the shipped model; the exported
-# program, whole frame on the GPU) and on the CPU, one after the other on the same machine. Every step has a time
-# limit, so one that hangs costs its limit and not the call.
+# Plan: three calls one after the other, `run tests`, `run train`, `run loop` (each within the machine's 30 s warm
+# window, so one start serves all three: .site/ and the export stay there), about 3 minutes each. Each call brings
+# back what it measured, so a machine that stops answering loses one group, not the lease (the one call of all of
+# them, on 2026-12-05, lost everything that way).
+#
+# `run` writes under $OUT (or .run/out) summary.txt, versions.txt, gpu.txt, the groups' JSON results and logs.tgz
+# (the device tool returns at most 8 files; logs.tgz is rewritten after every step, so a call cut short still
+# returns what ran): the native build, the GPU test selection, a short `--preset gpu` training (its steps/s against
+# the preset's; from scratch, since the ImageNet weights' package, 18 MB, does not fit the carry and a step's speed
+# does not depend on the initial weights), the torch export of its checkpoint and `skyfix bench encoder` on it, two
+# maps of zurich_a (the shipped ONNX model and the exported program) and `runtime bench` with the loop on the GPU
+# (the shipped model; the exported program, whole frame on the GPU) and on the CPU, one after the other on the same
+# machine. Every step has a time limit, so one that hangs costs its limit and not the call.
 #
 # DEVICE=cpu runs the same flow on a machine without a GPU (the tiny preset, the loop on torch:cpu), with the
 # packages already importable (no install): that is how this script itself is checked.
