@@ -23,7 +23,9 @@ none. The protocol plays this out on one survey:
    placement noise per axis). Each frame's *structure* is the share of its ground view (at the map's
    resolution) whose smoothed gradient exceeds ``edge_level`` (grey levels per pixel): roads, buildings and field
    edges make it high, uniform fields low; frames at or above ``structure_min`` count as showing structure.
-   Frames more than 10 m off are listed with their structure, roll/pitch and the reason the loop gave.
+   Frames more than 10 m off are listed with their structure, roll/pitch, where their tilt came from, the GPS fed
+   and the visual fix at that frame (their distances to the reference), and why (:func:`why_far`: lost, a wrong
+   visual fix, the GPS followed without a fix, no fix and no GPS, or a fused estimate off), counted per case.
 
 Printed: a table (and ``--json``); the mosaic's registration report is written next to the map.
 """
@@ -325,7 +327,8 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
             events = src.events(roles=roles)
             if deg is not None:
                 events = degrade_gps(events, deg)
-            records = run_events(loop, events)
+            fixes: dict[int, tuple] = {}
+            records = run_events(loop, events, on_event=lambda ev, n: _note_fix(loop.last_candidates, ev, fixes))
         errs = _errors(records, test, frame)
         d = np.array([e for _, e in errs])
         status = [None if r is None else r.status for r, _ in errs]
@@ -351,18 +354,74 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
             first_ok = next((k for k in range(len(test)) if localized[k] and d[k] <= 10.0), None)
             case["frames_to_fix_after_first_structure"] = (None if first_s is None or first_ok is None
                                                            else int(first_ok - first_s))
+        noisy = None
         if deg is not None:
             noisy = _noisy_gps_errors(test, deg, frame)
             case["gps_fed"] = _stats(noisy)
-        case["far"] = [{"photo": Path(m.path).name, "error_m": (None if not math.isfinite(e) else round(e, 1)),
+        far = []
+        for k, (m, e, s, st) in enumerate(zip(test, d, status, structure)):
+            if e <= 10.0:
+                continue
+            fix = fixes.get(int(m.t_ns))
+            fix_err = None
+            if fix is not None:
+                fx, fy = (float(v) for v in frame.to_local(*loop.frame.to_wgs84(fix[0], fix[1])))
+                tx, ty = (float(v) for v in frame.to_local(m.lat, m.lon))
+                fix_err = math.hypot(fx - tx, fy - ty)
+            gps_err = None if noisy is None or not math.isfinite(noisy[k]) else float(noisy[k])
+            far.append({"photo": Path(m.path).name, "error_m": (None if not math.isfinite(e) else round(e, 1)),
                         "status": s, "structure": round(float(st), 3),
                         "roll_deg": (None if m.attitude is None else round(math.degrees(m.attitude.roll), 1)),
-                        "pitch_deg": (None if m.attitude is None else round(math.degrees(m.attitude.pitch), 1))}
-                       for m, e, s, st in zip(test, d, status, structure) if not (e <= 10.0)]
+                        "pitch_deg": (None if m.attitude is None else round(math.degrees(m.attitude.pitch), 1)),
+                        "tilt": "images" if m.name in tilt else "recorded",
+                        "gps_fed_m": None if gps_err is None else round(gps_err, 1),
+                        "visual_fix_m": None if fix_err is None else round(fix_err, 1),
+                        "why": why_far(e, fix_err, gps_err, bool(st >= cfg.structure_min))})
+        case["far"] = far
+        case["far_why"] = {w: sum(1 for f in far if f["why"] == w) for w in WHY if any(f["why"] == w for f in far)}
         results["cases"][name] = case
         say(f"{name}: localized {case['localized']:.0%}, median {case['all']['median_m']}, OK>10 {ok_far}")
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     return results
+
+
+#: why a frame ended more than 10 m from its reference (:func:`why_far`), in the order the rules test them
+WHY = ("lost", "wrong visual fix", "uniform field, followed the GPS", "followed the GPS", "uniform field, no GPS",
+       "no visual fix, no GPS", "fused off")
+
+
+def why_far(error_m: float, fix_error_m: float | None, gps_error_m: float | None, structured: bool) -> str:
+    """Why a frame's estimate is more than 10 m from its reference, from what the frame had (one of :data:`WHY`).
+
+    Args:
+        error_m: the estimate's distance to the reference (nan: no estimate, or LOST).
+        fix_error_m: the frame's visual fix (its best aligned position that passed the gates) from the reference,
+            None when none passed.
+        gps_error_m: the GPS fed at that frame from the reference, None when none was fed (no GPS, inside the cut).
+        structured: the frame shows structure (roads, houses, field edges).
+    """
+    if not math.isfinite(error_m):
+        return "lost"
+    if fix_error_m is not None and fix_error_m > 10.0:
+        return "wrong visual fix"
+    if fix_error_m is None and gps_error_m is not None and gps_error_m > 10.0:
+        return "followed the GPS" if structured else "uniform field, followed the GPS"
+    if fix_error_m is None and gps_error_m is None:
+        return "no visual fix, no GPS" if structured else "uniform field, no GPS"
+    return "fused off"
+
+
+def _note_fix(c, ev, fixes: dict) -> None:
+    """After event ``ev``: when it is a frame and ``c`` (the loop's ``last_candidates``) is its, the frame's visual fix
+    (the best-scoring aligned position that passed the gates, loop-local x, y) into ``fixes`` by frame time."""
+    from ..events import Frame
+
+    if not isinstance(ev, Frame) or c is None or c.t_ns != ev.t_ns or not c.aligned.size:
+        return
+    passed = c.aligned[c.aligned[:, 5] > 0.5]
+    if len(passed):
+        best = passed[int(np.argmax(passed[:, 2]))]
+        fixes[int(ev.t_ns)] = (float(best[0]), float(best[1]))
 
 
 def _noisy_gps_errors(test, deg, frame) -> np.ndarray:
@@ -403,6 +462,8 @@ def format_table(res: dict) -> str:
             rows.append(f"{name}, inside the cut: {dc['n']} of {c.get('during_cut_frames', '?')} frames localized, "
                         f"median / max {f(dc['median_m'])} / {f(dc['max_m'])} m; frames with structure within 10 m: "
                         + ("-" if share is None or not math.isfinite(share) else f"{share:.0%}"))
+        if c.get("far_why"):
+            rows.append(f"{name}: frames more than 10 m off: " + ", ".join(f"{w} {n}" for w, n in c["far_why"].items()))
         if "frames_to_fix_after_first_structure" in c:
             k = c["frames_to_fix_after_first_structure"]
             rows.append(f"{name}: first estimate within 10 m "

@@ -62,6 +62,42 @@ def test_the_table_says_what_happened_inside_the_cut_and_without_gps():
             "within 10 m: 33%") in text
     assert "| no_gps | 12% | - / - / - |" in text
     assert "no_gps: first estimate within 10 m never" in text
+    res["cases"]["cut"]["far_why"] = {"wrong visual fix": 2, "followed the GPS": 3}
+    assert "cut: frames more than 10 m off: wrong visual fix 2, followed the GPS 3" in format_table(res)
+
+
+def test_why_a_frame_is_far_follows_what_it_had():
+    from runtime.tools.photo_protocol import WHY, why_far
+
+    assert why_far(math.nan, None, 3.0, True) == "lost"
+    assert why_far(14.0, 12.5, 3.0, True) == "wrong visual fix"  # a fix that passed the gates, 12.5 m off
+    assert why_far(12.0, None, 11.0, True) == "followed the GPS"
+    assert why_far(12.0, None, 11.0, False) == "uniform field, followed the GPS"
+    assert why_far(30.0, None, None, True) == "no visual fix, no GPS"
+    assert why_far(30.0, None, None, False) == "uniform field, no GPS"
+    assert why_far(11.0, 4.0, 9.0, True) == "fused off"  # a good fix and a GPS within 10 m: the fusion ended off
+    assert why_far(11.0, None, 8.0, True) == "fused off"
+    assert all(why_far(*a) in WHY for a in [(math.nan, None, None, False), (20.0, 2.0, None, False)])
+
+
+def test_a_frames_visual_fix_is_its_best_passed_alignment():
+    from runtime.events import Frame
+    from runtime.localizer import FrameCandidates
+    from runtime.tools.photo_protocol import _note_fix
+
+    aligned = np.array([[10.0, 20.0, 0.8, 1.0, 1.5, 0.0, 0.0],   # best score but dropped by the gates
+                        [11.0, 21.0, 0.6, 1.0, 1.5, 1.0, 0.0],   # passed
+                        [12.0, 22.0, 0.7, 1.0, 1.5, 1.0, 0.0]])  # passed, the best of those
+    c = FrameCandidates(t_ns=5, aligned=aligned, retrieved=np.zeros((0, 7)), retrieved_used=False,
+                        embeddings=np.zeros((1, 4), np.float32), scope=None)
+    fixes = {}
+    _note_fix(c, Frame(5, np.zeros((4, 4, 3), np.uint8)), fixes)
+    assert fixes == {5: (12.0, 22.0)}
+    _note_fix(c, Frame(6, np.zeros((4, 4, 3), np.uint8)), fixes)  # another frame's candidates: nothing
+    none = FrameCandidates(t_ns=7, aligned=aligned[:1], retrieved=np.zeros((0, 7)), retrieved_used=False,
+                           embeddings=np.zeros((1, 4), np.float32), scope=None)
+    _note_fix(none, Frame(7, np.zeros((4, 4, 3), np.uint8)), fixes)  # nothing passed: no fix
+    assert fixes == {5: (12.0, 22.0)}
 
 
 def test_the_split_takes_its_tilt_from_the_images_map_both_ways_held_out_from_the_photo_before(shared_data):
