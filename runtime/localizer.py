@@ -712,6 +712,8 @@ class Localizer:
         if self.stages is not None:
             self.stages.clock.next_frame()
             image = self.stages.device_frame(frame)  # a JPEG decoded on the GPU, never on the host (else None)
+            if image is None and self.stages.jpeg.disabled:
+                self._note(self.stages.jpeg.disabled)
         try:
             if image is None:
                 image = frame.image

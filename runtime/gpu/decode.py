@@ -15,7 +15,10 @@ decode, so the frame is the same frame either way:
 nvJPEG's IDCT and chroma upsampling are not libjpeg-turbo's: the pixels may differ from OpenCV's by a few DN (JPEG
 decoders are not bit-exact with each other); the views, embeddings and fixes then differ by what such noise moves.
 EXIF orientation is applied as OpenCV applies it (``apply_exif_orientation``; a torchvision without that option is
-not used). Grey JPEGs come out as three equal channels, as on the host.
+not used). Grey JPEGs come out as three equal channels, as on the host. A decoder that refuses the first
+``JpegDecoder.MAX_REFUSALS`` frames in a row (one that cannot work here) is switched off, so a run does not pay a
+failed attempt per frame. torchvision 0.29 deprecates its decoders in favour of TorchCodec; a TorchCodec path is not
+written.
 """
 
 from __future__ import annotations
@@ -59,13 +62,19 @@ class JpegDecoder:
 
     Attributes:
         decoded: frames decoded on the device; fallbacks: JPEG frames the device decoder refused (host decoded).
+        disabled: why device decoding was switched off (``MAX_REFUSALS`` refusals in a row before any success: a
+            decoder that cannot work here, e.g. torchvision's image extension not loaded), else None.
     """
+
+    #: refusals in a row, before the first success, after which the device decoder is no longer tried
+    MAX_REFUSALS = 3
 
     def __init__(self, device, decode: Callable | None = None) -> None:
         self.device = device
         self._decode = decode
         self.decoded = 0
         self.fallbacks = 0
+        self.disabled: str | None = None
 
     @classmethod
     def for_device(cls, device) -> "JpegDecoder":
@@ -84,13 +93,19 @@ class JpegDecoder:
             return None
         try:
             chw = self._decode(data)
-        except Exception:  # nvJPEG's refusals surface as RuntimeError; the host decoder gives the typed error
-            self.fallbacks += 1
-            return None
+        except Exception as exc:  # nvJPEG's refusals surface as RuntimeError; the host decoder gives the typed error
+            return self._refused(f"{type(exc).__name__}: {exc}")
         if chw.dim() != 3 or chw.shape[0] != 3 or chw.dtype != import_torch().uint8:
-            self.fallbacks += 1
-            return None
+            return self._refused(f"it returned {chw.dtype}{list(chw.shape)}, expected uint8[3, H, W]")
         from .rectify import DeviceFrame
 
         self.decoded += 1
         return DeviceFrame.from_chw(chw.to(self.device), dtype=np.dtype(np.uint8))
+
+    def _refused(self, why: str) -> None:
+        self.fallbacks += 1
+        if self.decoded == 0 and self.fallbacks >= self.MAX_REFUSALS:
+            self.disabled = (f"the device JPEG decoder refused the first {self.fallbacks} frames ({why}): frames are "
+                             "decoded on the host")
+            self._decode = None
+        return None

@@ -63,7 +63,26 @@ def test_what_the_device_does_not_take_goes_to_the_host(photo):
         raise RuntimeError("nvjpeg: unsupported JPEG (progressive)")
 
     dec = JpegDecoder(torch.device("cpu"), refuses)
-    assert dec.frame(_jpeg(photo)) is None and dec.fallbacks == 1
+    assert dec.frame(_jpeg(photo)) is None and dec.fallbacks == 1 and dec.available and dec.disabled is None
+    # a decoder that refuses the first frames in a row cannot work here: switched off, said why
+    for _ in range(JpegDecoder.MAX_REFUSALS - 1):
+        dec.frame(_jpeg(photo))
+    assert not dec.available and dec.fallbacks == JpegDecoder.MAX_REFUSALS
+    assert dec.disabled == (f"the device JPEG decoder refused the first {JpegDecoder.MAX_REFUSALS} frames "
+                            "(RuntimeError: nvjpeg: unsupported JPEG (progressive)): frames are decoded on the host")
+    calls = []
+
+    def flaky(data):  # works, then refuses some frames: stays on (refusals are per frame once it has worked)
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("corrupt stream")
+        return host_chw(data)
+
+    dec = JpegDecoder(torch.device("cpu"), flaky)
+    assert dec.frame(_jpeg(photo)) is not None
+    for _ in range(5):
+        assert dec.frame(_jpeg(photo)) is None
+    assert dec.available and dec.fallbacks == 5 and dec.disabled is None
     dec = JpegDecoder(torch.device("cpu"), lambda data: torch.zeros((120, 160), dtype=torch.uint8))
     assert dec.frame(_jpeg(photo)) is None and dec.fallbacks == 1  # not [3, H, W]: not used
     none = JpegDecoder(torch.device("cpu"), None)

@@ -164,6 +164,18 @@ def test_frames_decoded_on_the_device_give_the_same_track(flight):
     assert dev.stages.jpeg.decoded == 40 and dev.stages.jpeg.fallbacks == 1  # the truncated one: refused there
     assert not any(e.is_decoded for e in fresh if isinstance(e, Frame) and e.t_ns != events[bad].t_ns)
     assert dev.counts["frames_undecodable"] == host.counts["frames_undecodable"] == 1
+    # a device decoder that cannot work here is switched off after its first refusals, with a note; the track is the
+    # host-decoded one still
+
+    def broken(data):
+        raise RuntimeError("image extension not loaded")
+
+    off = Localizer(pkg, enc, device="torch:cpu")
+    off.stages.jpeg = JpegDecoder(torch.device("cpu"), broken)
+    got = run_events(off, _fresh(events))
+    assert [(r.t_ns, r.x_m, r.y_m) for r in got] == [(r.t_ns, r.x_m, r.y_m) for r in ref]
+    assert off.stages.jpeg.fallbacks == JpegDecoder.MAX_REFUSALS and not off.stages.jpeg.available
+    assert sum("device JPEG decoder refused the first 3 frames" in n for n in off.notes) == 1
 
 
 def test_device_setting_errors(flight):
