@@ -62,7 +62,10 @@ prepare() {
   # the package registry on first use, which the device cannot reach)
   local data="${SKYFIX_DATA:-../shared/data}"
   cp -r "$data"/ortho/. .devpack/ortho/ || return 1
-  chmod -R u+w .devpack/ortho
+  # one real camera JPEG (0.4 MB) for the nvJPEG-against-OpenCV test
+  mkdir -p .devpack/real/seneca/images && cp "$data"/real/seneca/images/IMG_0446.jpg .devpack/real/seneca/images/ \
+    || return 1
+  chmod -R u+w .devpack/ortho .devpack/real
   "$PY" - <<'PYEOF' || return 1
 import rasterio
 from maps.samples import _cached_ok, default_orthophoto_path

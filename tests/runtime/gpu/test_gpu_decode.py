@@ -105,7 +105,10 @@ def test_nvjpeg_against_opencv(photo, shared_data):
         pytest.skip("torchvision (with apply_exif_orientation) is not installed: frames are decoded on the host")
     from pathlib import Path
 
-    real = sorted(p for p in Path(shared_data("real/seneca/images")).iterdir() if p.suffix.lower() == ".jpg")[:1]
+    try:  # a real camera's JPEG where the shared data is there; the synthetic one always
+        real = sorted(p for p in Path(shared_data("real/seneca/images")).iterdir() if p.suffix.lower() == ".jpg")[:1]
+    except pytest.skip.Exception:
+        real = []
     for data in [_jpeg(photo)] + [p.read_bytes() for p in real]:
         dev = decode(data).permute(1, 2, 0).cpu().numpy()
         host = decode_image_bytes(data)
