@@ -25,8 +25,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
-
 from . import import_torch
 
 __all__ = ["JpegDecoder", "device_jpeg_decode"]
@@ -100,7 +98,7 @@ class JpegDecoder:
         from .rectify import DeviceFrame
 
         self.decoded += 1
-        return DeviceFrame.from_chw(chw.to(self.device), dtype=np.dtype(np.uint8))
+        return DeviceFrame.from_chw(chw.to(self.device))
 
     def _refused(self, why: str) -> None:
         self.fallbacks += 1

@@ -85,13 +85,13 @@ class DeviceFrame:
         self._pyramid = Pyramid(t.permute(2, 0, 1).unsqueeze(0).to(torch.float32))  # [1, 3, H, W] DN (integers)
 
     @classmethod
-    def from_chw(cls, chw, *, dtype=np.dtype(np.uint8)) -> "DeviceFrame":
+    def from_chw(cls, chw) -> "DeviceFrame":
         """A frame already on the device: ``chw`` torch uint8[3, H, W] RGB (a GPU-decoded JPEG,
         :mod:`runtime.gpu.decode`); its device is the frame's."""
         torch = import_torch()
         self = cls.__new__(cls)
         self.shape = (int(chw.shape[1]), int(chw.shape[2]), 3)
-        self.dtype = np.dtype(dtype)
+        self.dtype = np.dtype(np.uint8)
         self.device = chw.device
         self._pyramid = Pyramid(chw.unsqueeze(0).to(torch.float32))
         return self

@@ -394,7 +394,8 @@ def why_far(error_m: float, fix_error_m: float | None, gps_error_m: float | None
     """Why a frame's estimate is more than 10 m from its reference, from what the frame had (one of :data:`WHY`).
 
     Args:
-        error_m: the estimate's distance to the reference (nan: no estimate, or LOST).
+        error_m: the estimate's distance to the reference (nan: no estimate with a position, "lost"; a LOST
+            estimate with a position is judged by the other rules, its status is listed beside).
         fix_error_m: the frame's visual fix (its best aligned position that passed the gates) from the reference,
             None when none passed.
         gps_error_m: the GPS fed at that frame from the reference, None when none was fed (no GPS, inside the cut).
