@@ -419,7 +419,58 @@ class TruthPose:
         return None if self.attitude is None else quaternion_to_matrix(self.attitude)
 
 
-Event = Union[Frame, GpsFix, ImuSample, CameraInfoEvent, TruthPose]
+@dataclass(frozen=True, eq=False)
+class GroundMotion:
+    """How far the vehicle moved over the ground between two camera times, measured from the images (e.g. the
+    homography of two overlapping photos of flat ground: :func:`runtime.mapping.photo_motion.pair_motions`).
+
+    The displacement is measured in the earlier camera's axes and turned into the world with that camera's heading,
+    so its error has two parts: ``sigma_m`` per axis (height, registration, tilt), and a rotation of the whole
+    vector by the heading's error, ``heading_sigma_rad`` (``|displacement| * heading_sigma_rad`` across it).
+
+    Attributes:
+        t_ns: time of the later image, integer nanoseconds. t_ref_ns: time of the earlier one (< ``t_ns``).
+        displacement_en: (east, north) metres the vehicle moved from ``t_ref_ns`` to ``t_ns``.
+        sigma_m: std per axis of the displacement besides the heading's part, metres (> 0).
+        heading_sigma_rad: std of the heading it was turned into the world with, radians, in [0, pi/2).
+        topic, frame_id: source (e.g. ``"photos"`` and the later photo's file name).
+    """
+
+    t_ns: int
+    t_ref_ns: int
+    displacement_en: tuple[float, float]
+    sigma_m: float
+    heading_sigma_rad: float = 0.0
+    topic: str = ""
+    frame_id: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "t_ns", _int_ns(self.t_ns, "GroundMotion.t_ns"))
+        object.__setattr__(self, "t_ref_ns", _int_ns(self.t_ref_ns, "GroundMotion.t_ref_ns"))
+        if self.t_ref_ns >= self.t_ns:
+            raise BagError(f"GroundMotion.t_ref_ns ({self.t_ref_ns}) must be before t_ns ({self.t_ns})")
+        d = np.asarray(self.displacement_en, dtype=np.float64).reshape(-1) if not isinstance(
+            self.displacement_en, str) else np.zeros(0)
+        if d.shape != (2,) or not np.all(np.isfinite(d)):
+            raise BagError(f"GroundMotion.displacement_en must be 2 finite numbers (east, north) in metres, got "
+                           f"{self.displacement_en!r}")
+        object.__setattr__(self, "displacement_en", (float(d[0]), float(d[1])))
+        for name, hi in (("sigma_m", math.inf), ("heading_sigma_rad", math.pi / 2)):
+            v = getattr(self, name)
+            ok = (not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+                  and (v > 0 if name == "sigma_m" else v >= 0) and v < hi)
+            if not ok:
+                want = "> 0 metres" if name == "sigma_m" else "in [0, pi/2) radians"
+                raise BagError(f"GroundMotion.{name} must be a number {want}, got {v!r}")
+            object.__setattr__(self, name, float(v))
+
+    @property
+    def dt_s(self) -> float:
+        """Seconds between the two images."""
+        return (self.t_ns - self.t_ref_ns) * 1e-9
+
+
+Event = Union[Frame, GpsFix, ImuSample, CameraInfoEvent, TruthPose, GroundMotion]
 
 
 # ---------------------------------------------------------------------------------------------- quaternion helpers
@@ -436,6 +487,7 @@ __all__ = [
     "Event",
     "Frame",
     "GpsFix",
+    "GroundMotion",
     "ImuSample",
     "STATUS_FIX",
     "STATUS_NO_FIX",

@@ -26,7 +26,10 @@ there; ``device="cpu"`` (the default) is the numpy/OpenCV path, which never impo
 
 GPS fixes (:meth:`on_gps`) go to the tracker (gated there; with their ground velocity, which also calibrates the IMU
 integration) and to the height keeper; IMU samples (:meth:`on_imu`) give the attitude of the next frames and the
-acceleration between filter steps. Each frame (or, in a recording without a camera, each GPS fix) gives an
+acceleration between filter steps; a displacement measured between two frames (:meth:`on_motion`, a
+:class:`runtime.events.GroundMotion`: consecutive photos seconds apart) weighs each particle by how far it moved
+since the earlier frame, whose positions the tracker keeps after every frame (:meth:`ParticleTracker.mark_anchor`).
+Each frame (or, in a recording without a camera, each GPS fix) gives an
 :class:`Output`: the tracker's :class:`~runtime.tracking.TrackEstimate` and the per-stage latency in milliseconds.
 """
 
@@ -44,7 +47,7 @@ from calibration.geometry import NADIR_MOUNT, Attitude, Mount
 from maps.errors import PriorOutsideMapError
 
 from .errors import BagError, OnboardError
-from .events import CameraInfoEvent, Frame, GpsFix, ImuSample, STATUS_NO_FIX
+from .events import CameraInfoEvent, Frame, GpsFix, GroundMotion, ImuSample, STATUS_NO_FIX
 from .imu_velocity import ImuVelocity
 
 __all__ = ["LocalizerConfig", "LOCALIZER_RANGES", "Localizer", "Output", "FrameCandidates", "ImuVelocity", "LocalizerError",
@@ -599,15 +602,34 @@ class Localizer:
     def process(self, event) -> Output | None:
         """Dispatch one event; returns an :class:`Output` for frames (and for GPS fixes when ``gps_outputs``)."""
         if isinstance(event, Frame):
-            return self.on_frame(event)
+            out = self.on_frame(event)
+            self.tracker.mark_anchor()  # where each particle was at this frame: a later GroundMotion measures from it
+            return out
         if isinstance(event, GpsFix):
             return self.on_gps(event)
         if isinstance(event, ImuSample):
             self.on_imu(event)
+        elif isinstance(event, GroundMotion):
+            self.on_motion(event)
         elif isinstance(event, CameraInfoEvent):
             if self._camera is None:
                 self._set_camera(event.camera)
         return None
+
+    def on_motion(self, motion: GroundMotion) -> None:
+        """A displacement measured between two frames (:class:`runtime.events.GroundMotion`): weighs the particles
+        by how far each moved since the earlier frame (:meth:`ParticleTracker.update_displacement`). Counted as
+        ``motion``; one whose earlier frame the tracker holds no positions for (not processed, or the belief
+        re-initialised since) as ``motion_unused``, with a note."""
+        res = self.tracker.update_displacement(motion.t_ns, motion.t_ref_ns, motion.displacement_en, motion.sigma_m,
+                                               heading_sigma_rad=motion.heading_sigma_rad)
+        if res in ("weighted", "redrawn"):
+            self.counts["motion"] = self.counts.get("motion", 0) + 1
+            return
+        self.counts["motion_unused"] = self.counts.get("motion_unused", 0) + 1
+        if res == "no anchor":
+            self._note("a ground motion measured from a frame the tracker holds no positions for (not processed, or "
+                       "the belief re-initialised since) is not used")
 
     def on_imu(self, sample: ImuSample) -> None:
         self.counts["imu"] += 1

@@ -96,6 +96,9 @@ def register(subparsers) -> None:
     p.add_argument("--recorded-tilt", action="store_true",
                    help="a photo folder: keep each photo's recorded roll and pitch (default: from the images of the "
                         "photo before it in its flight line where the two register, as in flight)")
+    p.add_argument("--no-photo-motion", action="store_true",
+                   help="a photo folder: do not give the loop each photo's displacement from the photo before it, "
+                        "measured from the two images (default: given where they register)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(handler=run)
 
@@ -193,14 +196,15 @@ def _config_keys(args: argparse.Namespace) -> set:
 
 
 def open_recording(paths, *, topics=None, camera=None, survey_calibration=None, typestore="auto",
-                   tilt_from_images: bool = False):
+                   tilt_from_images: bool = False, motion_from_images: bool = False):
     """A reader of ``paths``: a :class:`runtime.sources.photos.PhotoFolder` when they are one folder of photos (or
     photo files), else a :class:`runtime.bags.BagReader`. Role overrides set to ``'none'`` (``--gps-topic none``,
     ``--imu-topic none``) leave that role out of a photo folder too. ``survey_calibration``: the JSON report of
     ``skyfix maps build --photos`` (its ``camera_offset_m``, ``survey_scale`` and ``attitude_sigma_deg``), applied to
     a photo folder of the same aircraft: each photo's GPS moved to where its camera was, its height scaled, the
     error of its recorded attitude stated. ``tilt_from_images``: each photo's roll and pitch from the images of the
-    photo before it (:func:`_images_tilt_survey`)."""
+    photo before it; ``motion_from_images``: each photo's displacement from the photo before it, from the two
+    images (:func:`_image_pairs_survey`)."""
     from ..bags import BagReader
     from ..sources.photos import PhotoFolder, is_photo_folder, read_photo_folder
 
@@ -213,8 +217,9 @@ def open_recording(paths, *, topics=None, camera=None, survey_calibration=None, 
             camera = load_camera(camera)
         src = paths[0] if len(paths) == 1 else paths
         survey = None if survey_calibration is None else _calibrated_survey(src, camera, survey_calibration)
-        if tilt_from_images:
-            survey = _images_tilt_survey(survey if survey is not None else read_photo_folder(src, camera=camera))
+        if tilt_from_images or motion_from_images:
+            survey = _image_pairs_survey(survey if survey is not None else read_photo_folder(src, camera=camera),
+                                         tilt=tilt_from_images, motion=motion_from_images)
         folder = PhotoFolder(src, camera=camera, survey=survey)
         return _RoleFilter(folder, {r for r, v in (topics or {}).items() if v in ("none", "")})
     if survey_calibration is not None:
@@ -242,30 +247,42 @@ def _survey_report(path) -> dict:
     return json.loads(p.read_text())
 
 
-def _images_tilt_survey(survey):
-    """``survey`` (:class:`runtime.sources.photos.PhotoSurvey`) with each photo's roll and pitch taken from its
-    images and the photo before it in its flight line (causal: what the loop would have in flight;
-    :func:`runtime.mapping.attitude_check.images_tilt`), each such photo stating its tilt's sigma. Photos without a
-    registered pair keep the recorded attitude, stated off by the survey calibration's figure or, without one, by
-    what this folder's own pairs measure (:func:`runtime.mapping.attitude_check.recorded_tilt_sigma_deg`)."""
+def _image_pairs_survey(survey, *, tilt: bool = True, motion: bool = True):
+    """``survey`` (:class:`runtime.sources.photos.PhotoSurvey`) with what each photo's images and those of the photo
+    before it in its flight line say (causal: what the loop would have in flight). ``tilt``: each photo's roll and
+    pitch from them (:func:`runtime.mapping.attitude_check.images_tilt`), each such photo stating its tilt's sigma;
+    photos without a registered pair keep the recorded attitude, stated off by the survey calibration's figure or,
+    without one, by what this folder's own pairs measure
+    (:func:`runtime.mapping.attitude_check.recorded_tilt_sigma_deg`). ``motion``: each photo's displacement since the
+    photo before it (:func:`runtime.mapping.photo_motion.pair_motions`, with its maker's heading error), which the
+    folder yields before the photo's frame."""
     from dataclasses import replace
 
     from ..mapping.attitude_check import check_attitude, images_tilt, recorded_tilt_sigma_deg
     from ..mapping.flight_lines import flight_lines
+    from ..mapping.photo_motion import pair_motions
+    from ..sources.photos import heading_sigma_deg
 
     metas = list(survey.photos)
     if sum(m.attitude is not None for m in metas) < 2:
         return survey
     check = check_attitude(metas, flight_lines(metas))
     sigma = survey.attitude_sigma_deg
-    if sigma is None:
-        sigma = recorded_tilt_sigma_deg(metas, check)
-    metas, changed = images_tilt(metas, check, causal=True)
-    note = (f"tilt from the images: {len(changed)} of {len(metas)} photos take their roll and pitch from the photo "
-            f"before them ({len(check.pairs)} of {len(check.pairs) + len(check.skipped)} consecutive pairs "
-            "register; --recorded-tilt keeps the recorded ones)"
-            + ("" if sigma is None else f"; the others' recorded tilt stated off by {sigma:.1f} deg"))
-    return replace(survey, photos=tuple(metas), notes=survey.notes + (note,), attitude_sigma_deg=sigma)
+    notes = list(survey.notes)
+    if tilt:
+        if sigma is None:
+            sigma = recorded_tilt_sigma_deg(metas, check)
+        metas, changed = images_tilt(metas, check, causal=True)
+        notes.append(f"tilt from the images: {len(changed)} of {len(metas)} photos take their roll and pitch from the "
+                     f"photo before them ({len(check.pairs)} of {len(check.pairs) + len(check.skipped)} consecutive "
+                     "pairs register; --recorded-tilt keeps the recorded ones)"
+                     + ("" if sigma is None else f"; the others' recorded tilt stated off by {sigma:.1f} deg"))
+    if motion:
+        motions = pair_motions([m for m in metas if heading_sigma_deg(m) is not None], check, heading_sigma_deg)
+        metas = [replace(m, motion=motions[m.name]) if m.name in motions else m for m in metas]
+        notes.append(f"motion from the images: {len(motions)} of {len(metas)} photos have their displacement from "
+                     "the photo before them (the loop weighs its belief by it; --no-photo-motion: not)")
+    return replace(survey, photos=tuple(metas), notes=tuple(notes), attitude_sigma_deg=sigma)
 
 
 def _calibrated_survey(src, camera, report_path):
@@ -347,7 +364,8 @@ def run(args: argparse.Namespace) -> int:
     deg = GpsDegradation.parse(args.gps_noise, args.gps_cut, args.gps_seed)
     with open_recording(args.bag, topics=overrides, camera=args.camera,
                         survey_calibration=args.survey_calibration, typestore=args.typestore,
-                        tilt_from_images=not args.recorded_tilt) as bag:
+                        tilt_from_images=not args.recorded_tilt,
+                        motion_from_images=not args.no_photo_motion) as bag:
         if deg.active:
             _err(f"note: {deg.describe()}")
         if not args.mount and getattr(bag, "mount", None) is not None:
@@ -357,7 +375,16 @@ def run(args: argparse.Namespace) -> int:
             from dataclasses import replace as _replace
 
             given = _config_keys(args)
-            extra = {k: v for k, v in implied().items() if k not in given}
+            settings = implied()
+            tracker = {k: v for k, v in settings.pop("tracker", {}).items() if k not in loop.config.tracker}
+            extra = {k: v for k, v in settings.items() if k not in given}
+            if tracker:  # the tracker is built with the loop: rebuilt (no event has reached it yet), --config wins
+                from ..tracking import ParticleTracker, TrackerConfig
+
+                merged = {**loop.config.tracker, **tracker}
+                loop.config = _replace(loop.config, tracker=merged)
+                loop.tracker = ParticleTracker(TrackerConfig.from_dict(merged), bounds=loop.tracker.bounds)
+                _err("note: from the photos: tracker " + ", ".join(f"{k}={v}" for k, v in tracker.items()))
             if loop.stages is not None and extra.pop("align_highpass_m", 0.0):
                 _err("note: the photos' align_highpass_m is not applied: the torch aligner has none (--device cpu "
                      "aligns with it)")

@@ -93,7 +93,9 @@ class PairCheck:
         a, b: file names. inliers: homography inliers. reprojection_px: their median reprojection error, pixels.
         baseline: ``|t| / d`` (displacement over height). rotation_error_deg: float64[3] ``R_images R_recorded^T``
         as a rotation vector in b's camera axes, degrees. down_a, down_b: float64[3] unit vectors towards the
-        ground plane the images give, in a's and b's camera axes.
+        ground plane the images give, in a's and b's camera axes. centre_b: float64[3] b's camera centre in a's
+        camera axes over ``d`` (a's distance to the ground plane: its height above flat ground), ``-R^T t / d``.
+        rotation: float64[3, 3] a's camera axes -> b's, as the images give it.
     """
 
     a: str
@@ -104,6 +106,8 @@ class PairCheck:
     rotation_error_deg: np.ndarray
     down_a: np.ndarray
     down_b: np.ndarray
+    centre_b: np.ndarray | None = None
+    rotation: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -272,7 +276,9 @@ def pair_check(meta_a, meta_b, feats_a, feats_b, config: CheckConfig | None = No
     n_a = ns[i].ravel() / np.linalg.norm(ns[i])
     n_b = Rs[i] @ n_a
     err = np.degrees(cv2.Rodrigues(Rs[i] @ R_rec.T)[0].ravel())
-    return PairCheck(meta_a.name, meta_b.name, int(inl.sum()), reproj, baseline, err, n_a, n_b / np.linalg.norm(n_b))
+    centre_b = -(Rs[i].T @ ts[i].ravel())
+    return PairCheck(meta_a.name, meta_b.name, int(inl.sum()), reproj, baseline, err, n_a, n_b / np.linalg.norm(n_b),
+                     centre_b, np.asarray(Rs[i], dtype=np.float64))
 
 
 def _read_gray(meta) -> np.ndarray:

@@ -57,7 +57,7 @@ from calibration.camera import CameraModel
 from calibration.geometry import NADIR_MOUNT, Attitude, Mount, yaw_from_heading
 from calibration.rotations import rotation_from_rpy
 
-from ..events import Frame, GpsFix, ImuSample
+from ..events import Frame, GpsFix, GroundMotion, ImuSample
 from . import SourceError
 
 __all__ = [
@@ -170,10 +170,27 @@ SENSEFLY_PITCH_SIGN = -1.0
 (measured)."""
 SENSEFLY_HEADING_SIGMA_DEG = 17.0
 """How far a senseFly XMP Heading scatters around the heading the images show (degrees; measured: +/-17, IQR 35)."""
+DJI_YAW_SIGMA_DEG = 5.0
+"""How far a DJI gimbal's recorded yaw may be off (degrees; assumed from the compass's usual accuracy, not measured:
+no real DJI file here)."""
+
+
+def heading_sigma_deg(photo: "PhotoMeta") -> float | None:
+    """How far ``photo``'s recorded heading may be off, degrees: :data:`SENSEFLY_HEADING_SIGMA_DEG` for senseFly,
+    :data:`DJI_YAW_SIGMA_DEG` for DJI; None for a photo whose heading is no measurement (plain EXIF: from the GPS
+    track)."""
+    return {"sensefly": SENSEFLY_HEADING_SIGMA_DEG, "dji": DJI_YAW_SIGMA_DEG}.get(photo.maker)
+
+
 #: the aligner's high-pass for real photos (LocalizerConfig ``align_highpass_m``, metres): vignetting, the sun's hotspot
 #: and exposure gradients move with the camera; chosen on Seneca from 2 / 4 / 10 m at the held-out photos' own
 #: positions (photos passing the aligner's gates 3 / 13 / 12 of 56, against 8 without)
 PHOTO_HIGHPASS_M = 4.0
+#: agreeing visual fixes before the camera counts as supporting the belief (TrackerConfig ``visual_confirm_frames``,
+#: 3 for video): consecutive photos seconds apart look at different ground (Seneca's: 30 m apart, a third of the
+#: footprint), so two of them are two independent checks, where three video frames a tenth of a second apart see
+#: the same ground and can share the same wrong match; a third photo would come 5-6 s and 30 m later
+PHOTO_CONFIRM_FRAMES = 2
 SENSEFLY_MOUNT = mount_with_image_top(SENSEFLY_IMAGE_TOP)
 """The camera of a senseFly swinglet CAM in its body: nadir, image top towards the nose (equal to NADIR_MOUNT)."""
 
@@ -248,6 +265,9 @@ class PhotoMeta:
         tilt_sigma_deg: 1-sigma of the attitude's roll and pitch, degrees, when it is known for this photo (its
             tilt taken from its images: :func:`runtime.mapping.attitude_check.images_tilt`); None: the survey's
             (:attr:`PhotoSurvey.attitude_sigma_deg`) or the loop's default.
+        motion: the displacement since the photo before it, measured from the two photos' images
+            (:func:`runtime.mapping.photo_motion.pair_motions`), yielded before this photo's frame; None: not
+            measured.
     """
 
     path: Path
@@ -262,6 +282,7 @@ class PhotoMeta:
     maker: str
     notes: tuple[str, ...] = ()
     tilt_sigma_deg: float | None = None
+    motion: GroundMotion | None = None
 
     @property
     def name(self) -> str:
@@ -852,8 +873,9 @@ class PhotoFolder:
         (:attr:`PhotoSurvey.attitude_sigma_deg`: each visual fix then carries the nadir shift that error makes;
         photos whose tilt came from their images state their own with each sample), ``height_m`` the median height
         above ground of the photos (what the loop assumes until a GPS altitude comes: with the GPS cut or absent, the
-        autopilot's barometric height), and ``align_highpass_m`` (:data:`PHOTO_HIGHPASS_M`: real photometry, see
-        :class:`runtime.align.FineAligner`)."""
+        autopilot's barometric height), ``align_highpass_m`` (:data:`PHOTO_HIGHPASS_M`: real photometry, see
+        :class:`runtime.align.FineAligner`), and the tracker's ``visual_confirm_frames``
+        (:data:`PHOTO_CONFIRM_FRAMES`)."""
         out: dict = {}
         if self.selection.get("imu"):
             # the IMU samples carry the photos' attitude only: their (static) specific force is no measurement, and
@@ -867,6 +889,7 @@ class PhotoFolder:
         if heights:
             out["height_m"] = float(np.median(heights))
         out["align_highpass_m"] = PHOTO_HIGHPASS_M
+        out["tracker"] = {"visual_confirm_frames": PHOTO_CONFIRM_FRAMES}
         return out
 
     # ------------------------------------------------------------------ lifecycle (nothing stays open)
@@ -929,7 +952,9 @@ class PhotoFolder:
 
     # ------------------------------------------------------------------ events
     def events(self, *, roles=None, start_ns: int | None = None, stop_ns: int | None = None) -> Iterator:
-        """Yield, per photo in time order: an :class:`~runtime.events.ImuSample` at the photo time (role ``imu``,
+        """Yield, per photo in time order: its :attr:`PhotoMeta.motion` where it has one (role ``camera``: a
+        :class:`~runtime.events.GroundMotion` from the photo before, first, as the prediction the photo's GPS fix and
+        frame then correct), an :class:`~runtime.events.ImuSample` at the photo time (role ``imu``,
         photos with a maker attitude (DJI, senseFly): orientation = the body attitude, zero angular velocity, linear
         acceleration = the specific force at rest ``R_body2world.T @ (0, 0, 9.80665)`` m/s^2, since a photo carries
         no acceleration; ``tilt_sigma_rad`` from :attr:`PhotoMeta.tilt_sigma_deg`; the heading-from-track
@@ -955,6 +980,8 @@ class PhotoFolder:
         for m in self.photos:
             if (start_ns is not None and m.t_ns < start_ns) or (stop_ns is not None and m.t_ns >= stop_ns):
                 continue
+            if "camera" in roles and m.motion is not None:
+                yield m.motion  # first: the motion since the photo before is the prediction this photo's fixes correct
             if "imu" in roles and m.attitude is not None and m.maker in _ATTITUDE_MAKERS:
                 yield ImuSample(m.t_ns, m.attitude.to_quaternion(), (0.0, 0.0, 0.0), _specific_force(m.attitude),
                                 topic="xmp", frame_id=m.name,

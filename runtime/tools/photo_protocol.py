@@ -62,6 +62,7 @@ class ProtocolConfig:
     split: str = "lines"
     calibrate_offset: bool = True
     tilt_from_images: bool = True
+    motion_from_images: bool = True
 
 
 def split_survey(lines: list[list[int]], how: str) -> tuple[list[int], list[int]]:
@@ -214,9 +215,13 @@ def survey_map(photos_dir, out_dir, cfg: "ProtocolConfig", say=None) -> SurveyMa
     map_idx, test_idx = split_survey(lines, cfg.split)
     say(f"{len(metas)} photos in {len(lines)} flight lines: {len(map_idx)} make the map, {len(test_idx)} are "
         "localized")
-    tilt_changed, recorded_sigma = {}, None
+    tilt_changed, recorded_sigma, check = {}, None, None
+    if cfg.tilt_from_images or cfg.motion_from_images:
+        from ..mapping.attitude_check import check_attitude
+
+        check = check_attitude(metas, lines)
     if cfg.tilt_from_images:
-        metas, tilt_changed, recorded_sigma = _tilt_from_images(metas, lines, map_idx, test_idx, say)
+        metas, tilt_changed, recorded_sigma = _tilt_from_images(metas, check, map_idx, test_idx, say)
     ortho, report = build_mosaic(mosaic_photos([metas[k] for k in map_idx]), MosaicConfig(gsd=cfg.mosaic_gsd))
     mosaic_path = write_geotiff(out / "mosaic.tif", ortho)  # the map is built from the file a user would get
     (out / "mosaic.json").write_text(json.dumps(report.to_dict(), indent=1))
@@ -233,18 +238,39 @@ def survey_map(photos_dir, out_dir, cfg: "ProtocolConfig", say=None) -> SurveyMa
             "reference GPS, the GPS fed and their heights); the photos' own placement noise (images against GPS) "
             f"{report.placement_sigma_m:.1f} m per axis, {report.attitude_sigma_deg:.1f} deg of attitude at "
             f"{report.height_m:.0f} m")
+    if cfg.motion_from_images:
+        metas = _motion_from_images(metas, check, test_idx, say)
     return SurveyMap(metas, lines, map_idx, test_idx, ortho, report, mosaic_path, tuple(offset), float(scale),
                      tilt_changed, recorded_sigma)
 
 
-def _tilt_from_images(metas, lines, map_idx, test_idx, say):
+def _motion_from_images(metas, check, test_idx, say):
+    """The localized photos each with the displacement since the photo before it in its flight line, from their
+    images (:func:`runtime.mapping.photo_motion.pair_motions`; their calibrated heights and the maker's heading
+    error), as the loop would measure it in flight."""
+    from dataclasses import replace as _replace
+
+    from ..mapping.photo_motion import pair_motions
+    from ..sources.photos import heading_sigma_deg
+
+    test = [metas[k] for k in test_idx]
+    motions = pair_motions([m for m in test if heading_sigma_deg(m) is not None], check, heading_sigma_deg)
+    out = list(metas)
+    for k in test_idx:
+        if metas[k].name in motions:
+            out[k] = _replace(metas[k], motion=motions[metas[k].name])
+    say(f"motion from the images: {len(motions)} of {len(test_idx)} localized photos have their displacement "
+        "from the photo before them")
+    return out
+
+
+def _tilt_from_images(metas, check, map_idx, test_idx, say):
     """Each photo's roll and pitch from its images (:func:`runtime.mapping.attitude_check.images_tilt`): the map's
     photos from both neighbours in their flight line (the map is made offline), the localized photos from the
     photo before them only (as the loop would have it in flight). Returns (metas, name -> tilt change degrees, the
     recorded tilt's error in degrees per axis or None)."""
-    from ..mapping.attitude_check import check_attitude, images_tilt, pair_tilt_sigma_deg, recorded_tilt_sigma_deg
+    from ..mapping.attitude_check import images_tilt, pair_tilt_sigma_deg, recorded_tilt_sigma_deg
 
-    check = check_attitude(metas, lines)
     recorded = recorded_tilt_sigma_deg(metas, check)
     one = pair_tilt_sigma_deg(check)
     out = list(metas)
@@ -485,6 +511,9 @@ def register(subparsers) -> None:
                         "flight's lines make the map (a survey that covers its area twice)")
     p.add_argument("--no-offset", action="store_true",
                    help="do not move the localized photos' GPS by the camera-to-GPS offset the mosaic estimates")
+    p.add_argument("--no-photo-motion", action="store_true",
+                   help="do not give the loop each photo's displacement from the photo before it, measured from "
+                        "their images (default: given)")
     p.add_argument("--recorded-tilt", action="store_true",
                    help="keep the photos' recorded roll and pitch (default: from the images of consecutive photos, "
                         "runtime photo-check)")
@@ -493,7 +522,7 @@ def register(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = ProtocolConfig(split=args.split, calibrate_offset=not args.no_offset,
-                         tilt_from_images=not args.recorded_tilt)
+                         tilt_from_images=not args.recorded_tilt, motion_from_images=not args.no_photo_motion)
     res = run_protocol(args.photos, args.out, model=args.model, config=cfg,
                        progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(res))

@@ -25,7 +25,7 @@ MAXIMA = {
     "n_particles": 100_000, "seed": 2**32 - 1, "velocity_conflict_count": 1000, "visual_confirm_frames": 1000,
     "accel_sigma": 100.0, "position_sigma": 100.0, "yaw_rate_sigma": 10.0, "max_speed_mps": 1000.0,
     "init_speed_sigma_mps": 1000.0, "velocity_sigma_mps": 100.0, "imu_yaw_sigma_rad": 2.0 * math.pi,
-    "imu_accel_sigma": 100.0, "velocity_conflict_nis": 1e6,
+    "imu_accel_sigma": 100.0, "velocity_conflict_nis": 1e6, "motion_heading_tau_s": 1e6,
     "gps_bias_m": 1000.0, "gps_bias_tau_s": 1e6, "gps_gate_chi2": 1e6, "gps_monitor_accel_sigma": 100.0,
     "gps_trust_s": 3600.0, "gps_drag_window_s": 3600.0, "gps_drag_chi2": 1e6, "gps_max_jump_m": 1e6,
     "gps_reaccept_s": 3600.0, "gps_outage_s": 3600.0, "gps_velocity_sigma_mps": 100.0,
@@ -53,6 +53,9 @@ class TrackerConfig:
         position_sigma: extra position random walk, m per sqrt(s) (unmodelled motion, keeps particles diverse).
         yaw_rate_sigma: yaw random walk, rad per sqrt(s), when no IMU yaw pins it.
         max_speed_mps: horizontal speed the particle velocities are clipped to.
+        motion_heading_tau_s: time constant of the heading error of measured displacements
+            (:meth:`ParticleTracker.update_displacement`), seconds: a recorded heading's error holds for a while (on
+            Seneca most of it is shared by a flight line's photos, ~30 s; between lines it changes).
         init_speed_sigma_mps: std of the initial velocity (each axis) when it is unknown.
         velocity_sigma_mps: default std of a velocity given to ``predict`` without its own sigma.
         imu_yaw_sigma_rad: default std of a yaw given to ``predict`` without its own sigma.
@@ -149,6 +152,7 @@ class TrackerConfig:
     imu_accel_sigma: float = 0.3
     velocity_conflict_nis: float = 16.0
     velocity_conflict_count: int = 2
+    motion_heading_tau_s: float = 60.0
     # gps
     gps_bias_m: float = 5.0
     gps_bias_tau_s: float = 300.0

@@ -42,6 +42,8 @@ NOTE_HOLD_S = 1.0  # an event note (re-initialisation, re-acceptance) is reporte
 _NSTATE = 7  # x, y, vx, vy, yaw, GPS bias east, GPS bias north
 _BX, _BY = 5, 6
 _CHI2_2_99 = 9.21  # chi-square, 2 dof, 99 %: the mean of a faulted GPS's innovations is consistent again
+_DISPLACEMENT_MIN_ESS = 0.05  # a displacement that would leave fewer effective particles than this share redraws them
+_DISPLACEMENT_REDRAW_CHI2 = 13.8  # ... when it agrees with the belief's displacement (2 dof, 99.9 %)
 
 
 def _wrap(a):
@@ -131,6 +133,10 @@ class ParticleTracker:
         self._vel_conflict: tuple | None = None  # (count, last t, last velocity, its sigma) of conflicting velocities
         #: measured velocities that re-anchored the particle velocities (update_velocity "reanchored")
         self.velocity_reanchors = 0
+        self._anchor: np.ndarray | None = None  # float64[2, n]: each particle's position at _anchor_t (mark_anchor)
+        self._anchor_t: int | None = None
+        self._hoff: np.ndarray | None = None  # float64[n]: each particle's heading offset of measured displacements, rad
+        self._hoff_t: int | None = None
 
     @property
     def initialized(self) -> bool:
@@ -271,7 +277,12 @@ class ParticleTracker:
         self._w = w
         n = w.size
         if 1.0 / float(w @ w) < self.config.resample_ess_fraction * n:
-            self._s = self._s[:, self._systematic()]
+            idx = self._systematic()
+            self._s = self._s[:, idx]
+            if self._anchor is not None:
+                self._anchor = self._anchor[:, idx]
+            if self._hoff is not None:
+                self._hoff = self._hoff[idx]
             self._w = np.full(n, 1.0 / n)
 
     def _systematic(self) -> np.ndarray:
@@ -338,6 +349,7 @@ class ParticleTracker:
         self._s[0] = x - self._s[_BX] + sigma * z[0]
         self._s[1] = y - self._s[_BY] + sigma * z[1]
         self._init_velocity_yaw(z, gps_vel)
+        self._drop_anchor()
         self._bias_hist.clear()
         self._bias_seen = None
         self._w = np.full(n, 1.0 / n)
@@ -356,6 +368,7 @@ class ParticleTracker:
         sd = np.sqrt(fix.sigma_m[j] ** 2 + c.visual_sigma_floor_m**2)
         self._s = np.empty((_NSTATE, n))
         self._s[_BX:] = c.gps_bias_m * z[_BX:]
+        self._drop_anchor()
         self._bias_hist.clear()
         self._bias_seen = None
         self._s[0] = fix.positions[j, 0] + sd * z[0]
@@ -599,6 +612,8 @@ class ParticleTracker:
         shift = self._s[_BX:] @ self._w - want
         self._s[_BX:] -= shift[:, None]
         self._s[0:2] += shift[:, None]
+        if self._anchor is not None:  # the same reinterpretation of position against bias at the anchor's time
+            self._anchor += shift[:, None]
 
     def _gps_prediction(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean float64[2] and covariance float64[2, 2] of what the particles predict a GPS fix to be (position plus
@@ -730,6 +745,125 @@ class ParticleTracker:
                   + math.log(p_in))
         log_out = math.log(1.0 - p_in) - math.log(math.pi * c.max_speed_mps**2)
         self._reweight(np.logaddexp(log_in, log_out))
+        return "weighted"
+
+    # -- relative motion (delayed state) -----------------------------------------------------------------------------
+    def _drop_anchor(self) -> None:
+        """New particles (an initialisation): no positions held, no heading offsets drawn."""
+        self._anchor = None
+        self._anchor_t = None
+        self._hoff = None
+        self._hoff_t = None
+
+    def heading_offset(self) -> tuple[float, float] | None:
+        """(weighted mean, std) of the particles' heading offsets of measured displacements, radians (a
+        displacement measured at heading ``h`` is taken as ``h + offset``); None before the first one."""
+        if self._hoff is None:
+            return None
+        m = float(self._w @ self._hoff)
+        return m, math.sqrt(max(float(self._w @ (self._hoff - m) ** 2), 0.0))
+
+    def _heading_offsets(self, sigma: float) -> np.ndarray:
+        """float64[n] each particle's heading offset of the displacements measured, at the tracker's time: drawn
+        from ``N(0, sigma^2)`` the first time, then Gauss-Markov (stationary ``sigma``, time constant
+        ``motion_heading_tau_s``) since the last measurement."""
+        n = self._w.size
+        if self._hoff is None or self._hoff.size != n:
+            self._hoff = sigma * self._rng.standard_normal(n)
+        elif self._t > self._hoff_t:
+            a = math.exp(-(self._t - self._hoff_t) * 1e-9 / self.config.motion_heading_tau_s)
+            self._hoff = a * self._hoff + (sigma * math.sqrt(1.0 - a * a)) * self._rng.standard_normal(n)
+        self._hoff_t = self._t
+        return self._hoff
+
+    def mark_anchor(self) -> None:
+        """Remember each particle's position at the tracker's current time (a camera frame's): a later
+        :meth:`update_displacement` measured from this time weighs each particle by how far it has moved since (the
+        positions travel with their particles through resampling; a re-initialisation forgets them)."""
+        if not self._init or self._t is None:
+            self._drop_anchor()
+            return
+        self._anchor = self._s[0:2].copy()
+        self._anchor_t = self._t
+
+    @property
+    def anchor_t_ns(self) -> int | None:
+        """The time :meth:`mark_anchor` last remembered the positions at (None: none held)."""
+        return self._anchor_t
+
+    def update_displacement(self, t_ns: int, t_ref_ns: int, displacement_xy, sigma_m: float, *,
+                            heading_sigma_rad: float = 0.0, inlier_prob: float = 0.95) -> str:
+        """Weight the particles by a measured displacement (east, north, metres) from ``t_ref_ns`` to ``t_ns``
+        (e.g. two overlapping photos' homography, :class:`runtime.events.GroundMotion`), against each particle's own
+        displacement since the anchor (:meth:`mark_anchor` at ``t_ref_ns``).
+
+        The error model: ``sigma_m`` per axis, and the whole vector turned by the error of the heading it was
+        measured with, ``heading_sigma_rad``. That error is no white noise (a compass's or a recorded heading's
+        error holds for a while: on Seneca a flight line's photos share most of theirs), so each particle carries
+        its own heading offset, drawn from ``N(0, heading_sigma^2)`` and wandering with time constant
+        ``motion_heading_tau_s``, and is weighed against the measurement turned by its offset: consecutive
+        displacements then teach the belief the offset instead of pulling it sideways, each as if independent.
+
+        The likelihood is ``inlier_prob * N + (1 - inlier_prob) / (pi (max_speed dt)^2)`` (a wrong registration
+        cannot wipe out the particles). A belief so much wider than the measurement that the weights would leave
+        under :data:`_DISPLACEMENT_MIN_ESS` of the particles effective draws each particle's displacement from the
+        Gaussian product of the belief's and the measurement (turned by its offset) instead, its velocity moved
+        with it, when the two agree. Returns ``"weighted"``, ``"redrawn"``, ``"uninitialised"``, or ``"no anchor"``
+        when the positions at ``t_ref_ns`` are not held (not marked then, or the belief was re-initialised since).
+        """
+        d = _vec2(displacement_xy, "update_displacement displacement_xy")
+        sig = finite_float(sigma_m, "update_displacement sigma_m", positive=True)
+        hsig = finite_float(heading_sigma_rad, "update_displacement heading_sigma_rad")
+        p_in = finite_float(inlier_prob, "update_displacement inlier_prob")
+        if hsig < 0.0:
+            raise TrackingError(f"update_displacement heading_sigma_rad must be >= 0, got {heading_sigma_rad!r}")
+        if not 0.0 < p_in < 1.0:
+            raise TrackingError(f"update_displacement inlier_prob must be in (0, 1), got {inlier_prob!r}")
+        t_ref = int_ns(t_ref_ns, "update_displacement t_ref_ns")
+        self._sync(t_ns, "update_displacement t_ns")
+        if not self._init:
+            return "uninitialised"
+        if self._anchor is None or self._anchor_t != t_ref:
+            return "no anchor"
+        c, s, w = self.config, self._s, self._w
+        dt = max((self._t - t_ref) * 1e-9, 1e-3)
+        off = self._heading_offsets(hsig)
+        cs, sn = np.cos(off), np.sin(off)
+        dp = np.stack([cs * d[0] - sn * d[1], sn * d[0] + cs * d[1]])  # float64[2, n]: d turned by each offset
+        moved = s[0:2] - self._anchor  # float64[2, n]: each particle's displacement since the anchor
+        r2 = ((moved - dp) ** 2).sum(axis=0)
+        var = sig * sig
+        log_in = -0.5 * r2 / var - math.log(_TWO_PI * var) + math.log(p_in)
+        log_out = math.log(1.0 - p_in) - math.log(math.pi * (c.max_speed_mps * dt) ** 2)
+        log_l = np.logaddexp(log_in, log_out)
+        with np.errstate(divide="ignore"):
+            lw = np.log(w) + log_l
+        pw = np.exp(lw - lw.max())
+        pw /= pw.sum()
+        if 1.0 / float(pw @ pw) < _DISPLACEMENT_MIN_ESS * w.size:
+            if 1.0 / float(w @ w) < 0.999 * w.size:  # weighted: resample first (the anchors keep their weight)
+                idx = self._systematic()
+                self._s = s = s[:, idx]
+                self._anchor = self._anchor[:, idx]
+                self._hoff = off = off[idx]
+                dp = dp[:, idx]
+                self._w = w = np.full(w.size, 1.0 / w.size)
+                moved = s[0:2] - self._anchor
+            mu = moved @ w
+            dm = moved - mu[:, None]
+            cov_p = (dm * w) @ dm.T + 1e-9 * np.eye(2)
+            r = dp @ w - mu
+            spread = (dp - (dp @ w)[:, None])
+            cov_m = var * np.eye(2) + (spread * w) @ spread.T
+            if float(r @ np.linalg.solve(cov_p + cov_m, r)) <= _DISPLACEMENT_REDRAW_CHI2:
+                info_p = np.linalg.inv(cov_p)
+                cov = np.linalg.inv(info_p + np.eye(2) / var)
+                mean = cov @ ((info_p @ mu)[:, None] + dp / var)  # float64[2, n]: per particle (its offset)
+                new = mean + np.linalg.cholesky(cov) @ self._rng.standard_normal((2, w.size))
+                s[0:2] = self._anchor + new
+                s[2:4] += (new - moved) / dt
+                return "redrawn"
+        self._reweight(log_l)
         return "weighted"
 
     def _velocity_conflicts(self, vel: np.ndarray, sig: float, vx: float, vy: float, spread: float) -> bool:
@@ -888,14 +1022,22 @@ class ParticleTracker:
         their velocities (and taking the candidate's yaw when it has one)."""
         c = self.config
         n = self._w.size
-        s = self._s[:, self._rng.permutation(self._systematic())]
+        idx = self._rng.permutation(self._systematic())
+        s = self._s[:, idx]
         k = int(round(mass * n))
+        moved = s[0:2, :k].copy()
         sd = math.sqrt(float(fix.sigma_m[j]) ** 2 + c.visual_sigma_floor_m**2)
         z = self._rng.standard_normal((3, k))
         s[0, :k] = fix.positions[j, 0] + sd * z[0]
         s[1, :k] = fix.positions[j, 1] + sd * z[1]
         if fix.yaws is not None and math.isfinite(float(fix.yaws[j])):
             s[4, :k] = _wrap(float(fix.yaws[j]) + fix.yaw_sigma_rad * z[2])
+        if self._hoff is not None:
+            self._hoff = self._hoff[idx]
+        if self._anchor is not None:  # a drawn particle keeps the displacement it had made since the anchor
+            a = self._anchor[:, idx]
+            a[:, :k] += s[0:2, :k] - moved
+            self._anchor = a
         self._s = s
         self._w = np.full(n, 1.0 / n)
         self.injections += 1

@@ -16,6 +16,7 @@ from runtime.events import (
     CameraInfoEvent,
     Frame,
     GpsFix,
+    GroundMotion,
     ImuSample,
     TruthPose,
     decode_image_bytes,
@@ -166,3 +167,22 @@ def test_quaternion_helpers_match_calibration_attitude(rpy):
     q = matrix_to_quaternion(att.R_body2world)
     np.testing.assert_allclose(q, att.to_quaternion(), atol=1e-9)
     np.testing.assert_allclose(quaternion_to_matrix(q), att.R_body2world, atol=1e-9)
+
+
+def test_ground_motion_validates_its_fields():
+    m = GroundMotion(6_000_000_000, 1_000_000_000, [30.0, -4.0], 1.5, 0.3, topic="photos", frame_id="b.jpg")
+    assert m.displacement_en == (30.0, -4.0) and m.dt_s == pytest.approx(5.0)
+    assert m.sigma_m == 1.5 and m.heading_sigma_rad == 0.3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.sigma_m = 2.0
+    for kw, match in ((dict(t_ref_ns=6_000_000_000), "t_ref_ns .* must be before t_ns"),
+                      (dict(t_ns=6.0e9), "GroundMotion.t_ns"),
+                      (dict(displacement_en=(1.0, math.nan)), "displacement_en must be 2 finite numbers"),
+                      (dict(displacement_en="east"), "displacement_en must be 2 finite numbers"),
+                      (dict(sigma_m=0.0), "sigma_m must be a number > 0 metres"),
+                      (dict(sigma_m=True), "sigma_m must be a number > 0 metres"),
+                      (dict(heading_sigma_rad=2.0), r"heading_sigma_rad must be a number in \[0, pi/2\) radians")):
+        args = dict(t_ns=6_000_000_000, t_ref_ns=1_000_000_000, displacement_en=(1.0, 0.0), sigma_m=1.0)
+        args.update(kw)
+        with pytest.raises(BagError, match=match):
+            GroundMotion(**args)

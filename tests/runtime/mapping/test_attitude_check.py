@@ -19,7 +19,6 @@ import pytest
 from calibration.camera import CameraModel
 from calibration.geometry import NADIR_MOUNT, Attitude
 from maps.geodesy import LocalFrame
-from maps.ortho import Orthophoto
 from runtime.mapping.attitude_check import (AttitudeCheckError, CheckConfig, check_attitude, pair_check,
                                             robust_sigma)
 from runtime.sources.photos import PhotoMeta
@@ -30,42 +29,13 @@ HEIGHT = 60.0
 CAMERA = CameraModel.from_fov(640, 480, 70.0)
 
 
-@pytest.fixture(scope="module")
-def ground():
-    """A 180 x 150 m flat ground at 0.2 m/px with texture at several scales (fields, tracks, speckle)."""
-    import cv2
-
-    rng = np.random.default_rng(5)
-    h, w = 750, 900
-    img = np.zeros((h, w), np.float32)
-    for sigma, amp in ((1.5, 40.0), (5.0, 60.0), (15.0, 80.0)):
-        img += amp * cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), sigma) * sigma
-    img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    rgb = np.repeat(img[:, :, None], 3, axis=2)
-    return Orthophoto(rgb, np.ones((h, w), bool), 0.2, -90.0, 75.0, FRAME)
-
-
-def _shot(ground, name, xy, att, recorded, t_s):
-    """(PhotoMeta with the ``recorded`` attitude, grey image rendered at the true ``att``)."""
-    import cv2
-
-    from calibration.view import render
-
-    img, mask = render(ground, CAMERA, xy, HEIGHT, att, mount=NADIR_MOUNT)
-    assert mask.mean() > 0.99
-    lat, lon = FRAME.to_wgs84(*xy)
-    meta = PhotoMeta(Path(name), int(t_s * 1e9), float(lat), float(lon), HEIGHT, HEIGHT, CAMERA, recorded,
-                     NADIR_MOUNT, "sensefly")
-    return meta, cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-
-
 def _survey(ground, recorded_b=None, positions=((-12.0, 0.0), (12.0, 0.0), (36.0, 0.0))):
     atts = [Attitude.from_degrees(2.0, -3.0, 10.0), Attitude.from_degrees(-1.5, 2.0, 12.0),
             Attitude.from_degrees(1.0, 1.0, 8.0)]
     shots = []
     for k, (xy, att) in enumerate(zip(positions, atts)):
         rec = recorded_b if (k == 1 and recorded_b is not None) else att
-        shots.append(_shot(ground, f"p{k}.jpg", xy, att, rec, 4.0 * k))
+        shots.append(ground.shot(f"p{k}.jpg", xy, att, rec, 4.0 * k))
     metas = [m for m, _ in shots]
     images = {m.name: g for m, g in shots}
     return metas, images, atts
@@ -220,7 +190,7 @@ def _five(ground, wrong_deg: dict):
     for k, att in enumerate(atts):
         dr, dp = wrong_deg.get(k, (0.0, 0.0))
         rec = Attitude(att.roll + math.radians(dr), att.pitch + math.radians(dp), att.yaw)
-        shots.append(_shot(ground, f"p{k}.jpg", (-48.0 + 24.0 * k, 0.0), att, rec, 4.0 * k))
+        shots.append(ground.shot(f"p{k}.jpg", (-48.0 + 24.0 * k, 0.0), att, rec, 4.0 * k))
     return [m for m, _ in shots], {m.name: g for m, g in shots}, atts
 
 

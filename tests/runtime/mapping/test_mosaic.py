@@ -121,6 +121,12 @@ def test_the_mosaic_is_where_the_photos_are_and_round_trips_as_geotiff(mosaic, p
         assert back.mask[int(v), int(u)]
 
 
+def _tracker_config(tmp_path):
+    path = tmp_path / "loop.json"
+    path.write_text(json.dumps({"tracker": {"visual_confirm_frames": 3}}))
+    return path
+
+
 def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared_data, tmp_path, capsys):
     """The user's path: photos -> map (classical descriptor: fast) -> a photo folder replayed (here 3 photos of the
     line that came back, also in the map) -> evaluated against the photos' own GPS."""
@@ -152,6 +158,9 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
     # keeps its recorded tilt; three photos are too few to measure how far that is off: the loop's default)
     assert "tilt from the images: 2 of 3 photos take their roll and pitch from the photo before them (2 of 2 " in err
     assert "the others' recorded tilt stated off by " not in err
+    # ... and their displacement from the photo before (the same registered pairs), which the loop weighs with
+    assert "motion from the images: 2 of 3 photos have their displacement from the photo before them" in err
+    assert "from the photos: tracker visual_confirm_frames=2" in err
     recs = read_track(track)
     assert len(recs) >= 3 and all(r.lat is not None for r in recs)
     assert runtime_main(["eval", str(track), "--truth", str(fly)]) == 0
@@ -174,7 +183,12 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
                          "--survey-calibration", str(out), "--recorded-tilt"]) == 0
     err = capsys.readouterr().err
     assert f"note: survey calibration {out}: camera" in err and "pass --survey-calibration" not in err
-    assert "tilt from the images" not in err
+    assert "tilt from the images" not in err and "motion from the images: 2 of 3" in err
+    assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t7.jsonl"), "--quiet",
+                         "--no-photo-motion", "--config", str(_tracker_config(tmp_path))]) == 0
+    err = capsys.readouterr().err
+    assert "motion from the images" not in err and "tilt from the images: 2 of 3" in err
+    assert "from the photos: tracker" not in err  # the user's --config tracker key wins
     plain = tmp_path / "plain.map"
     from maps.build import build_map
     from maps.descriptors import ClassicalDescriptor, classical_contract

@@ -21,7 +21,7 @@ import pytest
 
 from calibration.camera import CameraModel
 from calibration.geometry import NADIR_MOUNT, Attitude
-from runtime.events import Frame, GpsFix, ImuSample
+from runtime.events import Frame, GpsFix, GroundMotion, ImuSample
 from runtime.sources import SourceError
 from runtime.sources.photos import (
     SENSEFLY_IMAGE_TOP,
@@ -432,6 +432,23 @@ def test_photo_folder_events_real(seneca):
             list(src.events(roles=("lidar",)))
     gps_alt = PhotoFolder([seneca / "IMG_0446.jpg"], altitude="gps")
     assert next(e for e in gps_alt.events() if isinstance(e, GpsFix)).alt == pytest.approx(281.69, abs=0.01)
+
+
+def test_photo_folder_yields_a_photos_motion_before_its_frame(seneca):
+    """A photo with a measured displacement from the photo before (PhotoMeta.motion): the folder yields it, role
+    camera, first of the photo's events: the prediction that its GPS fix and its frame then correct."""
+    from dataclasses import replace
+
+    survey = read_photo_folder([seneca / n for n in ("IMG_0446.jpg", "IMG_0447.jpg")])
+    a, b = survey.photos
+    motion = GroundMotion(b.t_ns, a.t_ns, (30.0, 12.0), 1.6, math.radians(17.0), topic="photos", frame_id=b.name)
+    src = PhotoFolder(None, survey=replace(survey, photos=(a, replace(b, motion=motion))))
+    events = list(src.events())
+    assert [type(e) for e in events] == [ImuSample, GpsFix, Frame, GroundMotion, ImuSample, GpsFix, Frame]
+    assert events[3] is motion
+    assert [type(e) for e in src.events(roles=("gps", "imu"))] == [ImuSample, GpsFix] * 2
+    assert [type(e) for e in src.events(roles=("camera",), start_ns=b.t_ns)] == [GroundMotion, Frame]
+    assert [e.t_ns for e in events] == sorted(e.t_ns for e in events)
 
 
 def test_photo_folder_without_heights_uses_gps_altitude(tmp_path):

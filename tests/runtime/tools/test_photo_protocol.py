@@ -104,9 +104,11 @@ def test_the_split_takes_its_tilt_from_the_images_map_both_ways_held_out_from_th
     """Four real flight lines: the map photos (lines 0 and 2) take their tilt from both neighbours, the held-out
     ones (lines 1 and 3) only from the photo before them (as the loop would have it in flight): each line's first
     held-out photo keeps its recorded attitude; each photo changed states a tilt sigma well under the recorded
-    tilt's error, and the two-pair ones a smaller one."""
+    tilt's error, and the two-pair ones a smaller one. The held-out photos with a pair also get their displacement
+    from the photo before (each line's first none)."""
+    from runtime.mapping.attitude_check import check_attitude
     from runtime.sources.photos import read_photo_folder
-    from runtime.tools.photo_protocol import _tilt_from_images, flight_lines, split_survey
+    from runtime.tools.photo_protocol import _motion_from_images, _tilt_from_images, flight_lines, split_survey
 
     every = list(read_photo_folder(shared_data("real/seneca/images")).photos)
     keep = [k for line in flight_lines(every)[6:10] for k in line]
@@ -115,7 +117,8 @@ def test_the_split_takes_its_tilt_from_the_images_map_both_ways_held_out_from_th
     assert len(lines) == 4
     map_idx, test_idx = split_survey(lines, "lines")
     said = []
-    out, changed, recorded = _tilt_from_images(metas, lines, map_idx, test_idx, said.append)
+    check = check_attitude(metas, lines)
+    out, changed, recorded = _tilt_from_images(metas, check, map_idx, test_idx, said.append)
     assert recorded is not None and 2.0 < recorded < 10.0
     assert "tilt from the images:" in said[0] and "the recorded tilt to" in said[0]
     for line in (lines[1], lines[3]):
@@ -128,6 +131,14 @@ def test_the_split_takes_its_tilt_from_the_images_map_both_ways_held_out_from_th
     assert one < recorded / 2.0
     assert all(out[k].tilt_sigma_deg <= one for k in both)
     assert all(out[k].attitude != metas[k].attitude for k in held + both)
+    moved = _motion_from_images(out, check, test_idx, said.append)
+    assert "motion from the images:" in said[-1]
+    with_motion = [k for k in test_idx if moved[k].motion is not None]
+    assert sorted(with_motion) == sorted(held)  # the same registered pairs (photo before -> photo)
+    assert all(moved[k].motion is None for k in map_idx)
+    for k in with_motion:
+        assert moved[k].motion.t_ns == metas[k].t_ns and moved[k].motion.t_ref_ns == metas[k - 1].t_ns
+        assert 10.0 < float(np.hypot(*moved[k].motion.displacement_en)) < 80.0
 
 
 def test_the_covariance_check_counts_errors_inside_the_95_ellipse_with_the_reference_noise():

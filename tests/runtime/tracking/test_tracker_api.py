@@ -481,3 +481,113 @@ def test_lost_belief_is_replaced_only_by_fixes_that_agree_for_reinit_confirm_s()
     e = trk.estimate()
     assert math.hypot(e.x - 300.0, e.y - 100.0) < 3.0
     assert any("re-initialised from 1 visual candidates" in n for n in e.notes)
+
+
+def _belief_unknown_velocity(**cfg):
+    """A tracker initialised at (0, 0) by a visual fix (2 m), velocity unknown (init_speed_sigma_mps per axis)."""
+    trk = _tracker(**cfg)
+    trk.update_visual(_visual(0, [[0.0, 0.0]], sigma=2.0))
+    return trk
+
+
+def test_displacement_carries_a_fix_over_a_long_gap():
+    """Velocity unknown (8 m/s per axis): 6 s later the belief is ~50 m wide, too wide for its particles to
+    represent a 1 m measurement: a displacement measured from the anchored frame (30 m east) redraws them, the
+    belief back to the anchor's 2 m with the measurement's 1 m around (30, 0), the velocities to ~5 m/s east. A
+    second one 6 s later, as wide as what the velocity noise lets the belief wander (accel_sigma 1.5: ~13 m),
+    weights it."""
+    trk = _belief_unknown_velocity()
+    trk.mark_anchor()
+    assert trk.anchor_t_ns == 0
+    trk.predict(6 * NS)
+    wide = trk.estimate()
+    assert wide.sigma_m > 30.0
+    assert trk.update_displacement(6 * NS, 0, (30.0, 0.0), 1.0) == "redrawn"
+    e = trk.estimate()
+    assert e.sigma_m == pytest.approx(math.hypot(2.06, 1.0), rel=0.15)
+    assert abs(e.x - 30.0) < 0.5 and abs(e.y) < 0.5
+    np.testing.assert_allclose(e.velocity_xy, [5.0, 0.0], atol=0.5)
+    trk.mark_anchor()
+    trk.predict(12 * NS)
+    assert trk.update_displacement(12 * NS, 6 * NS, (30.0, 0.0), 6.0) == "weighted"
+    e = trk.estimate()
+    assert abs(e.x - 60.0) < 3.0 and abs(e.y) < 3.0 and e.sigma_m < 7.0
+
+
+def test_displacement_heading_error_widens_across_the_track_only():
+    """A heading sigma of 17 degrees: 30 m east measured leaves the belief ~9 m wide north-south, still tight
+    east-west."""
+    trk = _belief_unknown_velocity(seed=3)
+    trk.mark_anchor()
+    trk.predict(6 * NS)
+    trk.update_displacement(6 * NS, 0, (30.0, 0.0), 1.0, heading_sigma_rad=math.radians(17.0))
+    e = trk.estimate()
+    sx, sy = math.sqrt(e.cov_xy[0, 0]), math.sqrt(e.cov_xy[1, 1])
+    assert sx < 3.0 and 5.0 < sy < 14.0
+
+
+def test_displacement_needs_the_anchor_of_its_reference_time():
+    """Measured from a time the tracker holds no positions for: not used (returns why); re-initialising forgets the
+    anchor; uninitialised: nothing to weigh."""
+    trk = _tracker()
+    assert trk.update_displacement(NS, 0, (1.0, 0.0), 1.0) == "uninitialised"
+    trk = _belief_unknown_velocity()
+    trk.predict(NS)
+    trk.mark_anchor()
+    assert trk.update_displacement(2 * NS, 0, (1.0, 0.0), 1.0) == "no anchor"  # anchored at 1 s, not 0
+    trk.mark_anchor()
+    assert trk.anchor_t_ns == 2 * NS
+    trk._init_from_candidates(_visual(3 * NS, [[50.0, 0.0]]))  # what a LOST belief's re-initialisation does
+    assert trk.anchor_t_ns is None
+    assert trk.update_displacement(4 * NS, 2 * NS, (1.0, 0.0), 1.0) == "no anchor"
+
+
+def test_displacement_anchor_travels_with_its_particles_through_resampling():
+    """No process noise: each particle's displacement since the anchor is its own velocity x dt; weights that force
+    resampling (a visual fix) must keep each particle paired with its own anchor."""
+    trk = _belief_unknown_velocity(accel_sigma=1e-9, position_sigma=1e-9, resample_ess_fraction=0.99)
+    trk.mark_anchor()
+    trk.predict(2 * NS)
+    trk.update_visual(_visual(2 * NS, [[3.0, 1.0]], sigma=4.0))  # reweights and (ESS < 99 %) resamples
+    s, _ = trk.particles()
+    moved = s[:, 0:2] - trk._anchor.T
+    np.testing.assert_allclose(moved, 2.0 * s[:, 2:4], atol=1e-6)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(displacement_xy=(1.0,)), "displacement_xy must be 2 finite numbers"),
+    (dict(sigma_m=0.0), "sigma_m"),
+    (dict(heading_sigma_rad=-0.1), "heading_sigma_rad must be >= 0"),
+    (dict(inlier_prob=1.0), "inlier_prob must be in"),
+])
+def test_displacement_rejects_bad_arguments(kw, match):
+    trk = _belief_unknown_velocity()
+    args = dict(displacement_xy=(1.0, 0.0), sigma_m=1.0)
+    args.update(kw)
+    d = args.pop("displacement_xy")
+    s = args.pop("sigma_m")
+    with pytest.raises(TrackingError, match=match):
+        trk.update_displacement(NS, 0, d, s, **args)
+
+
+def test_a_heading_error_shared_by_consecutive_displacements_is_learnt_not_followed():
+    """The vehicle flies 30 m east every 6 s; the displacements are measured with a heading 20 degrees off (all of
+    them: a recorded heading's error holds along a flight line), stated as 17 degrees. Visual fixes (3 m) at the
+    truth: the particles' heading offsets converge on -20 degrees and the belief stays on the truth, where
+    measurements taken as independent would each pull it ~10 m sideways."""
+    trk = _tracker(seed=2)
+    trk.update_visual(_visual(0, [[0.0, 0.0]], sigma=3.0))
+    bias = math.radians(20.0)
+    meas = (30.0 * math.cos(bias), 30.0 * math.sin(bias))
+    errs = []
+    for k in range(1, 9):
+        trk.mark_anchor()
+        t = 6 * k * NS
+        trk.update_displacement(t, t - 6 * NS, meas, 1.5, heading_sigma_rad=math.radians(17.0))
+        e = trk.estimate()  # where the displacement alone puts it, before this frame's fix
+        errs.append(math.hypot(e.x - 30.0 * k, e.y))
+        trk.update_visual(_visual(t, [[30.0 * k, 0.0]], sigma=3.0))
+    mean, sd = trk.heading_offset()
+    assert math.degrees(mean) == pytest.approx(-20.0, abs=6.0) and math.degrees(sd) < 8.0
+    assert errs[0] > 8.0  # the first: 30 m x sin(20 deg) sideways, nothing learnt yet
+    assert max(errs[2:]) < 3.5  # then the offset is known (white heading errors: ~11 m every time)
