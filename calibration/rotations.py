@@ -25,6 +25,7 @@ __all__ = [
     "R_NED2ENU",
     "matrix_to_quaternion",
     "quaternion_to_matrix",
+    "rotation_between",
     "rotation_from_rpy",
     "rpy_from_rotation",
 ]
@@ -123,3 +124,25 @@ def rpy_from_rotation(R) -> tuple[float, float, float]:
         roll = math.atan2(R[2, 1], R[2, 2])
         yaw = math.atan2(R[1, 0], R[0, 0])
     return roll, pitch, yaw
+
+
+def rotation_between(u, v) -> np.ndarray:
+    """float64[3, 3]: the smallest rotation taking direction ``u`` to direction ``v`` (3-vectors, any length > 0),
+    about their cross product (Rodrigues); the identity when they are parallel. Antiparallel directions have no
+    smallest rotation: GeometryError."""
+    a = np.asarray(u, dtype=np.float64).reshape(3)
+    b = np.asarray(v, dtype=np.float64).reshape(3)
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if not (na > 0 and nb > 0 and math.isfinite(na) and math.isfinite(nb)):
+        raise GeometryError(f"rotation_between needs two finite non-zero directions, got {u!r} and {v!r}")
+    a, b = a / na, b / nb
+    axis = np.cross(a, b)
+    s, c = float(np.linalg.norm(axis)), float(a @ b)
+    if s < 1e-12:
+        if c > 0:
+            return np.eye(3)
+        raise GeometryError(f"rotation_between: {u!r} and {v!r} point in opposite directions (no smallest rotation)")
+    k = axis / s
+    K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    ang = math.atan2(s, c)
+    return np.eye(3) + math.sin(ang) * K + (1.0 - math.cos(ang)) * (K @ K)

@@ -38,6 +38,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from calibration.geometry import R_cam2world
+from calibration.rotations import rotation_between
 
 from ..errors import OnboardError
 from .mosaic import ratio_matches, sift_features
@@ -204,19 +205,6 @@ def robust_sigma(v: np.ndarray) -> np.ndarray:
     """1.4826 x the median absolute deviation from the median, per column (float64)."""
     v = np.asarray(v, dtype=np.float64)
     return 1.4826 * np.median(np.abs(v - np.median(v, axis=0)), axis=0)
-
-
-def _rotation_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """The smallest rotation (float64[3, 3]) taking direction ``u`` to direction ``v``."""
-    import cv2
-
-    u = u / np.linalg.norm(u)
-    v = v / np.linalg.norm(v)
-    axis = np.cross(u, v)
-    s = float(np.linalg.norm(axis))
-    if s < 1e-12:
-        return np.eye(3)
-    return cv2.Rodrigues(axis / s * math.atan2(s, float(u @ v)))[0]
 
 
 def _undistorted_px(camera, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -459,7 +447,7 @@ def images_tilt(photos: Sequence, check: AttitudeCheck, *, causal: bool = False,
         d = np.mean(vs, axis=0)
         d /= np.linalg.norm(d)
         w = R_cam2world(m.attitude, m.mount) @ d
-        R_fix = _rotation_between(w, np.array([0.0, 0.0, -1.0]))
+        R_fix = rotation_between(w, np.array([0.0, 0.0, -1.0]))
         att = Attitude.from_matrix(R_fix @ m.attitude.R_body2world)
         changed[m.name] = math.degrees(math.acos(float(np.clip(-w[2], -1.0, 1.0))))
         out.append(replace(m, attitude=att, tilt_sigma_deg=sigmas[min(len(vs), 2)]))

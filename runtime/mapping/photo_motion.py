@@ -34,9 +34,10 @@ from typing import Sequence
 import numpy as np
 
 from calibration.geometry import R_cam2world
+from calibration.rotations import rotation_between
 
 from ..events import GroundMotion
-from .attitude_check import AttitudeCheck, _rotation_between
+from .attitude_check import AttitudeCheck
 
 __all__ = ["pair_motion", "pair_motions"]
 
@@ -58,7 +59,7 @@ def pair_motion(meta_a, meta_b, pair, *, heading_sigma_deg: float, height_sigma:
     if pair.centre_b is None or meta_a.attitude is None or meta_a.height_m is None or meta_b.t_ns <= meta_a.t_ns:
         return None
     R = R_cam2world(meta_a.attitude, meta_a.mount)
-    R = _rotation_between(R @ pair.down_a, _DOWN) @ R  # the pair's ground normal is the vertical; heading kept
+    R = rotation_between(R @ pair.down_a, _DOWN) @ R  # the pair's ground normal is the vertical; heading kept
     d = (R @ np.asarray(pair.centre_b, dtype=np.float64) * float(meta_a.height_m))[:2]
     sigma = math.hypot(height_sigma * float(np.hypot(*d)), floor_m)
     return GroundMotion(meta_b.t_ns, meta_a.t_ns, (float(d[0]), float(d[1])), sigma,
