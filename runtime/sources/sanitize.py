@@ -9,7 +9,7 @@ skipped by the loop itself (:meth:`runtime.localizer.Localizer.on_frame`, ``fram
 
 What is dropped, by reason (the keys of :attr:`~EventSanitizer.counts`):
 
-* ``duplicate``: a Frame, GpsFix, ImuSample or TruthPose equal to one already passed on the same topic at the
+* ``duplicate``: a Frame, GpsFix, ImuSample, GroundMotion or TruthPose equal to one already passed on the same topic at the
   topic's newest ``t_ns`` (a message recorded twice would give a second estimate). Content is compared only when the stamp
   repeats, so good input costs nothing.
 * ``clock_back``: an event earlier than the previous one on its topic by more than ``topic_backstep_s`` (default
@@ -44,7 +44,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..events import QUATERNION_NORM_TOL, STATUS_NO_FIX, CameraInfoEvent, Frame, GpsFix, ImuSample, TruthPose
+from ..events import (QUATERNION_NORM_TOL, STATUS_NO_FIX, CameraInfoEvent, Frame, GpsFix, GroundMotion, ImuSample,
+                      TruthPose)
 from . import SourceError
 
 __all__ = ["EventSanitizer", "SkippedInput", "REASONS", "LOOP_SKIPS", "skip_report"]
@@ -85,6 +86,8 @@ def _digest(ev) -> bytes | tuple:
         return (ev.orientation, ev.angular_velocity, ev.linear_acceleration, ev.frame_id)
     if isinstance(ev, TruthPose):
         return (ev.lat, ev.lon, ev.alt, ev.x, ev.y, ev.z, ev.attitude)
+    if isinstance(ev, GroundMotion):
+        return (ev.t_ref_ns, ev.displacement_en, ev.sigma_m, ev.heading_sigma_rad, ev.frame_id)
     return (id(ev),)  # never equal to another event
 
 

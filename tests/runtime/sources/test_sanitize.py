@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from runtime.events import STATUS_NO_FIX, Frame, GpsFix, ImuSample
+from runtime.events import STATUS_NO_FIX, Frame, GpsFix, GroundMotion, ImuSample
 from runtime.sources import SourceError
 from runtime.sources.sanitize import EventSanitizer, SkippedInput, skip_report
 
@@ -55,6 +55,16 @@ def test_duplicates_are_dropped_other_messages_at_the_same_time_kept():
     assert len(out) == 4 and out[:3] == [a, out[1], b]
     assert s.counts["duplicate"] == 2
     assert s.notes[0] == f"GPS /fix at t=0.000 s (t_ns {T}): the same message again (same topic, time and content)"
+
+
+def test_a_ground_motion_sent_twice_is_a_duplicate_another_at_the_same_time_is_not():
+    """Applied twice, one displacement would move the belief twice as far."""
+    s = EventSanitizer()
+    m = GroundMotion(T, T - 5000 * MS, (30.0, 0.0), 1.5, 0.3, topic="photos", frame_id="b.jpg")
+    other = GroundMotion(T, T - 4000 * MS, (24.0, 0.0), 1.5, 0.3, topic="photos", frame_id="b.jpg")
+    out = list(s.filter([m, GroundMotion(T, T - 5000 * MS, (30.0, 0.0), 1.5, 0.3, topic="photos", frame_id="b.jpg"),
+                         other]))
+    assert out == [m, other] and s.counts["duplicate"] == 1
 
 
 def test_a_backward_clock_jump_is_counted_noted_and_reported():
