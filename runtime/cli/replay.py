@@ -260,8 +260,7 @@ def _image_pairs_survey(survey, *, tilt: bool = True, motion: bool = True):
 
     from ..mapping.attitude_check import check_attitude, images_tilt, recorded_tilt_sigma_deg
     from ..mapping.flight_lines import flight_lines
-    from ..mapping.photo_motion import pair_motions
-    from ..sources.photos import heading_sigma_deg
+    from ..mapping.photo_motion import with_motions
 
     metas = list(survey.photos)
     if sum(m.attitude is not None for m in metas) < 2:
@@ -278,9 +277,8 @@ def _image_pairs_survey(survey, *, tilt: bool = True, motion: bool = True):
                      "pairs register; --recorded-tilt keeps the recorded ones)"
                      + ("" if sigma is None else f"; the others' recorded tilt stated off by {sigma:.1f} deg"))
     if motion:
-        motions = pair_motions([m for m in metas if heading_sigma_deg(m) is not None], check, heading_sigma_deg)
-        metas = [replace(m, motion=motions[m.name]) if m.name in motions else m for m in metas]
-        notes.append(f"motion from the images: {len(motions)} of {len(metas)} photos have their displacement from "
+        metas, n_motion = with_motions(metas, check)
+        notes.append(f"motion from the images: {n_motion} of {len(metas)} photos have their displacement from "
                      "the photo before them (the loop weighs its belief by it; --no-photo-motion: not)")
     return replace(survey, photos=tuple(metas), notes=tuple(notes), attitude_sigma_deg=sigma)
 

@@ -39,7 +39,7 @@ from calibration.rotations import rotation_between
 from ..events import GroundMotion
 from .attitude_check import AttitudeCheck
 
-__all__ = ["pair_motion", "pair_motions"]
+__all__ = ["pair_motion", "pair_motions", "with_motions"]
 
 _DOWN = np.array([0.0, 0.0, -1.0])
 
@@ -74,7 +74,8 @@ def pair_motions(photos: Sequence, check: AttitudeCheck, heading_sigma_deg, *, h
     only the photo before it.
 
     Args:
-        heading_sigma_deg: a number, or a callable photo -> degrees (each maker's heading error).
+        heading_sigma_deg: a number, or a callable photo -> degrees or None (each maker's heading error; None: the
+            photo's heading is no measurement, its pair gives no motion).
     """
     by_name = {m.name: m for m in photos}
     out = {}
@@ -83,7 +84,20 @@ def pair_motions(photos: Sequence, check: AttitudeCheck, heading_sigma_deg, *, h
         if a is None or b is None:
             continue
         hs = heading_sigma_deg(a) if callable(heading_sigma_deg) else heading_sigma_deg
-        m = pair_motion(a, b, p, heading_sigma_deg=hs, height_sigma=height_sigma, floor_m=floor_m)
+        m = None if hs is None else pair_motion(a, b, p, heading_sigma_deg=hs, height_sigma=height_sigma,
+                                                floor_m=floor_m)
         if m is not None:
             out[b.name] = m
     return out
+
+
+def with_motions(photos: Sequence, check: AttitudeCheck) -> tuple[list, int]:
+    """(``photos`` each with its :attr:`~runtime.sources.photos.PhotoMeta.motion` from the photo before where
+    :func:`pair_motions` has one, with its maker's heading error
+    (:func:`runtime.sources.photos.heading_sigma_deg`), how many have one)."""
+    from dataclasses import replace
+
+    from ..sources.photos import heading_sigma_deg
+
+    motions = pair_motions(photos, check, heading_sigma_deg)
+    return [replace(m, motion=motions[m.name]) if m.name in motions else m for m in photos], len(motions)

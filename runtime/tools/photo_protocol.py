@@ -248,18 +248,13 @@ def _motion_from_images(metas, check, test_idx, say):
     """The localized photos each with the displacement since the photo before it in its flight line, from their
     images (:func:`runtime.mapping.photo_motion.pair_motions`; their calibrated heights and the maker's heading
     error), as the loop would measure it in flight."""
-    from dataclasses import replace as _replace
+    from ..mapping.photo_motion import with_motions
 
-    from ..mapping.photo_motion import pair_motions
-    from ..sources.photos import heading_sigma_deg
-
-    test = [metas[k] for k in test_idx]
-    motions = pair_motions([m for m in test if heading_sigma_deg(m) is not None], check, heading_sigma_deg)
+    moved, n_motion = with_motions([metas[k] for k in test_idx], check)
     out = list(metas)
-    for k in test_idx:
-        if metas[k].name in motions:
-            out[k] = _replace(metas[k], motion=motions[metas[k].name])
-    say(f"motion from the images: {len(motions)} of {len(test_idx)} localized photos have their displacement "
+    for k, m in zip(test_idx, moved):
+        out[k] = m
+    say(f"motion from the images: {n_motion} of {len(test_idx)} localized photos have their displacement "
         "from the photo before them")
     return out
 

@@ -277,13 +277,16 @@ class ParticleTracker:
         self._w = w
         n = w.size
         if 1.0 / float(w @ w) < self.config.resample_ess_fraction * n:
-            idx = self._systematic()
-            self._s = self._s[:, idx]
-            if self._anchor is not None:
-                self._anchor = self._anchor[:, idx]
-            if self._hoff is not None:
-                self._hoff = self._hoff[idx]
+            self._select(self._systematic())
             self._w = np.full(n, 1.0 / n)
+
+    def _select(self, idx: np.ndarray) -> None:
+        """Keep particles ``idx`` (int[n]): their states and what travels with them (anchors, heading offsets)."""
+        self._s = self._s[:, idx]
+        if self._anchor is not None:
+            self._anchor = self._anchor[:, idx]
+        if self._hoff is not None:
+            self._hoff = self._hoff[idx]
 
     def _systematic(self) -> np.ndarray:
         """int[n] particle indices drawn by systematic resampling of the current weights."""
@@ -768,7 +771,7 @@ class ParticleTracker:
         from ``N(0, sigma^2)`` the first time, then Gauss-Markov (stationary ``sigma``, time constant
         ``motion_heading_tau_s``) since the last measurement."""
         n = self._w.size
-        if self._hoff is None or self._hoff.size != n:
+        if self._hoff is None:
             self._hoff = sigma * self._rng.standard_normal(n)
         elif self._t > self._hoff_t:
             a = math.exp(-(self._t - self._hoff_t) * 1e-9 / self.config.motion_heading_tau_s)
@@ -780,7 +783,7 @@ class ParticleTracker:
         """Remember each particle's position at the tracker's current time (a camera frame's): a later
         :meth:`update_displacement` measured from this time weighs each particle by how far it has moved since (the
         positions travel with their particles through resampling; a re-initialisation forgets them)."""
-        if not self._init or self._t is None:
+        if not self._init:
             self._drop_anchor()
             return
         self._anchor = self._s[0:2].copy()
@@ -843,10 +846,8 @@ class ParticleTracker:
         if 1.0 / float(pw @ pw) < _DISPLACEMENT_MIN_ESS * w.size:
             if 1.0 / float(w @ w) < 0.999 * w.size:  # weighted: resample first (the anchors keep their weight)
                 idx = self._systematic()
-                self._s = s = s[:, idx]
-                self._anchor = self._anchor[:, idx]
-                self._hoff = off = off[idx]
-                dp = dp[:, idx]
+                self._select(idx)
+                s, dp = self._s, dp[:, idx]
                 self._w = w = np.full(w.size, 1.0 / w.size)
                 moved = s[0:2] - self._anchor
             mu = moved @ w
@@ -1022,23 +1023,18 @@ class ParticleTracker:
         their velocities (and taking the candidate's yaw when it has one)."""
         c = self.config
         n = self._w.size
-        idx = self._rng.permutation(self._systematic())
-        s = self._s[:, idx]
+        self._select(self._rng.permutation(self._systematic()))
+        s = self._s
         k = int(round(mass * n))
-        moved = s[0:2, :k].copy()
+        before = s[0:2, :k].copy()
         sd = math.sqrt(float(fix.sigma_m[j]) ** 2 + c.visual_sigma_floor_m**2)
         z = self._rng.standard_normal((3, k))
         s[0, :k] = fix.positions[j, 0] + sd * z[0]
         s[1, :k] = fix.positions[j, 1] + sd * z[1]
         if fix.yaws is not None and math.isfinite(float(fix.yaws[j])):
             s[4, :k] = _wrap(float(fix.yaws[j]) + fix.yaw_sigma_rad * z[2])
-        if self._hoff is not None:
-            self._hoff = self._hoff[idx]
         if self._anchor is not None:  # a drawn particle keeps the displacement it had made since the anchor
-            a = self._anchor[:, idx]
-            a[:, :k] += s[0:2, :k] - moved
-            self._anchor = a
-        self._s = s
+            self._anchor[:, :k] += s[0:2, :k] - before
         self._w = np.full(n, 1.0 / n)
         self.injections += 1
         self._note(f"a precise visual fix where the particles were sparse: {k} of {n} drawn around it")

@@ -14,7 +14,7 @@ import pytest
 from calibration.geometry import Attitude
 from runtime.events import GroundMotion
 from runtime.mapping.attitude_check import check_attitude
-from runtime.mapping.photo_motion import pair_motion, pair_motions
+from runtime.mapping.photo_motion import pair_motion, pair_motions, with_motions
 
 ATTS = (Attitude.from_degrees(2.0, -3.0, 10.0), Attitude.from_degrees(-1.5, 2.0, 12.0),
         Attitude.from_degrees(1.0, 1.0, 8.0))
@@ -68,6 +68,11 @@ def test_no_motion_without_height_attitude_or_the_earlier_photo(ground):
     assert set(pair_motions(metas[1:], check, 5.0)) == {"p2.jpg"}  # p0 is not among the photos given
     per_photo = pair_motions(metas, check, lambda m: 3.0)
     assert all(m.heading_sigma_rad == pytest.approx(math.radians(3.0)) for m in per_photo.values())
+    assert pair_motions(metas, check, lambda m: None) == {}  # a heading that is no measurement gives no motion
+    moved, n = with_motions(metas, check)  # the maker's heading error: senseFly's 17 degrees
+    assert n == 2 and moved[0].motion is None and moved[0] is metas[0]
+    assert [m.motion.frame_id for m in moved[1:]] == ["p1.jpg", "p2.jpg"]
+    assert moved[1].motion.heading_sigma_rad == pytest.approx(math.radians(17.0))
 
 
 SENECA = "real/seneca/images"
