@@ -44,6 +44,9 @@ _BX, _BY = 5, 6
 _CHI2_2_99 = 9.21  # chi-square, 2 dof, 99 %: the mean of a faulted GPS's innovations is consistent again
 _DISPLACEMENT_MIN_ESS = 0.05  # a displacement that would leave fewer effective particles than this share redraws them
 _DISPLACEMENT_REDRAW_CHI2 = 13.8  # ... when it agrees with the belief's displacement (2 dof, 99.9 %)
+_UNDERSAMPLED_ESS = 0.05  # a GPS fix leaving fewer effective particles than this share is checked for undersampling
+_UNDERSAMPLED_CHI2 = 9.21  # ... which it is when the weighted mean misses the Gaussian update's (2 dof, 99 %)
+_UNDERSAMPLED_MIN_PARTICLES = 10  # ... or when fewer are left effective (a 2-D mean and covariance: 5 numbers)
 
 
 def _wrap(a):
@@ -133,6 +136,8 @@ class ParticleTracker:
         self._vel_conflict: tuple | None = None  # (count, last t, last velocity, its sigma) of conflicting velocities
         #: measured velocities that re-anchored the particle velocities (update_velocity "reanchored")
         self.velocity_reanchors = 0
+        #: GPS fixes that moved the particles as an ensemble Kalman update (the weights would have missed the fix)
+        self.gps_undersampled = 0
         self._anchor: np.ndarray | None = None  # float64[2, n]: each particle's position at _anchor_t (mark_anchor)
         self._anchor_t: int | None = None
         self._hoff: np.ndarray | None = None  # float64[n]: each particle's heading offset of measured displacements, rad
@@ -548,6 +553,11 @@ class ParticleTracker:
             self._clear_rejection()
         s = self._s
         log_l = -0.5 * ((s[0] + s[_BX] - xf) ** 2 + (s[1] + s[_BY] - yf) ** 2) / sig**2
+        if self._undersampled_gps(log_l, z, sig):
+            self._ensemble_gps(z, sig)
+            s = self._s
+            log_l = np.zeros(s.shape[1])
+            self.gps_undersampled += 1
         if vel is not None:
             vx, vy, spread = self._velocity_spread()
             far = ((vel[0] - vx) ** 2 + (vel[1] - vy) ** 2) / (vsig**2 + spread**2) > c.velocity_conflict_nis
@@ -572,6 +582,52 @@ class ParticleTracker:
             self._note(f"gps fault: {drag}")
             return GpsDecision(False, f"drag: {drag}", dist, nis)
         return GpsDecision(True, reason, dist, nis)
+
+    def _undersampled_gps(self, log_l: np.ndarray, z: np.ndarray, sig: float) -> bool:
+        """Whether weighting the particles by a GPS fix (``log_l``, float64[n]) would miss where it puts them: under
+        :data:`_UNDERSAMPLED_ESS` of them effective, and either under :data:`_UNDERSAMPLED_MIN_PARTICLES` (too few
+        to stand for a mean and a covariance) or their weighted mean of position plus bias more than
+        :data:`_UNDERSAMPLED_CHI2` (the Gaussian posterior's covariance) off the Gaussian update's mean. Weighted,
+        a belief much wider than the fix with the fix far in its tail (dead reckoning through a turn between photos
+        6 s apart: 70 m off and 20 m wide against a 7 m fix, 1.7 particles effective) collapsed onto the particles
+        of its edge: on Seneca 20 m from the truth with a sigma of 5 m, where the fix was 8 m off."""
+        w = self._w
+        with np.errstate(divide="ignore"):
+            lw = np.log(w) + log_l
+        pw = np.exp(lw - lw.max())
+        pw /= pw.sum()
+        ess = 1.0 / float(pw @ pw)
+        if ess >= _UNDERSAMPLED_ESS * w.size:
+            return False
+        if ess < _UNDERSAMPLED_MIN_PARTICLES:
+            return True
+        g = self._s[0:2] + self._s[_BX:]
+        m, cov = self._gps_prediction()
+        gain = cov @ np.linalg.inv(cov + sig * sig * np.eye(2))
+        post = cov - gain @ cov + 1e-9 * np.eye(2)
+        d = g @ pw - (m + gain @ (z - m))
+        return float(d @ np.linalg.solve(post, d)) > _UNDERSAMPLED_CHI2
+
+    def _ensemble_gps(self, z: np.ndarray, sig: float) -> None:
+        """Move the particles by a GPS fix as an ensemble Kalman update with perturbed measurements (Evensen 2003):
+        each state (position, velocity, GPS bias) by the gain of its weighted covariance with the measured
+        position plus bias, towards the fix plus its own draw of the fix's noise. Weighted particles are resampled
+        first; the anchors (:meth:`mark_anchor`) keep their positions, which the update does not concern."""
+        w = self._w
+        if 1.0 / float(w @ w) < 0.999 * w.size:
+            self._select(self._systematic())
+            self._w = w = np.full(w.size, 1.0 / w.size)
+        s = self._s
+        rows = [0, 1, 2, 3, _BX, _BY]
+        x = s[rows]
+        g = s[0:2] + s[_BX:]
+        dx = x - (x @ w)[:, None]
+        dg = g - (g @ w)[:, None]
+        cxg = (dx * w) @ dg.T  # float64[6, 2]
+        cgg = (dg * w) @ dg.T
+        gain = cxg @ np.linalg.inv(cgg + sig * sig * np.eye(2))
+        innov = z[:, None] + sig * self._rng.standard_normal((2, w.size)) - g
+        s[rows] = x + gain @ innov
 
     def _camera_residual(self, z: np.ndarray) -> tuple[np.ndarray, float] | None:
         """Where the last confident visual fix (inlier probability >= ``visual_support_min``, within
@@ -809,10 +865,13 @@ class ParticleTracker:
 
         The likelihood is ``inlier_prob * N + (1 - inlier_prob) / (pi (max_speed dt)^2)`` (a wrong registration
         cannot wipe out the particles). A belief so much wider than the measurement that the weights would leave
-        under :data:`_DISPLACEMENT_MIN_ESS` of the particles effective draws each particle's displacement from the
-        Gaussian product of the belief's and the measurement (turned by its offset) instead, its velocity moved
-        with it, when the two agree. Returns ``"weighted"``, ``"redrawn"``, ``"uninitialised"``, or ``"no anchor"``
-        when the positions at ``t_ref_ns`` are not held (not marked then, or the belief was re-initialised since).
+        under :data:`_DISPLACEMENT_MIN_ESS` of the particles effective, or with none near it (under the particles
+        the measurement is more likely an outlier than not, while a Gaussian check of the belief's own displacement
+        against it says it agrees), draws each particle's displacement from the Gaussian product of the belief's
+        and the measurement (turned by its offset) instead; its velocity then is the mean over the step, with the
+        spread white acceleration leaves of the end velocity given the mean (``accel_sigma sqrt(dt / 3)``). Returns
+        ``"weighted"``, ``"redrawn"``, ``"uninitialised"``, or ``"no anchor"`` when the positions at ``t_ref_ns`` are
+        not held (not marked then, or the belief was re-initialised since).
         """
         d = _vec2(displacement_xy, "update_displacement displacement_xy")
         sig = finite_float(sigma_m, "update_displacement sigma_m", positive=True)
@@ -843,13 +902,12 @@ class ParticleTracker:
             lw = np.log(w) + log_l
         pw = np.exp(lw - lw.max())
         pw /= pw.sum()
-        if 1.0 / float(pw @ pw) < _DISPLACEMENT_MIN_ESS * w.size:
-            if 1.0 / float(w @ w) < 0.999 * w.size:  # weighted: resample first (the anchors keep their weight)
-                idx = self._systematic()
-                self._select(idx)
-                s, dp = self._s, dp[:, idx]
-                self._w = w = np.full(w.size, 1.0 / w.size)
-                moved = s[0:2] - self._anchor
+        # the particles' own say on whether the measurement is an inlier: its posterior probability under them
+        p_in_particles = float(pw @ np.exp(log_in - log_l))
+        if 1.0 / float(pw @ pw) < _DISPLACEMENT_MIN_ESS * w.size or p_in_particles < 0.5:
+            # weights that would keep a handful of particles, or none near the measurement (all of them explained
+            # as an outlier): the particles do not sample where it says they moved. When it agrees with the
+            # belief's own displacement (Gaussian check), they are redrawn from the product of the two instead.
             mu = moved @ w
             dm = moved - mu[:, None]
             cov_p = (dm * w) @ dm.T + 1e-9 * np.eye(2)
@@ -857,12 +915,26 @@ class ParticleTracker:
             spread = (dp - (dp @ w)[:, None])
             cov_m = var * np.eye(2) + (spread * w) @ spread.T
             if float(r @ np.linalg.solve(cov_p + cov_m, r)) <= _DISPLACEMENT_REDRAW_CHI2:
+                if 1.0 / float(w @ w) < 0.999 * w.size:  # weighted: resample first (the anchors keep their weight)
+                    idx = self._systematic()
+                    self._select(idx)
+                    s, dp = self._s, dp[:, idx]
+                    self._w = w = np.full(w.size, 1.0 / w.size)
+                    moved = s[0:2] - self._anchor
+                    mu = moved @ w
+                    dm = moved - mu[:, None]
+                    cov_p = (dm * w) @ dm.T + 1e-9 * np.eye(2)
                 info_p = np.linalg.inv(cov_p)
                 cov = np.linalg.inv(info_p + np.eye(2) / var)
                 mean = cov @ ((info_p @ mu)[:, None] + dp / var)  # float64[2, n]: per particle (its offset)
                 new = mean + np.linalg.cholesky(cov) @ self._rng.standard_normal((2, w.size))
                 s[0:2] = self._anchor + new
-                s[2:4] += (new - moved) / dt
+                # the velocity at the end: the mean velocity over the step, and what white acceleration
+                # (accel_sigma) leaves unknown of the end velocity given the mean: std accel_sigma sqrt(dt / 3)
+                # (the constant-velocity step had made them equal: photos 6 s apart then held the velocity of the
+                # last step to 0.5 m/s through the turns between flight lines)
+                z = self._rng.standard_normal((2, w.size))
+                s[2:4] = new / dt + (c.accel_sigma * math.sqrt(dt / 3.0)) * z
                 return "redrawn"
         self._reweight(log_l)
         return "weighted"

@@ -514,6 +514,42 @@ def test_displacement_carries_a_fix_over_a_long_gap():
     assert abs(e.x - 60.0) < 3.0 and abs(e.y) < 3.0 and e.sigma_m < 7.0
 
 
+def test_displacement_far_in_the_beliefs_tail_redraws_rather_than_being_explained_away():
+    """The belief 6 s after a fix, velocity unknown (~50 m wide); the measured displacement lies 100 m east, two of
+    its sigmas out, where no particle within the measurement's 1 m sits: weighted, every particle would be
+    explained as an outlier and the displacement ignored. The Gaussian check agrees with it, so the particles are
+    redrawn: at the anchor's 2 m around (100, 0). Their velocity is the mean over the step with what the white
+    acceleration leaves unknown of the end velocity: accel_sigma sqrt(dt / 3) = 1.5 sqrt(2) m/s."""
+    trk = _belief_unknown_velocity(seed=4)
+    trk.mark_anchor()
+    trk.predict(6 * NS)
+    assert trk.update_displacement(6 * NS, 0, (100.0, 0.0), 1.0) == "redrawn"
+    e = trk.estimate()
+    assert math.hypot(e.x - 100.0, e.y) < 1.0 and e.sigma_m < 3.0
+    np.testing.assert_allclose(e.velocity_xy, [100.0 / 6.0, 0.0], atol=0.5)
+    assert e.velocity_sigma_mps == pytest.approx(1.5 * math.sqrt(2.0), rel=0.15)
+
+
+def test_a_gps_fix_far_in_a_wide_beliefs_tail_moves_the_particles_as_an_ensemble():
+    """Dead reckoning 6 s from a first GPS fix with the velocity unknown leaves the belief ~50 m wide; a 2 m GPS fix
+    100 m east of its centre is consistent with it (NIS ~3.5) but only a particle or two lie near it: weighted, the
+    belief would collapse onto them. Moved as an ensemble Kalman update instead, the belief is where the fix and the GPS bias
+    prior put it (the fix, sigma sqrt(2^2 + 5^2) m) and the velocities follow (100 m in 6 s). A fix inside a
+    belief that samples it well is weighted as before."""
+    trk = _tracker(seed=5)
+    trk.update_gps(0, 0.0, 0.0, 2.0)  # velocity unknown: init_speed_sigma_mps per axis
+    trk.predict(6 * NS)
+    assert trk.estimate().sigma_m > 40.0
+    d = trk.update_gps(6 * NS, 100.0, 0.0, 2.0)
+    assert d.accepted and trk.gps_undersampled == 1
+    e = trk.estimate()
+    assert math.hypot(e.x - 100.0, e.y) < 2.0
+    assert e.sigma_m == pytest.approx(math.hypot(2.0, 5.0), rel=0.25)
+    assert e.velocity_xy[0] == pytest.approx(100.0 / 6.0, abs=3.0)
+    assert trk.update_gps(7 * NS, 100.0 + e.velocity_xy[0], 0.0, 5.0).accepted
+    assert trk.gps_undersampled == 1
+
+
 def test_displacement_heading_error_widens_across_the_track_only():
     """A heading sigma of 17 degrees: 30 m east measured leaves the belief ~9 m wide north-south, still tight
     east-west."""
