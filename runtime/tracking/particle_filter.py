@@ -49,6 +49,14 @@ _UNDERSAMPLED_CHI2 = 9.21  # ... which it is when the weighted mean misses the G
 _UNDERSAMPLED_MIN_PARTICLES = 10  # ... or when fewer are left effective (a 2-D mean and covariance: 5 numbers)
 
 
+def _weighted_moments(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean float64[2] and covariance float64[2, 2] (plus 1e-9 I, invertible) of points ``x`` float64[2, n]
+    with weights ``w`` float64[n] summing to 1."""
+    mu = x @ w
+    d = x - mu[:, None]
+    return mu, (d * w) @ d.T + 1e-9 * np.eye(2)
+
+
 def _wrap(a):
     """Angles wrapped into [-pi, pi)."""
     return (np.asarray(a) + math.pi) % _TWO_PI - math.pi
@@ -292,6 +300,16 @@ class ParticleTracker:
             self._anchor = self._anchor[:, idx]
         if self._hoff is not None:
             self._hoff = self._hoff[idx]
+
+    def _resample_if_weighted(self) -> np.ndarray | None:
+        """Resample (systematic) unless the weights are already (near) equal; the indices kept (int[n]) or None."""
+        w = self._w
+        if 1.0 / float(w @ w) >= 0.999 * w.size:
+            return None
+        idx = self._systematic()
+        self._select(idx)
+        self._w = np.full(w.size, 1.0 / w.size)
+        return idx
 
     def _systematic(self) -> np.ndarray:
         """int[n] particle indices drawn by systematic resampling of the current weights."""
@@ -613,11 +631,8 @@ class ParticleTracker:
         each state (position, velocity, GPS bias) by the gain of its weighted covariance with the measured
         position plus bias, towards the fix plus its own draw of the fix's noise. Weighted particles are resampled
         first; the anchors (:meth:`mark_anchor`) keep their positions, which the update does not concern."""
-        w = self._w
-        if 1.0 / float(w @ w) < 0.999 * w.size:
-            self._select(self._systematic())
-            self._w = w = np.full(w.size, 1.0 / w.size)
-        s = self._s
+        self._resample_if_weighted()
+        s, w = self._s, self._w
         rows = [0, 1, 2, 3, _BX, _BY]
         x = s[rows]
         g = s[0:2] + s[_BX:]
@@ -908,22 +923,16 @@ class ParticleTracker:
             # weights that would keep a handful of particles, or none near the measurement (all of them explained
             # as an outlier): the particles do not sample where it says they moved. When it agrees with the
             # belief's own displacement (Gaussian check), they are redrawn from the product of the two instead.
-            mu = moved @ w
-            dm = moved - mu[:, None]
-            cov_p = (dm * w) @ dm.T + 1e-9 * np.eye(2)
+            mu, cov_p = _weighted_moments(moved, w)
             r = dp @ w - mu
             spread = (dp - (dp @ w)[:, None])
             cov_m = var * np.eye(2) + (spread * w) @ spread.T
             if float(r @ np.linalg.solve(cov_p + cov_m, r)) <= _DISPLACEMENT_REDRAW_CHI2:
-                if 1.0 / float(w @ w) < 0.999 * w.size:  # weighted: resample first (the anchors keep their weight)
-                    idx = self._systematic()
-                    self._select(idx)
-                    s, dp = self._s, dp[:, idx]
-                    self._w = w = np.full(w.size, 1.0 / w.size)
+                idx = self._resample_if_weighted()  # weighted: resample first (the anchors keep their weight)
+                if idx is not None:
+                    s, w, dp = self._s, self._w, dp[:, idx]
                     moved = s[0:2] - self._anchor
-                    mu = moved @ w
-                    dm = moved - mu[:, None]
-                    cov_p = (dm * w) @ dm.T + 1e-9 * np.eye(2)
+                    mu, cov_p = _weighted_moments(moved, w)
                 info_p = np.linalg.inv(cov_p)
                 cov = np.linalg.inv(info_p + np.eye(2) / var)
                 mean = cov @ ((info_p @ mu)[:, None] + dp / var)  # float64[2, n]: per particle (its offset)

@@ -533,9 +533,9 @@ def test_displacement_far_in_the_beliefs_tail_redraws_rather_than_being_explaine
 def test_a_gps_fix_far_in_a_wide_beliefs_tail_moves_the_particles_as_an_ensemble():
     """Dead reckoning 6 s from a first GPS fix with the velocity unknown leaves the belief ~50 m wide; a 2 m GPS fix
     100 m east of its centre is consistent with it (NIS ~3.5) but only a particle or two lie near it: weighted, the
-    belief would collapse onto them. Moved as an ensemble Kalman update instead, the belief is where the fix and the GPS bias
-    prior put it (the fix, sigma sqrt(2^2 + 5^2) m) and the velocities follow (100 m in 6 s). A fix inside a
-    belief that samples it well is weighted as before."""
+    belief would collapse onto them. Moved as an ensemble Kalman update instead, the belief is where the fix and
+    the GPS bias prior put it (the fix, sigma sqrt(2^2 + 5^2) m) and the velocities follow (100 m in 6 s). A fix
+    inside a belief that samples it well is weighted as before."""
     trk = _tracker(seed=5)
     trk.update_gps(0, 0.0, 0.0, 2.0)  # velocity unknown: init_speed_sigma_mps per axis
     trk.predict(6 * NS)
