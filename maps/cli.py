@@ -389,7 +389,8 @@ def _mosaic(args: argparse.Namespace):
              f"{f(tilt['recorded_tilt_sigma_deg'])} deg (--recorded-tilt: keep the recorded roll and pitch)")
     # the survey's calibration travels with the map: a later flight of the same aircraft takes it with
     # `runtime replay PHOTOS --survey-calibration MAP`
-    keys = ("camera_offset_m", "survey_scale", "placement_sigma_m", "survey_height_m", "attitude_sigma_deg")
+    keys = ("camera_offset_m", "survey_scale", "placement_sigma_m", "survey_height_m", "attitude_sigma_deg",
+            "boresight_deg")
     survey = {k: report[k] for k in keys if k in report}
     survey["report"] = rep_path.name
     return ortho, {"survey_calibration": survey}

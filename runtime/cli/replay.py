@@ -200,11 +200,12 @@ def open_recording(paths, *, topics=None, camera=None, survey_calibration=None, 
     """A reader of ``paths``: a :class:`runtime.sources.photos.PhotoFolder` when they are one folder of photos (or
     photo files), else a :class:`runtime.bags.BagReader`. Role overrides set to ``'none'`` (``--gps-topic none``,
     ``--imu-topic none``) leave that role out of a photo folder too. ``survey_calibration``: the JSON report of
-    ``skyfix maps build --photos`` (its ``camera_offset_m``, ``survey_scale`` and ``attitude_sigma_deg``), applied to
-    a photo folder of the same aircraft: each photo's GPS moved to where its camera was, its height scaled, the
-    error of its recorded attitude stated. ``tilt_from_images``: each photo's roll and pitch from the images of the
-    photo before it; ``motion_from_images``: each photo's displacement from the photo before it, from the two
-    images (:func:`_image_pairs_survey`)."""
+    ``skyfix maps build --photos`` (its ``camera_offset_m``, ``survey_scale``, ``boresight_deg`` and
+    ``attitude_sigma_deg``), applied to a photo folder of the same aircraft: each photo's GPS moved to where its
+    camera was, its height scaled, its mount turned by the boresight, the error of its recorded attitude stated.
+    ``tilt_from_images``: each photo's roll and pitch from the images of the photo before it;
+    ``motion_from_images``: each photo's displacement from the photo before it, from the two images
+    (:func:`_image_pairs_survey`)."""
     from ..bags import BagReader
     from ..sources.photos import PhotoFolder, is_photo_folder, read_photo_folder
 
@@ -311,13 +312,27 @@ def _calibrated_survey(src, camera, report_path):
             raise SourceError(f"--survey-calibration {report_path}: attitude_sigma_deg {rep['attitude_sigma_deg']!r} "
                               "is not an attitude error in degrees (0 <= sigma < 45); rebuild the map with `skyfix "
                               "maps build --photos`")
+    bore = rep.get("boresight_deg")  # absent from reports written before it was measured, None when unmeasured
+    if bore is not None:
+        from ..mapping.attitude_check import AttitudeCheckError, Boresight
+
+        try:
+            bore = Boresight.from_dict(bore)
+        except AttitudeCheckError as exc:
+            raise SourceError(f"--survey-calibration {report_path}: {exc}; rebuild the map with `skyfix maps build "
+                              "--photos`") from exc
     survey = read_photo_folder(src, camera=camera)
     metas = list(survey.photos)
     metas = shift_to_camera(metas, off, flight_lines(metas))
     metas = [replace(m, height_m=None if m.height_m is None else m.height_m * scale) for m in metas]
+    if bore is not None:
+        from ..mapping.attitude_check import apply_boresight
+
+        metas = apply_boresight(metas, bore)
     note = (f"survey calibration {report_path}: camera {off[0]:.1f} m forward, {off[1]:.1f} m right of its GPS fix, "
-            f"heights x{scale:.3f}" + ("" if att_sigma is None else f", recorded attitude off by {att_sigma:.1f} deg "
-                                       "(1 sigma)"))
+            f"heights x{scale:.3f}"
+            + ("" if bore is None else f", camera tilted {bore.x_deg:.1f} / {bore.y_deg:.1f} deg (x / y) in its mount")
+            + ("" if att_sigma is None else f", recorded attitude off by {att_sigma:.1f} deg (1 sigma)"))
     return PhotoSurvey(tuple(metas), survey.skipped, survey.notes + (note,), att_sigma)
 
 

@@ -355,48 +355,131 @@ def check_attitude(photos: Sequence, lines: Sequence[Sequence[int]], *, config: 
     return AttitudeCheck(tuple(pairs), tuple(skipped), tilt, shift, np.array(along), np.array(cross))
 
 
-def _downs(check: AttitudeCheck, causal: bool) -> dict:
+def _downs(check: AttitudeCheck, causal: bool, min_photos: int = 5) -> dict:
     """name -> the images' ground normals (camera axes) of the photo's counted pairs: as the second photo of a
-    pair (``down_b``) and, unless ``causal``, as the first (``down_a``)."""
+    pair (``down_b``) and, unless ``causal``, as the first (``down_a``); each with the lean of its pair's baseline
+    removed (:func:`_pair_tilt_stats`; none with fewer than ``min_photos`` photos to measure it)."""
+    stats = _pair_tilt_stats(check, min_photos)
+    lean = np.zeros(3) if stats is None else np.append(stats[0], 0.0)
     downs: dict[str, list] = {}
     for p in check.pairs:
-        downs.setdefault(p.b, []).append(p.down_b)
+        downs.setdefault(p.b, []).append(_unit(p.down_b - lean))
         if not causal:
-            downs.setdefault(p.a, []).append(p.down_a)
+            downs.setdefault(p.a, []).append(_unit(p.down_a + lean))
     return downs
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
 def _pair_tilt_stats(check: AttitudeCheck, min_photos: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(bias, noise), float64[2] radians per camera axis (x, y), of one pair's ground normal, from the photos in two
+    """(lean, noise), float64[2] radians per camera axis (x, y), of one pair's ground normal, from the photos in two
     counted pairs: their normal from the pair with the photo before (``d_b``) and from the pair with the photo after
-    (``d_a``) differ by ``2 bias + noise * sqrt(2)`` (a pair's normal leans along its baseline, which points back in
-    one pair and forward in the other). bias = |median(d_b - d_a)| / 2, noise = robust sigma / sqrt(2). None with
-    fewer than ``min_photos`` such photos."""
+    (``d_a``) differ by ``2 lean + noise * sqrt(2)`` (a pair's normal leans along its baseline, which points back
+    in one pair and forward in the other: the same way in the camera's axes for every photo of a camera that keeps
+    its orientation to the flight direction). lean = median(d_b - d_a) / 2, signed (``d_b - lean`` and
+    ``d_a + lean`` are the normals without it), noise = robust sigma / sqrt(2). None with fewer than
+    ``min_photos`` such photos."""
     before = {p.b: p.down_b for p in check.pairs}
     diffs = [before[p.a] - p.down_a for p in check.pairs if p.a in before]
     if len(diffs) < min_photos:
         return None
     d = np.array(diffs)[:, :2]  # small angles: the normals' x, y components are radians
-    return np.abs(np.median(d, axis=0)) / 2.0, robust_sigma(d) / math.sqrt(2.0)
+    return np.median(d, axis=0) / 2.0, robust_sigma(d) / math.sqrt(2.0)
 
 
 def pair_tilt_sigma_deg(check: AttitudeCheck, min_photos: int = 5, pairs: int = 1) -> float | None:
-    """How precisely ``pairs`` pairs give a photo's tilt, degrees per axis (the larger axis), from
-    :func:`_pair_tilt_stats`: one pair ``sqrt(bias^2 + noise^2)``; two (the pair before and the pair after, whose
-    biases cancel) ``noise / sqrt(2)``. None with fewer than ``min_photos`` photos in two pairs."""
+    """How precisely ``pairs`` pairs give a photo's tilt once their lean is removed (:func:`_downs`), degrees per
+    axis (the larger axis), from :func:`_pair_tilt_stats`: one pair ``noise``, two (the pair before and the pair
+    after) ``noise / sqrt(2)``. None with fewer than ``min_photos`` photos in two pairs."""
     stats = _pair_tilt_stats(check, min_photos)
     if stats is None:
         return None
-    bias, noise = stats
-    sigma = np.hypot(bias, noise) if pairs == 1 else noise / math.sqrt(2.0)
+    _, noise = stats
+    sigma = noise if pairs == 1 else noise / math.sqrt(2.0)
     return float(np.degrees(sigma.max()))
+
+
+@dataclass(frozen=True)
+class Boresight:
+    """The camera's constant tilt against the recorded attitude (a mount misalignment, a level sensor's offset): the
+    median, over the photos in two counted pairs (the pair before and the pair after, whose baseline leans cancel),
+    of the angle from the recorded vertical to the images' ground normal, per camera axis.
+
+    Attributes:
+        x_deg, y_deg: that angle about the camera's axes (x right, y down in the image), degrees: the images' normal
+            leans by ``tan(x_deg)`` along camera x (and y) more than the recorded vertical does.
+        photos: how many photos measured it.
+        sigma_deg: the recorded tilt's scatter about it, robust sigma per camera axis (the larger), degrees.
+    """
+
+    x_deg: float
+    y_deg: float
+    photos: int
+    sigma_deg: float
+
+    @property
+    def R_cam2cam(self) -> np.ndarray:
+        """float64[3, 3]: the rotation (camera axes, OpenCV) that takes the images' normal to the recorded vertical;
+        a corrected mount is ``R_cam2body @ R_cam2cam``."""
+        v = np.array([math.tan(math.radians(self.x_deg)), math.tan(math.radians(self.y_deg)), 1.0])
+        return rotation_between(v / np.linalg.norm(v), np.array([0.0, 0.0, 1.0]))
+
+    def to_dict(self) -> dict:
+        return {"x_deg": self.x_deg, "y_deg": self.y_deg, "photos": self.photos, "sigma_deg": self.sigma_deg}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Boresight":
+        """Read back :meth:`to_dict`. Raises :class:`AttitudeCheckError` naming what is wrong."""
+        try:
+            b = cls(float(d["x_deg"]), float(d["y_deg"]), int(d["photos"]), float(d["sigma_deg"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AttitudeCheckError(f"boresight: expected x_deg, y_deg, photos, sigma_deg, got {d!r} ({exc})") from exc
+        if not (abs(b.x_deg) < 30.0 and abs(b.y_deg) < 30.0 and b.photos >= 0 and 0.0 <= b.sigma_deg < 45.0):
+            raise AttitudeCheckError(f"boresight: expected |x_deg|, |y_deg| < 30 and 0 <= sigma_deg < 45, got {d!r}")
+        return b
+
+
+def boresight(photos: Sequence, check: AttitudeCheck, min_photos: int = 5) -> Boresight | None:
+    """The camera's constant tilt against the photos' recorded attitude (:class:`Boresight`), from the photos in
+    two counted pairs of ``check``; None with fewer than ``min_photos`` of them."""
+    twice = _downs(check, causal=False, min_photos=min_photos)
+    ang = []
+    for m in photos:
+        vs = twice.get(m.name)
+        if vs is None or len(vs) < 2 or m.attitude is None:
+            continue
+        d = np.mean(vs, axis=0)
+        rec = R_cam2world(m.attitude, m.mount).T @ np.array([0.0, 0.0, -1.0])  # the recorded vertical, camera axes
+        if d[2] <= 1e-6 or rec[2] <= 1e-6:
+            continue
+        ang.append(np.arctan2(d[:2], d[2]) - np.arctan2(rec[:2], rec[2]))
+    if len(ang) < min_photos:
+        return None
+    a = np.degrees(np.array(ang))
+    med = np.median(a, axis=0)
+    return Boresight(float(med[0]), float(med[1]), len(a), float(robust_sigma(a - med).max()))
+
+
+def apply_boresight(photos: Sequence, bore: Boresight | None) -> list:
+    """``photos`` with each mount turned by ``bore`` (``R_cam2body @ bore.R_cam2cam``): their recorded attitude then
+    puts the camera where the images do, on average. None: unchanged."""
+    from dataclasses import replace
+
+    from calibration.geometry import Mount
+
+    if bore is None:
+        return list(photos)
+    R = bore.R_cam2cam
+    return [replace(m, mount=Mount(m.mount.R_cam2body @ R, m.mount.t_cam2body)) for m in photos]
 
 
 def recorded_tilt_sigma_deg(photos: Sequence, check: AttitudeCheck, min_photos: int = 5) -> float | None:
     """How far the photos' recorded roll and pitch are off, degrees per axis: the angle between the images' ground
     normal (both pairs) and the recorded vertical, per world axis (east, north), robust sigma, the larger axis.
     None with fewer than ``min_photos`` photos in a counted pair."""
-    downs = _downs(check, causal=False)
+    downs = _downs(check, causal=False, min_photos=min_photos)
     ang = []
     for m in photos:
         vs = downs.get(m.name)
@@ -436,7 +519,7 @@ def images_tilt(photos: Sequence, check: AttitudeCheck, *, causal: bool = False,
 
     from calibration.geometry import Attitude
 
-    downs = _downs(check, causal)
+    downs = _downs(check, causal, min_photos)
     sigmas = {n: pair_tilt_sigma_deg(check, min_photos, pairs=n) for n in (1, 2)}
     out, changed = [], {}
     for m in photos:

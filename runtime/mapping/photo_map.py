@@ -46,9 +46,12 @@ def mosaic_from_photos(paths: Sequence, *, gsd: float = 0.25, camera=None, progr
 
     ``tilt_from_images``: each photo's roll and pitch are taken from its images (the homographies with the photos
     before and after it in its flight line: :func:`runtime.mapping.attitude_check.images_tilt`) where they
-    register, the recorded ones elsewhere; the report's ``tilt_from_images`` says how many and how precise, and its
-    ``attitude_sigma_deg`` (what a later flight's *recorded* attitude is stated to be off by) is then the recorded
-    tilt's error the check measured, the mosaic's own figure kept as ``mosaic_attitude_sigma_deg``."""
+    register, the recorded ones elsewhere; the report's ``tilt_from_images`` says how many and how precise. The
+    same pairs measure the camera's constant tilt against the recorded attitude (``boresight_deg``:
+    :func:`runtime.mapping.attitude_check.boresight`), by which every photo's mount is turned first (and a later
+    flight's, with the survey calibration); the report's ``attitude_sigma_deg`` (what a later flight's *recorded*
+    attitude, so corrected, is stated to be off by) is then the recorded tilt's error the check measured, the
+    mosaic's own figure kept as ``mosaic_attitude_sigma_deg``."""
     from dataclasses import replace
 
     from ..sources.photos import read_photo_folder
@@ -65,22 +68,29 @@ def mosaic_from_photos(paths: Sequence, *, gsd: float = 0.25, camera=None, progr
     cfg = replace(config or MosaicConfig(), gsd=float(gsd))
     tilt = None
     if tilt_from_images and sum(m.attitude is not None for m in metas) >= 2:
-        from .attitude_check import check_attitude, images_tilt, pair_tilt_sigma_deg, recorded_tilt_sigma_deg
+        from .attitude_check import (apply_boresight, boresight, check_attitude, images_tilt, pair_tilt_sigma_deg,
+                                     recorded_tilt_sigma_deg)
         from .flight_lines import flight_lines
 
         metas.sort(key=lambda m: (m.t_ns, m.name))
         check = check_attitude(metas, flight_lines(metas),
                                progress=None if progress is None else lambda k, n: progress("tilt", k, n))
-        recorded = recorded_tilt_sigma_deg(metas, check)  # of the recorded attitudes, before they are replaced
+        bore = boresight(metas, check)  # the camera's constant tilt against the recorded attitude: a calibration
+        metas = apply_boresight(metas, bore)
+        # what the recorded attitudes are off by once the boresight corrects them, before the images replace them
+        recorded = recorded_tilt_sigma_deg(metas, check)
         metas, changed = images_tilt(metas, check)
         tilt = {"photos": len(changed), "pairs_used": len(check.pairs), "pairs_skipped": len(check.skipped),
                 "median_change_deg": float(np.median(list(changed.values()))) if changed else None,
-                "pair_tilt_sigma_deg": pair_tilt_sigma_deg(check), "recorded_tilt_sigma_deg": recorded}
+                "pair_tilt_sigma_deg": pair_tilt_sigma_deg(check), "recorded_tilt_sigma_deg": recorded,
+                "boresight_deg": None if bore is None else bore.to_dict()}
     ortho, report = build_mosaic(mosaic_photos(metas), cfg, progress=progress)
     d = report.to_dict()
     d["skipped"] = [{"file": a, "reason": b} for a, b in skipped]
     if tilt is not None:
         d["tilt_from_images"] = tilt
+        if tilt["boresight_deg"] is not None:
+            d["boresight_deg"] = tilt["boresight_deg"]
         if tilt["recorded_tilt_sigma_deg"] is not None:
             d["mosaic_attitude_sigma_deg"] = d.get("attitude_sigma_deg")
             d["attitude_sigma_deg"] = tilt["recorded_tilt_sigma_deg"]

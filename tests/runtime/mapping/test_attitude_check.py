@@ -245,11 +245,12 @@ def test_images_tilt_causal_uses_the_photo_before_only(ground):
     assert ch == {} and none[0].attitude is None
 
 
-def test_one_pairs_tilt_sigma_counts_the_lean_along_the_baseline():
+def test_one_pairs_lean_along_the_baseline_is_measured_and_removed():
     """Synthetic pairs: each photo's normal from the pair before leans +0.7 degree in camera y, from the pair after
-    -0.7 (a pair's normal leaning along its baseline), plus 0.5 degree of white noise per axis. One pair's tilt is
-    then good to hypot(0.7, 0.5) = 0.86 degree in y; two pairs' mean to 0.5 / sqrt(2) = 0.35 (the leans cancel)."""
-    from runtime.mapping.attitude_check import AttitudeCheck, PairCheck, pair_tilt_sigma_deg
+    -0.7 (a pair's normal leaning along its baseline), plus 0.5 degree of white noise per axis. The lean is
+    measured (signed) and removed from each pair's normal: one pair's tilt is then good to the noise, 0.5 degree,
+    and the causal normals (the pair before only) lean no more; two pairs' mean to 0.5 / sqrt(2) = 0.35."""
+    from runtime.mapping.attitude_check import AttitudeCheck, PairCheck, _downs, _pair_tilt_stats, pair_tilt_sigma_deg
 
     rng = np.random.default_rng(2)
     lean, noise = math.radians(0.7), math.radians(0.5)
@@ -261,6 +262,46 @@ def test_one_pairs_tilt_sigma_counts_the_lean_along_the_baseline():
     pairs = tuple(PairCheck(f"p{k}", f"p{k + 1}", 100, 0.5, 0.4, np.zeros(3), down(-1.0), down(+1.0))
                   for k in range(4000))
     check = AttitudeCheck(pairs, ())
-    assert pair_tilt_sigma_deg(check) == pytest.approx(math.hypot(0.7, 0.5), rel=0.05)
+    lean, _ = _pair_tilt_stats(check, 5)
+    assert np.degrees(lean) == pytest.approx([0.0, 0.7], abs=0.05)
+    causal = np.array([v[0] for v in _downs(check, causal=True).values()])
+    assert np.degrees(np.median(causal[:, 1])) == pytest.approx(0.0, abs=0.05)
+    raw = np.array([p.down_b for p in pairs])
+    assert np.degrees(np.median(raw[:, 1])) == pytest.approx(0.7, abs=0.05)  # without the removal: leaning
+    assert pair_tilt_sigma_deg(check) == pytest.approx(0.5, rel=0.05)
     assert pair_tilt_sigma_deg(check, pairs=2) == pytest.approx(0.5 / math.sqrt(2.0), rel=0.05)
     assert pair_tilt_sigma_deg(AttitudeCheck(pairs[:3], ())) is None  # 2 photos in two pairs < 5
+
+
+def test_boresight_measures_and_removes_a_constant_tilt_of_the_camera(ground):
+    """Every photo's recorded roll is 3 degrees and pitch -2 degrees off the truth (a camera tilted in its mount; one
+    photo 6 degrees more: robust), so the recorded attitude puts every camera's axis off the same way: the
+    boresight measures it from the photos in two pairs, and the mounts it turns make the recorded attitudes give the
+    true camera axes within half a degree; a boresight of a survey without one measures zero."""
+    from runtime.mapping.attitude_check import Boresight, apply_boresight, boresight, recorded_tilt_sigma_deg
+
+    wrong = {k: (3.0, -2.0) for k in range(5)}
+    wrong[2] = (9.0, -2.0)
+    metas, images, atts = _five(ground, wrong)
+    check = check_attitude(metas, [[0, 1, 2, 3, 4]], load=lambda m: images[m.name])
+    bore = boresight(metas, check, min_photos=3)
+    assert bore is not None and bore.photos == 3  # photos 1-3 are in two pairs
+    assert math.hypot(bore.x_deg, bore.y_deg) == pytest.approx(math.hypot(3.0, 2.0), abs=0.5)
+    fixed = apply_boresight(metas, bore)
+    for k in (0, 1, 3, 4):
+        z_true = (atts[k].R_body2world @ metas[k].mount.R_cam2body)[:, 2]
+        z_fixed = fixed[k].R_cam2world[:, 2]
+        assert math.degrees(math.acos(float(np.clip(z_true @ z_fixed, -1.0, 1.0)))) < 0.5, k
+    assert boresight(fixed, check, min_photos=3).x_deg == pytest.approx(0.0, abs=0.3)
+    assert recorded_tilt_sigma_deg(fixed, check, min_photos=3) < recorded_tilt_sigma_deg(metas, check, min_photos=3)
+    assert boresight(metas, check) is None  # 3 photos in two pairs < the default 5
+    assert apply_boresight(metas, None) == metas
+    clean, images, _ = _five(ground, {})
+    check = check_attitude(clean, [[0, 1, 2, 3, 4]], load=lambda m: images[m.name])
+    zero = boresight(clean, check, min_photos=3)
+    assert abs(zero.x_deg) < 0.3 and abs(zero.y_deg) < 0.3
+    assert Boresight.from_dict(bore.to_dict()) == bore
+    with pytest.raises(AttitudeCheckError, match="x_deg, y_deg, photos, sigma_deg"):
+        Boresight.from_dict({"x_deg": 1.0})
+    with pytest.raises(AttitudeCheckError, match=r"\|x_deg\|, \|y_deg\| < 30"):
+        Boresight.from_dict({"x_deg": 40.0, "y_deg": 0.0, "photos": 5, "sigma_deg": 1.0})

@@ -142,6 +142,8 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
     report = json.loads((tmp_path / "map.mosaic.json").read_text())
     assert report["pairs_used"] >= 6 and (tmp_path / "map.mosaic.tif").exists()
     assert "tilt from the images: " in err and "--recorded-tilt" in err
+    bore = report["boresight_deg"]  # the camera's constant tilt against the recorded attitude, from the pairs
+    assert bore["photos"] >= 5 and bore == report["tilt_from_images"]["boresight_deg"]
     fly = tmp_path / "fly"
     fly.mkdir()
     for name in MAP_PHOTOS[-3:]:
@@ -171,6 +173,7 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
                          "--survey-calibration", str(cal)]) == 0
     err = capsys.readouterr().err
     assert f"note: survey calibration {cal}: camera" in err
+    assert f"camera tilted {bore['x_deg']:.1f} / {bore['y_deg']:.1f} deg (x / y) in its mount" in err
     assert f"the others' recorded tilt stated off by {report['attitude_sigma_deg']:.1f} deg" in err
     # the survey's measured attitude error reaches the loop (each fix carries the nadir shift it makes)
     assert f"recorded attitude off by {report['attitude_sigma_deg']:.1f} deg (1 sigma)" in err
@@ -178,7 +181,7 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
     # the map keeps the survey's calibration (manifest build.provenance): the same numbers as its report
     kept = json.loads((out / "manifest.json").read_text())["build"]["provenance"]["survey_calibration"]
     assert kept["survey_scale"] == report["survey_scale"] and kept["report"] == "map.mosaic.json"
-    assert kept["attitude_sigma_deg"] == report["attitude_sigma_deg"]
+    assert kept["attitude_sigma_deg"] == report["attitude_sigma_deg"] and kept["boresight_deg"] == bore
     assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t5.jsonl"), "--quiet",
                          "--survey-calibration", str(out), "--recorded-tilt"]) == 0
     err = capsys.readouterr().err
@@ -204,6 +207,10 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
                          "--survey-calibration", str(wrong)]) != 0
     assert "attitude_sigma_deg 'lots' is not an attitude error in degrees (0 <= sigma < 45)" in \
         capsys.readouterr().err
+    wrong.write_text(json.dumps({**report, "boresight_deg": {**bore, "x_deg": 50.0}}))
+    assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t8.jsonl"), "--quiet",
+                         "--survey-calibration", str(wrong)]) != 0
+    assert "boresight: expected |x_deg|, |y_deg| < 30 and 0 <= sigma_deg < 45" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t3.jsonl"), "--quiet",
