@@ -6,10 +6,11 @@ none. The protocol plays this out on one survey:
 1. **Flight lines.** The photos, in time order, are cut into flight lines where the GPS track turns by more than
    ``turn_deg`` between consecutive photos or the photos are more than ``gap_s`` apart.
 2. **Map from every other line** (lines 0, 2, 4, ...; or ``--split halves``: the first half of the lines):
-   orthomosaic (:mod:`runtime.mapping.mosaic`), written as a GeoTIFF, and a map package built from it. The mosaic's
-   survey calibration (the camera's offset from its GPS fix, the ground scale of the heights, the error of the
-   recorded attitude) is applied to the localized photos, as it would be to a later flight of the same aircraft
-   (``--no-offset``: not). Each photo's roll and pitch come from its images (``--recorded-tilt``: not): the map's
+   orthomosaic (:mod:`runtime.mapping.mosaic`), written as a GeoTIFF, and a map package built from it. The survey
+   calibration (the camera's offset from its GPS fix and the ground scale of the heights from the mosaic, the
+   camera's constant tilt against the recorded attitude from the map photos' pairs,
+   :func:`runtime.mapping.attitude_check.boresight`, and the error of the recorded attitude) is applied to the
+   localized photos, as it would be to a later flight of the same aircraft (``--no-offset``: not). Each photo's roll and pitch come from its images (``--recorded-tilt``: not): the map's
    photos from the pairs with both neighbours in their line, the localized ones from the pair with the photo before
    them only, as the loop would have it in flight (:func:`runtime.mapping.attitude_check.images_tilt`).
 3. **The other lines are localized** (one replay of their photos in time order, the time between them included),
@@ -23,9 +24,10 @@ none. The protocol plays this out on one survey:
    placement noise per axis). Each frame's *structure* is the share of its ground view (at the map's
    resolution) whose smoothed gradient exceeds ``edge_level`` (grey levels per pixel): roads, buildings and field
    edges make it high, uniform fields low; frames at or above ``structure_min`` count as showing structure.
-   Frames more than 10 m off are listed with their structure, roll/pitch, where their tilt came from, the GPS fed
-   and the visual fix at that frame (their distances to the reference), and why (:func:`why_far`: lost, a wrong
-   visual fix, the GPS followed without a fix, no fix and no GPS, or a fused estimate off), counted per case.
+   Every frame is listed (``frames`` in the JSON) with its error, status, reported sigma (per axis, metres),
+   structure, roll/pitch, where its tilt came from, the GPS fed and the visual fix at that frame (their distances
+   to the reference); those more than 10 m off also say why (:func:`why_far`: lost, a wrong visual fix, the GPS
+   followed without a fix, no fix and no GPS, or a fused estimate off), listed again (``far``) and counted per case.
 
 Printed: a table (and ``--json``); the mosaic's registration report is written next to the map.
 """
@@ -63,6 +65,12 @@ class ProtocolConfig:
     calibrate_offset: bool = True
     tilt_from_images: bool = True
     motion_from_images: bool = True
+    cases: tuple[str, ...] = CASES
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.cases if c not in CASES]
+        if unknown or not self.cases:
+            raise ValueError(f"cases must be a non-empty subset of {CASES}, got {tuple(self.cases)!r}")
 
 
 def split_survey(lines: list[list[int]], how: str) -> tuple[list[int], list[int]]:
@@ -173,7 +181,9 @@ class SurveyMap:
 
     Attributes:
         metas: every photo (time order); with the survey calibration applied (``calibrate_offset``): positions moved
-            to the camera's nadir by the mosaic's camera-to-GPS offset, heights scaled by its ground scale.
+            to the camera's nadir by the mosaic's camera-to-GPS offset, heights scaled by its ground scale, mounts
+            turned by the map photos' boresight (``boresight``: :class:`runtime.mapping.attitude_check.Boresight`,
+            None when not measured).
         lines: flight lines (indices into ``metas``). map_idx / test_idx: the photos of the map / held out.
         ortho: the mosaic (:class:`maps.ortho.Orthophoto`), also written to ``mosaic_path`` (GeoTIFF) with its
             registration report (``mosaic.json``). report: :class:`runtime.mapping.mosaic.MosaicReport`.
@@ -194,6 +204,7 @@ class SurveyMap:
     scale: float
     tilt_changed: dict | None = None
     recorded_tilt_sigma_deg: float | None = None
+    boresight: object | None = None
 
 
 def survey_map(photos_dir, out_dir, cfg: "ProtocolConfig", say=None) -> SurveyMap:
@@ -220,6 +231,18 @@ def survey_map(photos_dir, out_dir, cfg: "ProtocolConfig", say=None) -> SurveyMa
         from ..mapping.attitude_check import check_attitude
 
         check = check_attitude(metas, lines)
+    bore = None
+    if check is not None and cfg.calibrate_offset:
+        from ..mapping.attitude_check import apply_boresight, boresight
+
+        # the camera's constant tilt against its recorded attitude: measured on the map's photos (the survey), a
+        # calibration of the aircraft applied to every photo, as it would be to a later flight
+        bore = boresight([metas[k] for k in map_idx], check)
+        metas = apply_boresight(metas, bore)
+        if bore is not None:
+            say(f"boresight from the map's photos: the camera tilted {bore.x_deg:.1f} / {bore.y_deg:.1f} deg (camera "
+                f"x / y) from its recorded attitude ({bore.photos} photos; scatter {bore.sigma_deg:.1f} deg): every "
+                "photo's mount turned by it")
     if cfg.tilt_from_images:
         metas, tilt_changed, recorded_sigma = _tilt_from_images(metas, check, map_idx, test_idx, say)
     ortho, report = build_mosaic(mosaic_photos([metas[k] for k in map_idx]), MosaicConfig(gsd=cfg.mosaic_gsd))
@@ -241,7 +264,7 @@ def survey_map(photos_dir, out_dir, cfg: "ProtocolConfig", say=None) -> SurveyMa
     if cfg.motion_from_images:
         metas = _motion_from_images(metas, check, test_idx, say)
     return SurveyMap(metas, lines, map_idx, test_idx, ortho, report, mosaic_path, tuple(offset), float(scale),
-                     tilt_changed, recorded_sigma)
+                     tilt_changed, recorded_sigma, bore)
 
 
 def _motion_from_images(metas, check, test_idx, say):
@@ -315,11 +338,12 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
     frame = LocalFrame(float(np.mean([m.lat for m in test])), float(np.mean([m.lon for m in test])))
     t_first = test[0].t_ns
     mid = (test[len(test) // 2].t_ns - t_first) * 1e-9
-    cases = {
+    all_cases = {
         "noisy": GpsDegradation(cfg.gps_sigma_m, cfg.gps_bias_m, (), cfg.seed),
         "cut": GpsDegradation(cfg.gps_sigma_m, cfg.gps_bias_m, ((mid - cfg.cut_s / 2, mid + cfg.cut_s / 2),), cfg.seed),
         "no_gps": None,
     }
+    cases = {name: all_cases[name] for name in cfg.cases}
     results = {"photos": len(metas), "lines": len(lines), "split": cfg.split,
                "camera_offset_m": {"forward": offset[0], "right": offset[1]}, "survey_scale": scale, "map_photos": len(map_idx), "test_photos": len(test),
                "structured": int(structured.sum()), "mosaic": report.to_dict()["residual_m"],
@@ -330,6 +354,7 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
         # the mosaic's figure is that of the map photos' tilt from images; the localized photos without a pair keep
         # the recorded tilt, whose error the check measured (those with one state their own, PhotoMeta.tilt_sigma_deg)
         att_sigma = sm.recorded_tilt_sigma_deg
+    results["boresight_deg"] = None if sm.boresight is None else sm.boresight.to_dict()
     results["attitude_sigma_deg"] = att_sigma if math.isfinite(att_sigma) else None
     tilt = sm.tilt_changed or {}
     results["tilt_from_images"] = {"map_photos": sum(1 for k in map_idx if metas[k].name in tilt),
@@ -379,31 +404,63 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
         if deg is not None:
             noisy = _noisy_gps_errors(test, deg, frame)
             case["gps_fed"] = _stats(noisy)
-        far = []
-        for k, (m, e, s, st) in enumerate(zip(test, d, status, structure)):
-            if e <= 10.0:
-                continue
-            fix = fixes.get(int(m.t_ns))
-            fix_err = None
-            if fix is not None:
-                fx, fy = (float(v) for v in frame.to_local(*loop.frame.to_wgs84(fix[0], fix[1])))
-                tx, ty = (float(v) for v in frame.to_local(m.lat, m.lon))
-                fix_err = math.hypot(fx - tx, fy - ty)
-            gps_err = None if noisy is None or not math.isfinite(noisy[k]) else float(noisy[k])
-            far.append({"photo": Path(m.path).name, "error_m": (None if not math.isfinite(e) else round(e, 1)),
-                        "status": s, "structure": round(float(st), 3),
-                        "roll_deg": (None if m.attitude is None else round(math.degrees(m.attitude.roll), 1)),
-                        "pitch_deg": (None if m.attitude is None else round(math.degrees(m.attitude.pitch), 1)),
-                        "tilt": "images" if m.name in tilt else "recorded",
-                        "gps_fed_m": None if gps_err is None else round(gps_err, 1),
-                        "visual_fix_m": None if fix_err is None else round(fix_err, 1),
-                        "why": why_far(e, fix_err, gps_err, bool(st >= cfg.structure_min))})
+        fixes_local = {t: tuple(float(v) for v in frame.to_local(*loop.frame.to_wgs84(x, y)))
+                       for t, (x, y) in fixes.items()}
+        frames = frame_rows(test, errs, structure, fixes_local, noisy, tilt, frame, cfg.structure_min)
+        far = [f for f in frames if f["why"] is not None]
+        case["frames"] = frames
         case["far"] = far
         case["far_why"] = {w: sum(1 for f in far if f["why"] == w) for w in WHY if any(f["why"] == w for f in far)}
         results["cases"][name] = case
         say(f"{name}: localized {case['localized']:.0%}, median {case['all']['median_m']}, OK>10 {ok_far}")
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     return results
+
+
+def frame_rows(test, errs, structure, fixes: dict, noisy, tilt: dict, frame, structure_min: float) -> list[dict]:
+    """One row per held-out photo (the protocol's ``frames``; metres, degrees, rounded to 0.1).
+
+    Args:
+        test: the held-out photos (:class:`runtime.sources.photos.PhotoMeta`, time order).
+        errs: per photo (the loop's record or None, distance to the photo's GPS; nan without an estimate).
+        structure: float[n], each photo's structure (:func:`structure_of`).
+        fixes: frame time ns -> the frame's visual fix (x, y) in ``frame`` (:func:`_note_fix`).
+        noisy: float[n] the GPS fed's distance to the reference (nan: none fed), or None without GPS.
+        tilt: names of the photos whose tilt came from their images.
+        frame: the local frame (:class:`maps.geodesy.LocalFrame`) of the errors.
+        structure_min: the structure from which a photo shows structure.
+    Returns:
+        dicts: photo, error_m, status, sigma_m (the reported covariance's, per axis), structure, roll_deg,
+        pitch_deg, tilt ("images" / "recorded"), gps_fed_m, visual_fix_m, error_en_m and visual_fix_en_m (east,
+        north from the reference), heading_deg (recorded), why (:func:`why_far`; None within 10 m).
+    """
+    from calibration.geometry import heading_from_yaw
+
+    rows = []
+    for k, (m, (r, e), st) in enumerate(zip(test, errs, structure)):
+        tx, ty = (float(v) for v in frame.to_local(m.lat, m.lon))
+        fix = fixes.get(int(m.t_ns))
+        fix_err = fix_en = err_en = None
+        if fix is not None:
+            fix_err, fix_en = math.hypot(fix[0] - tx, fix[1] - ty), [round(fix[0] - tx, 1), round(fix[1] - ty, 1)]
+        if r is not None and math.isfinite(e):
+            ex, ey = (float(v) for v in frame.to_local(r.lat, r.lon))
+            err_en = [round(ex - tx, 1), round(ey - ty, 1)]
+        gps_err = None if noisy is None or not math.isfinite(noisy[k]) else float(noisy[k])
+        sigma = None if r is None or r.cov_en is None else round(
+            math.sqrt(max(float(np.trace(np.asarray(r.cov_en, dtype=np.float64))), 0.0) / 2.0), 1)
+        att = m.attitude
+        rows.append({"photo": Path(m.path).name, "error_m": None if not math.isfinite(e) else round(e, 1),
+                     "status": None if r is None else r.status, "sigma_m": sigma, "structure": round(float(st), 3),
+                     "roll_deg": None if att is None else round(math.degrees(att.roll), 1),
+                     "pitch_deg": None if att is None else round(math.degrees(att.pitch), 1),
+                     "tilt": "images" if m.name in tilt else "recorded",
+                     "gps_fed_m": None if gps_err is None else round(gps_err, 1),
+                     "visual_fix_m": None if fix_err is None else round(fix_err, 1),
+                     "error_en_m": err_en, "visual_fix_en_m": fix_en,
+                     "heading_deg": None if att is None else round(math.degrees(heading_from_yaw(att.yaw)) % 360.0, 1),
+                     "why": None if e <= 10.0 else why_far(e, fix_err, gps_err, bool(st >= structure_min))})
+    return rows
 
 
 #: why a frame ended more than 10 m from its reference (:func:`why_far`), in the order the rules test them
@@ -505,19 +562,28 @@ def register(subparsers) -> None:
                    help="lines: every other flight line makes the map (default); halves: the first half of the "
                         "flight's lines make the map (a survey that covers its area twice)")
     p.add_argument("--no-offset", action="store_true",
-                   help="do not move the localized photos' GPS by the camera-to-GPS offset the mosaic estimates")
+                   help="do not apply the survey calibration to the localized photos (the camera-to-GPS offset and "
+                        "the height scale the mosaic estimates, the boresight the map photos' pairs measure)")
     p.add_argument("--no-photo-motion", action="store_true",
                    help="do not give the loop each photo's displacement from the photo before it, measured from "
                         "their images (default: given)")
     p.add_argument("--recorded-tilt", action="store_true",
                    help="keep the photos' recorded roll and pitch (default: from the images of consecutive photos, "
                         "runtime photo-check)")
+    p.add_argument("--cases", default=",".join(CASES), metavar="LIST",
+                   help=f"comma-separated cases to run (default {','.join(CASES)})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the GPS noise added in the noisy and cut cases")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    cfg = ProtocolConfig(split=args.split, calibrate_offset=not args.no_offset,
-                         tilt_from_images=not args.recorded_tilt, motion_from_images=not args.no_photo_motion)
+    try:
+        cfg = ProtocolConfig(split=args.split, calibrate_offset=not args.no_offset, seed=args.seed,
+                             tilt_from_images=not args.recorded_tilt, motion_from_images=not args.no_photo_motion,
+                             cases=tuple(c.strip() for c in args.cases.split(",") if c.strip()))
+    except ValueError as exc:
+        print(f"runtime photo-eval: {exc}", file=sys.stderr)
+        return 2
     res = run_protocol(args.photos, args.out, model=args.model, config=cfg,
                        progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(res))

@@ -169,3 +169,58 @@ def test_the_covariance_check_counts_errors_inside_the_95_ellipse_with_the_refer
                                                          "covariance_held_95": 0.93}}}
     assert ("95 % ellipse (reported covariance + the reference's 2.1 m) holds noisy 93% of the localized frames' "
             "errors") in format_table(res)
+
+
+def test_every_frame_gets_a_row_with_what_it_had():
+    """Three photos flying north-east: one estimated 3 m east with a fix 2 m north and its GPS 4 m off, one 12 m
+    off with a wrong fix, one without an estimate; each row carries its error and the fix's as east/north from the
+    reference, the reported sigma per axis, the recorded heading and, beyond 10 m, why."""
+    from types import SimpleNamespace
+
+    from calibration.geometry import Attitude
+    from maps.geodesy import LocalFrame
+    from runtime.tools.photo_protocol import frame_rows
+
+    frame = LocalFrame(41.0, -83.0)
+    att = Attitude.from_degrees(2.0, -3.0, 90.0 - 55.0)  # yaw from east: heading 55 degrees
+    test, errs = [], []
+    for k, (east, cov) in enumerate(((3.0, ((4.0, 0.0), (0.0, 4.0))), (12.0, ((1.0, 0.0), (0.0, 1.0))), (None, None))):
+        lat, lon = frame.to_wgs84(100.0 * k, 0.0)
+        test.append(SimpleNamespace(lat=float(lat), lon=float(lon), t_ns=k, path=f"/x/p{k}.jpg", name=f"p{k}.jpg",
+                                    attitude=att))
+        if east is None:
+            errs.append((None, math.nan))
+            continue
+        elat, elon = frame.to_wgs84(100.0 * k + east, 0.0)
+        errs.append((SimpleNamespace(lat=float(elat), lon=float(elon), status="DEGRADED", cov_en=cov), east))
+    fixes = {0: (0.0, 2.0), 1: (100.0 + 11.0, 0.0)}
+    rows = frame_rows(test, errs, np.array([0.1, 0.01, 0.05]), fixes, np.array([4.0, 2.0, math.nan]), {"p0.jpg"},
+                      frame, 0.03)
+    assert [r["photo"] for r in rows] == ["p0.jpg", "p1.jpg", "p2.jpg"]
+    a, b, c = rows
+    assert a["error_m"] == 3.0 and a["error_en_m"] == [3.0, 0.0] and a["sigma_m"] == 2.0 and a["why"] is None
+    assert a["visual_fix_m"] == 2.0 and a["visual_fix_en_m"] == [0.0, 2.0] and a["gps_fed_m"] == 4.0
+    assert a["tilt"] == "images" and b["tilt"] == "recorded" and a["heading_deg"] == 55.0
+    assert a["roll_deg"] == 2.0 and a["pitch_deg"] == -3.0 and a["status"] == "DEGRADED"
+    assert b["why"] == "wrong visual fix" and b["visual_fix_m"] == 11.0 and b["sigma_m"] == 1.0
+    assert c["why"] == "lost" and c["error_m"] is None and c["error_en_m"] is None and c["status"] is None
+    assert c["gps_fed_m"] is None and c["visual_fix_m"] is None
+    assert frame_rows(test, errs, np.zeros(3), {}, None, set(), frame, 0.03)[1]["why"] == "uniform field, no GPS"
+
+
+def test_the_protocol_runs_the_cases_asked_and_refuses_others(capsys):
+    import pytest
+
+    from runtime.cli.onboard import main as runtime_main
+    from runtime.tools.photo_protocol import CASES, ProtocolConfig
+
+    assert ProtocolConfig().cases == CASES
+    assert ProtocolConfig(cases=("noisy",)).cases == ("noisy",)
+    with pytest.raises(ValueError, match=r"cases must be a non-empty subset of \('noisy', 'cut', 'no_gps'\), got "
+                                         r"\('noisy', 'gps_off'\)"):
+        ProtocolConfig(cases=("noisy", "gps_off"))
+    with pytest.raises(ValueError, match="non-empty subset"):
+        ProtocolConfig(cases=())
+    assert runtime_main(["photo-eval", "photos", "--cases", "noisy,jammed"]) == 2
+    assert "runtime photo-eval: cases must be a non-empty subset of ('noisy', 'cut', 'no_gps'), got ('noisy', " \
+           "'jammed')" in capsys.readouterr().err
