@@ -155,16 +155,23 @@ def covariance_held(errs, metas, frame, reference_sigma_m: float, chi2: float = 
     """Share of the localized frames (status not LOST) whose error against the photo's GPS lies inside the 95 %
     ellipse (``chi2``, 2 degrees of freedom) of the reported covariance plus the reference's own noise
     (``reference_sigma_m`` per axis: the photos' GPS is not the truth). None without such frames."""
-    inside = []
-    for (r, e), m in zip(errs, metas):
-        if r is None or r.status == "LOST" or not math.isfinite(e) or r.cov_en is None:
-            continue
-        ex, ey = frame.to_local(r.lat, r.lon)
-        tx, ty = frame.to_local(m.lat, m.lon)
-        d = np.array([float(ex) - float(tx), float(ey) - float(ty)])
-        C = np.asarray(r.cov_en, dtype=np.float64) + reference_sigma_m ** 2 * np.eye(2)
-        inside.append(float(d @ np.linalg.solve(C, d)) <= chi2)
+    inside = [ellipse_holds(r, e, m, frame, reference_sigma_m, chi2) for (r, e), m in zip(errs, metas)]
+    inside = [v for v in inside if v is not None]
     return float(np.mean(inside)) if inside else None
+
+
+def ellipse_holds(r, error_m: float, meta, frame, reference_sigma_m: float, chi2: float = 5.991) -> bool | None:
+    """Whether one frame's error against the photo's GPS lies inside the 95 % ellipse of its reported covariance
+    plus the reference's noise (:func:`covariance_held`); None when it is not counted (no record, LOST, no
+    position or covariance)."""
+    r_ok = r is not None and r.status != "LOST" and math.isfinite(error_m) and r.cov_en is not None
+    if not r_ok:
+        return None
+    ex, ey = frame.to_local(r.lat, r.lon)
+    tx, ty = frame.to_local(meta.lat, meta.lon)
+    d = np.array([float(ex) - float(tx), float(ey) - float(ty)])
+    C = np.asarray(r.cov_en, dtype=np.float64) + reference_sigma_m ** 2 * np.eye(2)
+    return bool(float(d @ np.linalg.solve(C, d)) <= chi2)
 
 
 def _stats(d: np.ndarray) -> dict:
@@ -406,7 +413,7 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
             case["gps_fed"] = _stats(noisy)
         fixes_local = {t: tuple(float(v) for v in frame.to_local(*loop.frame.to_wgs84(x, y)))
                        for t, (x, y) in fixes.items()}
-        frames = frame_rows(test, errs, structure, fixes_local, noisy, tilt, frame, cfg.structure_min)
+        frames = frame_rows(test, errs, structure, fixes_local, noisy, tilt, frame, cfg.structure_min, ref_sigma)
         far = [f for f in frames if f["why"] is not None]
         case["frames"] = frames
         case["far"] = far
@@ -417,7 +424,8 @@ def run_protocol(photos_dir, out_dir, *, model: str = "default", config: Protoco
     return results
 
 
-def frame_rows(test, errs, structure, fixes: dict, noisy, tilt: dict, frame, structure_min: float) -> list[dict]:
+def frame_rows(test, errs, structure, fixes: dict, noisy, tilt: dict, frame, structure_min: float,
+               reference_sigma_m: float = 0.0) -> list[dict]:
     """One row per held-out photo (the protocol's ``frames``; metres, degrees, rounded to 0.1).
 
     Args:
@@ -429,10 +437,12 @@ def frame_rows(test, errs, structure, fixes: dict, noisy, tilt: dict, frame, str
         tilt: names of the photos whose tilt came from their images.
         frame: the local frame (:class:`maps.geodesy.LocalFrame`) of the errors.
         structure_min: the structure from which a photo shows structure.
+        reference_sigma_m: the reference's own noise per axis (:func:`covariance_held`).
     Returns:
-        dicts: photo, error_m, status, sigma_m (the reported covariance's, per axis), structure, roll_deg,
-        pitch_deg, tilt ("images" / "recorded"), gps_fed_m, visual_fix_m, error_en_m and visual_fix_en_m (east,
-        north from the reference), heading_deg (recorded), why (:func:`why_far`; None within 10 m).
+        dicts: photo, error_m, status, sigma_m (the reported covariance's, per axis), ellipse_95 (the error inside
+        the 95 % ellipse of the reported covariance and the reference's noise; None when not counted), structure,
+        roll_deg, pitch_deg, tilt ("images" / "recorded"), gps_fed_m, visual_fix_m, error_en_m and visual_fix_en_m
+        (east, north from the reference), heading_deg (recorded), why (:func:`why_far`; None within 10 m).
     """
     from calibration.geometry import heading_from_yaw
 
@@ -451,7 +461,8 @@ def frame_rows(test, errs, structure, fixes: dict, noisy, tilt: dict, frame, str
             math.sqrt(max(float(np.trace(np.asarray(r.cov_en, dtype=np.float64))), 0.0) / 2.0), 1)
         att = m.attitude
         rows.append({"photo": Path(m.path).name, "error_m": None if not math.isfinite(e) else round(e, 1),
-                     "status": None if r is None else r.status, "sigma_m": sigma, "structure": round(float(st), 3),
+                     "status": None if r is None else r.status, "sigma_m": sigma,
+                     "ellipse_95": ellipse_holds(r, e, m, frame, reference_sigma_m), "structure": round(float(st), 3),
                      "roll_deg": None if att is None else round(math.degrees(att.roll), 1),
                      "pitch_deg": None if att is None else round(math.degrees(att.pitch), 1),
                      "tilt": "images" if m.name in tilt else "recorded",

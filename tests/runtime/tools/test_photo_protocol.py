@@ -195,10 +195,12 @@ def test_every_frame_gets_a_row_with_what_it_had():
         errs.append((SimpleNamespace(lat=float(elat), lon=float(elon), status="DEGRADED", cov_en=cov), east))
     fixes = {0: (0.0, 2.0), 1: (100.0 + 11.0, 0.0)}
     rows = frame_rows(test, errs, np.array([0.1, 0.01, 0.05]), fixes, np.array([4.0, 2.0, math.nan]), {"p0.jpg"},
-                      frame, 0.03)
+                      frame, 0.03, 1.0)
     assert [r["photo"] for r in rows] == ["p0.jpg", "p1.jpg", "p2.jpg"]
     a, b, c = rows
     assert a["error_m"] == 3.0 and a["error_en_m"] == [3.0, 0.0] and a["sigma_m"] == 2.0 and a["why"] is None
+    # 3 m against 2 m reported + 1 m reference: 9 / 5 <= 5.99 inside; 12 m against 1 + 1: 144 / 2 outside
+    assert a["ellipse_95"] is True and rows[1]["ellipse_95"] is False and rows[2]["ellipse_95"] is None
     assert a["visual_fix_m"] == 2.0 and a["visual_fix_en_m"] == [0.0, 2.0] and a["gps_fed_m"] == 4.0
     assert a["tilt"] == "images" and b["tilt"] == "recorded" and a["heading_deg"] == 55.0
     assert a["roll_deg"] == 2.0 and a["pitch_deg"] == -3.0 and a["status"] == "DEGRADED"
