@@ -387,6 +387,11 @@ def _mosaic(args: argparse.Namespace):
              f"pairs registered), a median {f(tilt['median_change_deg'])} deg from the recorded tilt; one pair gives "
              f"it to {f(tilt['pair_tilt_sigma_deg'])} deg per axis, the recorded tilt is off by "
              f"{f(tilt['recorded_tilt_sigma_deg'])} deg (--recorded-tilt: keep the recorded roll and pitch)")
+        bore = tilt.get("boresight_deg")
+        if bore:
+            _err(f"boresight: the camera is tilted {bore['x_deg']:.1f} / {bore['y_deg']:.1f} deg (camera x / y) "
+                 f"against its recorded attitude ({bore['photos']} photos): every photo's mount turned by it, and a "
+                 "later flight's with --survey-calibration")
     # the survey's calibration travels with the map: a later flight of the same aircraft takes it with
     # `runtime replay PHOTOS --survey-calibration MAP`
     keys = ("camera_offset_m", "survey_scale", "placement_sigma_m", "survey_height_m", "attitude_sigma_deg",

@@ -144,6 +144,7 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
     assert "tilt from the images: " in err and "--recorded-tilt" in err
     bore = report["boresight_deg"]  # the camera's constant tilt against the recorded attitude, from the pairs
     assert bore["photos"] >= 5 and bore == report["tilt_from_images"]["boresight_deg"]
+    assert f"boresight: the camera is tilted {bore['x_deg']:.1f} / {bore['y_deg']:.1f} deg (camera x / y)" in err
     fly = tmp_path / "fly"
     fly.mkdir()
     for name in MAP_PHOTOS[-3:]:
