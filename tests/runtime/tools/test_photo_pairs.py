@@ -41,7 +41,10 @@ def test_held_out_photos_become_ground_views_at_their_calibrated_positions(surve
     m = pairs.mosaic
     col = ((pairs.position[:, 0] - m.x_min) / m.gsd).astype(int)
     row = ((m.y_max - pairs.position[:, 1]) / m.gsd).astype(int)
-    assert m.mask[row, col].all()  # the held-out lines lie between (the 2nd) and beside (the 4th) the mapped ones
+    # the held-out lines lie between (the 2nd) and beside (the 4th) the mapped ones: every held-out photo but at most
+    # one, a line's end just beyond the mapped lines' (the 2nd line's last, once the boresight turns the recorded
+    # tilt), is over the mosaic
+    assert m.mask[row, col].sum() >= held_out - 1
     assert (tmp_path / "mosaic.tif").is_file() and (tmp_path / "mosaic.json").is_file()
     some = pairs.structure >= 0.03
     sub = pairs.subset(some)
@@ -59,8 +62,8 @@ def test_eval_encoder_on_photos(survey, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="skyfix")
     train_cli.register(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "r.json"
-    # the recorded tilt: the outer held-out line (the 4th) then lies inside the mosaic of the 1st and 3rd lines
-    # (with the tilt from images, the default, one of its photos falls just outside it: no positive tile)
+    # the recorded tilt (turned by the survey's boresight): every held-out photo but one line's end then lies inside
+    # the mosaic of the 1st and 3rd lines, so all but at most one query have a positive tile
     args = parser.parse_args(["eval-encoder", "classical", "--photos", str(folder), "--photo-split", "lines",
                               "--json", str(out), "--photo-recorded-tilt"])
     assert args.handler(args) == 0
@@ -72,7 +75,8 @@ def test_eval_encoder_on_photos(survey, tmp_path, capsys):
     rows = {r["area"]: r for r in rep["results"]}
     assert rows[f"{folder.name}/lines"]["queries"] == len(lines[1]) + len(lines[3])
     assert 0 < rows[f"{folder.name}/lines/structure"]["queries"] <= rows[f"{folder.name}/lines"]["queries"]
-    assert rows[f"{folder.name}/lines"]["metrics"]["has_positive"] == 1.0
+    n = len(lines[1]) + len(lines[3])
+    assert rows[f"{folder.name}/lines"]["metrics"]["has_positive"] >= (n - 1) / n
     for argv, message in ((["--ortho", str(folder)], "without --ortho/--gallery"),
                           ([], "not a folder of geotagged photos")):
         photos = str(tmp_path / "nowhere") if not argv else str(folder)
