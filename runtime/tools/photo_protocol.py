@@ -164,8 +164,7 @@ def ellipse_holds(r, error_m: float, meta, frame, reference_sigma_m: float, chi2
     """Whether one frame's error against the photo's GPS lies inside the 95 % ellipse of its reported covariance
     plus the reference's noise (:func:`covariance_held`); None when it is not counted (no record, LOST, no
     position or covariance)."""
-    r_ok = r is not None and r.status != "LOST" and math.isfinite(error_m) and r.cov_en is not None
-    if not r_ok:
+    if r is None or r.status == "LOST" or not math.isfinite(error_m) or r.cov_en is None:
         return None
     ex, ey = frame.to_local(r.lat, r.lon)
     tx, ty = frame.to_local(meta.lat, meta.lon)
