@@ -134,6 +134,9 @@ class ParticleTracker:
         self._last_precise_t: int | None = None  # the last supporting fix precise enough to check the belief
         self._last_precise_fix: tuple | None = None  # (t_ns, position, sigma) of the last precise supporting fix
         self._streak = 0  # consecutive visual fixes with support >= visual_support_min
+        #: (t_ns of the visual fix that initialised the particles, t_ns where a displacement measured from it ended or
+        #: None) until the next visual fix: that fix's agreement then counts the initialising one (update_visual)
+        self._init_fix: tuple[int, int | None] | None = None
         self._last_init_t: int | None = None
         self._yaw_hint: tuple[float, float] | None = None
         self._vel_hint: tuple[np.ndarray, float] | None = None
@@ -381,6 +384,7 @@ class ParticleTracker:
         self._w = np.full(n, 1.0 / n)
         self._init = True
         self._last_init_t = self._t
+        self._init_fix = None  # not initialised by a visual fix
 
     def _init_from_candidates(self, fix: VisualFix) -> None:
         c = self.config
@@ -944,9 +948,17 @@ class ParticleTracker:
                 # last step to 0.5 m/s through the turns between flight lines)
                 z = self._rng.standard_normal((2, w.size))
                 s[2:4] = new / dt + (c.accel_sigma * math.sqrt(dt / 3.0)) * z
+                self._moved_from_init(t_ref)
                 return "redrawn"
         self._reweight(log_l)
+        self._moved_from_init(t_ref)
         return "weighted"
+
+    def _moved_from_init(self, t_ref: int) -> None:
+        """A displacement from ``t_ref`` to now was used: when ``t_ref`` is the initialising visual fix's time and no
+        visual fix came since, the next fix (now) may count the initialising one (:meth:`update_visual`)."""
+        if self._init_fix is not None and self._init_fix[0] == t_ref:
+            self._init_fix = (t_ref, self._t)
 
     def _velocity_conflicts(self, vel: np.ndarray, sig: float, vx: float, vy: float, spread: float) -> bool:
         """Track runs of measured velocities that conflict with the belief (mean ``vx, vy``, std ``spread`` per
@@ -1154,7 +1166,8 @@ class ParticleTracker:
         >= ``visual_support_min`` count as visual support (``visual_used``, status, LOST timer); a fix below it breaks
         the streak. The particles are weighted in every case. The first fix with candidates of an uninitialised
         tracker initialises the particles from its candidates (multi-modal) and returns 0.0 (it cannot support
-        itself); while LOST, unsupported fixes re-initialise them (at most every ``reinit_interval_s``) once their
+        itself; it counts as the first of the streak when the next fix supports the belief and the displacement
+        between the two was measured); while LOST, unsupported fixes re-initialise them (at most every ``reinit_interval_s``) once their
         best candidates have agreed with each other, moved by the belief's own motion, for ``reinit_confirm_s``
         (at once when the belief is wider than ``lost_sigma_m``): one look-alike place seen for a moment does not
         replace a belief that dead reckoning over water still holds. A fix without candidates changes nothing and
@@ -1168,8 +1181,10 @@ class ParticleTracker:
         if not self._init:
             self._init_from_candidates(fix)
             self._streak = 0
+            self._init_fix = (self._t, None)
             self._note(f"initialised from {fix.k} visual candidates")
             return 0.0
+        init_fix, self._init_fix = self._init_fix, None
         log_in, log_l = self._visual_log_terms(fix)
         m = float(log_l.max())
         w = self._w
@@ -1179,6 +1194,7 @@ class ParticleTracker:
             if self._kidnap_confirmed(fix) and self._age(self._last_init_t) >= self.config.reinit_interval_s:
                 self._init_from_candidates(fix)
                 self._streak = 0
+                self._init_fix = (self._t, None)
                 self._kidnap = None
                 self._note(f"belief lost: re-initialised from {fix.k} visual candidates")
                 return support
@@ -1192,6 +1208,11 @@ class ParticleTracker:
         if self._fix_inlier_prob(fix) >= self.config.visual_support_min:
             self._last_vis = (self._t, fix.positions[j].copy(), float(fix.sigma_m[j]))
         if support >= self.config.visual_support_min:
+            if self._streak == 0 and init_fix is not None and init_fix[1] == self._t:
+                # the fix right after an initialising one, with the displacement between the two measured: it was
+                # checked against the initialising candidates moved by that displacement (a prediction as tight as
+                # the measurement), so the initialising fix is the first of the agreeing ones
+                self._streak = 1
             self._streak += 1
             if self._streak >= self.config.visual_confirm_frames:
                 self._last_support_t = self._t

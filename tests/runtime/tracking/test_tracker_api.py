@@ -627,3 +627,60 @@ def test_a_heading_error_shared_by_consecutive_displacements_is_learnt_not_follo
     assert math.degrees(mean) == pytest.approx(-20.0, abs=6.0) and math.degrees(sd) < 8.0
     assert errs[0] > 8.0  # the first: 30 m x sin(20 deg) sideways, nothing learnt yet
     assert max(errs[2:]) < 3.5  # then the offset is known (white heading errors: ~11 m every time)
+
+
+def _visual_start(motion_from_init: bool | None, confirm: int = 2):
+    """Initialised at t=0 by a visual fix with two candidates 200 m apart (velocity unknown), anchored there; 6 s
+    later a fix at the first candidate moved 30 m east, after the displacement from the initialising frame was
+    measured (True), from another frame (None), or not at all (False). Returns the tracker and that fix's support."""
+    trk = _tracker(visual_confirm_frames=confirm)
+    trk.update_visual(_visual(0, [[0.0, 0.0], [200.0, 50.0]], sigma=2.0, scope=(100.0, 0.0, 500.0)))
+    trk.mark_anchor()
+    if motion_from_init is None:
+        trk.predict(3 * NS)
+        trk.mark_anchor()
+    trk.predict(6 * NS)
+    if motion_from_init is not False:
+        assert trk.update_displacement(6 * NS, 3 * NS if motion_from_init is None else 0, (30.0, 0.0), 1.0) in (
+            "weighted", "redrawn")
+    sup = trk.update_visual(_visual(6 * NS, [[30.0, 0.0]], sigma=2.0, scope=(100.0, 0.0, 500.0)))
+    return trk, sup
+
+
+def test_the_initialising_fix_counts_once_the_motion_to_the_next_one_is_measured():
+    """visual_confirm_frames = 2: with the displacement from the initialising photo measured, the next photo's fix
+    is checked against a tight prediction of one of the initialising candidates, so the two photos are the two
+    agreeing fixes: support counts at once (and the belief holds the candidate that agreed)."""
+    trk, sup = _visual_start(True)
+    e = trk.estimate()
+    assert sup > 0.9 and e.visual_used and e.status is not Status.LOST
+    assert math.hypot(e.x - 30.0, e.y) < 2.0
+
+
+@pytest.mark.parametrize("motion", [False, None], ids=["motion unknown", "motion from another frame"])
+def test_without_the_motion_from_the_initialising_fix_two_more_fixes_must_agree(motion):
+    """Velocity unknown over 6 s (or the displacement measured from a later frame): the initialising candidates
+    spread ~50 m by the next fix, within which a wrong candidate agrees by chance; the two fixes after it must
+    support the belief."""
+    trk, sup = _visual_start(motion)
+    assert sup > 0.5 and not trk.estimate().visual_used
+    trk.predict(12 * NS)
+    trk.update_visual(_visual(12 * NS, [[trk.estimate().x, trk.estimate().y]], sigma=2.0, scope=(100.0, 0.0, 500.0)))
+    assert trk.estimate().visual_used
+
+
+def test_the_initialising_fix_counts_only_for_the_fix_right_after_it():
+    """A fix that does not support the belief comes between: the streak starts again from the next supporting
+    fix, the initialising one forgotten; with visual_confirm_frames 3, init + 1 still falls one short."""
+    trk = _tracker(visual_confirm_frames=2)
+    trk.update_visual(_visual(0, [[0.0, 0.0]], sigma=2.0, scope=(0.0, 0.0, 500.0)))
+    trk.mark_anchor()
+    trk.predict(6 * NS)
+    trk.update_displacement(6 * NS, 0, (30.0, 0.0), 1.0)
+    sup = trk.update_visual(_visual(6 * NS, [[-400.0, 300.0]], sigma=2.0, scope=(0.0, 0.0, 500.0)))
+    assert sup < 0.5
+    trk.predict(7 * NS)
+    trk.update_visual(_visual(7 * NS, [[trk.estimate().x, trk.estimate().y]], sigma=2.0, scope=(0.0, 0.0, 500.0)))
+    assert not trk.estimate().visual_used
+    trk3, sup3 = _visual_start(True, confirm=3)
+    assert sup3 > 0.9 and not trk3.estimate().visual_used
