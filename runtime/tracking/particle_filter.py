@@ -955,10 +955,11 @@ class ParticleTracker:
         return "weighted"
 
     def _moved_from_init(self, t_ref: int) -> None:
-        """A displacement from ``t_ref`` to now was used: when ``t_ref`` is the initialising visual fix's time and no
-        visual fix came since, the next fix (now) may count the initialising one (:meth:`update_visual`)."""
-        if self._init_fix is not None and self._init_fix[0] == t_ref:
-            self._init_fix = (t_ref, self._t)
+        """A displacement from ``t_ref`` to now was used: when ``t_ref`` is the initialising visual fix's time, or the
+        end of the displacements measured since it (frames without candidates between), and no visual fix came
+        since, the next fix (now) may count the initialising one (:meth:`update_visual`)."""
+        if self._init_fix is not None and t_ref in self._init_fix:
+            self._init_fix = (self._init_fix[0], self._t)
 
     def _velocity_conflicts(self, vel: np.ndarray, sig: float, vx: float, vy: float, spread: float) -> bool:
         """Track runs of measured velocities that conflict with the belief (mean ``vx, vy``, std ``spread`` per
@@ -1167,7 +1168,7 @@ class ParticleTracker:
         the streak. The particles are weighted in every case. The first fix with candidates of an uninitialised
         tracker initialises the particles from its candidates (multi-modal) and returns 0.0 (it cannot support
         itself; it counts as the first of the streak when the next fix supports the belief and the displacement
-        between the two was measured); while LOST, unsupported fixes re-initialise them (at most every ``reinit_interval_s``) once their
+        between the two was measured, directly or by a chain across frames without candidates); while LOST, unsupported fixes re-initialise them (at most every ``reinit_interval_s``) once their
         best candidates have agreed with each other, moved by the belief's own motion, for ``reinit_confirm_s``
         (at once when the belief is wider than ``lost_sigma_m``): one look-alike place seen for a moment does not
         replace a belief that dead reckoning over water still holds. A fix without candidates changes nothing and

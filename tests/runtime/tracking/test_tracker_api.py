@@ -684,3 +684,23 @@ def test_the_initialising_fix_counts_only_for_the_fix_right_after_it():
     assert not trk.estimate().visual_used
     trk3, sup3 = _visual_start(True, confirm=3)
     assert sup3 > 0.9 and not trk3.estimate().visual_used
+
+
+@pytest.mark.parametrize("chained", [True, False], ids=["both steps measured", "second step not measured"])
+def test_the_initialising_fix_counts_across_a_frame_without_candidates_when_every_step_was_measured(chained):
+    """The photo after the initialising one gives no candidates (a uniform field): its displacement from the
+    initialising photo, then the next photo's from it, chain the prediction to the next fix, which then counts the
+    initialising one (visual_confirm_frames 2); one step unmeasured and the two fixes after it must agree."""
+    trk = _tracker(visual_confirm_frames=2)
+    scope = (100.0, 0.0, 500.0)
+    trk.update_visual(_visual(0, [[0.0, 0.0], [200.0, 50.0]], sigma=2.0, scope=scope))
+    trk.mark_anchor()
+    trk.predict(6 * NS)
+    assert trk.update_displacement(6 * NS, 0, (30.0, 0.0), 1.0) in ("weighted", "redrawn")
+    assert trk.update_visual(VisualFix(6 * NS, np.zeros((0, 2)), np.zeros(0), np.zeros(0))) == 0.0
+    trk.mark_anchor()
+    trk.predict(12 * NS)
+    if chained:
+        assert trk.update_displacement(12 * NS, 6 * NS, (30.0, 0.0), 1.0) in ("weighted", "redrawn")
+    sup = trk.update_visual(_visual(12 * NS, [[60.0, 0.0]], sigma=2.0, scope=scope))
+    assert sup > 0.5 and trk.estimate().visual_used is chained
