@@ -191,7 +191,8 @@ PHOTO_HIGHPASS_M = 4.0
 #: footprint), so two of them are two independent checks, where three video frames a tenth of a second apart see
 #: the same ground and can share the same wrong match; a third photo would come 5-6 s and 30 m later. Without GPS the
 #: photo that initialises the belief is the first of the two when the displacement from it to the next photo was
-#: measured (their images registered: :class:`~runtime.events.GroundMotion`), else the next two photos must agree
+#: measured (their images registered: :class:`~runtime.events.GroundMotion`; or step by step across photos without
+#: candidates), else the next two photos must agree
 PHOTO_CONFIRM_FRAMES = 2
 SENSEFLY_MOUNT = mount_with_image_top(SENSEFLY_IMAGE_TOP)
 """The camera of a senseFly swinglet CAM in its body: nadir, image top towards the nose (equal to NADIR_MOUNT)."""

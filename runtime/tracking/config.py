@@ -107,10 +107,10 @@ class TrackerConfig:
             consecutive supporting fixes, so that a chance coincidence of one wrong candidate with the belief does not.
             A visual fix that initialised the particles counts as the first of them when the displacement from it to
             the next fix was measured (:meth:`ParticleTracker.update_displacement`, e.g. two overlapping photos; or
-            a chain of displacements across frames without candidates):
-            that fix is then checked against the initialising candidates moved by it, a prediction as tight as the
-            measurement; with the motion unknown (seconds between photos, no IMU) the belief's velocity is not, and a
-            wrong pair of candidates agrees by chance within it.
+            step by step across frames without candidates): that fix is then checked against the initialising
+            candidates moved by it, a prediction as tight as the measurement; with the motion unknown (seconds
+            between photos, no IMU) the belief's velocity is not, and a wrong pair of candidates agrees by chance
+            within it.
         visual_timeout_s: visual support older than this no longer counts as recent.
     Status:
         ok_confirm_s, ok_check_chi2: a precise camera fix is the check OK needs only when the previous precise fix

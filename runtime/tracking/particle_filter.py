@@ -134,8 +134,9 @@ class ParticleTracker:
         self._last_precise_t: int | None = None  # the last supporting fix precise enough to check the belief
         self._last_precise_fix: tuple | None = None  # (t_ns, position, sigma) of the last precise supporting fix
         self._streak = 0  # consecutive visual fixes with support >= visual_support_min
-        #: (t_ns of the visual fix that initialised the particles, t_ns where a displacement measured from it ended or
-        #: None) until the next visual fix: that fix's agreement then counts the initialising one (update_visual)
+        #: (t_ns of the visual fix that initialised the particles, t_ns where the displacements measured from it, one
+        #: or a chain, ended, or None) until the next visual fix: that fix's agreement then counts the initialising
+        #: one (update_visual)
         self._init_fix: tuple[int, int | None] | None = None
         self._last_init_t: int | None = None
         self._yaw_hint: tuple[float, float] | None = None
@@ -1168,7 +1169,8 @@ class ParticleTracker:
         the streak. The particles are weighted in every case. The first fix with candidates of an uninitialised
         tracker initialises the particles from its candidates (multi-modal) and returns 0.0 (it cannot support
         itself; it counts as the first of the streak when the next fix supports the belief and the displacement
-        between the two was measured, directly or by a chain across frames without candidates); while LOST, unsupported fixes re-initialise them (at most every ``reinit_interval_s``) once their
+        between the two was measured, directly or step by step across frames without candidates); while LOST,
+        unsupported fixes re-initialise them (at most every ``reinit_interval_s``) once their
         best candidates have agreed with each other, moved by the belief's own motion, for ``reinit_confirm_s``
         (at once when the belief is wider than ``lost_sigma_m``): one look-alike place seen for a moment does not
         replace a belief that dead reckoning over water still holds. A fix without candidates changes nothing and
@@ -1210,9 +1212,9 @@ class ParticleTracker:
             self._last_vis = (self._t, fix.positions[j].copy(), float(fix.sigma_m[j]))
         if support >= self.config.visual_support_min:
             if self._streak == 0 and init_fix is not None and init_fix[1] == self._t:
-                # the fix right after an initialising one, with the displacement between the two measured: it was
-                # checked against the initialising candidates moved by that displacement (a prediction as tight as
-                # the measurement), so the initialising fix is the first of the agreeing ones
+                # the fix right after an initialising one, with the displacement between the two measured (directly
+                # or step by step): it was checked against the initialising candidates moved by that displacement (a
+                # prediction as tight as the measurement), so the initialising fix is the first of the agreeing ones
                 self._streak = 1
             self._streak += 1
             if self._streak >= self.config.visual_confirm_frames:
