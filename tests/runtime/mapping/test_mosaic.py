@@ -183,6 +183,19 @@ def test_maps_build_photos_then_replay_and_eval_a_photo_folder(photo_dir, shared
     kept = json.loads((out / "manifest.json").read_text())["build"]["provenance"]["survey_calibration"]
     assert kept["survey_scale"] == report["survey_scale"] and kept["report"] == "map.mosaic.json"
     assert kept["attitude_sigma_deg"] == report["attitude_sigma_deg"] and kept["boresight_deg"] == bore
+    # without GPS the first photo initialises the belief; the motion from it to the second (their images register)
+    # makes the second photo's agreeing fix the second of two, so it is localized at once; without that motion
+    # (--no-photo-motion) the two fixes after the initialising one must agree and the second stays LOST
+    for flag, second in (([], "DEGRADED"), (["--no-photo-motion"], "LOST")):
+        nog = tmp_path / f"nogps{len(flag)}.jsonl"
+        assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(nog), "--quiet", "--gps-topic", "none",
+                             "--survey-calibration", str(out), *flag]) == 0
+        capsys.readouterr()
+        assert [r.status for r in read_track(nog)] == ["LOST", second, "DEGRADED"]
+        if not flag:  # every estimate within 10 m of the photos' GPS (here 3.2-3.4 m)
+            assert runtime_main(["eval", str(nog), "--truth", str(fly)]) == 0
+            row = next(ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith("estimate"))
+            assert row[1:3] == ["all", "3"] and float(row[5]) < 10.0  # the max error, metres
     assert runtime_main(["replay", str(fly), "--map", str(out), "-o", str(tmp_path / "t5.jsonl"), "--quiet",
                          "--survey-calibration", str(out), "--recorded-tilt"]) == 0
     err = capsys.readouterr().err
