@@ -169,10 +169,27 @@ SENSEFLY_PITCH_SIGN = -1.0
 """REP-103 pitch = this * ``PitchAngle``: senseFly's positive pitch is nose UP (aerospace), REP-103's nose down
 (measured)."""
 SENSEFLY_HEADING_SIGMA_DEG = 17.0
-"""How far a senseFly XMP Heading scatters around the heading the images show (degrees; measured: +/-17, IQR 35)."""
+"""How far a senseFly XMP Heading scatters around the heading the images show (degrees; measured: +/-17, IQR 35).
+Most of it is the crab (:data:`SENSEFLY_HEADING_IS_COURSE`): the Heading is the course over ground, the images show
+where the nose points."""
+SENSEFLY_HEADING_IS_COURSE = True
+"""A senseFly XMP Heading is the course over ground, not where the nose points: measured on Seneca's 113 registered
+consecutive pairs, the Heading minus the GPS course between the two photos has a median of -1.3 degrees and of -4
+to +3 in every 30-degree bin of flight direction (robust sigma 12.7, the photos' GPS noise included), while the
+pair's motion in the first camera's axes -- the crab into the wind -- is a median 31-40 degrees on the lines flown
+south-east and 3-9 on those flown north-east and south-west (wind along those). An eBee has no magnetometer: its
+autopilot's heading is the GPS track's. So a displacement between two photos points along the chord of their
+Headings (:func:`runtime.mapping.photo_motion.pair_motion`: 5.9 degrees robust sigma from the GPS's), and the
+camera's own yaw is the Heading less the crab."""
 DJI_YAW_SIGMA_DEG = 5.0
 """How far a DJI gimbal's recorded yaw may be off (degrees; assumed from the compass's usual accuracy, not measured:
 no real DJI file here)."""
+
+
+def heading_is_course(photo: "PhotoMeta") -> bool:
+    """Whether ``photo``'s recorded heading is its course over ground rather than where its nose points:
+    senseFly's (:data:`SENSEFLY_HEADING_IS_COURSE`); DJI's gimbal and flight yaw are the compass's."""
+    return photo.maker == "sensefly" and SENSEFLY_HEADING_IS_COURSE
 
 
 def heading_sigma_deg(photo: "PhotoMeta") -> float | None:

@@ -59,6 +59,47 @@ def test_a_wrong_recorded_tilt_does_not_move_it_and_a_wrong_heading_turns_it(gro
     np.testing.assert_allclose(m.displacement_en, [c * want[0] - s * want[1], s * want[0] + c * want[1]], atol=0.4)
 
 
+def test_a_recorded_course_points_the_displacement_whatever_the_crab(ground):
+    """A heading that is the course over ground (senseFly's): the camera is yawed 36 degrees off it (the crab into a
+    cross wind), the images give the displacement in the camera's axes, and turned by the course it would point
+    36 degrees off; with ``heading_is_course`` it points along the course and keeps the images' length."""
+    want = np.subtract(PLACES[1], PLACES[0])
+    course_yaw = math.atan2(want[1], want[0])  # REP-103 yaw of the ground track
+    crab = math.radians(36.0)
+    true0 = Attitude(ATTS[0].roll, ATTS[0].pitch, course_yaw - crab)
+    shots = [ground.shot("c0.jpg", PLACES[0], true0, Attitude(true0.roll, true0.pitch, course_yaw), 0.0),
+             ground.shot("c1.jpg", PLACES[1], ATTS[1], Attitude(ATTS[1].roll, ATTS[1].pitch, course_yaw), 5.0)]
+    metas = [m for m, _ in shots]
+    images = {m.name: g for m, g in shots}
+    check = check_attitude(metas, [[0, 1]], load=lambda m: images[m.name])
+    course = pair_motion(metas[0], metas[1], check.pairs[0], heading_sigma_deg=17.0, heading_is_course=True)
+    np.testing.assert_allclose(course.displacement_en, want, atol=0.5)
+    yawed = pair_motion(metas[0], metas[1], check.pairs[0], heading_sigma_deg=17.0)
+    d = np.asarray(yawed.displacement_en)
+    assert np.hypot(*d) == pytest.approx(np.hypot(*want), abs=0.5)
+    assert math.degrees(math.atan2(d[1], d[0]) - course_yaw) == pytest.approx(36.0, abs=1.5)
+    # the photos' maker says which: senseFly's Heading is a course (with_motions), a DJI yaw is not
+    assert with_motions(metas, check)[0][1].motion.displacement_en == pytest.approx(course.displacement_en)
+    dji = [replace(m, maker="dji") for m in metas]
+    assert with_motions(dji, check)[0][1].motion.displacement_en == pytest.approx(yawed.displacement_en)
+
+
+def test_courses_through_a_turn_point_the_displacement_along_their_chord(ground):
+    """Two courses 60 degrees apart (a turn at a constant rate): the displacement points halfway between them, the
+    chord of the arc; two opposite courses (a turn-around) are told apart by the images' own direction."""
+    want = np.subtract(PLACES[1], PLACES[0])
+    chord_yaw = math.atan2(want[1], want[0])
+    metas, check = _photos(ground)
+    turn = [replace(m, attitude=Attitude(m.attitude.roll, m.attitude.pitch, chord_yaw + s * math.radians(30.0)))
+            for m, s in zip(metas[:2], (-1.0, 1.0))]
+    m = pair_motion(turn[0], turn[1], check.pairs[0], heading_sigma_deg=17.0, heading_is_course=True)
+    np.testing.assert_allclose(m.displacement_en, want, atol=0.5)
+    back = [replace(m, attitude=Attitude(m.attitude.roll, m.attitude.pitch, chord_yaw + s * math.radians(85.0)))
+            for m, s in zip(metas[:2], (-1.0, 1.0))]
+    m = pair_motion(back[0], back[1], check.pairs[0], heading_sigma_deg=17.0, heading_is_course=True)
+    np.testing.assert_allclose(m.displacement_en, want, atol=0.5)
+
+
 def test_no_motion_without_height_attitude_or_the_earlier_photo(ground):
     metas, check = _photos(ground)
     p = check.pairs[0]
@@ -108,3 +149,38 @@ def test_real_sensefly_motion_agrees_with_the_gps(shared_data):
         assert abs(turn) * np.hypot(*gps) < 3.0 * math.hypot(mo.sigma_m, gps_sigma,
                                                            np.hypot(*gps) * mo.heading_sigma_rad)
     assert 1.05 < float(np.median(ratios)) < 1.35
+
+
+CROSSWIND = [f"IMG_{k:04d}.jpg" for k in range(591, 596)]  # a line flown south-east, across the wind
+
+
+def test_real_sensefly_heading_is_the_course_across_the_wind(shared_data):
+    """Five consecutive real photos of a line flown across the wind: the camera's axes show the motion 40-50
+    degrees off its recorded Heading (the crab), so turning the images' displacement by the Heading puts it that far
+    off the GPS's; taken along the Heading (a course over ground, with_motions for a senseFly folder) each agrees
+    with the GPS within its stated heading error (17 degrees: 2 sigma of it here)."""
+    from maps.geodesy import LocalFrame
+    from runtime.sources.photos import read_photo_folder
+
+    metas = list(read_photo_folder([shared_data(SENECA) / n for n in CROSSWIND]).photos)
+    check = check_attitude(metas, [list(range(len(metas)))])
+    moved, n = with_motions(metas, check)
+    yawed = pair_motions(metas, check, 17.0)
+    assert n >= 3 and set(yawed) == {m.name for m in moved if m.motion is not None}
+    frame = LocalFrame(metas[0].lat, metas[0].lon)
+    xy = {m.name: np.array(frame.to_local(m.lat, m.lon), dtype=float) for m in metas}
+
+    def off_gps_deg(prev, m, d):
+        gps = xy[m.name] - xy[prev.name]
+        a = math.atan2(d[1], d[0]) - math.atan2(gps[1], gps[0])
+        return math.degrees((a + math.pi) % (2 * math.pi) - math.pi)
+
+    course_off, yawed_off = [], []
+    for prev, m in zip(moved, moved[1:]):
+        if m.motion is None:
+            continue
+        course_off.append(off_gps_deg(prev, m, m.motion.displacement_en))
+        yawed_off.append(off_gps_deg(prev, m, yawed[m.name].displacement_en))
+        assert abs(course_off[-1]) < 2.0 * math.degrees(m.motion.heading_sigma_rad)
+    assert np.median(np.abs(yawed_off)) > 30.0  # the crab, counted twice
+    assert np.median(np.abs(course_off)) < 15.0
