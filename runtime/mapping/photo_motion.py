@@ -27,8 +27,8 @@ Measured on Seneca (113 of 142 consecutive pairs, 30 m median apart, against the
 displacement's direction along the chord of the two Headings (courses) is off the GPS's by 5.9 degrees (robust
 sigma, about what the photos' GPS noise alone makes over 30 m), with no pattern by flight direction; along the first
 photo's Heading alone by 12.7; turned by the Heading as a yaw by 15.4, and by 34-38 degrees on every pair of the lines
-flown across the wind (the crab counted twice). Its length is the GPS's x 1.18
-before the survey's ground scale (0.82) is applied, i.e. the same scale the mosaic measures.
+flown across the wind (the crab counted twice). Its length is the GPS's x 1.18 before the survey's ground scale (0.82)
+is applied, i.e. the same scale the mosaic measures.
 """
 
 from __future__ import annotations
@@ -71,9 +71,10 @@ def pair_motion(meta_a, meta_b, pair, *, heading_sigma_deg: float, height_sigma:
     R = R_cam2world(meta_a.attitude, meta_a.mount)
     R = rotation_between(R @ pair.down_a, _DOWN) @ R  # the pair's ground normal is the vertical; heading kept
     d = (R @ np.asarray(pair.centre_b, dtype=np.float64) * float(meta_a.height_m))[:2]
+    length = float(np.hypot(*d))
     if heading_is_course:
-        d = float(np.hypot(*d)) * _chord(meta_a, meta_b, d)
-    sigma = math.hypot(height_sigma * float(np.hypot(*d)), floor_m)
+        d = length * _chord(meta_a, meta_b, d)
+    sigma = math.hypot(height_sigma * length, floor_m)
     return GroundMotion(meta_b.t_ns, meta_a.t_ns, (float(d[0]), float(d[1])), sigma,
                         math.radians(heading_sigma_deg), topic="photos", frame_id=meta_b.name)
 
@@ -88,9 +89,7 @@ def _chord(meta_a, meta_b, d: np.ndarray) -> np.ndarray:
     cb = ca if meta_b.attitude is None else heading_from_yaw(meta_b.attitude.yaw)
     u = np.array([math.sin(ca) + math.sin(cb), math.cos(ca) + math.cos(cb)])
     n = float(np.hypot(*u))
-    if n < 1e-6:  # opposite courses: across them
-        u, n = np.array([math.cos(ca), -math.sin(ca)]), 1.0
-    u = u / n
+    u = u / n if n >= 1e-6 else np.array([math.cos(ca), -math.sin(ca)])  # opposite courses: across them
     return u if float(u @ d) >= 0.0 else -u
 
 

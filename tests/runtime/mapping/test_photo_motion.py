@@ -86,7 +86,9 @@ def test_a_recorded_course_points_the_displacement_whatever_the_crab(ground):
 
 def test_courses_through_a_turn_point_the_displacement_along_their_chord(ground):
     """Two courses 60 degrees apart (a turn at a constant rate): the displacement points halfway between them, the
-    chord of the arc; two opposite courses (a turn-around) are told apart by the images' own direction."""
+    chord of the arc. Two courses 190 degrees apart (a turn-around, flown the long way): halfway between them lies
+    both the chord and its opposite, and the images' own direction (the camera 10 degrees off the first course, the
+    crab) picks the chord."""
     want = np.subtract(PLACES[1], PLACES[0])
     chord_yaw = math.atan2(want[1], want[0])
     metas, check = _photos(ground)
@@ -94,9 +96,14 @@ def test_courses_through_a_turn_point_the_displacement_along_their_chord(ground)
             for m, s in zip(metas[:2], (-1.0, 1.0))]
     m = pair_motion(turn[0], turn[1], check.pairs[0], heading_sigma_deg=17.0, heading_is_course=True)
     np.testing.assert_allclose(m.displacement_en, want, atol=0.5)
-    back = [replace(m, attitude=Attitude(m.attitude.roll, m.attitude.pitch, chord_yaw + s * math.radians(85.0)))
-            for m, s in zip(metas[:2], (-1.0, 1.0))]
-    m = pair_motion(back[0], back[1], check.pairs[0], heading_sigma_deg=17.0, heading_is_course=True)
+    course_a, course_b = chord_yaw + math.radians(95.0), chord_yaw - math.radians(95.0)  # their mean: minus the chord
+    true_a = Attitude(ATTS[0].roll, ATTS[0].pitch, course_a - math.radians(10.0))
+    shots = [ground.shot("u0.jpg", PLACES[0], true_a, Attitude(true_a.roll, true_a.pitch, course_a), 0.0),
+             ground.shot("u1.jpg", PLACES[1], ATTS[1], Attitude(ATTS[1].roll, ATTS[1].pitch, course_b), 5.0)]
+    images = {mm.name: g for mm, g in shots}
+    uturn = [mm for mm, _ in shots]
+    pair = check_attitude(uturn, [[0, 1]], load=lambda mm: images[mm.name]).pairs[0]
+    m = pair_motion(uturn[0], uturn[1], pair, heading_sigma_deg=17.0, heading_is_course=True)
     np.testing.assert_allclose(m.displacement_en, want, atol=0.5)
 
 
@@ -155,7 +162,7 @@ CROSSWIND = [f"IMG_{k:04d}.jpg" for k in range(591, 596)]  # a line flown south-
 
 
 def test_real_sensefly_heading_is_the_course_across_the_wind(shared_data):
-    """Five consecutive real photos of a line flown across the wind: the camera's axes show the motion 40-50
+    """Five consecutive real photos of a line flown across the wind: the camera's axes show the motion 42-51
     degrees off its recorded Heading (the crab), so turning the images' displacement by the Heading puts it that far
     off the GPS's; taken along the Heading (a course over ground, with_motions for a senseFly folder) each agrees
     with the GPS within its stated heading error (17 degrees: 2 sigma of it here)."""
